@@ -1,0 +1,75 @@
+"""Checkpoint I/O: our format, and safe import of official EMS-YOLO checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CheckpointError
+from .format import (
+    FORMAT,
+    VERSION,
+    Checkpoint,
+    NotOursError,
+    atomic_write,
+    from_model,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .official import OfficialCheckpoint, guess_gen1, official_to_ours_key, read_official
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Checkpoint",
+    "OfficialCheckpoint",
+    "atomic_write",
+    "from_model",
+    "import_official",
+    "load_any",
+    "load_checkpoint",
+    "official_defaults",
+    "read_official",
+    "save_checkpoint",
+]
+
+DEFAULT_TIME_STEPS = 4  # the paper's COCO setting
+GEN1_TIME_STEPS = 5  # the paper's and official code's Gen1 setting
+
+
+def official_defaults(off: OfficialCheckpoint) -> tuple[int, str]:
+    """T and encoding to assume when the user gives none: Gen1-looking models get frames, T = 5."""
+    return (GEN1_TIME_STEPS, "frames") if guess_gen1(off) else (DEFAULT_TIME_STEPS, "direct")
+
+
+def import_official(path: str | Path, time_steps: int | None = None, encoding: str | None = None) -> Checkpoint:
+    """Convert an official checkpoint to ours (in memory). Raises :class:`CheckpointError`."""
+    off = read_official(path)
+    t_default, e_default = official_defaults(off)
+    state_dict = {official_to_ours_key(k): v for k, v in off.state_dict.items()}
+    meta = {
+        "names": off.names,
+        "source": {"format": "official-emsyolo", "file": Path(path).name, "weights": off.source, **off.extra},
+        "assumed": {
+            k: v
+            for k, v in (("time_steps", t_default), ("encoding", e_default))
+            if (k == "time_steps" and time_steps is None) or (k == "encoding" and encoding is None)
+        },
+    }
+    ckpt = Checkpoint(off.config, state_dict, time_steps or t_default, encoding or e_default, meta, Path(path))
+    ckpt.build()  # fail now, naming the file, if config and weights disagree
+    return ckpt
+
+
+def load_any(path: str | Path, time_steps: int | None = None, encoding: str | None = None) -> Checkpoint:
+    """Load our checkpoint, or import an official one (T and encoding then from the arguments)."""
+    try:
+        ckpt = load_checkpoint(path)
+    except NotOursError:
+        return import_official(path, time_steps, encoding)
+    if time_steps is not None:
+        ckpt.time_steps = int(time_steps)
+    if encoding is not None and encoding != ckpt.encoding:
+        raise CheckpointError(
+            f"{path}: trained for the {ckpt.encoding!r} encoding; --encoding {encoding} does not apply"
+        )
+    return ckpt

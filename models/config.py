@@ -1,0 +1,277 @@
+"""YOLOv5-style model configs: ``[from, number, module, args]`` rows, parsed without ``eval``.
+
+The official EMS-YOLO YAML files parse unchanged. Module names are the official class names;
+:data:`MODULES` maps each to the builder that makes our module and states what it is.
+Optional keys beyond the official format (all with the official defaults):
+``tau``, ``v_th``, ``surrogate_width``, ``silu_inplace``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from .blocks import ConvSiLU, EMSBlock2, MSBlock, NeuronParams, Stem
+from .detect import Detect
+from .layers import Concat, Sample
+
+__all__ = [
+    "MODULES",
+    "ConfigError",
+    "LayerSpec",
+    "builtin_config_path",
+    "builtin_configs",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A model config that cannot be built; the message names the layer and the rule."""
+
+
+@dataclass(frozen=True)
+class ModuleKind:
+    """How one official module name is built: ``build(c_in, c_out, args, neuron)``."""
+
+    build: Callable[..., nn.Module]
+    description: str
+    changes_channels: bool = True  # the first arg is the output width (scaled by width_multiple)
+
+
+def _conv_args(name: str, args: list) -> tuple[int, int]:
+    """Official ``Conv``-style signature: ``[c_out, k=1, s=1, p=None, g=1, act=True]``."""
+    rest = args[3:]
+    if len(rest) > 3 or any(v != d for v, d in zip(rest, [None, 1, True])):
+        raise ConfigError(f"{name}: only the default padding, groups and activation are supported, got {args}")
+    k = args[1] if len(args) > 1 else 1
+    s = args[2] if len(args) > 2 else 1
+    return int(k), int(s)
+
+
+def _stem(c1, c2, args, neuron):
+    k, s = _conv_args("Conv_1/Conv_2", args)
+    return Stem(c1, c2, k, s), s
+
+
+def _conv_silu(c1, c2, args, neuron):
+    k, s = _conv_args("Conv", args)
+    return ConvSiLU(c1, c2, k, s, neuron), s
+
+
+def _block_args(name: str, args: list) -> tuple[int, int, float]:
+    k = args[1] if len(args) > 1 else 3
+    s = args[2] if len(args) > 2 else 1
+    e = args[3] if len(args) > 3 else 0.5
+    if len(args) > 4:
+        raise ConfigError(f"{name}: at most [c_out, k, s, e], got {args}")
+    if k not in (1, 3):
+        raise ConfigError(f"{name}: kernel size must be 1 or 3 (as in the official code), got {k}")
+    return int(k), int(s), float(e)
+
+
+def _basic2(c1, c2, args, neuron):
+    k, s, _ = _block_args("BasicBlock_2", args)
+    return MSBlock(c1, c2, k, s, hidden=c2, shortcut_lif=True, neuron=neuron), s
+
+
+def _basic1(c1, c2, args, neuron):
+    if len(args) > 3:
+        raise ConfigError(f"BasicBlock_1: at most [c_out, s, e], got {args}")
+    s = int(args[1]) if len(args) > 1 else 1
+    return MSBlock(c1, c2, 3, s, hidden=1024, shortcut_lif=True, neuron=neuron), s
+
+
+def _basic_ms(c1, c2, args, neuron):
+    k, s, e = _block_args("BasicBlock_ms", args)
+    return MSBlock(c1, c2, k, s, hidden=int(c2 * e), shortcut_lif=False, neuron=neuron), s
+
+
+def _concat_res2(c1, c2, args, neuron):
+    k, s, _ = _block_args("Concat_res2", args)
+    return EMSBlock2(c1, c2, k, s, hidden=c2, neuron=neuron), s
+
+
+def _concat_ms(c1, c2, args, neuron):
+    k, s, e = _block_args("ConcatBlock_ms", args)
+    return EMSBlock2(c1, c2, k, s, hidden=int(c2 * e), neuron=neuron), s
+
+
+MODULES: dict[str, ModuleKind] = {
+    "Conv_1": ModuleKind(_stem, "stem: conv(k, s) → tdBN on the input, no neuron"),
+    "Conv_2": ModuleKind(_stem, "stem: conv(k, s) → tdBN on the input, no neuron (-ee configs)"),
+    "Conv": ModuleKind(_conv_silu, "conv → tdBN → SiLU neuron (non-spiking head layer)"),
+    "BasicBlock_2": ModuleKind(_basic2, "MS-Block (identity) / EMS-Block1 (MaxPool → LIF → conv1×1 → BN shortcut)"),
+    "BasicBlock_1": ModuleKind(_basic1, "EMS-Block1 with hidden width 1024, k = 3"),
+    "BasicBlock_ms": ModuleKind(_basic_ms, "-ee MS-Block, hidden c_out·e; LIF-less MaxPool → conv1×1 → BN shortcut"),
+    "Concat_res2": ModuleKind(_concat_res2, "EMS-Block2: R(x) + MaxPool(cat[LIF → conv1×1 → BN, x])"),
+    "ConcatBlock_ms": ModuleKind(_concat_ms, "-ee EMS-Block2, hidden c_out·e"),
+    "Sample": ModuleKind(None, "nearest upsampling by an integer factor", changes_channels=False),  # type: ignore[arg-type]
+    "Concat": ModuleKind(None, "channel concat in `from` order", changes_channels=False),  # type: ignore[arg-type]
+    "Detect": ModuleKind(None, "1×1 conv with bias per scale, mean over T, YOLOv5 decoding", changes_channels=False),  # type: ignore[arg-type]
+}
+
+
+@dataclass
+class LayerSpec:
+    """One built layer: its index, sources, module and bookkeeping for the next rows."""
+
+    index: int
+    source: int | list[int]
+    module_name: str
+    module: nn.Module
+    out_channels: int
+    stride: float  # cumulative downsampling of this layer's output w.r.t. the input
+    args: list = field(default_factory=list)
+
+
+def _resolve_arg(a: Any, nc: int, anchors: Any) -> Any:
+    """The official parser ``eval``s string args; we accept exactly the names it ever uses."""
+    if not isinstance(a, str):
+        return a
+    table = {"nc": nc, "anchors": anchors, "None": None, "True": True, "False": False}
+    return table.get(a, a)
+
+
+def _make_divisible(x: float, divisor: int = 8) -> int:
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file into a plain dict (safe loader only)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a model config is a mapping with nc, anchors, backbone and head")
+    return cfg
+
+
+def builtin_configs() -> list[str]:
+    """Names of the configs shipped in ``models/configs``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def builtin_config_path(name: str) -> Path:
+    path = CONFIG_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown config {name!r}; shipped configs: {', '.join(builtin_configs())}")
+    return path
+
+
+def neuron_params(cfg: dict) -> NeuronParams:
+    return NeuronParams(
+        tau=float(cfg.get("tau", 0.25)),
+        v_th=float(cfg.get("v_th", 0.5)),
+        surrogate_width=float(cfg.get("surrogate_width", 1.0)),
+        silu_inplace=bool(cfg.get("silu_inplace", True)),
+    )
+
+
+def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
+    """Build the layers of a config dict. Raises :class:`ConfigError` naming the failing row."""
+    cfg = copy.deepcopy(cfg)
+    for key in ("nc", "anchors", "backbone", "head"):
+        if key not in cfg:
+            raise ConfigError(f"config has no {key!r} key (needs nc, anchors, backbone, head)")
+    nc = cfg["nc"]
+    if not isinstance(nc, int) or nc < 1:
+        raise ConfigError(f"nc must be a positive integer, got {nc!r}")
+    gd = float(cfg.get("depth_multiple", 1.0))
+    gw = float(cfg.get("width_multiple", 1.0))
+    anchors = cfg["anchors"]
+    na = len(anchors[0]) // 2 if isinstance(anchors, list) else int(anchors)
+    no = na * (nc + 5)
+    neuron = neuron_params(cfg)
+    in_ch = int(ch if ch is not None else cfg.get("ch", 3))
+
+    rows = list(cfg["backbone"]) + list(cfg["head"])
+    specs: list[LayerSpec] = []
+    chans: list[int] = []
+    strides: list[float] = []
+    for i, row in enumerate(rows):
+        where = f"layer {i}"
+        if not (isinstance(row, (list, tuple)) and len(row) == 4):
+            raise ConfigError(f"{where}: each row is [from, number, module, args], got {row!r}")
+        f, n, name, args = row
+        if name not in MODULES:
+            raise ConfigError(f"{where}: module {name!r} is not supported. Supported: {', '.join(MODULES)}")
+        args = [_resolve_arg(a, nc, anchors) for a in (args or [])]
+        sources = [f] if isinstance(f, int) else list(f)
+        for src in sources:
+            if not isinstance(src, int) or not (-i <= src < i if i else src == -1):
+                raise ConfigError(f"{where} ({name}): 'from' index {src!r} does not name an earlier layer")
+        abs_src = [(s + i if s < 0 else s) for s in sources]
+
+        def c_in(j: int = 0, abs_src: list[int] = abs_src) -> int:
+            return in_ch if abs_src[j] < 0 else chans[abs_src[j]]
+
+        def s_in(j: int = 0, abs_src: list[int] = abs_src) -> float:
+            return 1.0 if abs_src[j] < 0 else strides[abs_src[j]]
+
+        n = max(round(n * gd), 1) if n > 1 else n
+        try:
+            if name == "Concat":
+                if args not in ([2], [-3]):
+                    raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
+                if len({s_in(j) for j in range(len(sources))}) != 1:
+                    raise ConfigError(
+                        f"{where}: Concat inputs have different strides {[s_in(j) for j in range(len(sources))]}"
+                    )
+                module, c2, stride = Concat(), sum(c_in(j) for j in range(len(sources))), s_in()
+            elif name == "Sample":
+                size, scale, mode = (args + [None, None, "nearest"][len(args) :])[:3]
+                if size is not None or mode != "nearest" or not isinstance(scale, int) or scale < 1:
+                    raise ConfigError(f"{where}: Sample supports [None, k, 'nearest'] with integer k, got {args}")
+                module, c2, stride = Sample(scale), c_in(), s_in() / scale
+            elif name == "Detect":
+                det_nc, det_anchors = args[0], args[1]
+                if isinstance(det_anchors, int):
+                    det_anchors = [list(range(det_anchors * 2))] * len(sources)
+                if len(det_anchors) != len(sources):
+                    raise ConfigError(f"{where}: Detect has {len(sources)} inputs but {len(det_anchors)} anchor sets")
+                det_strides = [s_in(j) for j in range(len(sources))]
+                module = Detect(det_nc, det_anchors, [c_in(j) for j in range(len(sources))], det_strides)
+                c2, stride = no, 0.0
+            else:
+                if n > 1 and c_in() != make_c2(args, no, gw):
+                    raise ConfigError(
+                        f"{where}: {name} repeated {n}× must keep its width, but it maps {c_in()} -> {make_c2(args, no, gw)}"
+                    )
+                c2 = make_c2(args, no, gw)
+                built = [MODULES[name].build(c_in(), c2, args, neuron) for _ in range(n)]
+                mods = [m for m, _ in built]
+                module = nn.Sequential(*mods) if n > 1 else mods[0]
+                stride = s_in() * built[0][1]
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, IndexError) as e:
+            raise ConfigError(f"{where} ({name} {args}): {e}") from None
+        module.i, module.f, module.type = i, f, name  # type: ignore[assignment]
+        specs.append(LayerSpec(i, f, name, module, c2, stride, args))
+        chans.append(c2)
+        strides.append(stride)
+    if not specs or specs[-1].module_name != "Detect":
+        raise ConfigError("the last layer of a config must be Detect")
+    return specs
+
+
+def make_c2(args: list, no: int, gw: float) -> int:
+    if not args or not isinstance(args[0], int):
+        raise ConfigError(f"the first argument must be the output width, got {args}")
+    c2 = args[0]
+    return _make_divisible(c2 * gw, 8) if c2 != no else c2

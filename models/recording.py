@@ -1,0 +1,34 @@
+"""Record every neuron's output during a forward pass, keyed by module path.
+
+Used to compare the PyTorch model with the IR simulators and reference fixtures; the
+recording is removed when the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .neurons import LIF, SiLUNeuron
+
+__all__ = ["record_neurons"]
+
+
+@contextmanager
+def record_neurons(model: nn.Module, kinds: tuple[type, ...] = (LIF, SiLUNeuron)) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict that fills with ``{module path: output [T, B, ...]}`` of each neuron module."""
+    records: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, kinds):
+            handles.append(
+                module.register_forward_hook(lambda _m, _i, out, name=name: records.__setitem__(name, out.detach()))
+            )
+    try:
+        yield records
+    finally:
+        for h in handles:
+            h.remove()

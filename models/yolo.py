@@ -1,0 +1,110 @@
+"""The EMS-YOLO model: layers from a config, input encoding, and the detection output."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConfigError, load_config, parse_config
+from .detect import Detect
+
+__all__ = ["EMSYOLO", "ENCODINGS", "build_model"]
+
+ENCODINGS = ("direct", "frames")
+
+
+class EMSYOLO(nn.Module):
+    """EMS-YOLO built from a YOLOv5-style config.
+
+    Layer ``i`` lives at ``model.<i>`` (so state_dict keys and module paths follow the official
+    layout). ``forward`` returns the raw head outputs; :meth:`predict` also decodes them.
+
+    Args:
+        config: the config dict (official format; see :mod:`models.config`).
+        time_steps: default T for the ``direct`` encoding (``frames`` take T from the input).
+        encoding: ``"direct"`` — a static image ``[B, C, H, W]`` repeated T times — or
+            ``"frames"`` — event frames ``[B, T, C, H, W]``, one per step.
+    """
+
+    def __init__(self, config: dict, time_steps: int = 4, encoding: str = "direct") -> None:
+        super().__init__()
+        if encoding not in ENCODINGS:
+            raise ConfigError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+        if int(time_steps) < 1:
+            raise ConfigError(f"time_steps must be >= 1, got {time_steps}")
+        self.config = copy.deepcopy(config)
+        self.in_channels = int(self.config.get("ch", 3))
+        self.config["ch"] = self.in_channels
+        specs = parse_config(self.config)
+        self.model = nn.Sequential(*(s.module for s in specs))
+        self.save = sorted(
+            {j % s.index for s in specs for j in ([s.source] if isinstance(s.source, int) else s.source) if j != -1}
+        )
+        self.time_steps = int(time_steps)
+        self.encoding = encoding
+        self.nc = int(self.config["nc"])
+        self.names = [str(i) for i in range(self.nc)]
+
+    @property
+    def detect(self) -> Detect:
+        return self.model[-1]  # type: ignore[return-value]
+
+    @property
+    def stride(self) -> torch.Tensor:
+        return self.detect.stride
+
+    def encode(self, x: torch.Tensor, time_steps: int | None = None) -> torch.Tensor:
+        """Turn a user input into the network's time-first layout ``[T, B, C, H, W]``."""
+        if self.encoding == "direct":
+            if x.dim() != 4:
+                raise ValueError(f"direct encoding expects images [B, C, H, W], got shape {tuple(x.shape)}")
+            t = int(time_steps or self.time_steps)
+            if x.shape[1] != self.in_channels:
+                raise ValueError(
+                    f"expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})"
+                )
+            return x.unsqueeze(0).expand(t, *x.shape)
+        if x.dim() != 5:
+            raise ValueError(f"frames encoding expects event frames [B, T, C, H, W], got shape {tuple(x.shape)}")
+        if time_steps is not None and x.shape[1] != time_steps:
+            raise ValueError(f"input has {x.shape[1]} frames but time_steps={time_steps}")
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[2]} (shape {tuple(x.shape)})")
+        return x.transpose(0, 1)
+
+    def forward_time_first(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run the layers on an already encoded ``[T, B, C, H, W]`` tensor."""
+        outputs: list[torch.Tensor | None] = []
+        for m in self.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x if m.i in self.save else None)
+        return x
+
+    def forward(self, x: torch.Tensor, time_steps: int | None = None) -> list[torch.Tensor]:
+        """Raw head outputs ``[B, na, ny, nx, nc+5]`` per scale, averaged over T."""
+        return self.forward_time_first(self.encode(x, time_steps))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, time_steps: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decoded boxes ``[B, N, nc+5]`` (xywh in pixels, objectness, class scores) and the raw outputs."""
+        raws = self.forward(x, time_steps)
+        return self.detect.decode(raws), raws
+
+
+def build_model(
+    config: dict | str | Path, time_steps: int = 4, encoding: str = "direct", nc: int | None = None
+) -> EMSYOLO:
+    """Build a fresh model from a config dict, a YAML path, or a shipped config name."""
+    if not isinstance(config, dict):
+        from .config import builtin_config_path
+
+        p = Path(config)
+        config = load_config(p if p.suffix in (".yaml", ".yml") and p.exists() else builtin_config_path(str(config)))
+    if nc is not None:
+        config = {**config, "nc": nc}
+    return EMSYOLO(config, time_steps=time_steps, encoding=encoding)

@@ -1,0 +1,73 @@
+"""Shared test fixtures.
+
+The official EMS-YOLO reference fixtures live beside the checkout in ../shared (never
+copied into the repo). Missing fixtures skip the tests locally, but fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("EMSDEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "official"))
+
+OFFICIAL = {
+    "res10ee_gen1_T5": "checkpoint_stripped_fp16.pt",
+    "tiny_all_coco_T4": "checkpoint_last_fp32.pt",
+}
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"official fixtures are required under CI but {path} is missing")
+    pytest.skip(f"official fixtures not found at {path}")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return _require(FIXTURES)
+
+
+class OfficialFixture:
+    """One official fixture folder: checkpoint, inputs, references, metadata."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.info = json.loads((folder / "reference.json").read_text())
+        self.checkpoint = folder / self.info["checkpoint"]["file"]
+        self.inputs = np.load(folder / "input.npy")
+        self.reference = np.load(folder / "reference.npz")
+        self.T = int(self.info["T"])
+        self.lif_names: list[str] = self.info["lif_modules_named_modules_order"]
+        self.silu_names: list[str] = self.info.get("silu_mem_update_modules") or []
+
+    def input(self, k: int) -> torch.Tensor:
+        return torch.from_numpy(self.inputs[k : k + 1])
+
+    def ref(self, k: int, kind: str, name: object = None) -> np.ndarray:
+        return self.reference[f"in{k}__{kind}" + ("" if name is None else f"__{name}")]
+
+
+@pytest.fixture(scope="session", params=sorted(OFFICIAL))
+def official(request) -> OfficialFixture:
+    return OfficialFixture(_require(FIXTURES / request.param))
+
+
+@pytest.fixture(scope="session")
+def lif_unit() -> dict:
+    folder = _require(FIXTURES / "lif_unit_T5")
+    return {"npz": np.load(folder / "lif_unit.npz"), "info": json.loads((folder / "lif_unit.json").read_text())}
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
