@@ -10,7 +10,7 @@ from .detect import Detect, decode_raw
 from .layers import Concat, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
 from .neurons import LIF, SiLUNeuron, spike_fn
 from .recording import record_neurons
-from .yolo import EMSYOLO, ENCODINGS, build_model
+from .yolo import EMSYOLO, ENCODINGS, build_model, run_layers
 
 __all__ = [
     "EMSYOLO",
@@ -37,5 +37,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "record_neurons",
+    "run_layers",
     "spike_fn",
 ]

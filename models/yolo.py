@@ -11,7 +11,7 @@ from torch import nn
 from .config import ConfigError, load_config, parse_config
 from .detect import Detect
 
-__all__ = ["EMSYOLO", "ENCODINGS", "build_model"]
+__all__ = ["EMSYOLO", "ENCODINGS", "build_model", "run_layers"]
 
 ENCODINGS = ("direct", "frames")
 
@@ -77,13 +77,7 @@ class EMSYOLO(nn.Module):
 
     def forward_time_first(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the layers on an already encoded ``[T, B, C, H, W]`` tensor."""
-        outputs: list[torch.Tensor | None] = []
-        for m in self.model:
-            if m.f != -1:
-                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-            x = m(x)
-            outputs.append(x if m.i in self.save else None)
-        return x
+        return run_layers(self.model, self.save, x)
 
     def forward(self, x: torch.Tensor, time_steps: int | None = None) -> list[torch.Tensor]:
         """Raw head outputs ``[B, na, ny, nx, nc+5]`` per scale, averaged over T."""
@@ -94,6 +88,20 @@ class EMSYOLO(nn.Module):
         """Decoded boxes ``[B, N, nc+5]`` (xywh in pixels, objectness, class scores) and the raw outputs."""
         raws = self.forward(x, time_steps)
         return self.detect.decode(raws), raws
+
+
+def run_layers(layers: nn.Sequential, save: list[int], x: torch.Tensor) -> list[torch.Tensor]:
+    """Route each layer's ``from`` inputs (YOLOv5 convention) and keep only outputs read later.
+
+    A free function so that tracers can run exactly this routing over the same layers.
+    """
+    outputs: list[torch.Tensor | None] = []
+    for m in layers:
+        if m.f != -1:
+            x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+        x = m(x)
+        outputs.append(x if m.i in save else None)
+    return x
 
 
 def build_model(

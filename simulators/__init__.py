@@ -1,1 +1,9 @@
-"""simulators."""
+"""Simulators of the IR: float reference, Loihi fixed point, and synaptic-operation counting.
+
+They stand on :mod:`emsdeploy.ir` and never import the exporters.
+"""
+
+from .base import Backend, Trace
+from .ref_float import RefFloat
+
+__all__ = ["Backend", "RefFloat", "Trace"]

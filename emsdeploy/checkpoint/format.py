@@ -9,9 +9,7 @@ A ``torch.save`` file that holds only tensors and plain data, so it loads with
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointError
+from ..fileio import atomic_write
 from ..models import EMSYOLO, ENCODINGS, ConfigError
 
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "atomic_write", "load_checkpoint", "save_checkpoint"]
@@ -67,21 +66,6 @@ class Checkpoint:
         model.load_state_dict(self.state_dict)
         model.names = self.names
         return model.eval()
-
-
-def atomic_write(path: str | Path, write: Any, suffix: str = ".tmp") -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:

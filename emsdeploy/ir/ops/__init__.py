@@ -1,0 +1,30 @@
+"""IR primitives, one small frozen dataclass each; :data:`OPS` is the registry by type name."""
+
+from .base import Op, Shape
+from .io import Decode, Input, Readout
+from .neuron import LIF, SiLUNeuron
+from .shape import Add, Concat, MaxPool2d, Upsample
+from .synapse import Affine, Conv2d
+
+# The closed op vocabulary. Serialization, simulators and exporters look ops up here.
+OPS: dict[str, type[Op]] = {
+    cls.__name__: cls
+    for cls in (Input, Conv2d, Affine, Add, Concat, MaxPool2d, Upsample, LIF, SiLUNeuron, Readout, Decode)
+}
+
+__all__ = [
+    "LIF",
+    "OPS",
+    "Add",
+    "Affine",
+    "Concat",
+    "Conv2d",
+    "Decode",
+    "Input",
+    "MaxPool2d",
+    "Op",
+    "Readout",
+    "Shape",
+    "SiLUNeuron",
+    "Upsample",
+]

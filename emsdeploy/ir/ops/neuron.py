@@ -1,0 +1,70 @@
+"""Neuron populations: stateful per-step units (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import IRValidationError
+from ..kinds import Kind
+from .base import Op, param
+
+__all__ = ["LIF", "SiLUNeuron"]
+
+
+@dataclass(frozen=True, eq=False)
+class LIF(Op):
+    r"""Leaky integrate-and-fire population with multiplicative hard reset (paper eq. 1–2).
+
+    Its inputs are summed (a population lists its incoming synapse groups):
+    :math:`I[t] = \sum_j x_j[t]`,
+    :math:`U[t] = \tau\,U[t-1]\,(1 - S[t-1]) + I[t]` (:math:`U[-1] = 0`),
+    :math:`S[t] = \mathbb{1}[U[t] > V_{th}]` (strict).
+    """
+
+    tau: float = param(default=0.25, unit="per step", doc="leak factor τ (the paper's decay)")
+    v_th: float = param(default=0.5, unit="current", doc="threshold, compared strictly")
+    arity = (1, None)
+    # Analog values (a SiLU neuron's output) drive a membrane directly, like an injected
+    # current; spikes never do: they must pass through a synapse group first.
+    accepts = frozenset({Kind.CURRENT, Kind.ANALOG})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tau", float(self.tau))
+        object.__setattr__(self, "v_th", float(self.v_th))
+        if not 0.0 <= self.tau <= 1.0:
+            raise IRValidationError(f"LIF tau must lie in [0, 1], got {self.tau}")
+
+    def check_inputs(self, in_shapes, in_kinds) -> None:
+        super().check_inputs(in_shapes, in_kinds)
+        if len({tuple(s) for s in in_shapes}) != 1:
+            raise IRValidationError(f"LIF inputs must share one shape, got {list(in_shapes)}")
+
+    def output_kind(self, in_kinds) -> Kind:
+        return Kind.SPIKE
+
+
+@dataclass(frozen=True, eq=False)
+class SiLUNeuron(Op):
+    r"""The official SiLU ``mem_update``: leaky, real-valued output, no spikes.
+
+    ``inplace=True`` (official checkpoints): :math:`m[t] = \tau\,s[t-1](1 - s[t-1]) + I[t]`;
+    ``inplace=False``: :math:`m[t] = \tau\,m[t-1](1 - s[t-1]) + I[t]`; :math:`s[t] = \mathrm{SiLU}(m[t])`.
+    Inputs are summed like a LIF's.
+    """
+
+    tau: float = param(default=0.25, unit="per step")
+    inplace: bool = param(default=True, doc="official in-place recurrence")
+    arity = (1, None)
+    accepts = frozenset({Kind.CURRENT, Kind.ANALOG})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tau", float(self.tau))
+        object.__setattr__(self, "inplace", bool(self.inplace))
+
+    def check_inputs(self, in_shapes, in_kinds) -> None:
+        super().check_inputs(in_shapes, in_kinds)
+        if len({tuple(s) for s in in_shapes}) != 1:
+            raise IRValidationError(f"SiLUNeuron inputs must share one shape, got {list(in_shapes)}")
+
+    def output_kind(self, in_kinds) -> Kind:
+        return Kind.ANALOG

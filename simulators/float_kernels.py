@@ -1,0 +1,144 @@
+"""Float semantics of each IR op as a pure step function (Norse style).
+
+A kernel is built once per node (``make(op, dtype)``) and called every step as
+``step(inputs_at_t, state) -> (output_at_t, state)``. Readout and Decode are ``timeless``:
+Readout accumulates during the steps and ``finish`` turns the sum into the mean; Decode runs
+once on the readouts. The same equations are lowered to ONNX and quantised for Lava.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from emsdeploy.errors import SimulationError
+from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Decode, Input, MaxPool2d, Op, Readout, SiLUNeuron, Upsample
+
+__all__ = ["KERNELS", "Kernel", "decode_boxes", "make_kernel"]
+
+State = Any
+Step = Callable[[Sequence[torch.Tensor], State], tuple[torch.Tensor, State]]
+
+
+class Kernel:
+    """A node's float implementation: ``step`` per time step, ``finish`` after the last one."""
+
+    def __init__(self, step: Step, finish: Callable[[State, int], torch.Tensor] | None = None, records_u: bool = False):
+        self.step, self.finish, self.records_u = step, finish, records_u
+
+
+def _t(a, dtype) -> torch.Tensor | None:
+    return None if a is None else torch.tensor(a, dtype=dtype)
+
+
+def _conv(op: Conv2d, dtype) -> Kernel:
+    w, b = _t(op.weight, dtype), _t(op.bias, dtype)
+
+    def step(xs, state):
+        return F.conv2d(xs[0], w, b, op.stride, op.padding, op.dilation, op.groups), state
+
+    return Kernel(step)
+
+
+def _affine(op: Affine, dtype) -> Kernel:
+    a, b = _t(op.scale, dtype).view(1, -1, 1, 1), _t(op.shift, dtype).view(1, -1, 1, 1)
+    return Kernel(lambda xs, s: (xs[0] * a + b, s))
+
+
+def _sum(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x  # left to right: the order the model adds its branches
+    return out
+
+
+def _lif(op: LIF, dtype) -> Kernel:
+    tau, v_th = op.tau, op.v_th
+
+    def step(xs, state):
+        current = _sum(xs)
+        if state is None:
+            u = current  # U[0] = I[0]
+        else:
+            u_prev, s_prev = state
+            u = u_prev * tau * (1.0 - s_prev) + current
+        s = (u > v_th).to(u.dtype)
+        return s, (u, s)
+
+    return Kernel(step, records_u=True)
+
+
+def _silu(op: SiLUNeuron, dtype) -> Kernel:
+    tau, inplace = op.tau, op.inplace
+
+    def step(xs, state):
+        current = _sum(xs)
+        if state is None:
+            m = current
+        else:
+            m_prev, s_prev = state
+            m = (s_prev if inplace else m_prev) * tau * (1.0 - s_prev) + current
+        s = F.silu(m)
+        return s, (m, s)
+
+    return Kernel(step)
+
+
+def _readout(op: Readout, dtype) -> Kernel:
+    def step(xs, state):
+        total = xs[0].clone() if state is None else state + xs[0]
+        return total, total
+
+    return Kernel(step, finish=lambda total, t: total / t)
+
+
+def decode_boxes(readouts: Sequence[torch.Tensor], op: Decode) -> torch.Tensor:
+    """Readouts ``[B, na·no, ny, nx]`` -> boxes ``[B, N, no]`` (xywh pixels, objectness, classes)."""
+    out = []
+    anchors = torch.tensor(op.anchors)
+    for i, r in enumerate(readouts):
+        b, _, ny, nx = r.shape
+        raw = r.view(b, op.na, op.no, ny, nx).permute(0, 1, 3, 4, 2)
+        yv, xv = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, 1, ny, nx, 2).to(raw.dtype)
+        stride = op.strides[i]
+        y = raw.sigmoid()
+        xy = (y[..., 0:2] * 2 - 0.5 + grid) * stride
+        wh = (y[..., 2:4] * 2) ** 2 * (anchors[i].to(raw.dtype) * stride).view(1, op.na, 1, 1, 2)
+        out.append(torch.cat((xy, wh, y[..., 4:]), -1).reshape(b, -1, op.no))
+    return torch.cat(out, 1)
+
+
+def _stateless(fn: Callable[[Op], Callable[[Sequence[torch.Tensor]], torch.Tensor]]):
+    def make(op, dtype) -> Kernel:
+        f = fn(op)
+        return Kernel(lambda xs, s: (f(xs), s))
+
+    return make
+
+
+KERNELS: dict[type[Op], Callable[[Any, torch.dtype], Kernel]] = {
+    Conv2d: _conv,
+    Affine: _affine,
+    LIF: _lif,
+    SiLUNeuron: _silu,
+    Readout: _readout,
+    Add: _stateless(lambda op: _sum),
+    Concat: _stateless(lambda op: lambda xs: torch.cat(list(xs), 1)),
+    MaxPool2d: _stateless(lambda op: lambda xs: F.max_pool2d(xs[0], op.kernel, op.kernel)),
+    Upsample: _stateless(lambda op: lambda xs: F.interpolate(xs[0], scale_factor=op.scale, mode="nearest")),
+}
+
+
+def make_kernel(op: Op, dtype: torch.dtype) -> Kernel:
+    if isinstance(op, (Input, Decode)):
+        raise SimulationError(f"{op.type_name} is handled by the simulator itself")
+    try:
+        return KERNELS[type(op)](op, dtype)
+    except KeyError:
+        raise SimulationError(
+            f"no float kernel for {op.type_name}; kernels: {', '.join(k.__name__ for k in KERNELS)}"
+        ) from None

@@ -1,0 +1,81 @@
+"""ref-float: the IR run in floating point with zero latency per step (DESIGN.md §7).
+
+Every node is evaluated once per step in topological order, so a value produced at step t is
+consumed at step t, as in the PyTorch model. Only the current step's values are kept, plus
+what ``record`` asks for.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from emsdeploy.errors import SimulationError
+from emsdeploy.ir import Decode, Graph, Input
+
+from .base import Backend, RecordSpec, Trace, record_set, step_inputs
+from .float_kernels import decode_boxes, make_kernel
+
+__all__ = ["RefFloat"]
+
+
+class RefFloat(Backend):
+    """Float reference simulator of an IR graph.
+
+    Args:
+        graph: a validated IR graph.
+        dtype: ``torch.float32`` (as the model runs) or ``torch.float64`` (for tie-free comparisons).
+    """
+
+    name = "ref-float"
+
+    def __init__(self, graph: Graph, dtype: torch.dtype = torch.float32) -> None:
+        self.graph = graph.validate()
+        self.dtype = dtype
+        self._input = graph.input_node().name
+        self._steps = [n for n in graph if not isinstance(n.op, (Input, Decode))]  # readouts accumulate per step
+        self._timeless = [n for n in graph if n.op.timeless]
+        self._kernels = {n.name: make_kernel(n.op, dtype) for n in graph if not isinstance(n.op, (Input, Decode))}
+        users = graph.users()
+        # Free a step value after its last reader (outputs and timeless readers keep theirs).
+        self._last_use: dict[str, list[str]] = {}
+        order = {n.name: i for i, n in enumerate(graph)}
+        for name, readers in users.items():
+            if readers and name not in graph.outputs:
+                last = max(readers, key=order.__getitem__)
+                self._last_use.setdefault(last, []).append(name)
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, time_steps: int | None = None, record: RecordSpec = None) -> Trace:
+        T, frame = step_inputs(self.graph, x, time_steps)
+        wanted = record_set(self.graph, record)
+        state: dict[str, object] = {}
+        recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
+        for t in range(T):
+            values: dict[str, torch.Tensor] = {self._input: frame(t).to(self.dtype)}
+            if self._input in wanted:
+                recs[self._input].setdefault("y", []).append(values[self._input])
+            for node in self._steps:
+                kernel = self._kernels[node.name]
+                try:
+                    y, state[node.name] = kernel.step([values[i] for i in node.inputs], state.get(node.name))
+                except RuntimeError as e:
+                    raise SimulationError(f"{node.name} ({node.op.type_name}) at step {t}: {e}") from None
+                values[node.name] = y
+                if node.name in wanted and not node.op.timeless:
+                    r = recs[node.name]
+                    if kernel.records_u:
+                        r.setdefault("s", []).append(y)
+                        r.setdefault("u", []).append(state[node.name][0])  # type: ignore[index]
+                    else:
+                        r.setdefault("y", []).append(y)
+                for done in self._last_use.get(node.name, ()):
+                    if done != self._input:
+                        values.pop(done, None)
+        outputs: dict[str, torch.Tensor] = {}
+        for node in self._timeless:
+            if isinstance(node.op, Decode):
+                outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
+            else:
+                outputs[node.name] = self._kernels[node.name].finish(state[node.name], T)
+        records = {n: {k: torch.stack(v) for k, v in r.items()} for n, r in recs.items()}
+        return Trace({o: outputs[o] for o in self.graph.outputs if o in outputs}, records, T)
