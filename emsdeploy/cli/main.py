@@ -13,6 +13,7 @@ from ..errors import EmsdeployError
 # Explicit command list (no folder scan): module name in emsdeploy.cli -> attribute.
 COMMANDS = [
     ("convert", "convert"),
+    ("export", "export"),
 ]
 
 EXIT_ERROR = 2  # bad input, unsupported model, unreadable file

@@ -1,0 +1,39 @@
+"""``emsdeploy export``: lower a checkpoint (or IR file) to a deployment target."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+TARGETS = ("lava", "onnx", "nir")
+
+
+@click.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(TARGETS), required=True, help="Deployment target.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output file (onnx, nir) or folder (lava).")
+@click.option(
+    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
+)
+@click.option(
+    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
+)
+@click.option("--spikes", is_flag=True, help="onnx: also output spikes.<node> of every LIF (for verification).")
+def export(source: str, target: str, output: str, input_size: str | None, time_steps: int | None, spikes: bool) -> None:
+    """Export SOURCE (a .pt checkpoint or an .emsir IR file) to --target.
+
+    \b
+    onnx : one-time-step ONNX graph with membrane state in and out (DESIGN.md §9)
+    lava : lava-nc process network in Loihi fixed point, plus a mapping report
+    nir  : the Neuromorphic Intermediate Representation (interop)
+    """
+    from ..pipeline import load_graph, parse_size
+
+    loaded = load_graph(source, parse_size(input_size), time_steps)
+    exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
+    options = {"spikes": spikes}
+    lines = exporter.export_cli(loaded.graph, Path(output), options)
+    for line in lines:
+        click.echo(line)

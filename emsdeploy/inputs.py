@@ -1,0 +1,145 @@
+"""User inputs for the CLI: an image file, a folder of images, or a ``.npy`` array.
+
+Shared by ``run``, ``energy`` and ``verify`` so that they accept the same forms:
+
+* an image (PNG, JPEG, BMP, ...): letterboxed to the model's input size, values in [0, 1];
+* a folder: every image in it, in sorted order (an empty folder is an error);
+* a ``.npy``: ``[B, C, H, W]`` images (direct encoding) or ``[B, T, C, H, W]`` frames, float
+  values in [0, 1] (uint8 arrays are divided by 255), already at the model's input size.
+
+Errors name the file and what is supported (:class:`~emsdeploy.errors.InputError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+__all__ = ["IMAGE_SUFFIXES", "Letterbox", "Sample", "count_inputs", "iter_inputs", "load_image"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+PAD_VALUE = 114 / 255  # YOLOv5's letterbox grey
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the model input: ``model_xy = image_xy · scale + pad``."""
+
+    scale: float
+    pad: tuple[float, float]  # (x, y) in model pixels
+    image_size: tuple[int, int]  # (width, height) of the original image
+
+    def to_image(self, boxes_xyxy: torch.Tensor) -> torch.Tensor:
+        """Map boxes from model pixels back to original-image pixels (clipped to the image)."""
+        b = boxes_xyxy.clone()
+        b[..., [0, 2]] = ((b[..., [0, 2]] - self.pad[0]) / self.scale).clamp(0, self.image_size[0])
+        b[..., [1, 3]] = ((b[..., [1, 3]] - self.pad[1]) / self.scale).clamp(0, self.image_size[1])
+        return b
+
+
+@dataclass
+class Sample:
+    """One model input: ``x`` is ``[1, C, H, W]`` (direct) or ``[1, T, C, H, W]`` (frames)."""
+
+    name: str
+    x: torch.Tensor
+    letterbox: Letterbox | None = None
+
+
+def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> tuple[torch.Tensor, Letterbox]:
+    """Read an image and letterbox it to ``size = (H, W)``: returns ``[1, C, H, W]`` in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if channels == 3 else "L")
+            w0, h0 = im.size
+            h, w = size
+            scale = min(h / h0, w / w0)
+            nw, nh = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+            resized = im.resize((nw, nh), Image.BILINEAR)
+            arr = np.asarray(resized, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"{path}: not a readable image ({e}); supported: {', '.join(IMAGE_SUFFIXES)}") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    canvas = np.full((h, w, arr.shape[2]), PAD_VALUE, dtype=np.float32)
+    px, py = (w - nw) // 2, (h - nh) // 2
+    canvas[py : py + nh, px : px + nw] = arr
+    x = torch.from_numpy(canvas).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return x, Letterbox(scale, (float(px), float(py)), (w0, h0))
+
+
+def _images_in(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _load_npy(path: Path, shape: Sequence[int], encoding: str, time_steps: int | None) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise InputError(f"{path}: not a readable .npy array ({e})") from None
+    want = "[B, C, H, W] images" if encoding == "direct" else "[B, T, C, H, W] frames"
+    ndim = 4 if encoding == "direct" else 5
+    if arr.ndim != ndim or tuple(arr.shape[-3:]) != tuple(shape):
+        raise InputError(
+            f"{path}: array of shape {arr.shape}; the model ({encoding} encoding) takes {want} with "
+            f"C, H, W = {tuple(shape)}"
+        )
+    if encoding == "frames" and time_steps is not None and arr.shape[1] != time_steps:
+        raise InputError(f"{path}: holds {arr.shape[1]} frames per sample, but T = {time_steps}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{path}: dtype {arr.dtype} unsupported; use float in [0, 1] or uint8")
+    return arr.astype(np.float32)
+
+
+def count_inputs(spec: str | Path, encoding: str) -> int:
+    """How many samples ``iter_inputs`` will yield (for progress bars), without loading images."""
+    path = Path(spec)
+    if path.is_dir():
+        return len(_images_in(path))
+    if path.suffix.lower() == ".npy":
+        try:
+            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        except (ValueError, OSError, IndexError) as e:
+            raise InputError(f"{path}: not a readable .npy array ({e})") from None
+    return 1
+
+
+def iter_inputs(
+    spec: str | Path, shape: Sequence[int], encoding: str, time_steps: int | None = None
+) -> Iterator[Sample]:
+    """Yield model inputs for ``spec`` (image, folder or ``.npy``), one sample at a time.
+
+    Args:
+        shape: the model's ``(C, H, W)`` input.
+        encoding: ``direct`` or ``frames``; images are only valid for ``direct``.
+    """
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".npy" and path.is_file():
+        arr = _load_npy(path, shape, encoding, time_steps)
+        for i in range(arr.shape[0]):
+            yield Sample(f"{path.name}[{i}]", torch.from_numpy(arr[i : i + 1].copy()))
+        return
+    if encoding != "direct":
+        raise InputError(f"{path}: images feed direct-encoded models; this model takes event frames (use a .npy)")
+    files = _images_in(path) if path.is_dir() else [path]
+    for f in files:
+        x, lb = load_image(f, (shape[1], shape[2]), shape[0])
+        yield Sample(f.name, x, lb)

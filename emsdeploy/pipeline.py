@@ -1,0 +1,78 @@
+"""From what a user names on the command line to an IR graph.
+
+A checkpoint (ours or official) is built, traced at an input size and validated; an
+``.emsir`` file is read as it is. Every command that works on graphs starts here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import Checkpoint, load_any
+from .errors import InputError
+from .ir import Graph, read_ir
+
+__all__ = ["Loaded", "default_input_size", "load_graph", "parse_size"]
+
+IR_SUFFIXES = (".emsir", ".h5", ".hdf5")
+
+
+@dataclass
+class Loaded:
+    graph: Graph
+    checkpoint: Checkpoint | None  # None when the source was an IR file
+    source: Path
+
+
+def default_input_size(ckpt: Checkpoint) -> tuple[int, int]:
+    """The size the checkpoint was trained at, else the official sizes (640 COCO, 320 Gen1)."""
+    size = ckpt.meta.get("input_size")
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, (list, tuple)) and len(size) == 2:
+        return (int(size[0]), int(size[1]))
+    return (640, 640) if ckpt.encoding == "direct" else (320, 320)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``"128"`` -> (128, 128); ``"96x128"`` -> (96, 128) as (H, W)."""
+    if text is None:
+        return None
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"input size {text!r}: use H or HxW, e.g. 128 or 96x128") from None
+    if len(hw) == 1:
+        hw = (hw[0], hw[0])
+    if len(hw) != 2 or min(hw) < 1:
+        raise InputError(f"input size {text!r}: use H or HxW with positive integers")
+    return hw  # type: ignore[return-value]
+
+
+def load_graph(
+    source: str | Path,
+    input_size: tuple[int, int] | None = None,
+    time_steps: int | None = None,
+    encoding: str | None = None,
+) -> Loaded:
+    """Load ``source`` (checkpoint or IR file) as a validated IR graph."""
+    from .tracer import trace
+
+    path = Path(source)
+    if path.suffix.lower() in IR_SUFFIXES:
+        graph = read_ir(path)
+        if input_size is not None and tuple(graph.input_node().op.shape[1:]) != tuple(input_size):  # type: ignore[attr-defined]
+            raise InputError(
+                f"{path}: the IR is traced for input {graph.input_node().op.shape}; re-trace the checkpoint to change it"
+            )  # type: ignore[attr-defined]
+        if time_steps is not None:
+            graph = graph.copy()
+            graph.attrs["time_steps"] = int(time_steps)
+        return Loaded(graph, None, path)
+    ckpt = load_any(path, time_steps, encoding)
+    model = ckpt.build()
+    size = input_size or default_input_size(ckpt)
+    graph = trace(model, size, source=path.name)
+    return Loaded(graph, ckpt, path)
