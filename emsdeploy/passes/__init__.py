@@ -1,1 +1,9 @@
-"""passes."""
+"""Graph passes: pure functions ``Graph -> Graph``, one per file; they never mutate their input."""
+
+from .flatten_fanin import flatten_fanin
+from .fold_affine import fold_affine
+from .partition import partition
+from .pipelines import PIPELINES, run_pipeline
+from .remove_dead import remove_dead
+
+__all__ = ["PIPELINES", "flatten_fanin", "fold_affine", "partition", "remove_dead", "run_pipeline"]
