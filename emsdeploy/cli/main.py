@@ -14,6 +14,9 @@ from ..errors import EmsdeployError
 COMMANDS = [
     ("convert", "convert"),
     ("export", "export"),
+    ("trace", "trace"),
+    ("inspect", "inspect"),
+    ("energy", "energy"),
 ]
 
 EXIT_ERROR = 2  # bad input, unsupported model, unreadable file
@@ -27,6 +30,8 @@ class _Group(click.Group):
             _fail(str(e))
         except _config_error() as e:
             _fail(f"config error: {e}")
+        except _data_error() as e:
+            _fail(f"data error: {e}")
 
     def list_commands(self, ctx):
         return [name for name, _ in COMMANDS]
@@ -42,6 +47,12 @@ def _config_error():
     from ..models import ConfigError
 
     return ConfigError
+
+
+def _data_error():
+    from ..models.data import DatasetError
+
+    return DatasetError
 
 
 def _fail(message: str) -> None:

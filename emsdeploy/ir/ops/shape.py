@@ -31,7 +31,8 @@ class Add(Op):
 
 @dataclass(frozen=True, eq=False)
 class Concat(Op):
-    """Channel concatenation in input order."""
+    """Channel concatenation in input order. Spikes concatenate only with spikes; a mix of
+    currents and analog values (a SiLU output beside a block output) is a current."""
 
     arity = (1, None)
 
@@ -39,8 +40,11 @@ class Concat(Op):
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s[1:]) for s in in_shapes}) != 1:
             raise IRValidationError(f"Concat inputs must share H and W, got {list(in_shapes)}")
-        if len(set(in_kinds)) != 1:
-            raise IRValidationError(f"Concat inputs must share one kind, got {[k.value for k in in_kinds]}")
+        if Kind.SPIKE in in_kinds and len(set(in_kinds)) != 1:
+            raise IRValidationError(f"Concat cannot mix spikes with real values, got {[k.value for k in in_kinds]}")
+
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
+        return in_kinds[0] if len(set(in_kinds)) == 1 else Kind.CURRENT
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return (sum(s[0] for s in in_shapes), *in_shapes[0][1:])

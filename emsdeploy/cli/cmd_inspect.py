@@ -1,0 +1,97 @@
+"""``emsdeploy inspect``: a per-layer table of the IR a checkpoint becomes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _shape(s) -> str:
+    return "×".join(str(v) for v in s)
+
+
+@click.command()
+@click.argument("source", type=click.Path(dir_okay=False), required=False)
+@click.option("--input-size", default=None, help="H or HxW (default: the checkpoint's training size).")
+@click.option("--raw", is_flag=True, help="Show the graph as traced (BN unfolded, sums as Add nodes).")
+@click.option("--target", default="lava-loihi", show_default=True, help="Target whose chip/custom/host split to show.")
+@click.option("--custom-to-host", is_flag=True, help="Place ops without a standard chip model on the host.")
+@click.option("--json", "as_json", is_flag=True, help="Print only JSON: {layers: [...], totals: {...}}.")
+@click.option("--support", is_flag=True, help="Print the support matrix (ops x targets) and exit.")
+def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -> None:
+    """Per-layer table of SOURCE (a .pt checkpoint or an .emsir IR file).
+
+    Columns: node (module path), op, input -> output shape (per step, C×H×W), value kind
+    (spike/current/analog), parameters, neurons, fan-in (neurons: incoming synapse groups;
+    convs: weights per output value), partition on --target. By default the graph is shown
+    as deployed: tdBN folded into its conv and membrane sums flattened into neuron fan-in.
+    """
+    from ..inspection import layer_rows, totals
+    from ..passes import partition, run_pipeline
+    from ..pipeline import load_graph, parse_size
+    from ..targets import load_target
+
+    if support:
+        _print_support(as_json)
+        return
+    if source is None:
+        raise click.UsageError("SOURCE is required (a .pt checkpoint or an .emsir file), unless --support")
+    graph = load_graph(source, parse_size(input_size)).graph
+    if not raw:
+        graph = run_pipeline(graph, "simplify")
+    graph = partition(graph, load_target(target), custom_to_host)
+    rows = layer_rows(graph)
+    tot = totals(graph, rows)
+    if as_json:
+        click.echo(json.dumps({"layers": rows, "totals": tot}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{source}: {tot['nodes']} nodes, T = {tot['time_steps']}, {tot['encoding']} encoding")
+    for col in ("node", "op", "in → out", "kind", "params", "neurons", "fan-in", target):
+        table.add_column(col, justify="right" if col in ("params", "neurons", "fan-in") else "left")
+    for r in rows:
+        ins = ", ".join(_shape(s) for s in r["input_shapes"]) or "-"
+        table.add_row(
+            r["node"],
+            r["op"],
+            f"{ins} → {_shape(r['output_shape'])}",
+            r["kind"],
+            f"{r['parameters']:,}",
+            f"{r['neurons']:,}" if r["neurons"] else "",
+            "" if r["fan_in"] is None else str(r["fan_in"]),
+            r["partition"] or "",
+        )
+    console = Console(width=160)
+    console.print(table)
+    split = ", ".join(f"{k} {v}" for k, v in (tot["partition"] or {}).items())
+    console.print(
+        f"totals: {tot['parameters']:,} parameters, {tot['neurons']:,} neurons in "
+        f"{tot['lif_populations']} LIF populations, {tot['macs_per_step'] / 1e9:.3f} GMAC per step (dense); "
+        f"placement on {target}: {split}"
+    )
+
+
+def _print_support(as_json: bool) -> None:
+    from ..ir import OPS
+    from ..targets import builtin_targets, load_target
+
+    targets = [load_target(t) for t in builtin_targets()]
+    matrix = {
+        op: {
+            t.name: {k: sorted(table[op]) for k, table in (("chip", t.chip), ("custom", t.custom)) if op in table}
+            for t in targets
+        }
+        for op in OPS
+    }
+    if as_json:
+        click.echo(json.dumps(matrix, indent=2))
+        return
+    for op, per in matrix.items():
+        cells = []
+        for t, where in per.items():
+            desc = "; ".join(f"{k} ({', '.join(v) or 'no inputs'})" for k, v in where.items()) or "host"
+            cells.append(f"{t}: {desc}")
+        click.echo(f"{op:<11} " + " | ".join(cells))
