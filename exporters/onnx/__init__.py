@@ -1,1 +1,62 @@
-"""onnx."""
+"""Stepwise ONNX export (DESIGN.md §9) and its runtime.
+
+* :func:`build_onnx` / :func:`export_onnx`: IR graph -> one-time-step ONNX graph with the neuron
+  state as inputs and outputs (tensor names and metadata in :mod:`.contract`).
+* :class:`StepwiseSession`: runs it in onnxruntime for T steps, or one frame at a time
+  (:meth:`StepwiseSession.stream`), then decodes boxes and applies NMS (:mod:`.detect`).
+
+Stands on :mod:`emsdeploy.ir`; imports neither the simulators nor torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emsdeploy.ir import Graph
+
+from .contract import FORMAT, FORMAT_VERSION, NeuronInfo, StepwiseMeta
+from .detect import Detections, decode, nms
+from .export import OPSET, build_onnx, export_onnx
+from .runtime import StepwiseSession, StepwiseTrace, Stream
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "OPSET",
+    "Detections",
+    "NeuronInfo",
+    "StepwiseMeta",
+    "StepwiseSession",
+    "StepwiseTrace",
+    "Stream",
+    "build_onnx",
+    "decode",
+    "export_cli",
+    "export_onnx",
+    "nms",
+]
+
+
+def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+    """``emsdeploy export --target onnx``: write the stepwise graph; return the lines to print."""
+    model = export_onnx(graph, output, spikes=bool(options.get("spikes")))
+    meta = StepwiseMeta.from_props({p.key: p.value for p in model.metadata_props})
+    lif = sum(n.type == "LIF" for n in meta.neurons)
+    silu = len(meta.neurons) - lif
+    size = Path(output).stat().st_size
+    heads = ", ".join(f"head.{i} {[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}"
+                      for i, o in enumerate(model.graph.output[: len(meta.heads)]))  # fmt: skip
+    lines = [
+        f"graph        : one time step, opset {OPSET}, {len(model.graph.node)} nodes, checked by onnx.checker",
+        f"input        : x [batch, {', '.join(map(str, meta.input_shape))}] ({meta.encoding} encoding, T = {meta.time_steps})",
+        f"state        : {len(meta.neurons)} tensors state_in/state_out.<node>.h ({lif} LIF"
+        + (f", {silu} SiLU neurons)" if silu else ")"),
+        f"heads        : {heads}",
+    ]
+    if meta.spikes:
+        lines.append(
+            f"spikes       : spikes.<node> for {lif} LIF nodes" + (f", values.<node> for {silu}" if silu else "")
+        )
+    lines.append(f"wrote        : {output} ({size / 1e6:.2f} MB)")
+    return lines
