@@ -1,1 +1,47 @@
-"""data."""
+"""Detection data: a deterministic synthetic dataset (static shapes, and moving shapes seen by
+an event camera), and loaders for what users bring: COCO JSON + images, Prophesee Gen1 events.
+
+Every loader yields :class:`Sample` objects and reports its labels as a COCO dict, so one
+trainer and one evaluator serve them all. Malformed files raise :class:`DatasetError`
+naming the file and the field.
+"""
+
+from .coco import CocoDetection, read_coco
+from .errors import DatasetError
+from .events import EVENT_DTYPE, bin_events, frames_to_input
+from .export import export_coco
+from .gen1 import GEN1_CLASSES, Gen1Detection, read_boxes, read_dat, read_dat_header
+from .recipe import KINDS, SPLITS, SynthRecipe
+from .sample import DetectionDataset, Sample, collate
+from .shapes import SHAPE_CLASSES, Shape
+from .sources import dataset_from_recipe, open_dataset
+from .synthetic import SyntheticShapes
+from .synthetic_events import SyntheticEvents, make_events
+
+__all__ = [
+    "EVENT_DTYPE",
+    "GEN1_CLASSES",
+    "KINDS",
+    "SHAPE_CLASSES",
+    "SPLITS",
+    "CocoDetection",
+    "DatasetError",
+    "DetectionDataset",
+    "Gen1Detection",
+    "Sample",
+    "Shape",
+    "SynthRecipe",
+    "SyntheticEvents",
+    "SyntheticShapes",
+    "bin_events",
+    "collate",
+    "dataset_from_recipe",
+    "export_coco",
+    "frames_to_input",
+    "make_events",
+    "open_dataset",
+    "read_boxes",
+    "read_coco",
+    "read_dat",
+    "read_dat_header",
+]

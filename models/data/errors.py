@@ -1,0 +1,14 @@
+"""The one error type of the data loaders."""
+
+from __future__ import annotations
+
+__all__ = ["DatasetError"]
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be used: the message names the file and the field at fault."""
+
+    def __init__(self, path: object, field: str, problem: str) -> None:
+        super().__init__(f"{path}: {field}: {problem}")
+        self.path = str(path)
+        self.field = field

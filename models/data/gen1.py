@@ -1,0 +1,255 @@
+"""Prophesee Gen1 Automotive data: ``*_td.dat`` event files with ``*_bbox.npy`` labels.
+
+**.dat**: text header lines starting with ``%`` (``% Width 304``, ``% Height 240``, ...), then
+one byte event type (0: 2-D change-detection events) and one byte event size (8), then
+8-byte little-endian events: ``uint32`` timestamp (µs) and ``uint32`` packing x (bits 0–13),
+y (bits 14–27) and polarity (bits 28–31). Files without a header hold events only.
+
+**_bbox.npy**: a structured array with fields ``ts`` (µs), ``x``, ``y``, ``w``, ``h`` (pixels,
+top-left corner), ``class_id`` (0 car, 1 pedestrian), ``confidence``, ``track_id``.
+
+One sample per label timestamp ``ts``: the events of ``[ts − 250 ms, ts)`` in 5 bins of 50 ms
+(:mod:`.events`), resized from 304×240 to the square model input, as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DatasetError
+from .events import EVENT_DTYPE, bin_events, frames_to_input
+from .sample import DetectionDataset, Sample
+
+__all__ = ["GEN1_CLASSES", "Gen1Detection", "DatHeader", "read_boxes", "read_dat", "read_dat_header"]
+
+GEN1_CLASSES = ("car", "pedestrian")
+GEN1_WIDTH, GEN1_HEIGHT = 304, 240
+WINDOW_US = 250_000
+TIME_BINS = 5
+EVENT_TYPE_2D = 0
+EVENT_SIZE = 8
+RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])
+BOX_FIELDS = ("x", "y", "w", "h", "class_id")
+
+
+@dataclass(frozen=True)
+class DatHeader:
+    """Where the events start and what the header says. ``width``/``height`` are ``None`` if absent."""
+
+    offset: int
+    event_type: int
+    event_size: int
+    width: int | None
+    height: int | None
+
+
+def read_dat_header(path: str | Path) -> DatHeader:
+    """Parse the ``%`` header lines and the event type / size bytes that follow them."""
+    path = Path(path)
+    width = height = None
+    seen_header = False
+    try:
+        with open(path, "rb") as f:
+            while True:
+                pos = f.tell()
+                line = f.readline()
+                if not line.startswith(b"%"):
+                    f.seek(pos)
+                    break
+                seen_header = True
+                words = line[1:].split()
+                if len(words) >= 2 and words[0] in (b"Width", b"Height"):
+                    try:
+                        value = int(words[1])
+                    except ValueError:
+                        raise DatasetError(
+                            path, f"header {words[0].decode()}", f"not an integer: {words[1]!r}"
+                        ) from None
+                    width, height = (value, height) if words[0] == b"Width" else (width, value)
+            if not seen_header:  # the oldest files: events only
+                return DatHeader(0, EVENT_TYPE_2D, EVENT_SIZE, None, None)
+            type_size = f.read(2)
+    except OSError as e:
+        raise DatasetError(path, "file", f"cannot read ({e.strerror})") from None
+    if len(type_size) < 2:
+        raise DatasetError(path, "event type", "file ends inside the header (no event type and size bytes)")
+    ev_type, ev_size = type_size[0], type_size[1]
+    if ev_type != EVENT_TYPE_2D:
+        raise DatasetError(path, "event type", f"{ev_type} is not supported (only 0: 2-D change-detection events)")
+    if ev_size != EVENT_SIZE:
+        raise DatasetError(path, "event size", f"{ev_size} bytes; 2-D events are {EVENT_SIZE} bytes")
+    return DatHeader(pos + 2, ev_type, ev_size, width, height)
+
+
+def read_dat(path: str | Path) -> tuple[DatHeader, np.ndarray]:
+    """Memory-map the raw events (fields ``t``, ``packed``) of a .dat file, without decoding them."""
+    path = Path(path)
+    header = read_dat_header(path)
+    size = path.stat().st_size - header.offset
+    if size % EVENT_SIZE:
+        raise DatasetError(
+            path, "events", f"{size % EVENT_SIZE} trailing bytes after {size // EVENT_SIZE} events: file is truncated"
+        )
+    if size == 0:
+        return header, np.zeros(0, RAW_DTYPE)
+    return header, np.memmap(path, RAW_DTYPE, mode="r", offset=header.offset)
+
+
+def decode_events(raw: np.ndarray, path: Path, width: int, height: int) -> np.ndarray:
+    """Unpack raw events into :data:`.events.EVENT_DTYPE`, checking ranges and time order."""
+    packed = np.asarray(raw["packed"], dtype=np.uint32)
+    out = np.empty(len(packed), EVENT_DTYPE)
+    out["t"] = np.asarray(raw["t"], dtype=np.int64)
+    x, y, p = packed & 0x3FFF, (packed >> 14) & 0x3FFF, packed >> 28
+    for name, values, limit in (("x", x, width), ("y", y, height), ("polarity", p, 2)):
+        bad = np.flatnonzero(values >= limit)
+        if len(bad):
+            raise DatasetError(path, name, f"event {bad[0]} has {name} = {values[bad[0]]}, outside [0, {limit})")
+    back = np.flatnonzero(np.diff(out["t"]) < 0)
+    if len(back):
+        raise DatasetError(path, "t", f"timestamps go back in time at event {back[0] + 1}")
+    out["x"], out["y"], out["p"] = x, y, p
+    return out
+
+
+def read_boxes(path: str | Path, num_classes: int = len(GEN1_CLASSES)) -> np.ndarray:
+    """Load a ``_bbox.npy`` label file; ``ts`` may also be called ``t`` (newer Prophesee files)."""
+    path = Path(path)
+    try:
+        boxes = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetError(path, "file", "label file not found") from None
+    except (OSError, ValueError) as e:
+        raise DatasetError(path, "file", f"not a readable .npy array ({e})") from None
+    names = boxes.dtype.names or ()
+    if boxes.ndim != 1 or not names:
+        raise DatasetError(
+            path, "dtype", f"expected a 1-D structured array, got {boxes.dtype} with shape {boxes.shape}"
+        )
+    missing = [f for f in ("ts", *BOX_FIELDS) if f not in names and not (f == "ts" and "t" in names)]
+    if missing:
+        raise DatasetError(path, missing[0], f"missing field; a Gen1 label file has ts, {', '.join(BOX_FIELDS)}")
+    ts = boxes["ts"] if "ts" in names else boxes["t"]
+    cls = boxes["class_id"].astype(np.int64)
+    bad = np.flatnonzero((cls < 0) | (cls >= num_classes))
+    if len(bad):
+        raise DatasetError(path, "class_id", f"row {bad[0]} has class {cls[bad[0]]}, outside [0, {num_classes})")
+    for f in ("x", "y", "w", "h"):
+        if not np.isfinite(boxes[f]).all():
+            raise DatasetError(path, f, f"row {np.flatnonzero(~np.isfinite(boxes[f]))[0]} is not finite")
+    out = np.zeros(
+        len(boxes),
+        [
+            ("ts", "<i8"),
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("w", "<f4"),
+            ("h", "<f4"),
+            ("class_id", "<i8"),
+            ("track_id", "<i8"),
+        ],
+    )
+    out["ts"], out["class_id"] = ts, cls
+    for f in ("x", "y", "w", "h"):
+        out[f] = boxes[f]
+    out["track_id"] = boxes["track_id"] if "track_id" in names else np.arange(len(boxes))
+    return out
+
+
+def _labels_at(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The boxes of one timestamp: last row per track, clipped to the sensor, empty ones dropped."""
+    _, last = np.unique(rows["track_id"][::-1], return_index=True)
+    rows = rows[::-1][np.sort(last)][::-1]
+    x1 = np.clip(rows["x"], 0, width)
+    y1 = np.clip(rows["y"], 0, height)
+    x2 = np.clip(rows["x"] + rows["w"], 0, width)
+    y2 = np.clip(rows["y"] + rows["h"], 0, height)
+    keep = (x2 > x1) & (y2 > y1)
+    return np.stack([x1, y1, x2, y2, rows["class_id"]], 1)[keep].astype(np.float64)
+
+
+class Gen1Detection(DetectionDataset):
+    """Gen1 samples from ``*_td.dat`` files and their ``*_bbox.npy`` partners.
+
+    Args:
+        files: ``.dat`` files, or folders searched (not recursively) for ``*_td.dat``.
+        input_size: side of the square model input (the paper resizes to 320).
+        time_bins, window_us: frames per sample and the time they cover (5 × 50 ms).
+    """
+
+    encoding = "frames"
+
+    def __init__(
+        self,
+        files: list[str | Path] | str | Path,
+        input_size: int = 320,
+        time_bins: int = TIME_BINS,
+        window_us: int = WINDOW_US,
+    ) -> None:
+        paths = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+        dats: list[Path] = []
+        for p in paths:
+            dats += sorted(p.glob("*_td.dat")) if p.is_dir() else [p]
+        if not dats:
+            raise DatasetError(paths[0] if paths else "gen1", "files", "no *_td.dat event files found")
+        self.names = list(GEN1_CLASSES)
+        self.category_ids = list(range(1, len(GEN1_CLASSES) + 1))
+        self.input_size, self.time_steps, self.window_us = int(input_size), int(time_bins), int(window_us)
+        self.files: list[tuple[Path, DatHeader, np.ndarray]] = []
+        self.index: list[tuple[int, int, np.ndarray]] = []  # (file, label ts, boxes xyxy+cls at sensor scale)
+        for dat in dats:
+            header, raw = read_dat(dat)
+            width, height = header.width or GEN1_WIDTH, header.height or GEN1_HEIGHT
+            header = DatHeader(header.offset, header.event_type, header.event_size, width, height)
+            stem = dat.name[: -len("_td.dat")] if dat.name.endswith("_td.dat") else dat.stem
+            boxes = read_boxes(dat.with_name(f"{stem}_bbox.npy"))
+            self.files.append((dat, header, raw))
+            for ts in np.unique(boxes["ts"]):
+                labels = _labels_at(boxes[boxes["ts"] == ts], width, height)
+                self.index.append((len(self.files) - 1, int(ts), labels))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> Sample:
+        k, ts, labels = self.index[index]
+        path, header, raw = self.files[k]
+        t0 = ts - self.window_us
+        lo, hi = np.searchsorted(raw["t"], [max(t0, 0), ts], side="left") if len(raw) else (0, 0)
+        events = decode_events(raw[lo:hi], path, header.width, header.height)
+        frames = bin_events(events, t0, ts, self.time_steps, header.height, header.width)
+        s = self.input_size
+        sx, sy = s / header.width, s / header.height
+        x = frames_to_input(frames, (s, s))
+        boxes = torch.from_numpy((labels[:, :4] * np.array([sx, sy, sx, sy])).astype(np.float32)).view(-1, 4)
+        return Sample(x, boxes, torch.from_numpy(labels[:, 4].astype(np.int64)), index + 1, (sx, sy))
+
+    def coco_ground_truth(self) -> dict:
+        images, anns = [], []
+        for i, (k, ts, labels) in enumerate(self.index):
+            _, header, _ = self.files[k]
+            images.append(
+                {
+                    "id": i + 1,
+                    "file_name": f"{self.files[k][0].name}@{ts}",
+                    "width": header.width,
+                    "height": header.height,
+                }
+            )
+            for x1, y1, x2, y2, c in labels.tolist():
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": i + 1,
+                        "category_id": int(c) + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
+        cats = [{"id": i + 1, "name": n} for i, n in enumerate(self.names)]
+        return {"images": images, "annotations": anns, "categories": cats}
