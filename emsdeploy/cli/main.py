@@ -14,6 +14,7 @@ from ..errors import EmsdeployError
 COMMANDS = [
     ("convert", "convert"),
     ("export", "export"),
+    ("run", "run"),
     ("trace", "trace"),
     ("inspect", "inspect"),
     ("energy", "energy"),

@@ -66,18 +66,16 @@ class StepwiseTrace:
     def spikes(self, name: str) -> np.ndarray:
         return self.records[name]["s"]
 
-    def to_torch(self, dtype: Any = None) -> Any:
-        """The same result as a ``simulators.base.Trace``-compatible object with torch tensors
-        (spikes as 0/1 floats, like ref-float's)."""
+    def to_torch(self, dtype: Any = None) -> StepwiseTrace:
+        """The same result with torch tensors (spikes as 0/1 floats, like ref-float's), for
+        code written against ``simulators.base.Trace`` (same fields, duck-typed)."""
         import torch
-
-        from emsdeploy.simulators.base import Trace  # only when the caller asks for torch
 
         def conv(a: np.ndarray) -> torch.Tensor:
             t = torch.from_numpy(np.ascontiguousarray(a))
             return t.to(dtype or torch.float32) if a.dtype == np.bool_ else t
 
-        return Trace(
+        return StepwiseTrace(
             {k: torch.from_numpy(v) for k, v in self.outputs.items()},
             {n: {k: conv(v) for k, v in r.items()} for n, r in self.records.items()},
             self.time_steps,
