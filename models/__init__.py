@@ -4,6 +4,8 @@ neuron parameters on the modules, no module-level globals.
 Installed as ``emsdeploy.models``; it imports nothing else from emsdeploy.
 """
 
+from pathlib import Path
+
 from .blocks import ConvSiLU, EMSBlock2, MSBlock, NeuronParams, Stem
 from .config import MODULES, ConfigError, builtin_config_path, builtin_configs, load_config, parse_config
 from .detect import Detect, decode_raw
@@ -12,7 +14,11 @@ from .neurons import LIF, SiLUNeuron, spike_fn
 from .recording import record_neurons
 from .yolo import EMSYOLO, ENCODINGS, build_model, run_layers
 
+# The shipped model: EMS-YOLO tiny trained on the synthetic shapes (see its model card beside it).
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "emsyolo-tiny-synth.pt"
+
 __all__ = [
+    "DEFAULT_CHECKPOINT",
     "EMSYOLO",
     "ENCODINGS",
     "LIF",

@@ -18,6 +18,8 @@ COMMANDS = [
     ("trace", "trace"),
     ("inspect", "inspect"),
     ("energy", "energy"),
+    ("train", "train"),
+    ("eval", "eval"),
 ]
 
 EXIT_ERROR = 2  # bad input, unsupported model, unreadable file
