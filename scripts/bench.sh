@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The benchmarks in bench/, one line each, run with the venv's python. Results are written
+# under bench/results/ (git-ignored). Keep them short: the machine is shared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p bench/results
+
+"$PY" bench/onnx_vs_torch.py    # stepwise ONNX vs PyTorch eager: ms/frame and peak memory
+"$PY" bench/sop_overhead.py     # exact SOP counting vs a plain ref-float run: overhead per frame
+
+echo "== results in bench/results/ =="
