@@ -7,15 +7,22 @@ what ``record`` asks for.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import Decode, Graph, Input
+from emsdeploy.ir import Decode, Graph, Input, Node
 
 from .base import Backend, RecordSpec, Trace, record_set, step_inputs
 from .float_kernels import decode_boxes, make_kernel
 
-__all__ = ["RefFloat"]
+__all__ = ["RefFloat", "StepObserver"]
+
+# Called after each node's step with (t, node, its inputs at t, its output at t, its state
+# after the step). It must not modify the tensors. Used to measure a run without storing it
+# (e.g. synaptic-operation counting in :mod:`.sops`).
+StepObserver = Callable[[int, Node, Sequence[torch.Tensor], torch.Tensor, object], None]
 
 
 class RefFloat(Backend):
@@ -45,7 +52,14 @@ class RefFloat(Backend):
                 self._last_use.setdefault(last, []).append(name)
 
     @torch.no_grad()
-    def run(self, x: torch.Tensor, time_steps: int | None = None, record: RecordSpec = None) -> Trace:
+    def run(
+        self,
+        x: torch.Tensor,
+        time_steps: int | None = None,
+        record: RecordSpec = None,
+        observer: StepObserver | None = None,
+    ) -> Trace:
+        """Run for T steps. ``observer``, if given, sees every node's step as it happens."""
         T, frame = step_inputs(self.graph, x, time_steps)
         wanted = record_set(self.graph, record)
         state: dict[str, object] = {}
@@ -56,11 +70,14 @@ class RefFloat(Backend):
                 recs[self._input].setdefault("y", []).append(values[self._input])
             for node in self._steps:
                 kernel = self._kernels[node.name]
+                xs = [values[i] for i in node.inputs]
                 try:
-                    y, state[node.name] = kernel.step([values[i] for i in node.inputs], state.get(node.name))
+                    y, state[node.name] = kernel.step(xs, state.get(node.name))
                 except RuntimeError as e:
                     raise SimulationError(f"{node.name} ({node.op.type_name}) at step {t}: {e}") from None
                 values[node.name] = y
+                if observer is not None:
+                    observer(t, node, xs, y, state[node.name])
                 if node.name in wanted and not node.op.timeless:
                     r = recs[node.name]
                     if kernel.records_u:
