@@ -1,0 +1,112 @@
+"""``emsdeploy energy``: exact synaptic operations and energy per frame, beside the papers' formula."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..energy.measure import DEFAULT_SAMPLES
+
+
+@click.command()
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--input",
+    "input_spec",
+    default=None,
+    type=click.Path(),
+    help="An image, a folder of images, or a .npy of [B,3,H,W] images / [B,T,C,H,W] frames. "
+    f"Default: the first {DEFAULT_SAMPLES} samples of the synthetic validation split named in the "
+    f"checkpoint's meta, else {DEFAULT_SAMPLES} deterministic random inputs (the report says which).",
+)
+@click.option(
+    "--profile",
+    default="45nm-fp32",
+    show_default=True,
+    help="Energy profile: a shipped name (45nm-fp32, 45nm-int8, 45nm-fp32-memory, loihi) or a .toml file.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many input samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON.")
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), default=None, help="Write energy and firing rate per layer (PNG)."
+)
+@click.option(
+    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
+)
+@click.option(
+    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
+)
+def energy(
+    source: str | None,
+    input_spec: str | None,
+    profile: str,
+    limit: int | None,
+    as_json: bool,
+    plot: str | None,
+    input_size: str | None,
+    time_steps: int | None,
+) -> None:
+    """Count the synaptic operations of SOURCE exactly and report energy per frame.
+
+    SOURCE is a .pt checkpoint or an .emsir IR file (default: the shipped
+    models/checkpoints/emsyolo-tiny-synth.pt). The network runs in the float reference
+    simulator; each synapse group's nonzero inputs are multiplied by the fan-out their kernel
+    really reaches (AC for spike inputs, MAC for graded ones). Counts are per frame: summed
+    over its T steps, averaged over the inputs. Beside them: the papers' formula
+    (fr·T·FLOPs) and the ANN of the same shape. docs/energy.md defines every number.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..energy import default_inputs, energy_report, load_profile, measure, user_inputs
+    from ..energy.render import render_table, write_plot
+    from ..errors import CheckpointError
+    from ..models import DEFAULT_CHECKPOINT
+    from ..pipeline import load_graph, parse_size
+
+    prof = load_profile(profile)  # fail on a bad profile before any simulation
+    path = Path(source) if source else DEFAULT_CHECKPOINT
+    if source is None and not path.is_file():
+        raise CheckpointError(f"no SOURCE given and the shipped checkpoint {path} is not there; name a checkpoint")
+    loaded = load_graph(path, parse_size(input_size), time_steps)
+    graph = loaded.graph
+    if input_spec is not None:
+        inputs = user_inputs(input_spec, graph, limit, time_steps)
+    else:
+        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
+        inputs = default_inputs(graph, meta, limit or DEFAULT_SAMPLES, time_steps)
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("counting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("count", total=inputs.count)
+        counts = measure(graph, inputs, lambda: progress.advance(task))
+    node = graph.input_node()
+    report = energy_report(
+        counts,
+        prof,
+        model={
+            "source": str(path),
+            "input_shape": list(node.op.shape),  # type: ignore[attr-defined]
+            "encoding": node.op.encoding,  # type: ignore[attr-defined]
+            "nodes": len(graph),
+        },
+        input=inputs.to_dict(),
+    )
+    if plot:
+        write_plot(report, plot)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        return
+    render_table(report, Console(width=max(140, Console().width)))
+    if plot:
+        click.echo(f"plot     : {plot}")

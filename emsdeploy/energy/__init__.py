@@ -1,0 +1,23 @@
+"""Energy reports: exact synaptic-operation counts (:mod:`emsdeploy.simulators.sops`) priced
+by an energy profile (data files with sources), beside the papers' formula and the same-shape
+ANN. See docs/energy.md for what is counted."""
+
+from .measure import DEFAULT_SAMPLES, InputSet, default_inputs, measure, random_inputs, user_inputs
+from .profiles import COSTS, EnergyProfile, ProfileError, builtin_profiles, load_profile
+from .report import DEFINITIONS, energy_report
+
+__all__ = [
+    "COSTS",
+    "DEFAULT_SAMPLES",
+    "DEFINITIONS",
+    "EnergyProfile",
+    "InputSet",
+    "ProfileError",
+    "builtin_profiles",
+    "default_inputs",
+    "energy_report",
+    "load_profile",
+    "measure",
+    "random_inputs",
+    "user_inputs",
+]

@@ -1,0 +1,111 @@
+"""Human-readable views of an energy report: a rich table and a per-layer plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..fileio import atomic_write
+
+__all__ = ["eng", "render_table", "write_plot"]
+
+
+def eng(value: float | None, digits: int = 3) -> str:
+    """1234567 -> '1.23M' (k, M, G, T); None -> '-'."""
+    if value is None:
+        return "-"
+    v = float(value)
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.{digits}g}{suffix}"
+    return f"{v:.{digits}g}"
+
+
+def render_table(report: dict, console) -> None:
+    """Print the per-layer table and the totals of ``report`` on a rich ``console``."""
+    from rich.table import Table
+
+    T, n = report["time_steps"], report["samples"]
+    table = Table(
+        title=f"Synapse groups, per frame ({T} steps, mean of {n} sample{'s' * (n != 1)})", title_justify="left"
+    )
+    for col, justify in (
+        ("layer", "left"),
+        ("input", "left"),
+        ("firing rate", "right"),
+        ("SOP exact", "right"),
+        ("SOP formula", "right"),
+        ("exact/formula", "right"),
+        ("dense MAC/step", "right"),
+        ("energy nJ", "right"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=col == "layer")
+    for r in report["layers"]:
+        ratio = r["exact_over_formula"]
+        table.add_row(
+            r["name"],
+            f"{r['input_kind']} ({r['op_kind']})",
+            f"{r['firing_rate']:.3f}",
+            eng(r["sop_exact"]),
+            eng(r["sop_formula"]),
+            "-" if ratio is None else f"{ratio:.3f}",
+            eng(r["flops"]),
+            f"{r['energy_pj'] / 1e3:.4g}",
+        )
+    console.print(table)
+    t, ann, prof = report["total"], report["ann"], report["profile"]
+    neurons_nj = sum(x["energy_pj"] for x in report["neurons"]) / 1e3
+    elem_nj = sum(x["energy_pj"] for x in report["elementwise"]) / 1e3
+    inp = report["input"]
+    lines = [
+        f"model    : {report['model']['source']}  input {tuple(report['model']['input_shape'])}, "
+        f"{report['model']['encoding']}, T = {T}",
+        f"inputs   : {inp['description']}" + (f"  [{inp['note']}]" if inp.get("note") else ""),
+        f"profile  : {prof['name']} — {prof['description']}"
+        + (f"; not priced: {', '.join(prof['not_priced'])}" if prof["not_priced"] else ""),
+        f"counts   : {eng(t['sop_ac'])} AC, {eng(t['mac'])} MAC (exact; formula {eng(t['sop_formula'])}), "
+        f"{eng(t['neuron_updates'])} neuron updates ({eng(t['active_neuron_updates'])} active), "
+        f"{eng(t['elementwise'])} elementwise ops",
+        f"energy   : {t['energy_mJ']:.4g} mJ per frame (synapses {sum(x['energy_pj'] for x in report['layers']) / 1e3:.4g} nJ, "
+        f"neurons {neurons_nj:.4g} nJ, elementwise {elem_nj:.4g} nJ); paper formula {t['energy_formula_mJ']:.4g} mJ",
+        f"ANN      : {eng(ann['mac'])} MAC per frame -> {ann['energy_mJ']:.4g} mJ; "
+        f"ANN/SNN = {_times(report['ratio_ann_over_snn'])} (paper formula: {_times(report['ratio_ann_over_snn_formula'])})",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+
+
+def _times(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}x"
+
+
+def write_plot(report: dict, path: str | Path) -> Path:
+    """Energy and input firing rate of each synapse group, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = report["layers"]
+    names = [r["name"] for r in layers]
+    x = range(len(layers))
+    width = max(8.0, 0.22 * len(layers) + 2)
+    fig, (ax_e, ax_f) = plt.subplots(2, 1, figsize=(width, 7), sharex=True, constrained_layout=True)
+    colours = ["tab:blue" if r["op_kind"] == "AC" else "tab:orange" for r in layers]
+    ax_e.bar(x, [r["energy_pj"] / 1e3 for r in layers], color=colours)
+    ax_e.plot(x, [r["energy_formula_pj"] / 1e3 for r in layers], "k.", label="paper formula")
+    ax_e.set_ylabel("energy per frame (nJ)")
+    ax_e.set_yscale("log")
+    ax_e.set_title(
+        f"{report['model']['source']}: {report['total']['energy_mJ']:.3g} mJ per frame, profile {report['profile']['name']} "
+        "(blue: AC, orange: MAC)"
+    )
+    ax_e.legend(loc="upper right")
+    ax_f.bar(x, [r["firing_rate"] for r in layers], color=colours)
+    ax_f.set_ylabel("input firing rate")
+    ax_f.set_ylim(0, 1)
+    ax_f.set_xticks(list(x))
+    ax_f.set_xticklabels(names, rotation=90, fontsize=6)
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120), suffix=".png")
+    plt.close(fig)
+    return path
