@@ -18,15 +18,24 @@ __all__ = ["record_neurons"]
 
 
 @contextmanager
-def record_neurons(model: nn.Module, kinds: tuple[type, ...] = (LIF, SiLUNeuron)) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield a dict that fills with ``{module path: output [T, B, ...]}`` of each neuron module."""
+def record_neurons(
+    model: nn.Module, kinds: tuple[type, ...] = (LIF, SiLUNeuron), inputs: dict[str, torch.Tensor] | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield a dict that fills with ``{module path: output [T, B, ...]}`` of each neuron module.
+
+    If ``inputs`` is a dict, it fills with each neuron's input current ``[T, B, ...]`` too.
+    """
     records: dict[str, torch.Tensor] = {}
     handles = []
+
+    def hook(_m, args, out, name):
+        records[name] = out.detach()
+        if inputs is not None:
+            inputs[name] = args[0].detach()
+
     for name, module in model.named_modules():
         if isinstance(module, kinds):
-            handles.append(
-                module.register_forward_hook(lambda _m, _i, out, name=name: records.__setitem__(name, out.detach()))
-            )
+            handles.append(module.register_forward_hook(lambda m, a, o, name=name: hook(m, a, o, name)))
     try:
         yield records
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import Decode, Graph, Input, Node
+from emsdeploy.ir import LIF, Decode, Graph, Input, Node, SiLUNeuron
 
 from .base import Backend, RecordSpec, Trace, record_set, step_inputs
 from .float_kernels import decode_boxes, make_kernel
@@ -58,10 +58,19 @@ class RefFloat(Backend):
         time_steps: int | None = None,
         record: RecordSpec = None,
         observer: StepObserver | None = None,
+        reference: Trace | None = None,
     ) -> Trace:
-        """Run for T steps. ``observer``, if given, sees every node's step as it happens."""
+        """Run for T steps. ``observer``, if given, sees every node's step as it happens.
+
+        ``reference`` makes the run node-isolated (DESIGN.md §7): after each neuron's step, its
+        output and state are replaced by the reference's (spikes ``s`` and membrane ``u`` of a
+        LIF, value ``y`` of a SiLU neuron), so every neuron computes step t from the reference's
+        own inputs and state, and a mismatch belongs to that node and step alone. The records
+        keep this run's own outputs.
+        """
         T, frame = step_inputs(self.graph, x, time_steps)
         wanted = record_set(self.graph, record)
+        pins = self._pins(reference, T) if reference is not None else {}
         state: dict[str, object] = {}
         recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
         for t in range(T):
@@ -85,6 +94,8 @@ class RefFloat(Backend):
                         r.setdefault("u", []).append(state[node.name][0])  # type: ignore[index]
                     else:
                         r.setdefault("y", []).append(y)
+                if node.name in pins:
+                    values[node.name], state[node.name] = pins[node.name](t, state[node.name])
                 for done in self._last_use.get(node.name, ()):
                     if done != self._input:
                         values.pop(done, None)
@@ -96,3 +107,23 @@ class RefFloat(Backend):
                 outputs[node.name] = self._kernels[node.name].finish(state[node.name], T)
         records = {n: {k: torch.stack(v) for k, v in r.items()} for n, r in recs.items()}
         return Trace({o: outputs[o] for o in self.graph.outputs if o in outputs}, records, T)
+
+    def _pins(self, reference: Trace, T: int) -> dict[str, Callable]:
+        """Per neuron node: ``(t, own state) -> (reference output at t, state rebuilt from the reference)``."""
+        pins: dict[str, Callable] = {}
+        for node in self.graph.of_type(LIF, SiLUNeuron):
+            rec = reference.records.get(node.name, {})
+            if isinstance(node.op, LIF):
+                if not {"s", "u"} <= set(rec):
+                    raise SimulationError(f"{node.name}: the reference has no spikes and membrane (s, u) to isolate it")
+                s_ref, u_ref = rec["s"].to(self.dtype), rec["u"].to(self.dtype)
+                pins[node.name] = lambda t, _own, s=s_ref, u=u_ref: (s[t], (u[t], s[t]))
+            else:
+                if "y" not in rec:
+                    raise SimulationError(f"{node.name}: the reference has no SiLU output (y) to isolate it")
+                y_ref = rec["y"].to(self.dtype)
+                # The in-place recurrence needs only s; a non-in-place one keeps its own m.
+                pins[node.name] = lambda t, own, y=y_ref: (y[t], (own[0], y[t]))
+            if (rec.get("s", rec.get("y"))).shape[0] < T:
+                raise SimulationError(f"{node.name}: the reference has fewer than {T} steps")
+        return pins
