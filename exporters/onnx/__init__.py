@@ -44,19 +44,28 @@ def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]
     meta = StepwiseMeta.from_props({p.key: p.value for p in model.metadata_props})
     lif = sum(n.type == "LIF" for n in meta.neurons)
     silu = len(meta.neurons) - lif
+    lif_nodes = lif + sum(1 for a in meta.aliases.values() if _type(meta, a) == "LIF")
+    silu_nodes = len(meta.neurons) + len(meta.aliases) - lif_nodes
     size = Path(output).stat().st_size
     heads = ", ".join(f"head.{i} {[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}"
                       for i, o in enumerate(model.graph.output[: len(meta.heads)]))  # fmt: skip
+    shared = f"; {len(meta.aliases)} neurons share the state of an identical one" if meta.aliases else ""
     lines = [
         f"graph        : one time step, opset {OPSET}, {len(model.graph.node)} nodes, checked by onnx.checker",
         f"input        : x [batch, {', '.join(map(str, meta.input_shape))}] ({meta.encoding} encoding, T = {meta.time_steps})",
         f"state        : {len(meta.neurons)} tensors state_in/state_out.<node>.h ({lif} LIF"
-        + (f", {silu} SiLU neurons)" if silu else ")"),
+        + (f", {silu} SiLU neurons" if silu else "")
+        + f"){shared}",
         f"heads        : {heads}",
     ]
     if meta.spikes:
         lines.append(
-            f"spikes       : spikes.<node> for {lif} LIF nodes" + (f", values.<node> for {silu}" if silu else "")
+            f"spikes       : spikes.<node> for {lif_nodes} LIF nodes"
+            + (f", values.<node> for {silu_nodes} SiLU neurons" if silu_nodes else "")
         )
     lines.append(f"wrote        : {output} ({size / 1e6:.2f} MB)")
     return lines
+
+
+def _type(meta: StepwiseMeta, name: str) -> str:
+    return next(n.type for n in meta.neurons if n.name == name)

@@ -17,6 +17,11 @@ t = 0 give ``U[0] = I[0]``. The products are taken in the order of the reference
 (``(U·τ)·(1 − S)``), so carrying ``h`` instead of ``(U, S)`` changes no bit. A SiLU neuron
 carries ``h[t] = (y[t]·τ)·(1 − y[t])`` when in place (the official quirk) and
 ``(m[t]·τ)·(1 − y[t])`` otherwise.
+
+Neurons that read the same inputs, in the same order, with the same parameters (the two branch
+LIFs of an EMS-Block2, for instance) have the same membrane at every step, bit for bit. The
+graph computes such a group once: the first carries the state, and ``metadata_props["aliases"]``
+maps every other member to it (with spikes, ``spikes.<alias>`` is still an output).
 """
 
 from __future__ import annotations
@@ -116,7 +121,8 @@ class StepwiseMeta:
         time_steps: the T the model was trained with (a run may choose another).
         encoding: ``direct`` or ``frames``.
         input_shape: ``(C, H, W)`` of ``x``.
-        neurons: every neuron node, in state order.
+        neurons: every neuron node that carries state, in state order.
+        aliases: neuron node -> the neuron that carries it (same inputs and parameters).
         heads: per Detect scale, the IR Readout node that averages ``head.<i>`` over T.
         decode: the IR Decode node's name (None without a Decode).
         nc, anchors (grid units, ``[nl][na][2]``), strides: for box decoding.
@@ -138,6 +144,7 @@ class StepwiseMeta:
     isolated: bool = False
     dtype: str = "float32"
     source: str = ""
+    aliases: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -168,6 +175,7 @@ class StepwiseMeta:
             "comparison": "strict: S = U > v_th",
             "state": STATE_RULE,
             "neurons": json.dumps([n.to_json() for n in self.neurons]),
+            "aliases": json.dumps(self.aliases),
             "heads": json.dumps(list(self.heads)),
             "decode": json.dumps(self.decode),
             "nc": str(self.nc),
@@ -200,7 +208,7 @@ class StepwiseMeta:
         try:
             known = {
                 "format", "format_version", "time_steps", "encoding", "input_shape", "layout", "dtype", "tau",
-                "v_th", "reset", "comparison", "state", "neurons", "heads", "decode", "nc", "names", "anchors",
+                "v_th", "reset", "comparison", "state", "neurons", "aliases", "heads", "decode", "nc", "names", "anchors",
                 "anchors_unit", "strides", "spikes", "isolated", "source",
             }  # fmt: skip
             return cls(
@@ -218,6 +226,7 @@ class StepwiseMeta:
                 isolated=bool(json.loads(props.get("isolated", "false"))),
                 dtype=props.get("dtype", "float32"),
                 source=props.get("source", ""),
+                aliases=dict(json.loads(props.get("aliases", "{}"))),
                 extra={k: v for k, v in props.items() if k not in known},
             )
         except (KeyError, ValueError, TypeError) as e:

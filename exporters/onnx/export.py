@@ -227,6 +227,26 @@ LOWERINGS: dict[type, Lowering] = {
 }
 
 
+def _neuron_aliases(graph: Graph) -> dict[str, str]:
+    """Neuron -> an earlier neuron with the same inputs (in order) and parameters.
+
+    Both then integrate the same current from the same zero state with the same operations, so
+    their membranes and outputs agree bit for bit at every step: one computation serves both.
+    """
+    alias: dict[str, str] = {}
+    seen: dict[tuple, list[str]] = {}
+    for node in graph:
+        if not isinstance(node.op, (LIF, SiLUNeuron)):
+            continue
+        key = (type(node.op), tuple(alias.get(i, i) for i in node.inputs))
+        carrier = next((c for c in seen.get(key, []) if graph[c].op.same_as(node.op)), None)
+        if carrier is None:
+            seen.setdefault(key, []).append(node.name)
+        else:
+            alias[node.name] = carrier
+    return alias
+
+
 def _heads(graph: Graph) -> list[Node]:
     """Readout nodes in Detect scale order (the Decode's input order), then any others."""
     readouts = graph.of_type(Readout)
@@ -264,11 +284,22 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
             b.rename[src] = head_name(i)  # the conv writes straight into the graph output
         head_values.append(src)
 
+    aliases = _neuron_aliases(graph)
     input_node = graph.input_node()
     b.inputs.append(b.tensor_info(INPUT, input_node.op.shape))  # type: ignore[attr-defined]
     for node in graph:
         if isinstance(node.op, Input):
             b.value[node.name] = INPUT
+            continue
+        if node.name in aliases:
+            carrier = aliases[node.name]
+            b.value[node.name] = b.value[carrier]
+            if b.spikes:  # keep one spikes/values output per neuron node
+                lif = isinstance(node.op, LIF)
+                out = spikes_name(node.name) if lif else values_name(node.name)
+                src = spikes_name(carrier) if lif else values_name(carrier)
+                b.emit("Identity", [src], out, f"{out}/alias")
+                b.record(out, graph.shape(node.name), TensorProto.BOOL if lif else None)
             continue
         if node.op.timeless:  # Readout and Decode run on the host (the runtime)
             continue
@@ -303,6 +334,7 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
         isolated=isolate,
         dtype=dtype,
         source=str(graph.attrs.get("source", "")),
+        aliases=aliases,
     )
     onnx_graph = helper.make_graph(
         b.nodes,

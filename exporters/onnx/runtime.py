@@ -260,22 +260,24 @@ class StepwiseSession:
             raise InputError(f"input has {arr.shape[1]} frames but time_steps={time_steps}")
         return int(arr.shape[1]), lambda t: arr[:, t]
 
-    def _record_set(self, record: RecordSpec) -> list[NeuronInfo]:
+    def _record_set(self, record: RecordSpec) -> dict[str, str]:
+        """Neuron node to record -> the neuron that carries it (itself, or the one it aliases)."""
         if record is None:
-            return []
+            return {}
         if not self.meta.spikes:
             raise InputError(
                 f"{self.where}: exported without spike outputs, so nothing can be recorded; "
                 "re-export with `--spikes` (or spikes=True)"
             )
+        carriers = {n.name: n.name for n in self.meta.neurons}
+        every = {**carriers, **self.meta.aliases}
         if record in ("neurons", "all"):
-            return list(self.meta.neurons)
+            return every
         names = set(record)
-        by_name = {n.name: n for n in self.meta.neurons}
-        unknown = sorted(names - set(by_name))
+        unknown = sorted(names - set(every))
         if unknown:
             raise InputError(f"cannot record {unknown[:5]}: only neuron nodes are visible in the ONNX graph")
-        return [n for n in self.meta.neurons if n.name in names]
+        return {n: every[n] for n in every if n in names}
 
 
 class Stream:
@@ -285,13 +287,15 @@ class Stream:
     (which fixes the batch size).
     """
 
-    def __init__(self, session: StepwiseSession, record: list[NeuronInfo]) -> None:
+    def __init__(self, session: StepwiseSession, record: dict[str, str]) -> None:
         self.session = session
         self.meta = session.meta
-        self.record = record
+        self._wanted = record  # node -> carrier
+        carriers = set(record.values())
+        self.record = [n for n in self.meta.neurons if n.name in carriers]
         self.t = 0
         self._ready = False
-        self._recs: dict[str, list[np.ndarray]] = {n.name: [] for n in record}
+        self._recs: dict[str, list[np.ndarray]] = {n.name: [] for n in self.record}
 
     def _setup(self, batch: int) -> None:
         s, meta, dt = self.session, self.meta, self.session.dtype
@@ -412,10 +416,11 @@ class Stream:
             outputs[meta.decode] = decode(
                 [outputs[h] for h in meta.heads], np.array(meta.anchors), meta.strides, meta.nc
             )
-        records = {}
+        carried = {}
         for n in self.record:
             key = "s" if n.type == "LIF" else "y"
-            records[n.name] = {key: np.stack(self._recs[n.name])}
+            carried[n.name] = {key: np.stack(self._recs[n.name])}
+        records = {node: carried[carrier] for node, carrier in self._wanted.items()}  # aliases share arrays
         return StepwiseTrace(outputs, records, self.t)
 
 

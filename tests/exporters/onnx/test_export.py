@@ -28,7 +28,17 @@ def test_contract_names_order_batch_axis_and_metadata(fixture_b_graph, tmp_path)
     g = fixture_b_graph
     model = export_onnx(g, tmp_path / "b.onnx", spikes=True)
     onnx.checker.check_model(onnx.load(tmp_path / "b.onnx"), full_check=True)
-    neurons = [n.name for n in g.of_type(LIF, SiLUNeuron)]
+    props = {p.key: p.value for p in model.metadata_props}
+    # An EMS-Block2's two branch LIFs read the same current: one of each pair carries the state.
+    aliases = json.loads(props["aliases"])
+    assert aliases == {
+        "model.3.residual_function.0": "model.3.shortcut.0",
+        "model.4.residual_function.0": "model.4.shortcut.0",
+        "model.6.residual_function.0": "model.6.shortcut.0",
+        "model.7.shortcut.1": "model.7.residual_function.0",
+    }
+    every = [n.name for n in g.of_type(LIF, SiLUNeuron)]
+    neurons = [n for n in every if n not in aliases]
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     assert inputs == ["x", *(f"state_in.{n}.h" for n in neurons)]
@@ -37,7 +47,7 @@ def test_contract_names_order_batch_axis_and_metadata(fixture_b_graph, tmp_path)
         "head.0",
         "head.1",
         *(f"state_out.{n}.h" for n in neurons),
-        *(f"spikes.{n}" if n in lifs else f"values.{n}" for n in neurons),
+        *(f"spikes.{n}" if n in lifs else f"values.{n}" for n in every),
     ]
     for vi in [*model.graph.input, *model.graph.output]:
         assert _dims(vi)[0] == "batch", vi.name
@@ -48,7 +58,6 @@ def test_contract_names_order_batch_axis_and_metadata(fixture_b_graph, tmp_path)
         assert _dims(next(i for i in model.graph.input if i.name == f"state_in.{n}.h"))[1:] == shape
         assert _dims(next(o for o in model.graph.output if o.name == f"state_out.{n}.h"))[1:] == shape
 
-    props = {p.key: p.value for p in model.metadata_props}
     dec = g.of_type(Decode)[0].op
     assert props["format"] == FORMAT and props["format_version"] == "1"
     assert props["time_steps"] == "4" and props["encoding"] == "direct"
@@ -130,3 +139,26 @@ def test_export_errors_name_the_problem(fixture_b_graph):
     g.outputs = ["lif"]
     with pytest.raises(ExportError, match="no Readout"):
         build_onnx(g)
+
+
+def test_neurons_with_the_same_inputs_and_parameters_share_one_state():
+    g = Graph({"time_steps": 3, "names": []})
+    g.add("input", Input((4, 6, 6), "frames"))
+    g.add("a", LIF(0.25, 0.5), ["input"])
+    g.add("b", LIF(0.25, 0.4), ["input"])  # other threshold: its own state
+    g.add("c", LIF(0.25, 0.5), ["input"])  # same as a
+    eye = np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1)
+    for i, src in enumerate("abc"):
+        g.add(f"conv.{i}", Conv2d(eye), [src])
+        g.add(f"readout.{i}", Readout(), [f"conv.{i}"])
+    g.outputs = [f"readout.{i}" for i in range(3)]
+    s = session(g.validate(), spikes=True)
+    assert s.meta.aliases == {"c": "a"} and [n.name for n in s.meta.neurons] == ["a", "b"]
+    x = np.random.default_rng(0).normal(0.4, 0.3, (1, 3, 4, 6, 6)).astype(np.float32)
+    tr = s.run(x, record="neurons")
+    ref = RefFloat(g).run(torch.from_numpy(x), record="neurons")
+    for n in "abc":
+        np.testing.assert_array_equal(tr.records[n]["s"], ref.records[n]["s"].numpy().astype(bool))
+    np.testing.assert_array_equal(tr.outputs["readout.2"], tr.outputs["readout.0"])
+    assert not np.array_equal(tr.records["a"]["s"], tr.records["b"]["s"])
+    assert set(s.run(x, record=["c"]).records) == {"c"}
