@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -19,6 +20,12 @@ import click
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON (keys include map50 and map50_95).")
+@click.option(
+    "--card",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a Markdown model card from the checkpoint's meta and these measurements.",
+)
 def eval_(
     checkpoint: str | None,
     data: str | None,
@@ -27,6 +34,7 @@ def eval_(
     device: str | None,
     threads: int | None,
     as_json: bool,
+    card: str | None,
 ) -> None:
     """Evaluate CHECKPOINT (default: the shipped models/checkpoints/emsyolo-tiny-synth.pt).
 
@@ -47,6 +55,11 @@ def eval_(
     dataset = dataset_for(ckpt, data, split)
     result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
     metrics, rates = result["metrics"], result["firing_rates"]
+    if card:
+        from ..checkpoint import atomic_write
+
+        text = model_card(ckpt, model, metrics, rates, path, data, split)
+        atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     if as_json:
         payload = {**metrics, "checkpoint": path, "split": split, "firing_rates": rates}
         click.echo(json.dumps(payload, indent=2))
@@ -86,6 +99,84 @@ def dataset_for(ckpt, data: str | None, split: str):
     if len(dataset.names) != nc:
         raise InputError(f"{ckpt.path} predicts {nc} classes but the data has {len(dataset.names)} ({dataset.names})")
     return dataset
+
+
+def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | None, split: str) -> str:
+    """Markdown model card: every number comes from the checkpoint's meta or this evaluation."""
+    meta, train = ckpt.meta, ckpt.meta.get("train", {})
+    recipe = meta.get("data", {})
+    params = sum(p.numel() for p in model.parameters())
+    eval_cmd = (
+        f"emsdeploy eval {path}" + (f" --data {data}" if data else "") + (f" --split {split}" if split != "val" else "")
+    )
+    lines = [
+        f"# {Path(path).stem}",
+        "",
+        f"EMS-YOLO, config `{meta.get('config_source', '?')}` ({params:,} parameters), T = {ckpt.time_steps}, "
+        f"`{ckpt.encoding}` encoding, {meta.get('input_size', '?')}×{meta.get('input_size', '?')} input, "
+        f"classes: {', '.join(ckpt.names)}.",
+        "",
+        "## Data",
+        "",
+        f"Synthetic recipe (regenerated bit for bit from these numbers): `{json.dumps(recipe)}`.",
+        "",
+        "## Training",
+        "",
+        "```",
+        str(train.get("command", "?")),
+        "```",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "optimizer",
+        "lr",
+        "batch_size",
+        "epochs",
+        "epochs_done",
+        "steps",
+        "warmup_epochs",
+        "weight_decay",
+        "seed",
+    ):
+        if key in train:
+            lines.append(f"| {key} | {train[key]} |")
+    lines += [
+        f"| loss gains (before YOLOv5 rescaling) | {json.dumps(train.get('hyp', {}))} |",
+        f"| device, torch | {train.get('device', '?')}, {train.get('torch', '?')} |",
+        f"| wall time | {train.get('seconds', 0) / 60:.1f} min |",
+        f"| mean loss per epoch | {', '.join(f'{v:.4f}' for v in train.get('epoch_loss', []))} |",
+        "",
+        f"## Results ({split} split, {metrics['images']} images, {metrics['instances']} objects)",
+        "",
+        "```",
+        eval_cmd,
+        "```",
+        "",
+        f"- mAP@0.5: **{metrics['map50']:.4f}**",
+        f"- mAP@0.5:0.95: **{metrics['map50_95']:.4f}**",
+        "",
+        "| class | AP@0.5 |",
+        "|---|---|",
+        *(f"| {name} | {ap:.4f} |" for name, ap in metrics["ap50_per_class"].items()),
+        "",
+        "## Firing rates",
+        "",
+        "Share of (time step, neuron) pairs that spike, per LIF layer, on the first "
+        f"{min(32, metrics['images'])} images of the split (eval mode).",
+        "",
+        "| LIF layer | rate |",
+        "|---|---|",
+        *(f"| `{name}` | {rate:.4f} |" for name, rate in rates.items()),
+        "",
+        "## Limits",
+        "",
+        "Trained on synthetic shapes only: a demonstration and test model for the deployment "
+        "toolchain, not a detector for real images.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 eval = eval_

@@ -102,6 +102,7 @@ def run_training(**opts) -> None:
     from ..models import build_model
     from ..models.data import open_dataset
     from ..models.training import TrainConfig, train
+    from ..models.training.optim import DEFAULT_LR
 
     train_set = open_dataset(opts["data"], "train", opts["input_size"])
     if train_set.encoding == "frames" and opts["time_steps"] not in (None, train_set.time_steps):
@@ -114,7 +115,7 @@ def run_training(**opts) -> None:
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
         optimizer=opts["optimizer"],
-        lr=opts["lr"],
+        lr=opts["lr"] if opts["lr"] is not None else DEFAULT_LR[opts["optimizer"]],
         seed=opts["seed"],
         device=opts["device"],
         max_steps=opts["max_steps"],

@@ -144,7 +144,7 @@ class SyntheticShapes(DetectionDataset):
     encoding = "direct"
 
     def __init__(self, recipe: SynthRecipe, split: str = "train") -> None:
-        self.recipe_ = recipe
+        self.spec = recipe
         self.split = split
         self.n = recipe.count(split)
         self.names = list(SHAPE_CLASSES)
@@ -157,16 +157,16 @@ class SyntheticShapes(DetectionDataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.n:
             raise IndexError(index)
-        img, shapes = make_scene(self.recipe_, self.split, index)
+        img, shapes = make_scene(self.spec, self.split, index)
         boxes, labels = shapes_target(shapes)
         x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
         return Sample(x, boxes, labels, index + 1)
 
     def layout(self, index: int) -> list[Shape]:
-        return sample_layout(image_rng(self.recipe_, self.split, index), self.recipe_)
+        return sample_layout(image_rng(self.spec, self.split, index), self.spec)
 
     def coco_ground_truth(self) -> dict:
-        return coco_from_layouts([self.layout(i) for i in range(self.n)], self.recipe_.size)
+        return coco_from_layouts([self.layout(i) for i in range(self.n)], self.spec.size)
 
     def recipe(self) -> dict:
-        return {**self.recipe_.to_dict(), "split": self.split}
+        return {**self.spec.to_dict(), "split": self.split}

@@ -93,7 +93,7 @@ class SyntheticEvents(DetectionDataset):
     encoding = "frames"
 
     def __init__(self, recipe: SynthRecipe, split: str = "train") -> None:
-        self.recipe_ = recipe
+        self.spec = recipe
         self.split = split
         self.n = recipe.count(split)
         self.names = list(SHAPE_CLASSES)
@@ -107,15 +107,15 @@ class SyntheticEvents(DetectionDataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.n:
             raise IndexError(index)
-        events, shapes = make_events(self.recipe_, self.split, index)
-        r = self.recipe_
+        events, shapes = make_events(self.spec, self.split, index)
+        r = self.spec
         frames = bin_events(events, 0, r.window_us, r.time_bins, r.size, r.size)
         boxes, labels = shapes_target(shapes)
         return Sample(frames_to_input(frames, (r.size, r.size)), boxes, labels, index + 1)
 
     def coco_ground_truth(self) -> dict:
-        layouts = [sample_layout(image_rng(self.recipe_, self.split, i), self.recipe_) for i in range(self.n)]
-        return coco_from_layouts(layouts, self.recipe_.size)
+        layouts = [sample_layout(image_rng(self.spec, self.split, i), self.spec) for i in range(self.n)]
+        return coco_from_layouts(layouts, self.spec.size)
 
     def recipe(self) -> dict:
-        return {**self.recipe_.to_dict(), "split": self.split}
+        return {**self.spec.to_dict(), "split": self.split}
