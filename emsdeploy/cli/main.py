@@ -20,6 +20,7 @@ COMMANDS = [
     ("energy", "energy"),
     ("train", "train"),
     ("eval", "eval"),
+    ("verify", "verify"),
 ]
 
 EXIT_ERROR = 2  # bad input, unsupported model, unreadable file

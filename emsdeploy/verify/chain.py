@@ -1,0 +1,201 @@
+"""The verification chain of DESIGN.md §7, run on a set of inputs.
+
+    torch ──▶ ref-float ──▶ onnx            (float: spike-exact, near-threshold flips excused
+                  │                          only where they can be attributed to one node)
+                  └──── quantisation ──▶ ref-fixed ──▶ lava   (integer: bit-exact, nothing excused)
+
+Each float pair runs twice: end to end, and node-isolated (every neuron fed the reference's
+own inputs and state). Levels whose backend cannot run here are reported as skipped with the
+reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..ir import LIF, Graph
+from ..models import EMSYOLO
+from ..simulators import RefFloat
+from .compare import DEFAULT_MARGIN, Comparison, compare_records, merge
+from .torch_level import run_torch
+
+__all__ = ["TARGETS", "VerifyOptions", "VerifyReport", "verify"]
+
+TARGETS = ("ref", "onnx", "lava")
+
+
+@dataclass
+class VerifyOptions:
+    targets: Sequence[str] = TARGETS
+    margin: float = DEFAULT_MARGIN
+    time_steps: int | None = None
+    onnx_model: Path | None = None  # verify this artifact instead of a fresh export
+    lava_artifact: Path | None = None
+    workdir: Path | None = None
+
+
+@dataclass
+class VerifyReport:
+    source: str
+    inputs: list[str]
+    time_steps: int
+    input_shape: list[int]
+    comparisons: list[Comparison] = field(default_factory=list)
+    quantization: dict[str, Any] | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "inputs": self.inputs,
+            "time_steps": self.time_steps,
+            "input_shape": self.input_shape,
+            "comparisons": [c.to_json() for c in self.comparisons],
+            "quantization": self.quantization,
+            "skipped": self.skipped,
+        }
+
+
+def _max_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k in a:
+        if k in b:
+            x, y = torch.as_tensor(a[k]).double(), torch.as_tensor(b[k]).double()
+            out[k] = float((x - y).abs().max()) if x.numel() else 0.0
+    return out
+
+
+class _Pair:
+    """Accumulates one (a, b, mode) comparison over samples."""
+
+    def __init__(self) -> None:
+        self.parts: list[Comparison] = []
+
+    def add(self, c: Comparison) -> None:
+        self.parts.append(c)
+
+    def result(self) -> Comparison:
+        return merge(self.parts)
+
+
+def verify(
+    graph: Graph,
+    samples: Iterable[tuple[str, torch.Tensor]],
+    model: EMSYOLO | None,
+    options: VerifyOptions,
+    source: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> VerifyReport:
+    """Run the chain on every sample; return the merged report."""
+    unknown = set(options.targets) - set(TARGETS)
+    if unknown:
+        raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    lif_names = [n.name for n in graph.of_type(LIF)]
+    v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
+    report = VerifyReport(source, [], options.time_steps or graph.time_steps, list(graph.input_node().op.shape))  # type: ignore[attr-defined]
+    pairs: dict[tuple[str, str, str], _Pair] = {}
+
+    def add(c: Comparison) -> None:
+        pairs.setdefault((c.a, c.b, c.mode), _Pair()).add(c)
+
+    def cmp(a_name, b_name, a, b, integer, mode, sample) -> Comparison:
+        c = compare_records(
+            a_name, b_name, a.records, b.records, lif_names,
+            integer=integer, mode=mode, v_th=v_th, margin=options.margin, sample=sample,
+        )  # fmt: skip
+        c.outputs = _max_diff(a.outputs, b.outputs)
+        return c
+
+    ref_float = RefFloat(graph)
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="emsdeploy-verify-"))
+    onnx = _OnnxLevel(graph, options, workdir, report.skipped) if "onnx" in options.targets else None
+    lava = _LavaLevel(graph, options, workdir, report.skipped) if "lava" in options.targets else None
+    quant_parts: list[dict[str, Any]] = []
+    if "ref" in options.targets and model is None:
+        report.skipped["torch"] = "the source is an IR file: there is no PyTorch model to compare with"
+
+    for k, (name, x) in enumerate(samples):
+        report.inputs.append(name)
+        T = options.time_steps
+        say = progress or (lambda _msg: None)
+        say(f"{name}: ref-float")
+        ref = ref_float.run(x, T, record="neurons")
+        if "ref" in options.targets and model is not None:
+            say(f"{name}: torch")
+            tch = run_torch(model, graph, x, T)
+            add(cmp("torch", "ref-float", tch, ref, False, "end-to-end", k))
+            iso = ref_float.run(x, T, record="neurons", reference=tch)
+            add(cmp("torch", "ref-float", tch, iso, False, "isolated", k))
+        if onnx is not None and onnx.available:
+            say(f"{name}: onnx")
+            e2e, iso = onnx.run(x, T, ref)
+            add(cmp("ref-float", "onnx", ref, e2e, False, "end-to-end", k))
+            if iso is not None:
+                add(cmp("ref-float", "onnx", ref, iso, False, "isolated", k))
+        if lava is not None and lava.available:
+            say(f"{name}: ref-fixed and lava")
+            fixed, lava_trace, quant = lava.run(x, T, ref)
+            quant_parts.append(quant)
+            if lava_trace is not None:
+                add(cmp("ref-fixed", "lava", fixed, lava_trace, True, "end-to-end", k))
+    report.comparisons = [p.result() for p in pairs.values()]
+    if quant_parts:
+        report.quantization = _LavaLevel.merge_quant(quant_parts)
+    return report
+
+
+class _OnnxLevel:
+    """Exports the graph to ONNX (or loads ``--onnx``) and runs it in onnxruntime."""
+
+    def __init__(self, graph: Graph, options: VerifyOptions, workdir: Path, skipped: dict[str, str]) -> None:
+        from ..exporters.onnx import StepwiseSession, export_onnx
+
+        self.available = True
+        if options.onnx_model is not None:
+            self.session = StepwiseSession(options.onnx_model)
+            if not self.session.meta.spikes:
+                raise InputError(f"{options.onnx_model}: exported without spikes; re-export with --spikes to verify it")
+        else:
+            path = workdir / "model.onnx"
+            export_onnx(graph, path, spikes=True)
+            self.session = StepwiseSession(path)
+        iso_path = workdir / "model-isolated.onnx"
+        export_onnx(graph, iso_path, isolate=True)
+        self.isolated = StepwiseSession(iso_path)
+        if options.onnx_model is not None:
+            skipped["onnx-isolated"] = (
+                f"node isolation runs a graph exported from the IR, not {options.onnx_model.name}; "
+                "the artifact itself is judged end to end"
+            )
+
+    def run(self, x: torch.Tensor, T: int | None, ref) -> tuple[Any, Any]:
+        e2e = self.session.run(x.numpy(), T, record="neurons").to_torch()
+        iso = self.isolated.run_isolated(x.numpy(), ref, T).to_torch()
+        return e2e, iso
+
+
+class _LavaLevel:
+    """ref-fixed and lava-nc (filled in by the Lava exporter's runner)."""
+
+    def __init__(self, graph: Graph, options: VerifyOptions, workdir: Path, skipped: dict[str, str]) -> None:
+        self.available = False
+        skipped["lava"] = "the Lava level is not available in this build"
+
+    def run(self, x, T, ref):  # pragma: no cover - replaced when the Lava backend lands
+        raise NotImplementedError
+
+    @staticmethod
+    def merge_quant(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return parts[0] if parts else {}
