@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,11 @@ def verify(
     source: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
-    """Run the chain on every sample; return the merged report."""
+    """Run the chain on every sample; return the merged report. Artifacts exported on the way
+    go to ``options.workdir``, or to a temporary folder removed afterwards."""
+    if options.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="emsdeploy-verify-") as tmp:
+            return verify(graph, samples, model, replace(options, workdir=Path(tmp)), source, progress)
     unknown = set(options.targets) - set(TARGETS)
     if unknown:
         raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
@@ -119,7 +123,7 @@ def verify(
         return c
 
     ref_float = RefFloat(graph)
-    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="emsdeploy-verify-"))
+    workdir = Path(options.workdir)
     onnx = _OnnxLevel(graph, options, workdir, report.skipped) if "onnx" in options.targets else None
     lava = _LavaLevel(graph, options, workdir, report.skipped) if "lava" in options.targets else None
     quant_parts: list[dict[str, Any]] = []
