@@ -183,11 +183,11 @@ def test_axis_fanout_by_hand():
 
 
 def test_dense_counts_match_neurobench_dense():
-    """ENERGY.md §3.2: NeuroBench "Dense" of Conv2d(2->4, k3, pad 1) is 3872 on 8x8, 33856 on 16x16
-    (padded taps excluded), where the papers' FLOPs are 4608 and 36864."""
+    """ENERGY.md §3: NeuroBench "Dense" of Conv2d(2->4, k3, pad 1) is 3872 for one 8x8 input and
+    33856 for a batch of two 16x16 inputs (padded taps excluded); the papers' FLOPs are 4608 and 36864."""
     op = _conv(2, 4, 3, 1, 1, 1, 1)
-    assert [conv_dense_sops(op, (2, n, n)) for n in (8, 16)] == [3872, 33856]
-    assert [conv_flops(op, (2, n, n)) for n in (8, 16)] == [4608, 36864]
+    assert [conv_dense_sops(op, (2, 8, 8)), 2 * conv_dense_sops(op, (2, 16, 16))] == [3872, 33856]
+    assert [conv_flops(op, (2, 8, 8)), 2 * conv_flops(op, (2, 16, 16))] == [4608, 36864]
 
 
 def test_flops_are_the_papers_dense_macs():
