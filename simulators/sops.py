@@ -232,9 +232,9 @@ def _conv_rule(counter: SOPCounter, graph: Graph, node: Node) -> Observe:
     in_shape = tuple(graph.shape(src))
     fan = conv_fanout(op, in_shape).reshape(-1)
     # Columns: spatial fan-out, and ones (to count the nonzero inputs in the same product).
-    # Every partial sum is an integer no larger than C_in·Σfan per sample: float32 holds it
-    # exactly below 2**24, float64 below 2**53 (far beyond any layer).
-    exact32 = in_shape[0] * int(fan.sum()) < 2**24
+    # Every partial sum is an integer no larger than C_in·max(Σfan, H·W) per sample: float32
+    # holds it exactly below 2**24, float64 below 2**53 (far beyond any layer).
+    exact32 = in_shape[0] * max(int(fan.sum()), fan.size) < 2**24
     dtype = torch.float32 if exact32 else torch.float64
     weights = torch.from_numpy(np.stack([fan, np.ones_like(fan)], 1)).to(dtype)
     per_group = op.out_channels // op.groups
