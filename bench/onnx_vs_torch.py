@@ -78,7 +78,7 @@ def _child(args: argparse.Namespace) -> None:
         from emsdeploy.exporters.onnx import StepwiseSession
 
         rss_libs = _rss_mb()
-        session = StepwiseSession(args.model, threads=int(args.threads))
+        session = StepwiseSession(args.model, threads=int(args.threads), spin=not args.nospin)
         for _ in range(args.warmup):
             session.run(x)
         for _ in range(args.repeats):
@@ -133,30 +133,47 @@ def _input(encoding: str, size: tuple[int, int], time_steps: int, batch: int = 1
     return (rng.random((batch, time_steps, 3, *size)) < 0.1).astype(np.float32)
 
 
-def _prepare(case: str, work: Path, size: int, time_steps: int) -> dict:
+def _scene(hw: tuple[int, int]) -> np.ndarray | None:
+    """Validation scene 0 of the synthetic shapes data the shipped model is trained on."""
+    try:
+        from emsdeploy.models.data.recipe import SynthRecipe
+        from emsdeploy.models.data.synthetic import make_scene
+    except ImportError:
+        return None
+    if hw[0] != hw[1]:
+        return None
+    img, _ = make_scene(SynthRecipe(size=hw[0]), "val", 0)
+    return np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+
+
+def _prepare(case: str, work: Path, size: int, time_steps: int, checkpoint: Path = SHIPPED) -> dict:
     from emsdeploy.checkpoint import from_model, load_any, save_checkpoint
     from emsdeploy.exporters.onnx import export_onnx
     from emsdeploy.pipeline import default_input_size
     from emsdeploy.tracer import trace
 
     if case == "shipped":
-        ckpt = load_any(SHIPPED)
+        ckpt_path = Path(checkpoint)
+        ckpt = load_any(ckpt_path)
         model = ckpt.build()
         hw = default_input_size(ckpt)
-        ckpt_path = SHIPPED
-        desc = f"{SHIPPED.relative_to(REPO)} (trained)"
+        epochs = (ckpt.meta.get("train") or {}).get("epochs_done")
+        shown = ckpt_path.relative_to(REPO) if ckpt_path.is_relative_to(REPO) else ckpt_path
+        desc = f"{shown} (trained{f', {epochs} epochs' if epochs else ''}); input: a synthetic validation scene"
     else:
         model = _random_detector(case, size, time_steps, "frames")
         hw = (size, size)
         ckpt_path = work / f"{case}.pt"
         save_checkpoint(ckpt_path, from_model(model))
         desc = f"{case}, random weights, tdBN statistics calibrated then γ, β randomised, objectness prior 0.5"
-    x = _input(model.encoding, hw, model.time_steps)
+    x = _scene(hw) if case == "shipped" and model.encoding == "direct" else None
+    if x is None:
+        x = _input(model.encoding, hw, model.time_steps)
     np.save(work / f"{case}.npy", x)
     onnx_path = work / f"{case}.onnx"
     export_onnx(trace(model, hw), onnx_path)
     return {
-        "case": case,
+        "case": case if case != "shipped" or ckpt_path == SHIPPED else f"trained ({ckpt_path.name})",
         "description": desc,
         "encoding": model.encoding,
         "input_shape": list(x.shape),
@@ -167,14 +184,17 @@ def _prepare(case: str, work: Path, size: int, time_steps: int) -> dict:
     }
 
 
-def _run_child(backend: str, info: dict, work: Path, args: argparse.Namespace, k: int, threads: int) -> dict:
-    save = work / f"{info['case']}.{backend}.{threads}.{k}.npy"
+def _run_child(backend: str, info: dict, work: Path, args: argparse.Namespace, k: int, config: str) -> dict:
+    threads, nospin = _parse_config(config)
+    save = work / f"{info['case']}.{backend}.{config.replace(':', '-')}.{k}.npy"
     cmd = [
         sys.executable, __file__, "--child", backend, "--model", info["files"][backend],
         "--input", info["files"]["input"], "--threads", str(threads), "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup), "--save", str(save),
+        "--warmup", str(args.warmup), "--save", str(save), *(["--nospin"] if nospin else []),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if nospin:  # OpenMP threads sleep at barriers instead of spinning (torch's pool)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
         raise SystemExit(f"{backend} child failed on {info['case']}:\n{r.stderr[-3000:]}")
@@ -219,7 +239,8 @@ def _markdown(result: dict) -> str:
         "# Stepwise ONNX vs PyTorch eager",
         "",
         f"{m['cpu']}, {m['cpus']} CPUs; each row gives both backends the same thread count (torch.set_num_threads "
-        f"and OMP_NUM_THREADS; onnxruntime intra_op_num_threads); batch 1; load average before/after: "
+        f"and OMP_NUM_THREADS; onnxruntime intra_op_num_threads), ':nospin' rows make idle threads of both sleep "
+        f"(OMP_WAIT_POLICY=PASSIVE; allow_spinning=0); batch 1; load average before/after: "
         f"{m['loadavg_before']} / {m['loadavg_after']} (the machine is shared).",
         f"Each backend ran in {result['rounds']} fresh processes (alternating), {result['repeats']} timed runs "
         f"each after {result['warmup']} warm-up runs. A run = T steps + readout + box decoding (no NMS).",
@@ -265,8 +286,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--threads",
-        default="2,1",
-        help="comma-separated thread counts, each used by both backends (default 2,1: the 2-core machine, then 1)",
+        default="2,2:nospin,1",
+        help="comma-separated thread configurations, each used by both backends: N threads with the default "
+        "(spinning) thread pools, or N:nospin with idle threads sleeping (OMP_WAIT_POLICY=PASSIVE for torch, "
+        "allow_spinning=0 for onnxruntime). Default 2,2:nospin,1",
     )
     p.add_argument("--rounds", type=int, default=3, help="fresh processes per backend and case")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per process")
@@ -274,19 +297,28 @@ def main() -> None:
     p.add_argument("--size", type=int, default=320, help="input size of the res18-ee case")
     p.add_argument("--time-steps", type=int, default=4)
     p.add_argument("--cases", default="shipped,res18-ee")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=SHIPPED,
+        help="trained checkpoint of the 'shipped' case (default: the shipped one)",
+    )
     p.add_argument("--quick", action="store_true", help="1 round, 2 repeats, 1 warm-up (a smoke run)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--child", choices=["torch", "onnx"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
+    p.add_argument("--nospin", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         _child(args)
         return
     if args.quick:
         args.rounds, args.repeats, args.warmup = 1, 2, 1
-    thread_counts = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    thread_counts = [t.strip() for t in str(args.threads).split(",") if t.strip()]
+    for config in thread_counts:
+        _parse_config(config)
     import onnxruntime
     import torch
 
@@ -311,13 +343,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="emsdeploy-bench-") as tmp:
         work = Path(tmp)
         for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
-            if case == "shipped" and not SHIPPED.is_file():
-                notes.append(
-                    f"{SHIPPED.relative_to(REPO)} does not exist yet: the shipped-checkpoint case was skipped."
-                )
-                print(f"skip: {SHIPPED} not found", file=sys.stderr)
+            if case == "shipped" and not args.checkpoint.is_file():
+                notes.append(f"{args.checkpoint} does not exist yet: the trained-checkpoint case was skipped.")
+                print(f"skip: {args.checkpoint} not found", file=sys.stderr)
                 continue
-            info = _prepare(case, work, args.size, args.time_steps)
+            info = _prepare(case, work, args.size, args.time_steps, args.checkpoint)
             files = info.pop("files")
             for threads in thread_counts:
                 info["files"] = files
@@ -326,7 +356,7 @@ def main() -> None:
                     for backend in ("torch", "onnx"):
                         runs[backend].append(_run_child(backend, info, work, args, k, threads))
                         med = statistics.median(runs[backend][-1]["ms_per_frame"])
-                        print(f"{case} {backend} {threads} threads, round {k}: {med:.1f} ms/frame", file=sys.stderr)
+                        print(f"{case} {backend} threads {threads}, round {k}: {med:.1f} ms/frame", file=sys.stderr)
                 t, o = _summary(runs["torch"]), _summary(runs["onnx"])
                 row = {k: v for k, v in info.items() if k != "files"}
                 row.update(
@@ -344,6 +374,14 @@ def main() -> None:
     (args.out / "onnx_vs_torch.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "onnx_vs_torch.md").write_text(_markdown(result))
     print(_markdown(result))
+
+
+def _parse_config(config: str) -> tuple[int, bool]:
+    """``"2"`` -> (2, spinning); ``"2:nospin"`` -> (2, idle threads sleep)."""
+    n, _, mode = config.partition(":")
+    if not n.isdigit() or int(n) < 1 or mode not in ("", "nospin"):
+        raise SystemExit(f"bad --threads item {config!r}: use N or N:nospin")
+    return int(n), mode == "nospin"
 
 
 def _cpu_name() -> str:

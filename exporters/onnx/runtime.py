@@ -83,7 +83,7 @@ class StepwiseTrace:
 
 
 class _OrtEngine:
-    def __init__(self, model: str | bytes, threads: int | None, optimization: str, where: str) -> None:
+    def __init__(self, model: str | bytes, threads: int | None, optimization: str, spin: bool, where: str) -> None:
         import onnxruntime as ort
 
         levels = {
@@ -100,6 +100,8 @@ class _OrtEngine:
         opts.inter_op_num_threads = 1
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
+        if not spin:  # idle threads sleep instead of spinning: kinder to a shared, oversubscribed CPU
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
@@ -131,6 +133,7 @@ class StepwiseSession:
         model: path to a ``.onnx`` file, its bytes, or a ``ModelProto``.
         threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
         optimization: onnxruntime graph optimisation: ``all`` (default), ``extended``, ``basic``, ``none``.
+        spin: let idle onnxruntime threads spin-wait (its default); False makes them sleep.
         engine: ``onnxruntime`` (default) or ``reference`` (``onnx.reference``, e.g. for float64 graphs).
 
     Attributes:
@@ -146,6 +149,7 @@ class StepwiseSession:
         threads: int | None = None,
         optimization: str = "all",
         engine: str = "onnxruntime",
+        spin: bool = True,
     ) -> None:
         where = str(model) if isinstance(model, (str, Path)) else "ONNX model"
         if isinstance(model, (str, Path)):
@@ -158,7 +162,7 @@ class StepwiseSession:
         else:
             source = bytes(model)
         if engine == "onnxruntime":
-            self._engine: Any = _OrtEngine(source, threads, optimization, where)
+            self._engine: Any = _OrtEngine(source, threads, optimization, spin, where)
             self._ort = True
         elif engine == "reference":
             proto = model if isinstance(model, onnx.ModelProto) else _load_proto(source, where)
