@@ -67,8 +67,8 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     """
     from rich.console import Console
 
-    from ..energy.measure import default_inputs, user_inputs
     from ..errors import CheckpointError, InputError
+    from ..inputs import default_inputs, user_inputs
     from ..models import DEFAULT_CHECKPOINT
     from ..pipeline import load_graph, parse_size
     from ..verify import VerifyOptions, render_report
