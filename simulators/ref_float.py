@@ -41,6 +41,8 @@ class RefFloat(Backend):
         self._input = graph.input_node().name
         self._steps = [n for n in graph if not isinstance(n.op, (Input, Decode))]  # readouts accumulate per step
         self._timeless = [n for n in graph if n.op.timeless]
+        # Graph outputs that run every step are returned stacked over time, [T, B, ...].
+        self._step_outputs = [o for o in graph.outputs if not graph[o].op.timeless]
         self._kernels = {n.name: make_kernel(n.op, dtype) for n in graph if not isinstance(n.op, (Input, Decode))}
         users = graph.users()
         # Free a step value after its last reader (outputs and timeless readers keep theirs).
@@ -73,6 +75,7 @@ class RefFloat(Backend):
         pins = self._pins(reference, T) if reference is not None else {}
         state: dict[str, object] = {}
         recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
+        per_step: dict[str, list[torch.Tensor]] = {o: [] for o in self._step_outputs}
         for t in range(T):
             values: dict[str, torch.Tensor] = {self._input: frame(t).to(self.dtype)}
             if self._input in wanted:
@@ -96,17 +99,19 @@ class RefFloat(Backend):
                         r.setdefault("y", []).append(y)
                 if node.name in pins:
                     values[node.name], state[node.name] = pins[node.name](t, state[node.name])
+                if node.name in per_step:
+                    per_step[node.name].append(y)
                 for done in self._last_use.get(node.name, ()):
                     if done != self._input:
                         values.pop(done, None)
-        outputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, torch.Tensor] = {o: torch.stack(v) for o, v in per_step.items()}
         for node in self._timeless:
             if isinstance(node.op, Decode):
                 outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
             else:
                 outputs[node.name] = self._kernels[node.name].finish(state[node.name], T)
         records = {n: {k: torch.stack(v) for k, v in r.items()} for n, r in recs.items()}
-        return Trace({o: outputs[o] for o in self.graph.outputs if o in outputs}, records, T)
+        return Trace({o: outputs[o] for o in self.graph.outputs}, records, T)
 
     def _pins(self, reference: Trace, T: int) -> dict[str, Callable]:
         """Per neuron node: ``(t, own state) -> (reference output at t, state rebuilt from the reference)``."""

@@ -140,3 +140,11 @@ def test_random_configs_spike_exact_float64(case):
         out = RefFloat(g, torch.float64).run(x, record=names)
         _assert_spike_exact(out, rec, names)
         torch.testing.assert_close(out.outputs[g.outputs[-1]], pred, rtol=1e-9, atol=1e-9)
+
+
+def test_per_step_graph_outputs_are_returned_over_time():
+    graph = trace(tiny_ee(), (32, 32))
+    g = graph.copy()
+    g.outputs = [*g.outputs, "model.1.residual_function.0"]
+    out = RefFloat(g).run(torch.rand(2, 3, 32, 32), time_steps=3)
+    assert out.outputs["model.1.residual_function.0"].shape == (3, 2, *g.shape("model.1.residual_function.0"))
