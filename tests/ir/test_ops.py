@@ -50,6 +50,11 @@ EXAMPLES = {
 }
 
 
+from tests.ir.loihi_examples import LOIHI_EXAMPLES  # noqa: E402  (the Loihi fixed-point ops)
+
+EXAMPLES.update(LOIHI_EXAMPLES)
+
+
 def test_every_registered_op_has_an_example():
     assert set(EXAMPLES) == set(OPS)
 

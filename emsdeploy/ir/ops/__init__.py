@@ -2,6 +2,7 @@
 
 from .base import Op, Shape
 from .io import Decode, Input, Readout
+from .loihi import FixedMaxPool, FixedSiLU, HostConv, HostSparse, LoihiLIF, LoihiReadout, SynConv, SynSparse
 from .neuron import LIF, SiLUNeuron
 from .shape import Add, Concat, MaxPool2d, Upsample
 from .synapse import Affine, Conv2d
@@ -11,6 +12,13 @@ OPS: dict[str, type[Op]] = {
     cls.__name__: cls
     for cls in (Input, Conv2d, Affine, Add, Concat, MaxPool2d, Upsample, LIF, SiLUNeuron, Readout, Decode)
 }
+# Loihi fixed point (the quantize pass's output; see loihi.py).
+OPS.update(
+    {
+        cls.__name__: cls
+        for cls in (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, SynConv, SynSparse, HostConv, HostSparse)
+    }
+)
 
 __all__ = [
     "LIF",
