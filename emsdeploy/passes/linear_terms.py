@@ -1,0 +1,434 @@
+"""Linear maps between populations: how every linear IR op folds into synapse groups.
+
+On Loihi only neuron populations hold state and only synapse groups (one hop each) carry
+values between them. Every op of the IR that is linear on its inputs (``Conv2d``, ``Affine``,
+``Add``, ``Concat``, ``Upsample``) is therefore folded into the synapse groups that feed the
+next population: each population's input current is
+
+    I_P = Σ_t  map_t(output of source_t) + bias_P
+
+with one term per source population (LIF spikes, the graded output of a custom or host
+population, or the input image), ``map_t`` the composition of the linear ops on the way, and
+``bias_P`` the composed biases (per neuron: a conv of a per-channel bias differs at borders).
+Concat becomes per-source terms (DESIGN.md §8), Add becomes several terms into one ``a_in``,
+nearest upsampling and any composition that is not a convolution become sparse matrices, and a
+1×1 convolution of a current folds into the convolutions that built the current.
+
+This module is the algebra (float64, exact in exact arithmetic) used by the quantize pass; it is
+not a pass itself. :func:`expand_fanin` is the entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from ..errors import PassError
+from ..ir import LIF, Add, Affine, Concat, Conv2d, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron, Upsample
+from ..ir.ops.base import Shape
+
+__all__ = [
+    "ConvMap",
+    "Fanin",
+    "LinearMap",
+    "SparseMap",
+    "Term",
+    "add_maps",
+    "apply_map",
+    "compose",
+    "expand_fanin",
+    "identity",
+    "is_population",
+    "to_sparse",
+]
+
+
+@dataclass
+class ConvMap:
+    """A cross-correlation (PyTorch convention), float64 weights ``(O, I/groups, kH, kW)``."""
+
+    weight: np.ndarray
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    in_shape: Shape
+    out_shape: Shape
+
+    @property
+    def is_pointwise(self) -> bool:
+        return (
+            self.weight.shape[2:] == (1, 1)
+            and self.stride == (1, 1)
+            and self.padding == (0, 0)
+            and self.in_shape[1:] == self.out_shape[1:]
+        )
+
+    def full_weight(self) -> np.ndarray:
+        """The weight with groups expanded to a block-diagonal ``(O, I, kH, kW)`` kernel."""
+        if self.groups == 1:
+            return self.weight
+        o, ig, kh, kw = self.weight.shape
+        og = o // self.groups
+        full = np.zeros((o, ig * self.groups, kh, kw))
+        for g in range(self.groups):
+            full[g * og : (g + 1) * og, g * ig : (g + 1) * ig] = self.weight[g * og : (g + 1) * og]
+        return full
+
+    def matrix(self) -> np.ndarray:
+        """``(O, I)`` channel matrix of a pointwise map."""
+        return self.full_weight()[:, :, 0, 0]
+
+    def is_identity(self) -> bool:
+        if not self.is_pointwise or self.in_shape != self.out_shape:
+            return False
+        return bool(np.array_equal(self.matrix(), np.eye(self.in_shape[0])))
+
+
+@dataclass
+class SparseMap:
+    """Any linear map as a CSR matrix ``(N_out, N_in)``, both sides flattened in (C, H, W) order."""
+
+    matrix: sp.csr_matrix
+    in_shape: Shape
+    out_shape: Shape
+
+
+@dataclass
+class UpsampleMap:
+    """Nearest-neighbour upsampling by ``scale``. Kept symbolic because it commutes with
+    channel mixing: the expansion moves 1×1 maps past it so they merge with convolutions."""
+
+    scale: int
+    in_shape: Shape
+    out_shape: Shape
+
+
+LinearMap = ConvMap | SparseMap | UpsampleMap
+
+
+def identity(shape: Shape) -> ConvMap:
+    return pointwise(np.eye(shape[0]), shape)
+
+
+def pointwise(matrix: np.ndarray, in_shape: Shape) -> ConvMap:
+    """A per-position channel matrix ``(O, I)`` (concat embedding, affine, 1×1 conv)."""
+    o = matrix.shape[0]
+    return ConvMap(
+        np.asarray(matrix, np.float64).reshape(o, -1, 1, 1),
+        (1, 1),
+        (0, 0),
+        (1, 1),
+        1,
+        tuple(in_shape),
+        (o, *in_shape[1:]),
+    )
+
+
+def conv_map(op: Conv2d, in_shape: Shape) -> ConvMap:
+    return ConvMap(
+        op.weight.astype(np.float64),
+        op.stride,
+        op.padding,
+        op.dilation,
+        op.groups,
+        tuple(in_shape),
+        tuple(op.output_shape([in_shape])),
+    )
+
+
+def window_map(kernel: int, in_shape: Shape) -> ConvMap:
+    """Depthwise all-ones k×k, stride k: the synapse of a spike max-pool (OR over the window)."""
+    c, h, w = in_shape
+    return ConvMap(
+        np.ones((c, 1, kernel, kernel)),
+        (kernel, kernel),
+        (0, 0),
+        (1, 1),
+        c,
+        tuple(in_shape),
+        (c, h // kernel, w // kernel),
+    )
+
+
+def upsample_map(scale: int, in_shape: Shape) -> UpsampleMap:
+    c, h, w = in_shape
+    return UpsampleMap(int(scale), tuple(in_shape), (c, h * scale, w * scale))
+
+
+def _upsample_matrix(m: UpsampleMap) -> SparseMap:
+    c, h, w = m.in_shape
+    scale = m.scale
+    oc, oh, ow = m.out_shape
+    ci, yi, xi = np.meshgrid(np.arange(oc), np.arange(oh), np.arange(ow), indexing="ij")
+    cols = (ci * h + yi // scale) * w + xi // scale
+    n = oc * oh * ow
+    mat = sp.csr_matrix((np.ones(n), (np.arange(n), cols.ravel())), shape=(n, c * h * w))
+    return SparseMap(mat, tuple(m.in_shape), tuple(m.out_shape))
+
+
+def to_sparse(m: LinearMap) -> SparseMap:
+    """The matrix of a map (exact: same float64 values, zero weights dropped)."""
+    if isinstance(m, SparseMap):
+        return m
+    if isinstance(m, UpsampleMap):
+        return _upsample_matrix(m)
+    w = m.full_weight()
+    o, _, kh, kw = w.shape
+    ci, hi, wi = m.in_shape
+    _, ho, wo = m.out_shape
+    (sh, sw), (ph, pw), (dh, dw) = m.stride, m.padding, m.dilation
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    rows, cols, vals = [], [], []
+    for ky in range(kh):
+        for kx in range(kw):
+            iy = oy * sh - ph + ky * dh
+            ix = ox * sw - pw + kx * dw
+            ok = (iy >= 0) & (iy < hi) & (ix >= 0) & (ix < wi)
+            if not ok.any():
+                continue
+            pos_out = (oy * wo + ox)[ok]
+            pos_in = (iy * wi + ix)[ok]
+            oo, ii = np.nonzero(w[:, :, ky, kx])
+            if oo.size == 0:
+                continue
+            rows.append((oo[:, None] * (ho * wo) + pos_out[None, :]).ravel())
+            cols.append((ii[:, None] * (hi * wi) + pos_in[None, :]).ravel())
+            vals.append(np.repeat(w[oo, ii, ky, kx], pos_out.size))
+    n_out, n_in = o * ho * wo, ci * hi * wi
+    if rows:
+        mat = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_out, n_in))
+    else:
+        mat = sp.csr_matrix((n_out, n_in))
+    mat.sum_duplicates()
+    mat.eliminate_zeros()
+    return SparseMap(mat, tuple(m.in_shape), tuple(m.out_shape))
+
+
+def compose(outer: LinearMap, inner: LinearMap) -> LinearMap:
+    """``outer ∘ inner``; stays a convolution when one side is pointwise, else a sparse matrix."""
+    if tuple(inner.out_shape) != tuple(outer.in_shape):
+        raise PassError(f"cannot compose maps: {inner.out_shape} feeds a map expecting {outer.in_shape}")
+    if isinstance(inner, ConvMap) and inner.is_identity():
+        return outer
+    if isinstance(outer, ConvMap) and outer.is_identity():
+        return inner
+    if isinstance(outer, ConvMap) and isinstance(inner, ConvMap):
+        if outer.is_pointwise:
+            w = np.einsum("om,mikl->oikl", outer.matrix(), inner.full_weight())
+            return ConvMap(w, inner.stride, inner.padding, inner.dilation, 1, inner.in_shape, outer.out_shape)
+        if inner.is_pointwise:
+            w = np.einsum("omkl,mi->oikl", outer.full_weight(), inner.matrix())
+            return ConvMap(w, outer.stride, outer.padding, outer.dilation, 1, inner.in_shape, outer.out_shape)
+    a, b = to_sparse(outer), to_sparse(inner)
+    m = (a.matrix @ b.matrix).tocsr()
+    m.eliminate_zeros()
+    return SparseMap(m, tuple(inner.in_shape), tuple(outer.out_shape))
+
+
+def add_maps(a: LinearMap, b: LinearMap) -> LinearMap:
+    """``a + b`` for maps with the same source and destination."""
+    if isinstance(a, ConvMap) and isinstance(b, ConvMap):
+        same = (a.stride, a.padding, a.dilation, a.groups, a.weight.shape) == (
+            b.stride,
+            b.padding,
+            b.dilation,
+            b.groups,
+            b.weight.shape,
+        )
+        if same:
+            return ConvMap(a.weight + b.weight, a.stride, a.padding, a.dilation, a.groups, a.in_shape, a.out_shape)
+    m = (to_sparse(a).matrix + to_sparse(b).matrix).tocsr()
+    m.eliminate_zeros()
+    return SparseMap(m, tuple(a.in_shape), tuple(a.out_shape))
+
+
+def apply_map(m: LinearMap, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Apply a map to ``[B, C, H, W]`` values in float64 (reference; biases, tests)."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    if isinstance(m, UpsampleMap):
+        return x.repeat_interleave(m.scale, 2).repeat_interleave(m.scale, 3)
+    if isinstance(m, ConvMap):
+        w = torch.from_numpy(np.ascontiguousarray(m.weight, np.float64))
+        return F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups)
+    b = x.shape[0]
+    flat = x.reshape(b, -1).numpy().T
+    out = np.asarray(m.matrix @ flat).T
+    return torch.from_numpy(np.ascontiguousarray(out)).reshape(b, *m.out_shape)
+
+
+@dataclass
+class Term:
+    """One synapse group into a population: ``map`` applied to ``source``'s output each step.
+
+    ``path`` lists the linear IR nodes the value went through (for the mapping report)."""
+
+    source: str
+    map: LinearMap
+    path: tuple[str, ...] = ()
+
+
+@dataclass
+class Fanin:
+    """A population's input current: the sum of its terms plus a per-neuron float bias."""
+
+    terms: list[Term] = field(default_factory=list)
+    bias: np.ndarray | None = None  # (C, H, W) float64
+
+
+def is_population(graph: Graph, name: str) -> bool:
+    """Ops that become a population (or, for Input, a source) rather than a synapse term."""
+    return isinstance(graph[name].op, (Input, LIF, SiLUNeuron, MaxPool2d, Readout))
+
+
+def _map_terms(fanin: Fanin, m: LinearMap, node: str) -> list[Term]:
+    # Maps stay chains (outermost first) until the population collapses them, so products
+    # are formed from the destination side, where the matrices have the fewest rows.
+    return [Term(t.source, (m, *t.map), (*t.path, node)) for t in fanin.terms]  # type: ignore[arg-type]
+
+
+def _bias_through(m: LinearMap, bias: np.ndarray | None) -> np.ndarray | None:
+    if bias is None:
+        return None
+    return apply_map(m, bias[None]).numpy()[0]
+
+
+def _add_bias(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _mergeable(a: LinearMap, b: LinearMap) -> bool:
+    return isinstance(a, ConvMap) and isinstance(b, ConvMap) and (a.is_pointwise or b.is_pointwise)
+
+
+def _collapse(chain: tuple[LinearMap, ...]) -> LinearMap:
+    """Compose a chain (outermost first) cheaply: move 1×1 maps inward past upsamplings (they
+    commute), merge convolutions with their 1×1 neighbours, then multiply the rest from the
+    destination side. The result is the same linear map whatever the order."""
+    items = list(chain)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(items) - 1):
+            a, b = items[i], items[i + 1]
+            if isinstance(a, ConvMap) and a.is_pointwise and isinstance(b, UpsampleMap):
+                low = ConvMap(
+                    a.weight, a.stride, a.padding, a.dilation, a.groups, b.in_shape, (a.out_shape[0], *b.in_shape[1:])
+                )
+                items[i : i + 2] = [UpsampleMap(b.scale, low.out_shape, a.out_shape), low]
+                changed = True
+            elif _mergeable(a, b):
+                items[i : i + 2] = [compose(a, b)]
+                changed = True
+                break
+    acc = items[0]
+    for m in items[1:]:
+        acc = compose(acc, m)
+    return acc
+
+
+def _merge(terms: list[Term]) -> list[Term]:
+    """Collapse each chain; one term per source (maps from the same source are summed: exact,
+    and fewer processes)."""
+    by_source: dict[str, Term] = {}
+    for t in terms:
+        m = _collapse(t.map)  # type: ignore[arg-type]
+        if t.source in by_source:
+            prev = by_source[t.source]
+            path = tuple(dict.fromkeys((*prev.path, *t.path)))
+            by_source[t.source] = Term(t.source, add_maps(prev.map, m), path)
+        else:
+            by_source[t.source] = Term(t.source, m, t.path)
+    return list(by_source.values())
+
+
+def expand_fanin(graph: Graph) -> dict[str, Fanin]:
+    """The input current of every population (LIF, SiLU, Readout, MaxPool2d) as terms.
+
+    Sources are the Input and the populations with a per-step output (everything but Readout).
+    A max-pool of spikes gets the all-ones window synapse (it becomes a LIF with threshold 0);
+    a max-pool of currents gets the current itself (it becomes a custom or host population).
+    """
+    memo: dict[str, Fanin] = {}
+
+    def value(name: str) -> Fanin:
+        if name in memo:
+            return memo[name]
+        node = graph[name]
+        op, shape = node.op, graph.shape(name)
+        if isinstance(op, (Input, LIF, SiLUNeuron, MaxPool2d)):
+            out = Fanin([Term(name, (identity(shape),))], None)  # type: ignore[arg-type]
+        elif isinstance(op, Conv2d):
+            inner = value(node.inputs[0])
+            m = conv_map(op, graph.shape(node.inputs[0]))
+            bias = _bias_through(m, inner.bias)
+            if op.bias is not None:
+                bias = _add_bias(bias, np.broadcast_to(op.bias.astype(np.float64).reshape(-1, 1, 1), shape).copy())
+            out = Fanin(_map_terms(inner, m, name), bias)
+        elif isinstance(op, Affine):
+            inner = value(node.inputs[0])
+            m = pointwise(np.diag(op.scale.astype(np.float64)), graph.shape(node.inputs[0]))
+            bias = _bias_through(m, inner.bias)
+            shift = np.broadcast_to(op.shift.astype(np.float64).reshape(-1, 1, 1), shape).copy()
+            out = Fanin(_map_terms(inner, m, name), _add_bias(bias, shift))
+        elif isinstance(op, Add):
+            terms: list[Term] = []
+            bias = None
+            for i in node.inputs:
+                v = value(i)
+                terms += [Term(t.source, t.map, (*t.path, name)) for t in v.terms]
+                bias = _add_bias(bias, v.bias)
+            out = Fanin(terms, bias)
+        elif isinstance(op, Concat):
+            terms, parts, offset = [], [], 0
+            total = shape[0]
+            for i in node.inputs:
+                c_in = graph.shape(i)[0]
+                embed = np.zeros((total, c_in))
+                embed[offset : offset + c_in] = np.eye(c_in)
+                v = value(i)
+                m = pointwise(embed, graph.shape(i))
+                terms += _map_terms(v, m, name)
+                parts.append(np.zeros(graph.shape(i)) if v.bias is None else v.bias)
+                offset += c_in
+            has_bias = any(value(i).bias is not None for i in node.inputs)
+            out = Fanin(terms, np.concatenate(parts) if has_bias else None)
+        elif isinstance(op, Upsample):
+            inner = value(node.inputs[0])
+            m = upsample_map(op.scale, graph.shape(node.inputs[0]))
+            out = Fanin(_map_terms(inner, m, name), _bias_through(m, inner.bias))
+        else:
+            raise PassError(
+                f"{name} ({op.type_name}): no linear lowering to synapse groups; "
+                "linear ops: Conv2d, Affine, Add, Concat, Upsample; populations: LIF, SiLUNeuron, MaxPool2d, Readout"
+            )
+        memo[name] = out
+        return out
+
+    result: dict[str, Fanin] = {}
+    for node in graph:
+        op = node.op
+        if isinstance(op, (LIF, SiLUNeuron, Readout)):
+            terms, bias = [], None
+            for i in node.inputs:
+                v = value(i)
+                terms += v.terms
+                bias = _add_bias(bias, v.bias)
+            result[node.name] = Fanin(_merge(terms), bias)
+        elif isinstance(op, MaxPool2d):
+            src = node.inputs[0]
+            v = value(src)
+            if graph.kind(src) == Kind.SPIKE:
+                m = window_map(op.kernel, graph.shape(src))  # stride k, no padding: floor(H/k) like the pool
+                result[node.name] = Fanin(_merge(_map_terms(v, m, node.name)), None)
+            else:
+                result[node.name] = Fanin(_merge(v.terms), v.bias)
+    return result

@@ -1,0 +1,419 @@
+"""Quantize a float IR graph to Loihi fixed point (DESIGN.md §8): the Loihi ops of ``ir/ops/loihi.py``.
+
+Pre: a simplified (``fold_affine``, ``flatten_fanin``, ``remove_dead``) and partitioned graph
+(``node.meta["partition"]`` from :func:`~emsdeploy.passes.partition`).
+
+Post: a graph of populations and synapse groups (see :mod:`emsdeploy.ir.ops.loihi`), all
+parameters integers within the profile's widths, ``latency``/``delay`` still 0 (run
+:func:`~emsdeploy.passes.align_delays` next), ``graph.attrs["quantization"]`` holding the report
+and ``graph.attrs["loihi"]`` the profile. Node names: a population keeps its IR node's name; a
+synapse group is ``"<population><-<source>"``.
+
+The scheme (every number from the profile, every choice in :class:`QuantizeOptions`):
+
+* every linear IR op is folded into per-source synapse groups (:mod:`.linear_terms`);
+* one scale ``S = 2**k`` per population, shared by all its incoming groups, its bias and its
+  threshold: a current I arrives as ``round(S·I)`` weight units. ``k = scale_bits_max`` unless
+  a width forces it lower (the weight exponent range, the threshold or the bias);
+* each group has its own weight exponent e: mantissas ``m = rint(w·S/S_src / 2**e)`` fill
+  [-128, 127] (8 bits, Loihi's weight mantissa); a group reading spikes lowers to Lava's Conv,
+  which has no right shift, so there e >= 0;
+* LIF: ``du = 4095`` (u is this step's input), ``dv = rint(4096·(1 − τ))``,
+  ``vth = rint(V_th·S)``; the bias ``b·S·64`` in v units as ``bias_mant · 2**bias_exp``;
+* readouts are non-leaky integrators (``dv = 0``, the largest threshold);
+* max-pools of spikes become a LIF with threshold 0 behind an all-ones window synapse (S = 1);
+  max-pools of currents and SiLU neurons become :class:`FixedMaxPool` / :class:`FixedSiLU`
+  populations, placed ``custom`` or ``host`` as the partition says;
+* terms that read the input image are computed on the host from ``x_int = rint(x·input_scale)``
+  with wide integer weights and a rounding shift, and injected straight into ``a_in``.
+
+Values that do not fit raise :class:`QuantizationError` naming node, field, observed and
+allowed range; with ``allow_clip`` they are clipped instead and every clip is in the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import PassError, QuantizationError
+from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
+from ..ir.ops.loihi import (
+    FixedMaxPool,
+    FixedSiLU,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
+from .linear_terms import ConvMap, Fanin, LinearMap, Term, expand_fanin, to_sparse
+from .loihi_profile import LoihiProfile, load_profile
+
+__all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """Policy choices of the quantization (hardware limits come from the profile).
+
+    Attributes:
+        profile: Loihi profile name or TOML path.
+        scale_bits_max: the population scale exponent k (S = 2**k) unless a limit forces it
+            lower: headroom for currents (|I|·S must stay below 2**17 for u).
+        readout_scale_bits_max: the same for readouts, which sum T steps in v (|ΣI|·S < 2**17).
+        input_scale: the host quantizes the input as ``rint(x · input_scale)`` (255: 8-bit pixels).
+        bias_exp: fixed bias exponent for every population (netx hard-codes 6), or None to pick
+            the finest that fits per population.
+        allow_clip: clip values that do not fit (each clip is reported) instead of raising.
+    """
+
+    profile: str = "loihi_bitacc"
+    scale_bits_max: int = 12
+    readout_scale_bits_max: int = 8
+    input_scale: float = 255.0
+    bias_exp: int | None = None
+    allow_clip: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ctx:
+    profile: LoihiProfile
+    options: QuantizeOptions
+    clips: list[dict[str, Any]] = field(default_factory=list)
+
+    def fit(self, node: str, fld: str, values: np.ndarray, lo: int, hi: int, fmt: str) -> np.ndarray:
+        """Check integer ``values`` against [lo, hi]; clip (and record) or raise."""
+        if values.size == 0:
+            return values
+        vmin, vmax = int(values.min()), int(values.max())
+        if vmin >= lo and vmax <= hi:
+            return values
+        n = int(np.count_nonzero((values < lo) | (values > hi)))
+        if not self.options.allow_clip:
+            raise QuantizationError(
+                f"{node}: {fld} needs [{vmin}, {vmax}] but {fmt} allows [{lo}, {hi}] ({n} values out of range); "
+                "pass allow_clip (--allow-clip) to clip, or change the quantization options"
+            )
+        self.clips.append({"node": node, "field": fld, "count": n, "observed": [vmin, vmax], "allowed": [lo, hi]})
+        return np.clip(values, lo, hi)
+
+
+def _rint(x: np.ndarray | float) -> np.ndarray:
+    return np.rint(np.asarray(x, dtype=np.float64)).astype(np.int64)
+
+
+def _weights(m: LinearMap) -> np.ndarray:
+    return m.weight if isinstance(m, ConvMap) else to_sparse(m).matrix.data
+
+
+def _mantissa_exp(w: np.ndarray, lo: int, hi: int, e_min: int, e_max: int) -> tuple[np.ndarray, int]:
+    """Smallest exponent e in [e_min, e_max] with rint(w / 2**e) inside [lo, hi] (e_max if none)."""
+    peak = float(np.abs(w).max()) if w.size else 0.0
+    if peak == 0.0:
+        return np.zeros(w.shape, np.int64), max(e_min, 0) if e_min <= 0 <= e_max else e_min
+    e = max(e_min, math.floor(math.log2(peak / hi)) if peak > hi else e_min)
+    e = max(e_min, min(e, e_max))
+    while True:
+        m = _rint(w / 2.0**e)
+        if (m.min() >= lo and m.max() <= hi) or e >= e_max:
+            return m, e
+        e += 1
+
+
+def _bits(m: np.ndarray) -> float:
+    peak = int(np.abs(m).max()) if m.size else 0
+    return round(math.log2(peak) + 1, 2) if peak else 0.0
+
+
+def _source_info(graph: Graph, src: str, scales: dict[str, float], options: QuantizeOptions) -> tuple[str, float]:
+    """(kind, scale) of a term's source: 'input' (host), 'spike' (0/1) or 'graded' (integers)."""
+    op = graph[src].op
+    if isinstance(op, Input):
+        return "input", options.input_scale
+    if graph.kind(src) == Kind.SPIKE:
+        return "spike", 1.0
+    return "graded", scales[src]  # the graded output's scale
+
+
+# ---- the pass ---------------------------------------------------------------------------------
+
+
+def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
+    """Quantize ``graph`` for Loihi fixed point; see the module docstring."""
+    options = options or QuantizeOptions()
+    profile = load_profile(options.profile)
+    ctx = _Ctx(profile, options)
+    missing = [n.name for n in graph if "partition" not in n.meta]
+    if missing:
+        raise PassError(f"quantize needs a partitioned graph (run partition first); {missing[0]} has no partition")
+    for name in graph.outputs:
+        if not isinstance(graph[name].op, (LIF, Readout, Decode, SiLUNeuron, MaxPool2d)):
+            raise PassError(
+                f"output {name} ({graph[name].op.type_name}) is not a population; "
+                "a fixed-point graph can output spikes, readouts or decoded boxes"
+            )
+    fanins = expand_fanin(graph)
+    # the weights that read each graded source (to pick its output scale)
+    readers: dict[str, list[float]] = {}
+    for fi in fanins.values():
+        for t in fi.terms:
+            w = _weights(t.map)
+            if w.size and np.abs(w).max() > 0:
+                readers.setdefault(t.source, []).append(float(np.abs(w).max()))
+    out = Graph({**graph.attrs})
+    scales: dict[str, float] = {}
+    report_pops: list[dict[str, Any]] = []
+    for node in graph:
+        op = node.op
+        if isinstance(op, Input):
+            out.add(node.name, op, (), {**node.meta})
+        elif node.name in fanins:
+            rep = _population(graph, out, node.name, fanins[node.name], scales, ctx, readers.get(node.name, []))
+            report_pops.append(rep)
+        elif isinstance(op, Decode):
+            out.add(node.name, op, node.inputs, {**node.meta})
+        # linear ops live on in the synapse groups
+    out.outputs = list(graph.outputs)
+    out.attrs["quantized"] = True
+    out.attrs["loihi"] = profile.as_dict()
+    out.attrs["input_scale"] = float(options.input_scale)
+    out.attrs["quantization"] = {
+        "options": options.as_dict(),
+        "profile": profile.name,
+        "populations": report_pops,
+        "clips": ctx.clips,
+    }
+    return out.validate()
+
+
+def _population(
+    graph: Graph, out: Graph, name: str, fanin: Fanin, scales: dict[str, float], ctx: _Ctx, reader_weights: list[float]
+) -> dict[str, Any]:
+    node = graph[name]
+    op = node.op
+    p, opts = ctx.profile, ctx.options
+    hi = p.weight_range[1]
+    spike_pool = isinstance(op, MaxPool2d) and graph.kind(node.inputs[0]) == Kind.SPIKE
+    terms = [(t, *_source_info(graph, t.source, scales, opts)) for t in fanin.terms]
+
+    # -- the population scale S = 2**k: as large as the limits allow, up to scale_bits_max ------
+    # (a larger S never costs weight precision, since each group has its own exponent, but
+    # it sharpens threshold, bias and graded inputs; scale_bits_max keeps headroom for currents)
+    if isinstance(op, Readout):
+        limits: dict[str, int] = {"readout_scale_bits_max": opts.readout_scale_bits_max}
+    else:
+        limits = {"scale_bits_max": opts.scale_bits_max}
+    for t, kind, s_src in terms:
+        w = _weights(t.map)
+        r = float(np.abs(w).max()) / s_src if w.size else 0.0
+        if kind != "input" and r > 0.0:
+            limits[f"weight exponent ({t.source})"] = math.floor(math.log2((hi + 0.5) * 2.0**p.weight_exp_max / r))
+    bias = fanin.bias
+    bmax = float(np.abs(bias).max()) if bias is not None and bias.size else 0.0
+    if isinstance(op, LIF) and op.v_th > 0:
+        limits["vth_u17"] = math.floor(math.log2((p.vth_max + 0.5) / op.v_th))
+    if bmax > 0 and isinstance(op, (LIF, Readout)):
+        e_b = opts.bias_exp if opts.bias_exp is not None else p.bias_exp_max
+        limits["bias_mant_s13"] = math.floor(
+            math.log2((p.bias_mant_range[1] + 0.5) * 2.0**e_b / (bmax * (1 << p.act_shift)))
+        )
+    if bmax > 0 and isinstance(op, (SiLUNeuron, MaxPool2d)):
+        limits["bias_s24"] = math.floor(math.log2(((1 << (p.graded_message_bits - 1)) - 1) / bmax))
+    limited = min(limits, key=limits.__getitem__)
+    k = int(limits[limited])
+    if spike_pool:
+        k, limited = 0, "spike max-pool (OR of 0/1 inputs)"
+    scale = 2.0**k
+    scales[name] = scale
+    k_out = k
+    if isinstance(op, (SiLUNeuron, MaxPool2d)) and not spike_pool and reader_weights:
+        # Graded outputs are read through Sparse synapses whose exponent cannot go below
+        # weight_exp_min: send them at a scale where the smallest reading weights still fill
+        # most of the mantissa, w·S_reader/S_out >= 2**(weight_bits-2) · 2**weight_exp_min.
+        target = math.floor(
+            math.log2(min(reader_weights) * 2.0**opts.scale_bits_max / ((hi + 1) / 2 * 2.0**p.weight_exp_min))
+        )
+        k_out = max(0, k - 2, min(k, target))  # but never more than 2 bits coarser than the input
+        scales[name] = 2.0**k_out
+
+    # -- synapse groups -----------------------------------------------------------------------------
+    inputs: list[str] = []
+    term_reports = []
+    for t, kind, s_src in terms:
+        tname = f"{name}<-{t.source}"
+        rep, top = _term(tname, t, kind, s_src, scale, ctx)
+        meta = {
+            "partition": "host" if kind == "input" else "chip",
+            "source": t.source,
+            "ir_path": list(t.path),
+            "population": name,
+        }
+        out.add(tname, top, [t.source], meta)
+        inputs.append(tname)
+        term_reports.append(rep)
+
+    # -- the population itself ------------------------------------------------------------------------
+    shape = fanin_shape(graph, name)
+    b = np.zeros(shape) if bias is None else bias
+    meta = {"partition": node.meta.get("partition", "chip"), "ir_op": op.type_name}
+    rep: dict[str, Any] = {
+        "name": name,
+        "op": "",
+        "placement": meta["partition"],
+        "scale": scale,
+        "scale_bits": k,
+        "limited_by": limited,
+    }
+    if isinstance(op, (LIF, Readout)) or spike_pool:
+        if spike_pool:
+            du, dv, vth = p.du_max, p.dv_max, 0  # v = a<<6 each step (it never holds a charge): fires iff a > 0
+            tau, v_th = 0.0, 0.0
+        elif isinstance(op, LIF):
+            du = p.du_max  # EMS-YOLO LIF: no synaptic memory, u is this step's input
+            dv = int(ctx.fit(name, "dv_u12", _rint(p.decay_unity * (1.0 - op.tau)).reshape(1), 0, p.dv_max, "u12")[0])
+            vth = int(ctx.fit(name, "vth_u17", _rint(op.v_th * scale).reshape(1), 0, p.vth_max, "u17")[0])
+            tau, v_th = op.tau, op.v_th
+        else:
+            du, dv, vth = p.du_max, 0, p.vth_max
+        eff = b * scale * (1 << p.act_shift)  # v units
+        emax = float(np.abs(eff).max()) if eff.size else 0.0
+        blo, bhi = p.bias_mant_range
+        if opts.bias_exp is not None:
+            e_b = int(opts.bias_exp)
+        else:
+            e_b = 0
+            while e_b < p.bias_exp_max and emax / 2.0**e_b > bhi + 0.5:
+                e_b += 1
+        mant = ctx.fit(name, "bias_mant_s13", _rint(eff / 2.0**e_b), blo, bhi, "s13")
+        rep.update(
+            {
+                "vth_u17": vth,
+                "dv_u12": dv,
+                "du_u12": du,
+                "bias_exp_u3": e_b,
+                "bias_mant_range": [int(mant.min()), int(mant.max())],
+                "bias_error_max": float(np.abs(mant * 2.0**e_b - eff).max() / (scale * (1 << p.act_shift)))
+                if eff.size
+                else 0.0,
+                "threshold_error": float(abs(vth / scale - v_th)) if isinstance(op, LIF) else 0.0,
+            }
+        )
+        if isinstance(op, Readout):
+            qop: Any = LoihiReadout(du, dv, vth, mant, e_b, scale)
+        else:
+            qop = LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
+        if spike_pool:
+            meta["ir_op"] = "MaxPool2d(spike)"
+    else:
+        bq = ctx.fit(
+            name,
+            "bias_s24",
+            _rint(b * scale),
+            -(1 << (p.graded_message_bits - 1)),
+            (1 << (p.graded_message_bits - 1)) - 1,
+            "s24",
+        )
+        rep["bias_range"] = [int(bq.min()), int(bq.max())]
+        rep["scale_out"] = 2.0**k_out
+        if isinstance(op, MaxPool2d):
+            qop = FixedMaxPool(bq, op.kernel, scale, k - k_out)
+        else:
+            qop = FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
+    rep["op"] = qop.type_name
+    rep["neurons"] = int(np.prod(shape))
+    rep["terms"] = term_reports
+    out.add(name, qop, inputs, meta)
+    return rep
+
+
+def fanin_shape(graph: Graph, name: str) -> tuple[int, ...]:
+    """The shape of a population's a_in (a max-pool sums at its input resolution)."""
+    node = graph[name]
+    if isinstance(node.op, MaxPool2d) and graph.kind(node.inputs[0]) != Kind.SPIKE:
+        return tuple(graph.shape(node.inputs[0]))
+    if isinstance(node.op, Readout):
+        return tuple(graph.shape(node.inputs[0]))
+    return tuple(graph.shape(name))
+
+
+def _term(tname: str, t: Term, kind: str, s_src: float, scale: float, ctx: _Ctx) -> tuple[dict[str, Any], Any]:
+    p = ctx.profile
+    lo, hi = p.weight_range
+    m = t.map
+    rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
+    conv = isinstance(m, ConvMap) and kind in ("spike", "input")  # graded chip groups need Sparse's right shift
+    sm = None if conv else to_sparse(m).matrix
+    w_all = (m.weight if conv else sm.data).astype(np.float64) * (scale / s_src)  # type: ignore[union-attr]
+    if kind == "input":
+        hlo, hhi = p.host_weight_range
+        peak = float(np.abs(w_all).max()) if w_all.size else 0.0
+        shift = p.host_max_shift if peak == 0 else max(0, min(p.host_max_shift, math.floor(math.log2(hhi / peak))))
+        mant = ctx.fit(tname, "weight_s24", _rint(w_all * 2.0**shift), hlo, hhi, "s24")
+        err = np.abs(mant / 2.0**shift - w_all)
+        rep.update({"form": "host", "shift_u5": shift})
+        if conv:
+            top: Any = HostConv(
+                mant.reshape(m.weight.shape), shift, ctx.options.input_scale, m.stride, m.padding, m.dilation, m.groups
+            )  # type: ignore[union-attr]
+        else:
+            top = HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
+    else:
+        e_min = 0 if conv else p.weight_exp_min
+        mant, e = _mantissa_exp(w_all, lo, hi, e_min, p.weight_exp_max)
+        mant = ctx.fit(
+            tname, "weight_s8", mant, lo, hi, f"s{p.weight_bits} mantissa with weight_exp <= {p.weight_exp_max}"
+        )
+        err = np.abs(mant * 2.0**e - w_all)
+        rep.update({"form": "conv" if conv else "sparse", "weight_exp_s4": e})
+        if conv:
+            top = SynConv(mant.reshape(m.weight.shape), e, m.stride, m.padding, m.dilation, m.groups)  # type: ignore[union-attr]
+        else:
+            top = SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
+    nz = w_all != 0
+    rep.update(
+        {
+            "weights": int(np.count_nonzero(mant)),
+            "weights_zeroed": int(np.count_nonzero(nz & (mant == 0))),
+            "mantissa_range": [int(mant.min()), int(mant.max())] if mant.size else [0, 0],
+            "effective_bits": _bits(mant),
+            "weight_error_max": float(err.max() / scale) if err.size else 0.0,  # in current units per unit input
+            "ir_path": list(t.path),
+        }
+    )
+    return rep, top
+
+
+def format_quant_report(graph: Graph) -> str:
+    """The per-population quantization report of a quantized graph as a text table."""
+    q = graph.attrs.get("quantization")
+    if not q:
+        return "(not a quantized graph)"
+    lines = [
+        f"Quantization ({q['profile']}; options {q['options']})",
+        f"{'population':<34} {'op':<12} {'place':<6} {'S':>6} {'limited by':<28} {'vth':>6} {'dv':>5} {'b_exp':>5} groups (form:exp:bits)",
+    ]
+    for r in q["populations"]:
+        groups = ", ".join(
+            f"{t['source'].split('.')[-2] if '.' in t['source'] else t['source']}:{t['form']}:"
+            f"{t.get('weight_exp_s4', t.get('shift_u5'))}:{t['effective_bits']}"
+            for t in r["terms"]
+        )
+        lines.append(
+            f"{r['name']:<34} {r['op']:<12} {r['placement']:<6} {r['scale']:>6g} {r['limited_by'][:28]:<28} "
+            f"{r.get('vth_u17', ''):>6} {r.get('dv_u12', ''):>5} {r.get('bias_exp_u3', ''):>5} {groups}"
+        )
+    clips = q["clips"]
+    lines.append(f"clips: {len(clips)}" + "".join(f"\n  {c}" for c in clips))
+    return "\n".join(lines)
