@@ -1,0 +1,230 @@
+"""ref-fixed: a quantized graph run in Loihi's integer arithmetic with Lava's timing (DESIGN.md §7–8).
+
+The graph is the output of ``quantize`` then ``align_delays``. Timing model, explicitly:
+
+* a run lasts ``N = T + L`` steps, L = ``graph.attrs["latency"]`` (the readouts' latency);
+* the host feeds input frame n at step n < T (the same image for ``direct``) and zeros after;
+* a host term delivers at step ``n + delay``; a chip synapse delivers at step ``n + 1 + delay``
+  what its source emitted at step n (synapse outputs start at 0);
+* a population sums what arrives at step n; it is held in reset until step ``latency``: at that
+  step u, v (or a SiLU's state) are zeroed before the update, as Lava's ``LIFReset`` does at
+  time step latency + 1. Before it, it integrates its bias and whatever arrives, as Lava does;
+* a readout's integer v after the last step is the sum over its T valid steps; the output is
+  ``v / (64 · S · T)``.
+
+Records are aligned by default: a population's step t is run step ``latency + t`` (t < T), so
+they line up with ref-float's. ``raw=True`` adds ``"s_raw"``/``"y_raw"`` with all N steps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from emsdeploy.errors import InputError, SimulationError
+from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir.ops.loihi import (
+    FixedMaxPool,
+    FixedSiLU,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+    silu_fixed_step,
+)
+
+from .base import Backend, Trace, step_inputs
+from .fixed_kernels import conv_payload, effective_bias, host_payload, lif_step, quantize_input, sparse_payload, wrap
+from .float_kernels import decode_boxes
+
+__all__ = ["RefFixed", "population_names"]
+
+_POPS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)
+
+
+def population_names(graph: Graph, record: Any) -> set[str]:
+    """``"neurons"``: LIF, max-pool and SiLU populations; ``"all"``: also readouts; or names."""
+    if record is None:
+        return set()
+    if record == "neurons":
+        return {n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU))}
+    if record == "all":
+        return {n.name for n in graph if isinstance(n.op, _POPS)}
+    names = set(record)
+    unknown = names - set(graph.names())
+    if unknown:
+        raise InputError(f"cannot record unknown nodes {sorted(unknown)[:5]}")
+    return names
+
+
+class RefFixed(Backend):
+    """Bit-exact integer simulator of a quantized, delay-aligned graph (Lava's reference).
+
+    Args:
+        graph: the output of ``quantize`` then ``align_delays``.
+        threads: torch threads during a run (restored after). The kernels are many small
+            convolutions; on a shared machine one thread is fastest. None keeps torch's setting.
+    """
+
+    name = "ref-fixed"
+
+    def __init__(self, graph: Graph, threads: int | None = 1) -> None:
+        self.threads = threads
+        if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
+            raise SimulationError("ref-fixed runs quantized, delay-aligned graphs (quantize, then align_delays)")
+        self.graph = graph.validate()
+        self.p = dict(graph.attrs["loihi"])
+        self.latency = int(graph.attrs["latency"])
+        self._input = graph.input_node().name
+        self._pops = [n for n in graph if isinstance(n.op, _POPS)]
+        self._terms = {i: graph[i] for n in self._pops for i in n.inputs}
+        self._weights: dict[str, Any] = {}
+        for name, node in self._terms.items():
+            op = node.op
+            if isinstance(op, SynConv):
+                self._weights[name] = torch.from_numpy(op.weight_s8.astype(np.float32))
+            elif isinstance(op, HostConv):
+                self._weights[name] = torch.from_numpy(op.weight_s24.astype(np.float64))
+            elif isinstance(op, (SynSparse, HostSparse)):
+                data = (op.weight_s8 if isinstance(op, SynSparse) else op.weight_s24).astype(np.int64)
+                n_out, n_in = int(np.prod(op.out_shape)), int(np.prod(op.in_shape))
+                self._weights[name] = sp.csr_matrix((data, op.indices, op.indptr), shape=(n_out, n_in))
+            else:
+                raise SimulationError(f"{name}: {op.type_name} is not a synapse group or host term")
+            if isinstance(op, SynConv) and op.delay_u6:
+                raise SimulationError(f"{name}: a SynConv cannot be delayed (align_delays makes it a SynSparse)")
+        self._bias = {n.name: effective_bias(n.op) for n in self._pops if isinstance(n.op, (LoihiLIF, LoihiReadout))}
+        self._graded_bias = {
+            n.name: torch.from_numpy(n.op.bias_s24.astype(np.int64))
+            for n in self._pops
+            if isinstance(n.op, FixedMaxPool)
+        }
+        self.stats: dict[str, dict[str, int]] = {}
+
+    def run(self, x: torch.Tensor, time_steps: int | None = None, record: Any = None, raw: bool = False) -> Trace:
+        """Run ``T + latency`` steps on ``x`` (direct ``[B, C, H, W]``, frames ``[B, T, C, H, W]``)."""
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.no_grad():
+                return self._run(x, time_steps, record, raw)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool) -> Trace:
+        g, p = self.graph, self.p
+        T, frame = step_inputs(g, x, time_steps)
+        N = T + self.latency
+        wanted = population_names(g, record)
+        B = int(x.shape[0])
+        zeros = {n.name: torch.zeros(B, *g.shape(n.inputs[0]), dtype=torch.int64) for n in self._pops}
+        u = {n.name: zeros[n.name].clone() for n in self._pops if isinstance(n.op, (LoihiLIF, LoihiReadout))}
+        v = {k: t.clone() for k, t in u.items()}
+        silu_state: dict[str, Any] = {}
+        lines = {
+            name: deque([torch.zeros(B, *g.shape(name), dtype=torch.int64)] * (1 + node.op.delay_u6))
+            for name, node in self._terms.items()
+            if isinstance(node.op, (SynConv, SynSparse))
+        }
+        host_cache: dict[int, torch.Tensor] = {}
+        term_cache: dict[tuple[str, int], torch.Tensor] = {}
+        static = g.encoding == "direct"  # the same image every step: host terms are computed once
+        outs: dict[str, torch.Tensor] = {}
+        recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
+        self.stats = {n.name: {} for n in self._pops}
+
+        def quantized_frame(n: int) -> torch.Tensor | None:
+            if n < 0 or n >= T:
+                return None
+            if n not in host_cache:
+                fr = frame(n)
+                in_scale = float(g.attrs.get("input_scale", 255.0))
+                host_cache[n] = quantize_input(fr, in_scale)
+            return host_cache[n]
+
+        for n in range(N):
+            arrived = {name: line.popleft() for name, line in lines.items()}
+            for node in self._pops:
+                op = node.op
+                a = None
+                for i in node.inputs:
+                    top = g[i].op
+                    if isinstance(top, (HostConv, HostSparse)):
+                        k = n - top.delay_u6
+                        if k < 0 or k >= T:
+                            val = zeros[node.name]
+                        else:
+                            key = (i, 0 if static else k)
+                            if key not in term_cache:
+                                term_cache[key] = host_payload(top, self._weights[i], quantized_frame(k))
+                            val = term_cache[key]
+                    else:
+                        val = arrived[i]
+                    a = val if a is None else a + val
+                a = wrap(a, 32)  # InPort sums in int32
+                valid = op.latency <= n < op.latency + T
+                st = self.stats[node.name] if valid else None
+                if isinstance(op, (LoihiLIF, LoihiReadout)):
+                    if n == op.latency:
+                        u[node.name].zero_()
+                        v[node.name].zero_()
+                    s, u[node.name], v[node.name] = lif_step(
+                        op, a, u[node.name], v[node.name], self._bias[node.name], p, st
+                    )
+                    out = s.to(torch.int64)
+                elif isinstance(op, FixedMaxPool):
+                    k = op.kernel
+                    c, h, w = op.in_shape()
+                    pre = a + self._graded_bias[node.name]
+                    pre = pre[:, :, : (h // k) * k, : (w // k) * k]
+                    out = pre.reshape(B, c, h // k, k, w // k, k).amax(dim=(3, 5))
+                    r = op.out_shift_u5
+                    if r:
+                        out = (out + (1 << (r - 1))) >> r
+                else:  # FixedSiLU
+                    state = None if n == op.latency else silu_state.get(node.name)
+                    y, silu_state[node.name] = silu_fixed_step(op, a.numpy(), state)
+                    out = torch.from_numpy(y)
+                outs[node.name] = out
+                if node.name in wanted and not isinstance(op, LoihiReadout):
+                    r = recs[node.name]
+                    key = "s" if isinstance(op, LoihiLIF) else "y"
+                    if raw:
+                        r.setdefault(f"{key}_raw", []).append(out.to(torch.float32) if key == "s" else out)
+                    if valid:
+                        r.setdefault(key, []).append(out.to(torch.float32) if key == "s" else out)
+                        if isinstance(op, LoihiLIF):
+                            r.setdefault("v", []).append(v[node.name].clone())
+            for name, line in lines.items():
+                src = g[name].inputs[0]
+                top = g[name].op
+                xs = outs[src]
+                if isinstance(top, SynConv):
+                    line.append(conv_payload(top, self._weights[name], xs, p))
+                else:
+                    line.append(sparse_payload(top, self._weights[name], xs, p))
+
+        outputs: dict[str, torch.Tensor] = {}
+        records = {n: {k: torch.stack(val) for k, val in r.items()} for n, r in recs.items()}
+        act = 1 << p["act_shift"]
+        for node in self._pops:
+            if isinstance(node.op, LoihiReadout):
+                vi = v[node.name]
+                outputs[node.name] = vi.to(torch.float64) / (act * node.op.scale * T)
+                records.setdefault(node.name, {})["v"] = vi.clone()
+        for node in g:
+            if isinstance(node.op, Decode):
+                outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
+        return Trace({o: outputs[o] for o in g.outputs if o in outputs}, records, T)
+
+    @property
+    def run_steps(self) -> int:
+        """Steps of a run beyond T (the readout latency)."""
+        return self.latency

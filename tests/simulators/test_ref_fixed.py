@@ -1,0 +1,222 @@
+"""ref-fixed: Lava's integer arithmetic (checked against lava-nc's own model code) and its timing model."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from emsdeploy.errors import SimulationError
+from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
+from emsdeploy.ir.ops.loihi import FixedSiLU, LoihiLIF, LoihiReadout, SynConv, SynSparse, silu_fixed_step
+from emsdeploy.passes.loihi_profile import load_profile
+from emsdeploy.passes.quantize import QuantizeOptions
+from emsdeploy.simulators import RefFloat
+from emsdeploy.simulators.fixed_kernels import conv_payload, effective_bias, lif_step, sparse_payload, wrap
+from emsdeploy.simulators.ref_fixed import RefFixed
+from tests.loihi_cases import chain_graph, lowered, mixed_graph, simplified
+
+P = load_profile().as_dict()
+
+
+# ---- the kernels against lava-nc's code ----------------------------------------------------------
+
+
+def _lava_lif(du, dv, vth, bias_mant, bias_exp, reset_offset=None):
+    """lava's own bit-accurate LIF ProcessModel object, driven without a runtime."""
+    from lava.proc.lif.models import PyLifResetModelBitAcc
+
+    m = PyLifResetModelBitAcc({"reset_interval": 1000, "reset_offset": reset_offset or 0})
+    m.du, m.dv, m.vth = du, dv, vth
+    m.bias_mant, m.bias_exp = bias_mant.astype(np.int16), np.full(bias_mant.shape, bias_exp, np.int16)
+    m.u = np.zeros(bias_mant.shape, np.int32)
+    m.v = np.zeros(bias_mant.shape, np.int32)
+    m.scale_bias()
+    m.scale_threshold()
+    return m
+
+
+@pytest.mark.parametrize(
+    "du,dv,vth,amp",
+    [(4095, 3072, 512, 3000), (4095, 2048, 2048, 200000), (1023, 123, 64, 50), (4095, 0, 131071, 140000)],
+)
+def test_lif_step_is_lavas_pylifmodelbitacc(du, dv, vth, amp):
+    """Random inputs, including ones that wrap u (|a| >= 2**17) and saturate v."""
+    rng = np.random.default_rng(du + dv + vth)
+    shape = (4, 5, 6)
+    bias = rng.integers(-4096, 4096, shape)
+    m = _lava_lif(du, dv, vth, bias, 3)
+    op = LoihiLIF(du, dv, vth, bias, 3, 1.0)
+    u = torch.zeros(1, *shape, dtype=torch.int64)
+    v = torch.zeros_like(u)
+    for _ in range(12):
+        a = rng.integers(-amp, amp, shape).astype(np.int32)
+        m.subthr_dynamics(a)
+        s_lava = m.spiking_activation()
+        m.reset_voltage(s_lava)
+        s, u, v = lif_step(op, torch.from_numpy(a.astype(np.int64))[None], u, v, effective_bias(op), P)
+        np.testing.assert_array_equal(s[0].numpy(), s_lava)
+        np.testing.assert_array_equal(u[0].numpy(), m.u)
+        np.testing.assert_array_equal(v[0].numpy(), m.v)
+
+
+def test_conv_payload_is_lavas_conv():
+    from lava.proc.conv import utils
+
+    rng = np.random.default_rng(1)
+    w = rng.integers(-128, 128, (6, 4, 3, 3))
+    op = SynConv(w, 3, 2, 1)
+    x = rng.random((1, 4, 9, 7)) < 0.4
+    got = conv_payload(op, torch.from_numpy(w.astype(np.float32)), torch.from_numpy(x.astype(np.int64)), P)[0]
+    w_lava = (w.astype(np.int32) << 3)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+    ref = utils.conv(x[0].transpose(2, 1, 0), w_lava, (3, 3), (2, 2), (1, 1), (1, 1), 1)
+    ref = utils.signed_clamp(ref, bits=24)
+    np.testing.assert_array_equal(got.numpy().transpose(2, 1, 0), ref)
+
+
+@pytest.mark.parametrize("e", [-5, 0, 1, 4])
+@pytest.mark.parametrize("graded", [False, True])
+def test_sparse_payload_is_lavas_sparse(e, graded):
+    """The Sparse model's arithmetic (lava's clip/truncate helpers, dot, shift by e - 1) on 2m."""
+    from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
+
+    rng = np.random.default_rng(2)
+    n_out, n_in = 30, 40
+    dense = rng.integers(-128, 128, (n_out, n_in)) * (rng.random((n_out, n_in)) < 0.3)
+    m = sp.csr_matrix(dense)
+    op = SynSparse(m.data, m.indices, m.indptr, (n_in, 1, 1), (n_out, 1, 1), e)
+    x = rng.integers(-5000, 5000, n_in) if graded else (rng.random(n_in) < 0.5).astype(np.int64)
+    got = sparse_payload(
+        op, sp.csr_matrix(dense.astype(np.int64)), torch.from_numpy(x.reshape(1, n_in, 1, 1)), P
+    ).reshape(-1)
+    w = sp.csr_matrix(dense.astype(np.int32) * 2)
+    w = truncate_weights(clip_weights(w, SignMode.MIXED, num_bits=8), SignMode.MIXED, 8)
+    acc = w.dot(x.astype(np.int32)) if graded else w[:, x.astype(bool)].sum(axis=1).A1
+    ref = np.left_shift(acc, e - 1) if e - 1 > 0 else np.right_shift(acc, 1 - e)
+    np.testing.assert_array_equal(got.numpy(), ref)
+
+
+def test_wrap():
+    x = torch.tensor([2**23, -(2**23) - 1, 5, 2**24 + 3])
+    assert wrap(x, 24).tolist() == [-(2**23), 2**23 - 1, 5, 3]
+
+
+def test_silu_fixed_step_matches_the_official_recurrence(lif_unit):
+    z = lif_unit["npz"]
+    current = torch.from_numpy(z["current_float"]).double()
+    s = 4096.0
+    op = FixedSiLU(np.zeros(current.shape[2:], np.int32), 0.25, True, s, s)
+    state = None
+    for t in range(current.shape[0]):
+        a = np.rint(current[t].numpy() * s).astype(np.int64)
+        y, state = silu_fixed_step(op, a, state)
+        np.testing.assert_allclose(y / s, z["silu_inplace"][t], atol=4 / s)
+
+
+# ---- the timing model -----------------------------------------------------------------------------
+
+
+def _dyadic_chain() -> Graph:
+    """Weights and biases on a 1/64 grid: fixed point is exact, so ref-fixed == ref-float."""
+    rng = np.random.default_rng(3)
+    g = Graph({"time_steps": 4})
+    g.add("input", Input((2, 8, 8), "frames"))
+    g.add("stem", Conv2d(rng.integers(-64, 64, (4, 2, 3, 3)) / 64, rng.integers(-16, 32, 4) / 64, 1, 1), ["input"])
+    g.add("lif1", LIF(0.25, 0.5), ["stem"])
+    g.add("c1", Conv2d(rng.integers(-40, 64, (4, 4, 3, 3)) / 64, rng.integers(-16, 16, 4) / 64, 2, 1), ["lif1"])
+    g.add("lif2", LIF(0.5, 0.5), ["c1"])
+    g.add("c2", Conv2d(rng.integers(-64, 64, (3, 4, 1, 1)) / 64, rng.integers(-16, 16, 3) / 64), ["lif2"])
+    g.add("ro", Readout(), ["c2"])
+    g.outputs = ["ro"]
+    return g.validate()
+
+
+def test_timing_model_reproduces_ref_float_exactly_when_quantization_is_exact():
+    g = _dyadic_chain()
+    q = lowered(g, input_scale=64.0)
+    x = torch.from_numpy(np.random.default_rng(4).integers(0, 65, (2, 4, 2, 8, 8)) / 64.0)
+    f = RefFloat(simplified(g), torch.float64).run(x, record="neurons")
+    r = RefFixed(q).run(x, record="all", raw=True)
+    for n in ("lif1", "lif2"):
+        torch.testing.assert_close(r.records[n]["s"].double(), f.records[n]["s"], rtol=0, atol=0)
+        lat = q[n].op.latency
+        assert lat == {"lif1": 0, "lif2": 1}[n]
+        torch.testing.assert_close(r.records[n]["s_raw"][lat : lat + 4], r.records[n]["s"], rtol=0, atol=0)
+    torch.testing.assert_close(r.outputs["ro"], f.outputs["ro"], rtol=0, atol=1e-12)
+    assert q.attrs["latency"] == 2
+
+
+def test_lif_unit_dyadic_currents(lif_unit):
+    """The official LIF unit test, through a host term and one fixed-point population: every
+    spike agrees except the column whose current exceeds 0.5 by 2**-20, below 1/S."""
+    z = lif_unit["npz"]
+    cur = torch.from_numpy(z["current_dyadic"]).double()  # [T, 1, C, H, W]
+    g = Graph({"time_steps": 5})
+    c = cur.shape[2]
+    g.add("input", Input(tuple(cur.shape[2:]), "frames"))
+    g.add("id", Conv2d(np.eye(c).reshape(c, c, 1, 1)), ["input"])
+    g.add("lif", LIF(0.25, 0.5), ["id"])
+    g.add("ro", Readout(), ["id"])
+    g.outputs = ["lif", "ro"]
+    q = lowered(g.validate(), input_scale=64.0)
+    r = RefFixed(q).run(cur.permute(1, 0, 2, 3, 4), record=["lif"])
+    got = r.records["lif"]["s"][:, 0].numpy().astype(np.uint8).reshape(5, -1)
+    want = z["spike_dyadic"][:, 0].reshape(5, -1)
+    diff = np.argwhere(got != want)
+    assert {int(i) for i in diff[:, 1]} <= {6}  # only 'just_above'
+    assert got[:, 0].tolist() == [0, 1, 0, 1, 0]  # U exactly at V_th does not fire (strict >)
+
+
+def test_batches_are_independent():
+    q = lowered(mixed_graph(seed=1))
+    x = torch.rand(3, 3, 16, 16)
+    sim = RefFixed(q)
+    both = sim.run(x, record="all")
+    one = sim.run(x[1:2], record="all")
+    for n, rec in one.records.items():
+        timeless = isinstance(q[n].op, LoihiReadout)  # readouts record [B, ...], the rest [T, B, ...]
+        for k, v in rec.items():
+            mine = both.records[n][k][1:2] if timeless else both.records[n][k][:, 1:2]
+            torch.testing.assert_close(mine, v, rtol=0, atol=0)
+    torch.testing.assert_close(both.outputs["ro0"][1:2], one.outputs["ro0"], rtol=0, atol=0)
+
+
+def test_time_steps_is_a_run_time_argument():
+    q = lowered(chain_graph(time_steps=3))
+    r = RefFixed(q).run(torch.rand(1, 3, 16, 16), time_steps=5, record=["lif1"], raw=True)
+    assert r.records["lif1"]["s"].shape[0] == 5 and r.records["lif1"]["s_raw"].shape[0] == 5 + q.attrs["latency"]
+
+
+def test_records_saturation_counts():
+    q = lowered(mixed_graph(seed=2))
+    sim = RefFixed(q)
+    sim.run(torch.rand(1, 3, 16, 16))
+    assert set(sim.stats) >= {"lif1", "ro0"} and all(v == 0 for s in sim.stats.values() for v in s.values())
+
+
+def test_rejects_float_and_unaligned_graphs():
+    with pytest.raises(SimulationError, match="quantized"):
+        RefFixed(simplified(chain_graph()))
+    from emsdeploy.passes.quantize import quantize
+
+    with pytest.raises(SimulationError, match="align_delays"):
+        RefFixed(quantize(simplified(chain_graph()), QuantizeOptions()))
+
+
+def test_fixed_vs_float_on_the_official_fixtures(official):
+    """The quantisation report's headline numbers: spike agreement and readout error."""
+    from emsdeploy.pipeline import load_graph
+
+    g = load_graph(official.checkpoint, (64, 64), official.T).graph
+    q = lowered(g)
+    x = official.input(0)
+    f = RefFloat(simplified(g)).run(x, record="neurons")
+    r = RefFixed(q).run(x, record="all")
+    n = m = 0
+    for name, rec in f.records.items():
+        if "s" in rec:
+            n += rec["s"].numel()
+            m += int((rec["s"] != r.records[name]["s"]).sum())
+    assert 1 - m / n > 0.95
+    for o in r.outputs:
+        if "readout" in o:
+            assert float((f.outputs[o].double() - r.outputs[o]).abs().mean()) < 0.15
