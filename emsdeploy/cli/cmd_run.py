@@ -99,6 +99,9 @@ def run(
             import torch
 
             boxes = sample.letterbox.to_image(torch.from_numpy(boxes.copy())).numpy()
+        else:  # clipped to the model input, as the letterbox mapping clips to the image
+            _, h, w = meta.input_shape
+            boxes = boxes.clip(0, [w, h, w, h])
         entry = {
             "input": sample.name,
             "time_steps": trace.time_steps,
@@ -115,7 +118,7 @@ def run(
             ],
         }
         if output is not None:
-            target = (out_dir / f"{Path(sample.name).stem}.png") if out_dir else Path(output)
+            target = (out_dir / f"{_file_stem(sample.name)}.png") if out_dir else Path(output)
             _draw(sample, input_spec, entry, target)
             entry["drawn"] = str(target)
         results.append(entry)
@@ -123,6 +126,14 @@ def run(
             _echo(entry)
     if as_json:
         click.echo(json.dumps({"model": str(model), "conf": conf, "iou": iou, "results": results}, indent=2))
+
+
+def _file_stem(name: str) -> str:
+    """``scene.png`` -> ``scene``; ``frames.npy[3]`` -> ``frames_3``."""
+    if name.endswith("]") and "[" in name:
+        base, _, index = name[:-1].rpartition("[")
+        return f"{Path(base).stem}_{index}"
+    return Path(name).stem
 
 
 def _echo(entry: dict) -> None:
