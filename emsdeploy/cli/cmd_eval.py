@@ -144,7 +144,9 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
             lines.append(f"| {key} | {train[key]} |")
     lines += [
         f"| loss gains (before YOLOv5 rescaling) | {json.dumps(train.get('hyp', {}))} |",
-        f"| device, torch | {train.get('device', '?')}, {train.get('torch', '?')} |",
+        f"| device, torch | {train.get('device', '?')}, torch {train.get('torch', '?')}"
+        + (f", {train['threads']} CPU threads" if "threads" in train else "")
+        + " |",
         f"| wall time | {train.get('seconds', 0) / 60:.1f} min |",
         f"| mean loss per epoch | {', '.join(f'{v:.4f}' for v in train.get('epoch_loss', []))} |",
         "",

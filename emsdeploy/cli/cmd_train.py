@@ -87,6 +87,7 @@ def data_meta(dataset, spec: str) -> dict:
 
 
 def run_training(**opts) -> None:
+    import torch
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -164,7 +165,9 @@ def run_training(**opts) -> None:
             save_checkpoint(output, from_model(m, meta))
 
         result = train(model, train_set, cfg, on_step, on_epoch_end)
-    meta["train"].update(seconds=round(result.seconds, 1), device=result.device, steps=result.steps)
+    meta["train"].update(
+        seconds=round(result.seconds, 1), device=result.device, steps=result.steps, threads=torch.get_num_threads()
+    )
     console.print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min on {result.device}")
     if opts["run_eval"]:
         val_set = open_dataset(opts["data"], "val", train_set.input_size)
