@@ -1,0 +1,125 @@
+"""The Lava exporter's entry points: lower, build, export, load, and the CLI hook."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from emsdeploy.errors import ExportError
+from emsdeploy.fileio import atomic_write_text
+from emsdeploy.ir import Graph, write_ir
+from emsdeploy.passes import partition, run_pipeline
+from emsdeploy.passes.align_delays import align_delays
+from emsdeploy.passes.loihi_profile import load_profile
+from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report, quantize
+from emsdeploy.targets import load_target
+
+from . import drc
+from .dag import dag_from_graph, write_dag
+from .loader import load
+from .network import LavaNetwork
+from .netx import NETX_BIAS_EXP, chain_populations, write_netx
+from .report import format_mapping, mapping_report
+
+__all__ = ["build", "export", "export_cli", "load", "lower"]
+
+TARGET = "lava-loihi"
+
+
+def lower(
+    graph: Graph, *, options: QuantizeOptions | None = None, custom_to_host: bool = False, target: str = TARGET
+) -> Graph:
+    """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC."""
+    options = options or QuantizeOptions()
+    g = run_pipeline(graph, "simplify")
+    g = partition(g, load_target(target), custom_to_host=custom_to_host)
+    q = align_delays(quantize(g, options))
+    drc.check(q, load_profile(options.profile))
+    return q
+
+
+def build(qgraph: Graph, fast_models: bool = True) -> LavaNetwork:
+    """A runnable Lava network from a quantized, delay-aligned graph."""
+    return LavaNetwork(dag_from_graph(qgraph), fast_models=fast_models)
+
+
+def export(
+    graph: Graph,
+    output: str | Path,
+    *,
+    options: QuantizeOptions | None = None,
+    custom_to_host: bool = False,
+    fmt: str = "auto",
+) -> dict[str, Any]:
+    """Lower ``graph`` and write the artifacts into the folder ``output``.
+
+    ``fmt``: ``"auto"`` (netx when the network is a chain, else the DAG), ``"netx"`` or ``"dag"``.
+    Returns the written paths, the format, and the reports.
+    """
+    options = options or QuantizeOptions()
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    q = lower(graph, options=options, custom_to_host=custom_to_host)
+    names, why = chain_populations(q, check_bias=False)
+    chain = bool(names)
+    if fmt == "netx" and not chain:
+        raise ExportError(f"cannot write netx: {why}")
+    use_netx = chain and fmt in ("auto", "netx")
+    if use_netx and options.bias_exp != NETX_BIAS_EXP:
+        q = lower(graph, options=dataclasses.replace(options, bias_exp=NETX_BIAS_EXP), custom_to_host=custom_to_host)
+    files: dict[str, Path] = {}
+    if use_netx:
+        files["netx"], files["host"] = write_netx(q, out)
+    else:
+        files["dag"] = write_dag(dag_from_graph(q), out / "network.lava.h5")
+    files["ir"] = write_ir(q, out / "quantized.emsir")
+    simplified = partition(run_pipeline(graph, "simplify"), load_target(TARGET), custom_to_host=custom_to_host)
+    mapping = mapping_report(q, simplified)
+    files["mapping_txt"] = atomic_write_text(out / "mapping.txt", format_mapping(mapping) + "\n")
+    files["mapping_json"] = atomic_write_text(out / "mapping.json", json.dumps(mapping, indent=1) + "\n")
+    files["quant_txt"] = atomic_write_text(out / "quantization.txt", format_quant_report(q) + "\n")
+    files["quant_json"] = atomic_write_text(
+        out / "quantization.json", json.dumps(q.attrs["quantization"], indent=1) + "\n"
+    )
+    return {
+        "format": "netx" if use_netx else "dag",
+        "chain_reason": why,
+        "files": files,
+        "mapping": mapping,
+        "graph": q,
+    }
+
+
+def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+    """``emsdeploy export --target lava``: write the artifacts and summarise them."""
+    qopts = QuantizeOptions(allow_clip=bool(options.get("allow_clip", False)))
+    if options.get("scale_bits") is not None:
+        qopts = dataclasses.replace(qopts, scale_bits_max=int(options["scale_bits"]))
+    res = export(
+        graph,
+        output,
+        options=qopts,
+        custom_to_host=bool(options.get("custom_to_host", False)),
+        fmt=options.get("lava_format", "auto"),
+    )
+    t = res["mapping"]["totals"]
+    lines = [f"wrote {p}" for p in res["files"].values()]
+    if res["format"] == "netx":
+        lines.append(
+            "format: netx (a chain): load with lava.lib.dl.netx.hdf5.Network, or emsdeploy.exporters.lava.load(folder)"
+        )
+    else:
+        lines.append(
+            f"format: emsdeploy.lava-dag ({res['chain_reason']}); load with emsdeploy.exporters.lava.load(folder)"
+        )
+    lines.append(
+        f"{t['processes']} processes: {t['standard']['processes']} standard, {t['custom']['processes']} custom (simulation only), "
+        f"{t['host']['processes']} host; {t['standard']['neurons']} chip neurons, {t['standard']['synapses']} synapses; "
+        f"latency {t['latency_steps']} steps (a run is T + {t['latency_steps']})"
+    )
+    clips = res["graph"].attrs["quantization"]["clips"]
+    if clips:
+        lines.append(f"clipped {len(clips)} fields (see quantization.txt)")
+    return lines

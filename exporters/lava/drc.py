@@ -1,0 +1,235 @@
+"""Design rules of the Lava/Loihi target: small functions, one per rule, limits from the profile.
+
+Each rule takes a quantized, delay-aligned graph and the :class:`LoihiProfile` and raises
+:class:`~emsdeploy.errors.DRCError` carrying its own name. :func:`check` runs them all (in
+:data:`RULES` order) and reports the first violation of each rule.
+
+Legal edges (``LEGAL_EDGES``), source → synapse group → population:
+
+=====================  =========================  ==============================================
+source                 synapse group              why
+=====================  =========================  ==============================================
+Input (host)           HostConv, HostSparse       the host computes it and injects into a_in
+LoihiLIF (spikes)      SynConv, SynSparse         binary spikes into Conv / (Delay)Sparse
+FixedMaxPool, FixedSiLU SynSparse                 graded spikes need Sparse's exponent shift
+=====================  =========================  ==============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from emsdeploy.errors import DRCError
+from emsdeploy.ir import Decode, Graph, Input
+from emsdeploy.ir.ops.loihi import (
+    CHIP_SYNAPSES,
+    HOST_TERMS,
+    POPULATIONS,
+    FixedMaxPool,
+    FixedSiLU,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
+from emsdeploy.passes.loihi_profile import LoihiProfile
+
+__all__ = ["LEGAL_EDGES", "RULES", "check"]
+
+Rule = Callable[[Graph, LoihiProfile], None]
+
+# (source op type, synapse group op type): the legal edges into any population
+LEGAL_EDGES: dict[tuple[type, type], str] = {
+    (Input, HostConv): "host conv of the input, injected into a_in",
+    (Input, HostSparse): "host matrix of the input, injected into a_in",
+    (LoihiLIF, SynConv): "binary spikes through lava Conv",
+    (LoihiLIF, SynSparse): "binary spikes through lava Sparse / DelaySparse",
+    (FixedMaxPool, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
+    (FixedSiLU, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
+}
+
+
+def graph_is_lowered(graph: Graph, p: LoihiProfile) -> None:
+    """The graph went through quantize and align_delays and holds only Loihi ops."""
+    if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
+        raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava pipeline)")
+    allowed = (Input, Decode, *POPULATIONS, *CHIP_SYNAPSES, *HOST_TERMS)
+    for n in graph:
+        if not isinstance(n.op, allowed):
+            raise DRCError(
+                "graph_is_lowered",
+                f"{n.name} ({n.op.type_name}) has no Lava process; supported: {', '.join(c.__name__ for c in allowed)}",
+            )
+
+
+def populations_are_placed(graph: Graph, p: LoihiProfile) -> None:
+    """Standard populations run on the chip; the others are marked custom or host."""
+    for n in graph:
+        where = n.meta.get("partition")
+        if isinstance(n.op, (LoihiLIF, LoihiReadout)) and where != "chip":
+            raise DRCError(
+                "populations_are_placed",
+                f"{n.name}: a {n.op.type_name} is a standard Lava LIF; it must be on the chip, not {where!r}",
+            )
+        if isinstance(n.op, (FixedMaxPool, FixedSiLU)) and where not in ("custom", "host"):
+            raise DRCError(
+                "populations_are_placed",
+                f"{n.name}: {n.op.type_name} has no standard Loihi neuron model; mark it 'custom' (simulation only) or 'host', not {where!r}",
+            )
+
+
+def edges_are_legal(graph: Graph, p: LoihiProfile) -> None:
+    """Every synapse group joins a legal source to one population (table in the module doc)."""
+    users = graph.users()
+    for n in graph:
+        op = n.op
+        if isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
+            src = graph[n.inputs[0]].op
+            if (type(src), type(op)) not in LEGAL_EDGES:
+                ok = ", ".join(f"{a.__name__}->{b.__name__}" for a, b in LEGAL_EDGES)
+                raise DRCError(
+                    "edges_are_legal",
+                    f"{n.name}: {type(src).__name__} -> {op.type_name} is not a legal edge; legal: {ok}",
+                )
+            readers = users[n.name]
+            if len(readers) != 1 or not isinstance(graph[readers[0]].op, POPULATIONS):
+                raise DRCError(
+                    "edges_are_legal", f"{n.name}: a synapse group feeds exactly one population, it feeds {readers}"
+                )
+        elif isinstance(op, POPULATIONS):
+            for i in n.inputs:
+                if not isinstance(graph[i].op, CHIP_SYNAPSES + HOST_TERMS):
+                    raise DRCError(
+                        "edges_are_legal", f"{n.name}: input {i} ({graph[i].op.type_name}) is not a synapse group"
+                    )
+        elif isinstance(op, Decode):
+            for i in n.inputs:
+                if not isinstance(graph[i].op, LoihiReadout):
+                    raise DRCError(
+                        "edges_are_legal", f"{n.name}: Decode reads readouts only, {i} is a {graph[i].op.type_name}"
+                    )
+
+
+def _range(name: str, rule: str, field: str, values: np.ndarray, lo: int, hi: int, fmt: str) -> None:
+    values = np.asarray(values)
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise DRCError(rule, f"{name}: {field} spans [{values.min()}, {values.max()}], {fmt} allows [{lo}, {hi}]")
+
+
+def weights_fit(graph: Graph, p: LoihiProfile) -> None:
+    """Chip weights are 8-bit mantissas with an exponent in range (Conv: no right shift)."""
+    lo, hi = p.weight_range
+    hlo, hhi = p.host_weight_range
+    for n in graph:
+        op = n.op
+        if isinstance(op, CHIP_SYNAPSES):
+            _range(n.name, "weights_fit", "weight_s8", op.weight_s8, lo, hi, f"s{p.weight_bits}")
+            e_lo = 0 if isinstance(op, SynConv) else p.weight_exp_min
+            _range(
+                n.name,
+                "weights_fit",
+                "weight_exp_s4",
+                np.array([op.weight_exp_s4]),
+                e_lo,
+                p.weight_exp_max,
+                "the exponent",
+            )
+        elif isinstance(op, HOST_TERMS):
+            _range(n.name, "weights_fit", "weight_s24", op.weight_s24, hlo, hhi, f"s{p.host_weight_bits}")
+            _range(n.name, "weights_fit", "shift_u5", np.array([op.shift_u5]), 0, p.host_max_shift, "the host shift")
+
+
+def neuron_params_fit(graph: Graph, p: LoihiProfile) -> None:
+    """Decays, thresholds and biases fit Lava's bit-accurate LIF (and the graded payload)."""
+    blo, bhi = p.bias_mant_range
+    half = 1 << (p.graded_message_bits - 1)
+    for n in graph:
+        op = n.op
+        if isinstance(op, (LoihiLIF, LoihiReadout)):
+            _range(n.name, "neuron_params_fit", "du_u12", np.array([op.du_u12]), 0, p.du_max, "u12")
+            _range(n.name, "neuron_params_fit", "dv_u12", np.array([op.dv_u12]), 0, p.dv_max, "u12")
+            _range(n.name, "neuron_params_fit", "vth_u17", np.array([op.vth_u17]), 0, p.vth_max, "u17")
+            _range(n.name, "neuron_params_fit", "bias_mant_s13", op.bias_mant_s13, blo, bhi, "s13")
+            _range(n.name, "neuron_params_fit", "bias_exp_u3", np.array([op.bias_exp_u3]), 0, p.bias_exp_max, "u3")
+        elif isinstance(op, (FixedMaxPool, FixedSiLU)):
+            _range(n.name, "neuron_params_fit", "bias_s24", op.bias_s24, -half, half - 1, f"s{p.graded_message_bits}")
+
+
+def delays_fit(graph: Graph, p: LoihiProfile) -> None:
+    """Delays are within DelaySparse's range; a Conv is never delayed."""
+    for n in graph:
+        op = n.op
+        if isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
+            if isinstance(op, SynConv) and op.delay_u6:
+                raise DRCError(
+                    "delays_fit",
+                    f"{n.name}: lava's Conv has no delay; align_delays turns delayed groups into SynSparse",
+                )
+            if isinstance(op, CHIP_SYNAPSES) and op.delay_u6 > p.max_delay:
+                raise DRCError(
+                    "delays_fit",
+                    f"{n.name}: delay {op.delay_u6} exceeds DelaySparse's maximum {p.max_delay}; add relay populations",
+                )
+
+
+def accumulators_exact(graph: Graph, p: LoihiProfile) -> None:
+    """Worst-case sums fit where Lava computes them: int32 (Conv output before its 24-bit wrap,
+    binary Sparse rows) and float64 below 2**53 (host convolutions). Graded Sparse rows wrap in
+    int32 like numpy; ref-fixed models that wrap, so it is allowed."""
+    lim32 = 1 << (p.sparse_accumulator_bits - 1)
+    lim_f = 1 << p.float_exact_bits
+    for n in graph:
+        op = n.op
+        src = graph[n.inputs[0]].op if n.inputs else None
+        if isinstance(op, SynConv):
+            w = np.abs(op.effective_weight())
+            bound = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+            if bound >= lim32:
+                raise DRCError(
+                    "accumulators_exact", f"{n.name}: a Conv output can reach {bound} >= 2**31 before its 24-bit wrap"
+                )
+        elif isinstance(op, SynSparse) and isinstance(src, LoihiLIF):
+            rows = (
+                np.add.reduceat(np.abs(op.weight_s8.astype(np.int64)) * 2, op.indptr[:-1])
+                if op.weight_s8.size
+                else np.zeros(1)
+            )
+            if op.weight_s8.size and int(rows.max()) >= lim32:
+                raise DRCError("accumulators_exact", f"{n.name}: a Sparse row can reach {int(rows.max())} >= 2**31")
+        elif isinstance(op, (HostConv, HostSparse)):
+            w = np.abs(op.weight_s24.astype(np.int64))
+            x_max = int(np.ceil(op.in_scale))
+            bound = int(w.reshape(w.shape[0], -1).sum(1).max() if isinstance(op, HostConv) else w.sum()) * x_max
+            if bound >= lim_f:
+                raise DRCError(
+                    "accumulators_exact", f"{n.name}: a host sum can reach {bound} >= 2**{p.float_exact_bits}"
+                )
+
+
+def readouts_aligned(graph: Graph, p: LoihiProfile) -> None:
+    """All readouts share one latency (one run of T + latency steps reads them together)."""
+    lat = {n.name: n.op.latency for n in graph if isinstance(n.op, LoihiReadout)}
+    if len(set(lat.values())) > 1:
+        raise DRCError("readouts_aligned", f"readout latencies differ: {lat}; run align_delays")
+
+
+RULES: list[Rule] = [
+    graph_is_lowered,
+    populations_are_placed,
+    edges_are_legal,
+    weights_fit,
+    neuron_params_fit,
+    delays_fit,
+    accumulators_exact,
+    readouts_aligned,
+]
+
+
+def check(graph: Graph, profile: LoihiProfile, rules: list[Rule] | None = None) -> None:
+    """Run every rule; raise the first :class:`DRCError` (its ``rule`` names the rule)."""
+    for rule in rules or RULES:
+        rule(graph, profile)

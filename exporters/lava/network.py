@@ -1,0 +1,354 @@
+"""Build a :class:`~.dag.LavaDag` as lava-nc processes and run it on ``Loihi2SimCfg(select_tag="fixed_pt")``.
+
+The host side of a run: the input is quantized (``x_int = rint(x · input_scale)``), every host
+term is computed from it in exact integer arithmetic and sent by a ``RingBuffer`` straight into
+its population's ``a_in`` (no synapse: no delay, besides the term's own alignment delay, which
+is a shift of the buffer). The run lasts ``T + latency`` steps; populations are ``LIFReset``
+processes reset once, at time step ``latency + 1``. Spikes are read from ``io.sink.RingBuffer``
+sinks, readouts from the integrators' ``v`` after the run. ``net.stop()`` always runs.
+
+The result has the shape of :class:`emsdeploy.simulators.Trace` (``outputs``, ``records``,
+``time_steps``) without importing the simulators.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import SparseEfficiencyWarning
+
+from emsdeploy.errors import InputError, SimulationError
+
+from .dag import LavaDag, ProcSpec
+
+__all__ = ["LavaNetwork", "LavaTrace", "host_term_values"]
+
+
+@dataclass
+class LavaTrace:
+    """The result of a Lava run (same fields as ``simulators.Trace``).
+
+    ``records[pop]["s"]`` spikes ``[T, B, C, H, W]`` aligned to each population's latency (and
+    ``"s_raw"``, all ``T + latency`` steps, when asked); ``"y"``/``"y_raw"`` the graded outputs of
+    custom processes; ``records[readout]["v"]`` the integer integrator state ``[B, C, H, W]``.
+    """
+
+    outputs: dict[str, Any]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    time_steps: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _conv_chw_int(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> np.ndarray:
+    """Integer cross-correlation of (C, H, W) with (O, C/g, kH, kW) in int64 (exact)."""
+    from .procs import conv_true_whc
+
+    # conv_true_whc convolves (W, H, C) with a true-convolution kernel (O, kW, kH, C): flip ours
+    w_true = np.asarray(w)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+    out = conv_true_whc(
+        np.asarray(x).transpose(2, 1, 0),
+        w_true,
+        tuple(stride)[::-1],
+        tuple(padding)[::-1],
+        tuple(dilation)[::-1],
+        int(groups),
+    )
+    return np.rint(out).astype(np.int64).transpose(2, 1, 0)  # exact: integers below 2**53
+
+
+def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: int) -> np.ndarray:
+    """The RingBuffer data of a host term: ``(W, H, C, n_steps)`` int32, zero where no frame.
+
+    ``frames[k]`` is the quantized input of step k (C, H, W) or None; the term delivers frame k at
+    step ``k + delay``."""
+    p = spec.params
+    c, h, w = p["out_shape"]
+    data = np.zeros((w, h, c, n_steps), np.int64)
+    cache: dict[int, np.ndarray] = {}
+    for n in range(n_steps):
+        k = n - int(p["delay"])
+        if k < 0 or k >= len(frames) or frames[k] is None:
+            continue
+        key = id(frames[k])
+        if key not in cache:
+            x = frames[k]
+            if p["form"] == "conv":
+                acc = _conv_chw_int(x, spec.arrays["weight"], p["stride"], p["padding"], p["dilation"], p["groups"])
+            else:
+                n_out, n_in = int(np.prod(p["out_shape"])), int(np.prod(p["in_shape"]))
+                m = sp.csr_matrix(
+                    (spec.arrays["data"].astype(np.int64), spec.arrays["indices"], spec.arrays["indptr"]),
+                    shape=(n_out, n_in),
+                )
+                acc = np.asarray(m @ x.reshape(-1).astype(np.int64)).reshape(p["out_shape"])
+            sh = int(p["shift"])
+            val = (acc + (1 << (sh - 1))) >> sh if sh > 0 else acc
+            cache[key] = val.transpose(2, 1, 0)
+        data[..., n] = cache[key]
+    return data.astype(np.int32)
+
+
+def _decode(readouts: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
+    """YOLOv5 box decoding (the IR's Decode op) of readouts ``[B, na·no, ny, nx]`` in numpy."""
+    anchors = np.asarray(spec["anchors"], np.float64)
+    na, no = anchors.shape[1], int(spec["nc"]) + 5
+    out = []
+    for i, r in enumerate(readouts):
+        b, _, ny, nx = r.shape
+        raw = r.reshape(b, na, no, ny, nx).transpose(0, 1, 3, 4, 2)
+        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        grid = np.stack((xv, yv), 2).reshape(1, 1, ny, nx, 2)
+        s = 1.0 / (1.0 + np.exp(-raw))
+        stride = spec["strides"][i]
+        xy = (s[..., 0:2] * 2 - 0.5 + grid) * stride
+        wh = (s[..., 2:4] * 2) ** 2 * (anchors[i] * stride).reshape(1, na, 1, 1, 2)
+        out.append(np.concatenate((xy, wh, s[..., 4:]), -1).reshape(b, -1, no))
+    return np.concatenate(out, 1)
+
+
+class LavaNetwork:
+    """A Lava process graph ready to run (built fresh for every sample).
+
+    Args:
+        dag: the lowered graph (:func:`~.dag.dag_from_graph` or :func:`~.dag.read_dag`).
+        fast_models: select :class:`~.procs.PyConvModelFast` for every ``Conv`` and
+            :class:`~.procs.PyDelaySparseModelFast` for every ``DelaySparse`` (the same integers
+            as lava's stock models, much faster); False runs the stock models.
+    """
+
+    name = "lava"
+
+    def __init__(self, dag: LavaDag, fast_models: bool = True) -> None:
+        self.dag = dag
+        self.fast_models = fast_models
+
+    # -- building -----------------------------------------------------------------------------
+    def build(
+        self, frames: list[np.ndarray | None], time_steps: int, record: Collection[str] = (), folder: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Instantiate the processes for one sample; returns (processes by name, recording files
+        by population name). ``record`` needs ``folder`` for the recording files."""
+        from lava.proc.conv.process import Conv
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIFReset
+        from lava.proc.sparse.process import DelaySparse, Sparse
+        from lava.utils.weightutils import SignMode
+
+        from .procs import CurrentMaxPool, Recorder, SiLUFixed
+
+        n_steps = time_steps + self.dag.latency
+        procs: dict[str, Any] = {}
+        for p in self.dag.procs:
+            a, q = p.arrays, p.params
+            if p.kind in ("lif", "readout"):
+                procs[p.name] = LIFReset(
+                    shape=tuple(q["shape"]),
+                    du=int(q["du"]),
+                    dv=int(q["dv"]),
+                    vth=int(q["vth"]),
+                    bias_mant=a["bias_mant"].astype(np.int32),
+                    bias_exp=int(q["bias_exp"]),
+                    reset_interval=n_steps,
+                    reset_offset=int(q["latency"]) + 1,
+                    name=p.name,
+                )
+            elif p.kind == "conv":
+                procs[p.name] = Conv(
+                    weight=a["weight"].astype(np.int32),
+                    input_shape=tuple(q["input_shape"]),
+                    stride=tuple(q["stride"]),
+                    padding=tuple(q["padding"]),
+                    dilation=tuple(q["dilation"]),
+                    groups=int(q["groups"]),
+                    num_message_bits=int(q["num_message_bits"]),
+                    name=p.name,
+                )
+            elif p.kind in ("sparse", "delay_sparse"):
+                shape = tuple(q["shape"])
+                w = sp.csr_matrix((a["data"].astype(np.int32), a["indices"], a["indptr"]), shape=shape)
+                common = dict(
+                    weights=w,
+                    weight_exp=int(q["weight_exp"]),
+                    num_message_bits=int(q["num_message_bits"]),
+                    sign_mode=SignMode.MIXED,
+                    name=p.name,
+                )
+                if p.kind == "sparse":
+                    procs[p.name] = Sparse(**common)
+                else:
+                    d = w.copy()
+                    d.data = np.full(d.data.shape, int(q["delay"]), dtype=int)
+                    procs[p.name] = DelaySparse(delays=d, max_delay=int(q["delay"]), **common)
+            elif p.kind == "host_source":
+                procs[p.name] = Source(data=host_term_values(p, frames, n_steps))
+            elif p.kind == "maxpool_current":
+                procs[p.name] = CurrentMaxPool(
+                    in_shape=tuple(q["in_shape"]),
+                    kernel=int(q["kernel"]),
+                    bias=a["bias"],
+                    out_shift=int(q["out_shift"]),
+                    name=p.name,
+                )
+            elif p.kind == "silu":
+                procs[p.name] = SiLUFixed(
+                    shape=tuple(q["shape"]),
+                    bias=a["bias"],
+                    tau=float(q["tau"]),
+                    inplace=bool(q["inplace"]),
+                    scale_in=float(q["scale_in"]),
+                    scale_out=float(q["scale_out"]),
+                    reset_step=int(q["latency"]) + 1,
+                    name=p.name,
+                )
+            else:
+                raise SimulationError(f"{p.name}: unknown Lava process kind {p.kind!r}")
+        for src, sport, dst, dport, adapter in self.dag.edges:
+            out = getattr(procs[src], sport)
+            inp = getattr(procs[dst], dport)
+            if adapter == "flatten":
+                out = out.flatten()
+            elif adapter == "reshape":
+                out = out.reshape(
+                    tuple(self.dag.proc(dst).params.get("shape") or self.dag.proc(dst).params["in_shape"])
+                )
+            out.connect(inp)
+        files: dict[str, str] = {}
+        ports = []
+        for name in record:
+            if self.population_kind(name) == "readout":
+                continue
+            port = procs[name].s_out
+            path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(n_steps, *port.shape))
+            files[name] = path
+            ports.append(port)
+        if ports:
+            rec = Recorder(shapes=[tuple(p.shape) for p in ports], paths=list(files.values()))
+            for i, port in enumerate(ports):
+                port.connect(getattr(rec, f"in_{i}"))
+            procs["__recorder__"] = rec
+        return procs, files
+
+    # -- running --------------------------------------------------------------------------------
+    def _frames(self, x: np.ndarray, time_steps: int | None) -> tuple[int, list[list[np.ndarray | None]]]:
+        c, h, w = self.dag.input_shape
+        x = np.asarray(x)
+        if self.dag.encoding == "direct":
+            if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+                raise InputError(f"direct encoding expects images [B, {c}, {h}, {w}], got {tuple(x.shape)}")
+            t = int(time_steps or self.dag.time_steps)
+            per = [[self._quantize(x[b])] * t for b in range(x.shape[0])]
+            return t, per
+        if x.ndim != 5 or tuple(x.shape[2:]) != (c, h, w):
+            raise InputError(f"frames encoding expects [B, T, {c}, {h}, {w}], got {tuple(x.shape)}")
+        t = int(x.shape[1])
+        return t, [[self._quantize(x[b, k]) for k in range(t)] for b in range(x.shape[0])]
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        return np.rint(np.asarray(x, np.float64) * self.dag.input_scale).astype(np.int64)
+
+    def population_kind(self, name: str) -> str:
+        return self.dag.proc(name).kind
+
+    def population_latency(self, name: str) -> int:
+        return int(self.dag.proc(name).params.get("latency", 0))
+
+    def record_names(self, record: Any) -> list[str]:
+        pops = self.dag.populations()
+        if record is None:
+            return []
+        if record == "neurons":
+            return [p.name for p in pops if p.kind != "readout"]
+        if record == "all":
+            return [p.name for p in pops]
+        names = list(record)
+        known = {p.name for p in pops}
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise InputError(f"cannot record {bad[:5]}: not populations of the Lava network")
+        return names
+
+    def run(self, x: Any, time_steps: int | None = None, record: Any = None, raw: bool = False) -> LavaTrace:
+        """Run each sample of ``x`` through Lava (``T + latency`` steps) and collect the results."""
+        from lava.proc.conv.process import Conv
+        from lava.proc.sparse.process import DelaySparse
+
+        from .procs import PyConvModelFast, PyDelaySparseModelFast, Recorder, recorder_model
+
+        x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+        T, frames = self._frames(x, time_steps)
+        n_steps = T + self.dag.latency
+        names = self.record_names(record)
+        latency = {n: self.population_latency(n) for n in names}
+        recs: dict[str, dict[str, list[np.ndarray]]] = {n: {} for n in names}
+        readout_v: dict[str, list[np.ndarray]] = {r: [] for r in self.dag.readouts}
+        exception: dict[Any, Any] = (
+            {Conv: PyConvModelFast, DelaySparse: PyDelaySparseModelFast} if self.fast_models else {}
+        )
+        n_rec = sum(1 for n in names if self.population_kind(n) != "readout")
+        if n_rec:
+            exception[Recorder] = recorder_model(n_rec)
+        timings = {"build_s": 0.0, "run_s": 0.0, "steps": float(n_steps - 1) * len(frames)}
+        for sample in frames:
+            with warnings.catch_warnings():
+                # Lava's Sparse models assign into csr matrices when clipping weights (a no-op for
+                # in-range weights) and scipy warns in every worker; the filter is inherited by fork
+                warnings.simplefilter("ignore", SparseEfficiencyWarning)
+                self._run_one(sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw)
+        records: dict[str, dict[str, Any]] = {}
+        for n, r in recs.items():
+            records[n] = {k: np.stack(v, axis=1) for k, v in r.items()}  # [T, B, ...]
+        outputs: dict[str, Any] = {}
+        for r, vs in readout_v.items():
+            v = np.stack(vs)
+            records.setdefault(r, {})["v"] = v
+            act = 1 << int(self.dag.graph_attrs["loihi"]["act_shift"])
+            outputs[r] = v.astype(np.float64) / (act * self.dag.readouts[r] * T)
+        if self.dag.decode:
+            d = self.dag.decode
+            outputs[d["name"]] = _decode([outputs[i] for i in d["inputs"]], d)
+        timings["ms_per_step"] = 1000.0 * timings["run_s"] / max(1.0, timings["steps"])  # after the first step
+        return LavaTrace({o: outputs[o] for o in self.dag.outputs if o in outputs}, records, T, timings)
+
+    def _run_one(self, sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw) -> None:
+        """Build, run, read and stop the network for one sample (``net.stop()`` in ``finally``)."""
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        t0 = time.perf_counter()
+        tmp = tempfile.TemporaryDirectory(prefix="emsdeploy-lava-")
+        procs, files = self.build(sample, T, names, tmp.name)
+        anchor = next(iter(procs.values()))
+        timings["build_s"] += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        try:
+            cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exception)
+            anchor.run(condition=RunSteps(num_steps=1), run_cfg=cfg)  # compile, start, step 1
+            t2 = time.perf_counter()
+            timings["start_s"] = timings.get("start_s", 0.0) + t2 - t1
+            if n_steps > 1:
+                anchor.run(condition=RunSteps(num_steps=n_steps - 1), run_cfg=cfg)
+            timings["run_s"] += time.perf_counter() - t2
+            t3 = time.perf_counter()
+            for r in self.dag.readouts:
+                readout_v[r].append(np.asarray(procs[r].v.get()).astype(np.int64).transpose(2, 1, 0))
+            for n, path in files.items():
+                data = np.load(path).astype(np.int64).transpose(0, 3, 2, 1)  # (N, W, H, C) -> (N, C, H, W)
+                key = "s" if self.population_kind(n) == "lif" else "y"
+                recs[n].setdefault(key, []).append(data[latency[n] : latency[n] + T])
+                if raw:
+                    recs[n].setdefault(f"{key}_raw", []).append(data)
+            timings["read_s"] = timings.get("read_s", 0.0) + time.perf_counter() - t3
+        finally:
+            t4 = time.perf_counter()
+            anchor.stop()
+            timings["stop_s"] = timings.get("stop_s", 0.0) + time.perf_counter() - t4
+            tmp.cleanup()

@@ -1,0 +1,289 @@
+"""Lava processes emsdeploy adds to lava-nc's standard ones, and a faster Conv ProcessModel.
+
+* :class:`CurrentMaxPool` and :class:`SiLUFixed` — **simulation-only custom processes** for the
+  two ops with no standard Loihi neuron model (max-pool of currents, the SiLU neuron). They run
+  exactly the semantics of :class:`~emsdeploy.ir.ops.loihi.FixedMaxPool` /
+  :class:`~emsdeploy.ir.ops.loihi.FixedSiLU`; placed ``host`` they are the same Python
+  processes standing for host-side computation (``@requires(CPU)``: on a real system, the host).
+* :class:`PyDelaySparseModelFast` — a drop-in ProcessModel for ``DelaySparse`` when every
+  synapse has the same delay (what emsdeploy exports): the stock model rebuilds a
+  (delay + 1)-fold stacked matrix every step; this one multiplies once and adds the product into
+  the same delay buffer column. Same clipping, truncation, dot product and exponent shift.
+* :class:`PyConvModelFast` — a drop-in ProcessModel for lava's ``Conv`` selected with
+  ``Loihi2SimCfg(exception_proc_model_map={Conv: PyConvModelFast})``. It computes what
+  ``PyConvModelFixed`` computes (a true convolution in float64, ``astype(int32)``, then the
+  24-bit ``signed_clamp``) with one strided im2col product instead of one ``convolve2d`` per
+  channel pair. Exact: every partial sum is an integer below 2**53 (a DRC rule checks the bound),
+  so the order of additions cannot matter. Plain numpy: no torch inside Lava's forked workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.conv import utils as conv_utils
+from lava.proc.conv.models import PyConvModelFixed
+from lava.proc.conv.process import Conv
+from lava.proc.sparse.models import PyDelaySparseModelBitAcc
+from lava.proc.sparse.process import DelaySparse
+from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
+
+from emsdeploy.ir.ops.loihi import FixedSiLU, silu_fixed_step
+
+__all__ = [
+    "CurrentMaxPool",
+    "PyConvModelFast",
+    "PyDelaySparseModelFast",
+    "PyCurrentMaxPoolModel",
+    "PySiLUFixedModel",
+    "Recorder",
+    "SiLUFixed",
+    "conv_true_whc",
+    "recorder_model",
+]
+
+
+# ---- custom neuron-like processes ----------------------------------------------------------------
+
+
+class CurrentMaxPool(AbstractProcess):
+    """Custom (simulation-only) process: k×k max-pool of the summed input current plus a bias,
+    sent as graded spikes after a rounding right shift. Shapes in Lava's (W, H, C) order."""
+
+    def __init__(
+        self,
+        *,
+        in_shape: tuple[int, int, int],
+        kernel: int,
+        bias: np.ndarray,
+        out_shift: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(in_shape=in_shape, kernel=kernel, out_shift=out_shift, name=name)
+        w, h, c = in_shape
+        self.a_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=(w // kernel, h // kernel, c))
+        self.bias = Var(shape=in_shape, init=bias)
+
+
+@implements(proc=CurrentMaxPool, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCurrentMaxPoolModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        k = int(self.proc_params["kernel"])
+        r = int(self.proc_params["out_shift"])
+        z = self.a_in.recv().astype(np.int64) + self.bias.astype(np.int64)
+        w, h, c = z.shape
+        z = z[: (w // k) * k, : (h // k) * k].reshape(w // k, k, h // k, k, c).max(axis=(1, 3))
+        if r:
+            z = (z + (1 << (r - 1))) >> r
+        self.s_out.send(z)
+
+
+class SiLUFixed(AbstractProcess):
+    """Custom (simulation-only) process: the SiLU neuron on integer currents, graded output.
+    Its state is cleared at time step ``reset_step`` (the population's latency + 1)."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, int, int],
+        bias: np.ndarray,
+        tau: float,
+        inplace: bool,
+        scale_in: float,
+        scale_out: float,
+        reset_step: int,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            shape=shape,
+            tau=tau,
+            inplace=inplace,
+            scale_in=scale_in,
+            scale_out=scale_out,
+            reset_step=reset_step,
+            name=name,
+        )
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=bias)
+
+
+@implements(proc=SiLUFixed, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySiLUFixedModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._state = None
+        self._op: FixedSiLU | None = None
+
+    def run_spk(self) -> None:
+        pp = self.proc_params
+        if self._op is None:  # the IR op holds the one implementation of the arithmetic
+            bias_chw = np.ascontiguousarray(self.bias.transpose(2, 1, 0))
+            self._op = FixedSiLU(bias_chw, pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
+        a = self.a_in.recv().astype(np.int64)
+        if self.time_step == int(pp["reset_step"]):
+            self._state = None
+        a_chw = np.ascontiguousarray(a.transpose(2, 1, 0))[None]
+        y, self._state = silu_fixed_step(self._op, a_chw, self._state)
+        self.s_out.send(np.ascontiguousarray(y[0].transpose(2, 1, 0)))
+
+
+# ---- recording --------------------------------------------------------------------------------
+
+
+class Recorder(AbstractProcess):
+    """A sink with one InPort per recorded population (``in_0``, ``in_1``, ...) that writes what
+    input i receives at time step t into row t − 1 of ``paths[i]``, a ``.npy`` file the caller
+    created with ``numpy.lib.format.open_memmap``. One process for all recordings, and no
+    ``Var.get()`` round trips after the run (``io.sink.RingBuffer`` needs both per population).
+    Run it with ``exception_proc_model_map={Recorder: recorder_model(len(shapes))}``."""
+
+    def __init__(self, *, shapes: list[tuple[int, ...]], paths: list[str], name: str | None = None) -> None:
+        super().__init__(shapes=[tuple(s) for s in shapes], paths=list(paths), name=name)
+        for i, shape in enumerate(shapes):
+            setattr(self, f"in_{i}", InPort(shape=tuple(shape)))
+
+
+class _RecorderModelBase(PyLoihiProcessModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._files: list | None = None
+
+    def run_spk(self) -> None:
+        paths = self.proc_params["paths"]
+        if self._files is None:
+            self._files = [np.lib.format.open_memmap(p, mode="r+") for p in paths]
+        for i, f in enumerate(self._files):
+            data = getattr(self, f"in_{i}").recv()
+            if self.time_step <= f.shape[0]:
+                f[self.time_step - 1] = data
+        if self.time_step == self._files[0].shape[0]:
+            for f in self._files:
+                f.flush()
+
+
+@implements(proc=Recorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyRecorderModel(_RecorderModelBase):
+    """Lets Lava's model search find a model for :class:`Recorder`; the run config's exception
+    map then substitutes :func:`recorder_model` (whose ports match the process)."""
+
+
+_RECORDER_MODELS: dict[int, type] = {}
+
+
+def recorder_model(n_inputs: int) -> type:
+    """The ProcessModel of a :class:`Recorder` with ``n_inputs`` ports (one class per count:
+    Lava requires a model to declare exactly its process's ports)."""
+    if n_inputs not in _RECORDER_MODELS:
+        attrs = {f"in_{i}": LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24) for i in range(n_inputs)}
+        cls = type(f"PyRecorderModel{n_inputs}", (_RecorderModelBase,), attrs)
+        cls = tag("fixed_pt")(requires(CPU)(implements(proc=Recorder, protocol=LoihiProtocol)(cls)))
+        _RECORDER_MODELS[n_inputs] = cls
+    return _RECORDER_MODELS[n_inputs]
+
+
+# ---- the fast Conv model --------------------------------------------------------------------------
+
+
+def conv_true_whc(
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> np.ndarray:
+    """Lava's ``conv_scipy``: a true convolution of ``x`` (W, H, C_in) with ``weight``
+    (C_out, kW, kH, C_in), (x, y) stride/padding/dilation, in float64. Returns (W', H', C_out)."""
+    kw, kh = weight.shape[1:3]
+    (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
+    xp = np.pad(np.asarray(x, np.float64), ((px, px), (py, py), (0, 0)))
+    ekw, ekh = dx * (kw - 1) + 1, dy * (kh - 1) + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (ekw, ekh), axis=(0, 1))[::sx, ::sy, :, ::dx, ::dy]
+    wflip = np.asarray(weight, np.float64)[:, ::-1, ::-1, :]  # convolution = correlation with the flipped kernel
+    c_in = x.shape[2]
+    c_out = weight.shape[0]
+    cg, og = c_in // groups, c_out // groups
+    outs = []
+    for g in range(groups):
+        wg = wflip[g * og : (g + 1) * og]
+        outs.append(np.tensordot(win[:, :, g * cg : (g + 1) * cg], wg, axes=([2, 3, 4], [3, 1, 2])))
+    return np.concatenate(outs, axis=2) if groups > 1 else outs[0]
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyConvModelFast(PyConvModelFixed):
+    """``PyConvModelFixed`` with a vectorised convolution (same integers, see module docstring)."""
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf)
+        if self.num_message_bits.item() > 0:
+            s_in = self.s_in.recv()
+        else:
+            s_in = self.s_in.recv().astype(bool)
+        out = conv_true_whc(
+            s_in,
+            self.weight,
+            tuple(int(v) for v in self.stride),
+            tuple(int(v) for v in self.padding),
+            tuple(int(v) for v in self.dilation),
+            int(self.groups[0]),
+        )
+        self.a_buf = conv_utils.signed_clamp(out.astype(self.weight.dtype), bits=24)
+
+
+@implements(proc=DelaySparse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelaySparseModelFast(PyDelaySparseModelBitAcc):
+    """``PyDelaySparseModelBitAcc`` for a uniform delay (falls back to it otherwise)."""
+
+    def run_spk(self) -> None:
+        if not self.weights_set:
+            delays = np.unique(self.delays.data)
+            self._uniform = int(delays[0]) if delays.size == 1 else None
+        if self._uniform is None:
+            super().run_spk()
+            return
+        weight_exp: int = self.proc_params.get("weight_exp", 0)
+        if not self.weights_set:  # exactly the stock model's first-step weight scaling
+            num_weight_bits: int = self.proc_params.get("num_weight_bits", 8)
+            sign_mode: SignMode = self.proc_params.get("sign_mode") or determine_sign_mode(self.weights)
+            self.weights = clip_weights(self.weights, sign_mode, num_bits=8)
+            self.weights = truncate_weights(self.weights, sign_mode, num_weight_bits)
+            self.weights_set = True
+        self.a_out.send(self.a_buff[:, 0])
+        if self.num_message_bits.item() > 0:
+            s_in = self.s_in.recv()
+        else:
+            s_in = self.s_in.recv().astype(bool)
+        acc = self.weights.dot(s_in)  # the stock model's delay-d rows of its stacked matrix
+        acc = np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
+        self.a_buff[:, 0] = 0
+        self.a_buff = np.roll(self.a_buff, -1)
+        self.a_buff[:, self._uniform] += acc

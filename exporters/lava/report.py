@@ -1,0 +1,153 @@
+"""The mapping report: which Lava process implements each part of the network, at what cost.
+
+Per Lava process: its class, whether it is a standard lava-nc process, a custom
+(simulation-only) process or host code, the IR nodes it implements, neurons, synapses
+(connections with a non-zero weight), weight memory (bytes of distinct weight mantissas plus,
+for sparse matrices, 4-byte column indices) and latency (the step, counted from the input, at
+which its output is valid; for a synapse group, when it delivers). Per IR node of the float
+graph: where it runs and which processes carry it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from emsdeploy.ir import Graph, Input
+from emsdeploy.ir.ops.loihi import (
+    FixedMaxPool,
+    FixedSiLU,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
+from emsdeploy.passes.linear_terms import ConvMap, to_sparse
+
+__all__ = ["format_mapping", "mapping_report"]
+
+_CLASS = {
+    LoihiLIF: ("LIFReset", "standard"),
+    LoihiReadout: ("LIFReset (integrator)", "standard"),
+    SynConv: ("Conv", "standard"),
+    FixedMaxPool: ("CurrentMaxPool", "custom"),
+    FixedSiLU: ("SiLUFixed", "custom"),
+    HostConv: ("RingBuffer <- host conv", "host"),
+    HostSparse: ("RingBuffer <- host matrix", "host"),
+}
+
+
+def _conv_connections(op: SynConv | HostConv, graph: Graph, name: str) -> int:
+    w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
+    m = ConvMap(
+        (w != 0).astype(np.float64),
+        op.stride,
+        op.padding,
+        op.dilation,
+        op.groups,
+        graph.shape(graph[name].inputs[0]),
+        graph.shape(name),
+    )
+    return int(to_sparse(m).matrix.nnz)
+
+
+def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, Any]:
+    """The report of a quantized, delay-aligned graph (and of the float graph it came from)."""
+    procs: list[dict[str, Any]] = []
+    carried: dict[str, list[str]] = {}
+    for n in graph:
+        op = n.op
+        if isinstance(op, Input) or type(op) not in (*_CLASS, SynSparse):
+            continue
+        if isinstance(op, SynSparse):
+            cls, kind = ("DelaySparse" if op.delay_u6 else "Sparse"), "standard"
+        else:
+            cls, kind = _CLASS[type(op)]
+        place = n.meta.get("partition", "chip")
+        if kind == "custom" and place == "host":
+            kind = "host"
+        row: dict[str, Any] = {
+            "process": n.name,
+            "class": cls,
+            "kind": kind,
+            "latency": int(n.meta.get("latency", getattr(op, "latency", 0))),
+        }
+        if isinstance(op, (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)):
+            row.update({"neurons": int(np.prod(op.in_shape())), "synapses": 0, "weight_bytes": 0})
+            ir_nodes = [n.name]
+        else:
+            if isinstance(op, (SynConv, HostConv)):
+                w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
+                syn = _conv_connections(op, graph, n.name)
+                nbytes = int(np.count_nonzero(w)) * (1 if isinstance(op, SynConv) else 3)
+            else:
+                w = op.weight_s8 if isinstance(op, SynSparse) else op.weight_s24
+                syn = int(np.count_nonzero(w))
+                nbytes = syn * ((1 if isinstance(op, SynSparse) else 3) + 4)
+            row.update(
+                {
+                    "neurons": 0,
+                    "synapses": syn,
+                    "weight_bytes": nbytes,
+                    "delay": int(op.delay_u6),
+                    "source": n.inputs[0],
+                }
+            )
+            ir_nodes = list(n.meta.get("ir_path", []))
+        row["ir_nodes"] = ir_nodes
+        for i in ir_nodes:
+            carried.setdefault(i, []).append(n.name)
+        procs.append(row)
+    totals: dict[str, Any] = {"processes": len(procs)}
+    for kind in ("standard", "custom", "host"):
+        rows = [r for r in procs if r["kind"] == kind]
+        totals[kind] = {
+            "processes": len(rows),
+            "neurons": sum(r["neurons"] for r in rows),
+            "synapses": sum(r["synapses"] for r in rows),
+            "weight_bytes": sum(r["weight_bytes"] for r in rows),
+        }
+    totals["latency_steps"] = int(graph.attrs.get("latency", 0))
+    totals["run_steps"] = f"T + {totals['latency_steps']}"
+    nodes = []
+    if float_graph is not None:
+        for n in float_graph:
+            nodes.append(
+                {
+                    "node": n.name,
+                    "op": n.op.type_name,
+                    "placement": n.meta.get("partition", ""),
+                    "processes": carried.get(n.name, []),
+                }
+            )
+    return {"processes": procs, "totals": totals, "ir_nodes": nodes}
+
+
+def format_mapping(report: dict[str, Any]) -> str:
+    lines = [
+        f"{'process':<52} {'class':<24} {'kind':<8} {'neurons':>8} {'synapses':>9} {'w bytes':>8} {'lat':>4} {'dly':>4}"
+    ]
+    for r in report["processes"]:
+        lines.append(
+            f"{r['process'][:52]:<52} {r['class']:<24} {r['kind']:<8} {r['neurons']:>8} {r['synapses']:>9} {r['weight_bytes']:>8} {r['latency']:>4} {r.get('delay', ''):>4}"
+        )
+    t = report["totals"]
+    lines.append("")
+    for kind in ("standard", "custom", "host"):
+        k = t[kind]
+        lines.append(
+            f"{kind:<8}: {k['processes']} processes, {k['neurons']} neurons, {k['synapses']} synapses, {k['weight_bytes']} weight bytes"
+        )
+    lines.append(f"latency: {t['latency_steps']} steps; a run lasts {t['run_steps']} steps")
+    if report["ir_nodes"]:
+        lines.append("")
+        lines.append(f"{'IR node':<44} {'op':<11} {'placement':<9} carried by")
+        for r in report["ir_nodes"]:
+            procs = ", ".join(r["processes"][:4]) + (
+                f" (+{len(r['processes']) - 4})" if len(r["processes"]) > 4 else ""
+            )
+            lines.append(f"{r['node'][:44]:<44} {r['op']:<11} {r['placement']:<9} {procs or '-'}")
+    return "\n".join(lines)
