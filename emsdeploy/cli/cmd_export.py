@@ -21,7 +21,26 @@ TARGETS = ("lava", "onnx", "nir")
     "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
 )
 @click.option("--spikes", is_flag=True, help="onnx: also output spikes.<node> of every LIF (for verification).")
-def export(source: str, target: str, output: str, input_size: str | None, time_steps: int | None, spikes: bool) -> None:
+@click.option(
+    "--custom-to-host",
+    is_flag=True,
+    help="lava: run max-pools of currents and SiLU neurons on the host, not as custom processes.",
+)
+@click.option(
+    "--allow-clip",
+    is_flag=True,
+    help="lava: clip values that do not fit Loihi's widths (each clip is reported) instead of failing.",
+)
+def export(
+    source: str,
+    target: str,
+    output: str,
+    input_size: str | None,
+    time_steps: int | None,
+    spikes: bool,
+    custom_to_host: bool,
+    allow_clip: bool,
+) -> None:
     """Export SOURCE (a .pt checkpoint or an .emsir IR file) to --target.
 
     \b
@@ -33,7 +52,7 @@ def export(source: str, target: str, output: str, input_size: str | None, time_s
 
     loaded = load_graph(source, parse_size(input_size), time_steps)
     exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-    options = {"spikes": spikes}
+    options = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip}
     lines = exporter.export_cli(loaded.graph, Path(output), options)
     for line in lines:
         click.echo(line)
