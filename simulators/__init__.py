@@ -4,6 +4,7 @@ They stand on :mod:`emsdeploy.ir` and never import the exporters.
 """
 
 from .base import Backend, Trace
+from .ref_fixed import RefFixed
 from .ref_float import RefFloat
 
-__all__ = ["Backend", "RefFloat", "Trace"]
+__all__ = ["Backend", "RefFixed", "RefFloat", "Trace"]

@@ -8,7 +8,8 @@ widths of the profile the quantize pass stored in ``graph.attrs["loihi"]``:
   reset of v only);
 * :func:`conv_payload` — ``PyConvModelFixed`` (a true convolution in float64, then
   ``astype(int32)`` and ``signed_clamp(24)``); the IR keeps PyTorch's correlation and the
-  exporter flips the kernel, so a correlation here is the same sum;
+  exporter flips the kernel, so a correlation here is the same sum. A delayed conv is lowered
+  to a ``DelaySparse`` (int32, no 24-bit wrap);
 * :func:`sparse_payload` — ``PySparseModelBitAcc`` / ``PyDelaySparseModelBitAcc`` with weights
   ``2m`` and exponent ``e − 1`` (int32 accumulate, arithmetic shift);
 * :func:`host_payload` — the host terms (input quantization, integer conv, rounding shift).
@@ -45,14 +46,17 @@ Profile = dict[str, Any]  # graph.attrs["loihi"]
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
     """Two's-complement wrap to ``bits`` (what an int32 overflow or signed_clamp does)."""
     half = 1 << (bits - 1)
-    if x.numel() == 0 or (int(x.max()) < half and int(x.min()) >= -half):
+    if x.numel() == 0:
+        return x
+    lo, hi = torch.aminmax(x)
+    if int(hi) < half and int(lo) >= -half:
         return x
     return torch.remainder(x + half, 1 << bits) - half
 
 
 def _trunc_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """sign(x) · (|x| >> shift): Lava's round-toward-zero right shift."""
-    return torch.sign(x) * (torch.abs(x) >> shift)
+    """sign(x) · (|x| >> shift): Lava's round-toward-zero right shift (= truncating division)."""
+    return torch.div(x, 1 << shift, rounding_mode="trunc")
 
 
 def effective_bias(op: LoihiLIF | LoihiReadout) -> torch.Tensor:
@@ -68,53 +72,96 @@ def lif_step(
     eff_bias: torch.Tensor,
     p: Profile,
     stats: dict[str, int] | None = None,
+    a_bound: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One LIF update; ``a`` is the summed input (already int32-wrapped). Returns (s, u, v)."""
+    """One LIF update; ``a`` is the summed input (already int32-wrapped). Returns (s, u, v).
+    ``a_bound``, a proven bound on |a|, lets the int32 overflow checks be skipped."""
     unity = 1 << p["decay_shift"]
     half = 1 << (p["uv_bits"] - 1)
-    du = op.du_u12 + p["ds_offset"]
-    dv = op.dv_u12 + p["dm_offset"]
-    # current: int64 product, truncate toward zero, back to int32
-    decayed_u = wrap(_trunc_shift(u * (unity - du), p["decay_shift"]), 32)
-    act = wrap(a << p["act_shift"], 32)
-    cur = wrap(decayed_u + act, 32)
+    keep_u = unity - (op.du_u12 + p["ds_offset"])
+    keep_v = unity - (op.dv_u12 + p["dm_offset"])
+    # current: int64 product, truncated toward zero (|u| < 2**24, so it fits int32 again)
+    act = a << p["act_shift"]
+    safe = a_bound is not None and (a_bound << p["act_shift"]) + 2 * half < 1 << 31
+    if not safe:
+        act = wrap(act, 32)
+    if keep_u == 0:  # du = 4095: no synaptic memory (the EMS-YOLO LIF)
+        cur = act
+    else:
+        cur = _trunc_shift(u * keep_u, p["decay_shift"]) + act
+        if not safe:
+            cur = wrap(cur, 32)
     # Lava's 24-bit wrap: one correction each way; the second test reads the first result but
     # corrects the original value (proc/lif/models.py)
-    wrapped = torch.where(cur > half, cur - 2 * half, cur)
-    wrapped = torch.where(wrapped <= -half, cur + 2 * half, wrapped)
-    if stats is not None:
-        stats["u_wraps"] = stats.get("u_wraps", 0) + int(torch.count_nonzero(wrapped != cur))
-    u = wrapped
-    decayed_v = wrap(_trunc_shift(v * (unity - dv), p["decay_shift"]), 32)
-    pre = wrap(decayed_v + u + eff_bias, 32)
-    v = torch.clamp(pre, -(half - 1), half - 1)
-    if stats is not None:
-        stats["v_saturations"] = stats.get("v_saturations", 0) + int(torch.count_nonzero(v != pre))
+    lo, hi = torch.aminmax(cur)
+    if int(hi) > half or int(lo) <= -half:
+        wrapped = torch.where(cur > half, cur - 2 * half, cur)
+        wrapped = torch.where(wrapped <= -half, cur + 2 * half, wrapped)
+        if stats is not None:
+            stats["u_wraps"] = stats.get("u_wraps", 0) + int(torch.count_nonzero(wrapped != cur))
+        cur = wrapped
+    u = cur
+    if keep_v == unity:  # dv = 0: an integrator
+        pre = v + u + eff_bias
+    else:
+        pre = _trunc_shift(v * keep_v, p["decay_shift"]) + u + eff_bias  # |.| < 2**25: no int32 overflow
+    lo, hi = torch.aminmax(pre)
+    if int(hi) > half - 1 or int(lo) < -(half - 1):
+        v = torch.clamp(pre, -(half - 1), half - 1)
+        if stats is not None:
+            stats["v_saturations"] = stats.get("v_saturations", 0) + int(torch.count_nonzero(v != pre))
+    else:
+        v = pre
     s = v > (op.vth_u17 << p["vth_shift"])
-    v = torch.where(s, torch.zeros_like(v), v)
+    v = v.masked_fill(s, 0)
     return s, u, v
 
 
-def conv_payload(op: SynConv, mantissa: torch.Tensor, x: torch.Tensor, p: Profile) -> torch.Tensor:
+def conv_payload(
+    op: SynConv, mantissa: torch.Tensor, x: torch.Tensor, p: Profile, bound: int | None = None
+) -> torch.Tensor:
     """What a Lava ``Conv`` sends one step after it receives spikes ``x`` (int64 out).
 
     Lava convolves with m·2**e in float64; here the 0/1 spikes meet the 8-bit mantissas in
     float32, exact because |Σ m·x| <= 128 · fan-in < 2**24, and the exponent is applied in int64.
     """
     acc = F.conv2d(x.to(torch.float32), mantissa, None, op.stride, op.padding, op.dilation, op.groups)
-    return wrap(acc.to(torch.int64) << op.weight_exp_s4, p["conv_accumulator_bits"])
+    acc = acc.to(torch.int64) << op.weight_exp_s4
+    bits = p["sparse_accumulator_bits"] if op.delay_u6 else p["conv_accumulator_bits"]  # delayed: a DelaySparse
+    if bound is not None and bound < 1 << (bits - 1):
+        return acc
+    return wrap(acc, bits)
 
 
-def sparse_payload(op: SynSparse, matrix: sp.csr_matrix, x: torch.Tensor, p: Profile) -> torch.Tensor:
+def sparse_payload(
+    op: SynSparse, matrix: sp.csr_matrix, x: torch.Tensor, p: Profile, bound: int | None = None
+) -> torch.Tensor:
     """What a Lava ``Sparse``/``DelaySparse`` with weights 2m and exponent e − 1 sends."""
     b = x.shape[0]
     flat = x.reshape(b, -1).numpy().astype(np.int64).T
     acc = np.asarray(matrix @ flat).T  # Σ m·x, exact in int64
-    acc2 = torch.from_numpy(np.ascontiguousarray(acc)) * 2
-    acc2 = wrap(acc2, p["sparse_accumulator_bits"])
-    shift = op.weight_exp_s4 - 1
+    acc = torch.from_numpy(np.ascontiguousarray(acc))
+    e = op.weight_exp_s4
+    if bound is not None and 2 * bound < 1 << (p["sparse_accumulator_bits"] - 1) and (bound << max(e, 0)) < 1 << 31:
+        # no overflow possible: (2·acc) shifted by e - 1 is acc shifted by e (floor for e < 0)
+        out = acc << e if e >= 0 else acc >> (-e)
+        return out.reshape(b, *op.out_shape)
+    shift = e - 1
+    acc2 = wrap(acc * 2, p["sparse_accumulator_bits"])
     out = acc2 << shift if shift > 0 else acc2 >> (-shift)
     return wrap(out, 32).reshape(b, *op.out_shape)
+
+
+def payload_bound(op: SynConv | SynSparse) -> int:
+    """A proven bound on |Σ m·x| for 0/1 inputs (the largest sum of |mantissas| into one output)."""
+    if isinstance(op, SynConv):
+        w = np.abs(op.weight_s8.astype(np.int64))
+        return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+    n = len(op.indptr) - 1
+    m = sp.csr_matrix(
+        (np.abs(op.weight_s8.astype(np.int64)), op.indices, op.indptr), shape=(n, int(np.prod(op.in_shape)))
+    )
+    return int(np.asarray(m.sum(axis=1)).max()) if m.nnz else 0
 
 
 def quantize_input(x: torch.Tensor, in_scale: float) -> torch.Tensor:

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from emsdeploy.errors import InputError, SimulationError
-from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir import Decode, Graph, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
@@ -40,7 +40,16 @@ from emsdeploy.ir.ops.loihi import (
 )
 
 from .base import Backend, Trace, step_inputs
-from .fixed_kernels import conv_payload, effective_bias, host_payload, lif_step, quantize_input, sparse_payload, wrap
+from .fixed_kernels import (
+    conv_payload,
+    effective_bias,
+    host_payload,
+    lif_step,
+    payload_bound,
+    quantize_input,
+    sparse_payload,
+    wrap,
+)
 from .float_kernels import decode_boxes
 
 __all__ = ["RefFixed", "population_names"]
@@ -97,8 +106,21 @@ class RefFixed(Backend):
                 self._weights[name] = sp.csr_matrix((data, op.indices, op.indptr), shape=(n_out, n_in))
             else:
                 raise SimulationError(f"{name}: {op.type_name} is not a synapse group or host term")
-            if isinstance(op, SynConv) and op.delay_u6:
-                raise SimulationError(f"{name}: a SynConv cannot be delayed (align_delays makes it a SynSparse)")
+        # proven bounds on payloads and input sums let most int32 / 24-bit wrap checks go
+        self._bound: dict[str, int | None] = {}
+        for name, node in self._terms.items():
+            op = node.op
+            spikes = graph.kind(node.inputs[0]) == Kind.SPIKE
+            if isinstance(op, (SynConv, SynSparse)) and spikes:
+                base = payload_bound(op)
+                e = op.weight_exp_s4
+                self._bound[name] = (base << e) if e >= 0 else (base >> -e) + 1
+            else:
+                self._bound[name] = None  # graded or host values: checked at run time
+        self._sum_bound: dict[str, int | None] = {}
+        for n in self._pops:
+            bs = [self._bound[i] for i in n.inputs]
+            self._sum_bound[n.name] = None if any(b is None for b in bs) else sum(bs)  # type: ignore[misc]
         self._bias = {n.name: effective_bias(n.op) for n in self._pops if isinstance(n.op, (LoihiLIF, LoihiReadout))}
         self._graded_bias = {
             n.name: torch.from_numpy(n.op.bias_s24.astype(np.int64))
@@ -110,13 +132,14 @@ class RefFixed(Backend):
     def run(self, x: torch.Tensor, time_steps: int | None = None, record: Any = None, raw: bool = False) -> Trace:
         """Run ``T + latency`` steps on ``x`` (direct ``[B, C, H, W]``, frames ``[B, T, C, H, W]``)."""
         before = torch.get_num_threads()
-        if self.threads:
+        if self.threads and self.threads != before:
             torch.set_num_threads(self.threads)
         try:
             with torch.no_grad():
                 return self._run(x, time_steps, record, raw)
         finally:
-            torch.set_num_threads(before)
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
 
     def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool) -> Trace:
         g, p = self.graph, self.p
@@ -168,7 +191,9 @@ class RefFixed(Backend):
                     else:
                         val = arrived[i]
                     a = val if a is None else a + val
-                a = wrap(a, 32)  # InPort sums in int32
+                sb = self._sum_bound[node.name]
+                if sb is None or sb >= 1 << 31:
+                    a = wrap(a, 32)  # InPort sums in int32
                 valid = op.latency <= n < op.latency + T
                 st = self.stats[node.name] if valid else None
                 if isinstance(op, (LoihiLIF, LoihiReadout)):
@@ -176,7 +201,7 @@ class RefFixed(Backend):
                         u[node.name].zero_()
                         v[node.name].zero_()
                     s, u[node.name], v[node.name] = lif_step(
-                        op, a, u[node.name], v[node.name], self._bias[node.name], p, st
+                        op, a, u[node.name], v[node.name], self._bias[node.name], p, st, sb
                     )
                     out = s.to(torch.int64)
                 elif isinstance(op, FixedMaxPool):
@@ -207,9 +232,9 @@ class RefFixed(Backend):
                 top = g[name].op
                 xs = outs[src]
                 if isinstance(top, SynConv):
-                    line.append(conv_payload(top, self._weights[name], xs, p))
+                    line.append(conv_payload(top, self._weights[name], xs, p, self._bound[name]))
                 else:
-                    line.append(sparse_payload(top, self._weights[name], xs, p))
+                    line.append(sparse_payload(top, self._weights[name], xs, p, self._bound[name]))
 
         outputs: dict[str, torch.Tensor] = {}
         records = {n: {k: torch.stack(val) for k, val in r.items()} for n, r in recs.items()}

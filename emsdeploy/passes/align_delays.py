@@ -9,9 +9,10 @@ which its values become valid) and delays the early inputs:
 * ``latency(P) = max`` over P's inputs of ``latency(source) + hops``;
 * each input gets ``delay_u6 = latency(P) − latency(source) − hops``;
 * all readouts share the largest readout latency L, so one run of ``T + L`` steps reads them all
-  at its end (each readout integrates exactly its T valid steps after its reset at step L);
-* a delayed :class:`SynConv` becomes the equal :class:`SynSparse`, since Lava's ``Conv`` has no
-  delay and ``DelaySparse`` has.
+  at its end (each readout integrates exactly its T valid steps after its reset at step L).
+
+(Lava's ``Conv`` has no delay: the exporter lowers a delayed :class:`SynConv` to a
+``DelaySparse`` with the same integers; the op's docstring states the arithmetic.)
 
 Pre: the output of :func:`~emsdeploy.passes.quantize`. Post: the same graph with ``latency`` on
 every population, ``delay_u6`` on every input, ``graph.attrs["latency"] = L`` (the largest
@@ -23,12 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from ..errors import PassError
 from ..ir import Graph, Input
-from ..ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiReadout, SynConv, SynSparse
-from .linear_terms import ConvMap, to_sparse
+from ..ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiReadout
 
 __all__ = ["align_delays", "hops"]
 
@@ -36,12 +34,6 @@ __all__ = ["align_delays", "hops"]
 def hops(op: object) -> int:
     """Synapse hops an input adds: 1 through a chip synapse, 0 for a host term."""
     return 1 if isinstance(op, CHIP_SYNAPSES) else 0
-
-
-def _as_sparse(op: SynConv, in_shape: tuple[int, ...], out_shape: tuple[int, ...], delay: int) -> SynSparse:
-    m = ConvMap(op.weight_s8.astype(np.float64), op.stride, op.padding, op.dilation, op.groups, in_shape, out_shape)
-    mat = to_sparse(m).matrix  # small integers: exact in float64
-    return SynSparse(mat.data, mat.indices, mat.indptr, in_shape, out_shape, op.weight_exp_s4, delay)
 
 
 def align_delays(graph: Graph) -> Graph:
@@ -70,12 +62,7 @@ def align_delays(graph: Graph) -> Graph:
                 delay = latency[node.name] - latency[i]
                 if delay < 0:
                     raise PassError(f"{i}: arrives after its population {node.name} (internal error)")
-                top = term.op
-                if isinstance(top, SynConv) and delay > 0:
-                    new = _as_sparse(top, g.shape(term.inputs[0]), g.shape(i), delay)
-                    g.replace(i, op=new, latency=latency[node.name], converted_from="SynConv")
-                else:
-                    g.replace(i, op=dataclasses.replace(top, delay_u6=delay), latency=latency[node.name])
+                g.replace(i, op=dataclasses.replace(term.op, delay_u6=delay), latency=latency[node.name])
             g.replace(node.name, op=dataclasses.replace(op, latency=latency[node.name]), latency=latency[node.name])
         elif isinstance(op, Input):
             g.replace(node.name, latency=0)

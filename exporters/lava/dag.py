@@ -44,6 +44,7 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
+from emsdeploy.passes.linear_terms import ConvMap, to_sparse
 
 __all__ = ["FORMAT", "VERSION", "LavaDag", "ProcSpec", "dag_from_graph", "read_dag", "write_dag", "whc"]
 
@@ -201,6 +202,22 @@ def dag_from_graph(graph: Graph) -> LavaDag:
             graded = graph.kind(src) != Kind.SPIKE
             nmb = graded_bits if graded else 0
             src_shape, out_shape = graph.shape(src), graph.shape(name)
+            if isinstance(op, SynConv) and op.delay_u6 > 0:
+                # Lava's Conv has no delay: the same integers as a DelaySparse
+                m = to_sparse(
+                    ConvMap(
+                        op.weight_s8.astype(np.float64),
+                        op.stride,
+                        op.padding,
+                        op.dilation,
+                        op.groups,
+                        tuple(src_shape),
+                        tuple(out_shape),
+                    )
+                ).matrix
+                op = SynSparse(
+                    m.data, m.indices, m.indptr, tuple(src_shape), tuple(out_shape), op.weight_exp_s4, op.delay_u6
+                )
             if isinstance(op, SynConv):
                 w = op.effective_weight()[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
                 procs.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from emsdeploy.errors import DRCError
 from emsdeploy.ir import Decode, Graph, Input
@@ -160,15 +161,10 @@ def neuron_params_fit(graph: Graph, p: LoihiProfile) -> None:
 
 
 def delays_fit(graph: Graph, p: LoihiProfile) -> None:
-    """Delays are within DelaySparse's range; a Conv is never delayed."""
+    """Delays are within DelaySparse's range (a delayed conv is lowered to a DelaySparse)."""
     for n in graph:
         op = n.op
         if isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
-            if isinstance(op, SynConv) and op.delay_u6:
-                raise DRCError(
-                    "delays_fit",
-                    f"{n.name}: lava's Conv has no delay; align_delays turns delayed groups into SynSparse",
-                )
             if isinstance(op, CHIP_SYNAPSES) and op.delay_u6 > p.max_delay:
                 raise DRCError(
                     "delays_fit",
@@ -193,21 +189,29 @@ def accumulators_exact(graph: Graph, p: LoihiProfile) -> None:
                     "accumulators_exact", f"{n.name}: a Conv output can reach {bound} >= 2**31 before its 24-bit wrap"
                 )
         elif isinstance(op, SynSparse) and isinstance(src, LoihiLIF):
-            rows = (
-                np.add.reduceat(np.abs(op.weight_s8.astype(np.int64)) * 2, op.indptr[:-1])
-                if op.weight_s8.size
-                else np.zeros(1)
-            )
-            if op.weight_s8.size and int(rows.max()) >= lim32:
+            rows = _row_abs_sums(op.weight_s8, op.indices, op.indptr) * 2
+            if rows.size and int(rows.max()) >= lim32:
                 raise DRCError("accumulators_exact", f"{n.name}: a Sparse row can reach {int(rows.max())} >= 2**31")
         elif isinstance(op, (HostConv, HostSparse)):
-            w = np.abs(op.weight_s24.astype(np.int64))
             x_max = int(np.ceil(op.in_scale))
-            bound = int(w.reshape(w.shape[0], -1).sum(1).max() if isinstance(op, HostConv) else w.sum()) * x_max
+            if isinstance(op, HostConv):
+                w = np.abs(op.weight_s24.astype(np.int64))
+                rows = w.reshape(w.shape[0], -1).sum(1)
+            else:
+                rows = _row_abs_sums(op.weight_s24, op.indices, op.indptr)
+            bound = int(rows.max()) * x_max if rows.size else 0
             if bound >= lim_f:
                 raise DRCError(
                     "accumulators_exact", f"{n.name}: a host sum can reach {bound} >= 2**{p.float_exact_bits}"
                 )
+
+
+def _row_abs_sums(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    n = len(indptr) - 1
+    m = sp.csr_matrix(
+        (np.abs(data.astype(np.int64)), indices, indptr), shape=(n, int(indices.max()) + 1 if indices.size else 1)
+    )
+    return np.asarray(m.sum(axis=1)).ravel()
 
 
 def readouts_aligned(graph: Graph, p: LoihiProfile) -> None:

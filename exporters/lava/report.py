@@ -64,6 +64,8 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
             continue
         if isinstance(op, SynSparse):
             cls, kind = ("DelaySparse" if op.delay_u6 else "Sparse"), "standard"
+        elif isinstance(op, SynConv) and op.delay_u6:
+            cls, kind = "DelaySparse (a conv)", "standard"
         else:
             cls, kind = _CLASS[type(op)]
         place = n.meta.get("partition", "chip")
@@ -83,6 +85,8 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
                 w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
                 syn = _conv_connections(op, graph, n.name)
                 nbytes = int(np.count_nonzero(w)) * (1 if isinstance(op, SynConv) else 3)
+                if isinstance(op, SynConv) and op.delay_u6:
+                    nbytes = syn * 5  # stored as a sparse matrix: a mantissa and an index per synapse
             else:
                 w = op.weight_s8 if isinstance(op, SynSparse) else op.weight_s24
                 syn = int(np.count_nonzero(w))

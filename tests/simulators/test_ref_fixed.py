@@ -220,3 +220,16 @@ def test_fixed_vs_float_on_the_official_fixtures(official):
     for o in r.outputs:
         if "readout" in o:
             assert float((f.outputs[o].double() - r.outputs[o]).abs().mean()) < 0.15
+
+
+def test_fixed_vs_float_report():
+    from emsdeploy.simulators.fixed_vs_float import compare_fixed_float, format_fixed_float
+
+    g = mixed_graph(seed=3)
+    rep = compare_fixed_float(simplified(g), lowered(g), torch.rand(1, 3, 16, 16))
+    assert 0.9 < rep["agreement"] <= 1.0
+    assert rep["mismatches"] == sum(p["mismatches"] for p in rep["populations"])
+    names = {p["name"] for p in rep["populations"]}
+    assert {"lif1", "lif2", "lif3", "lif4", "lif5", "lif6"} == names
+    assert set(rep["outputs"]) == {"ro0", "ro1", "decode"} and "scores_max_abs" in rep["outputs"]["decode"]
+    assert "spike agreement" in format_fixed_float(rep)

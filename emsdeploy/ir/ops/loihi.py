@@ -281,13 +281,14 @@ def _conv_shape(op: Any, weight: np.ndarray, in_shapes: Sequence[Shape]) -> Shap
 
 @dataclass(frozen=True, eq=False)
 class SynConv(_Term):
-    r"""Chip synapse group as a convolution (lava ``Conv``), one step late.
+    r"""Chip synapse group as a convolution, delivering at step t + 1 + ``delay_u6``.
 
-    Delivers at step t + 1 (``delay_u6`` must be 0: Lava's Conv has no delay, align_delays turns
-    delayed ones into :class:`SynSparse`): :math:`a = \mathrm{wrap}_{24}(W \star x)` with
-    :math:`W = m \cdot 2^{e}` (``weight_s8`` · 2**``weight_exp_s4``, e >= 0, since Lava's Conv
-    ignores ``weight_exp`` the exporter passes the product). ``x`` is 0/1 spikes, or graded
-    integers (``num_message_bits > 0``) when the source is analog.
+    ``x`` is 0/1 spikes (graded sources go through :class:`SynSparse`); ``W = m · 2**e``
+    (``weight_s8`` · 2**``weight_exp_s4``, e >= 0). Undelayed it is a lava ``Conv`` (which
+    ignores ``weight_exp``, so the exporter passes the product):
+    :math:`a = \mathrm{wrap}_{24}(W \star x)`. Lava's Conv has no delay, so a delayed one is
+    lowered to a ``DelaySparse`` holding the same integer weights (as 2m with exponent e − 1):
+    :math:`a = \mathrm{wrap}_{32}(W \star x)`, without the 24-bit wrap.
     """
 
     weight_s8: np.ndarray = param(shape="(C_out, C_in/groups, kH, kW)", doc="weight mantissas")

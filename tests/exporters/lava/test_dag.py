@@ -69,6 +69,33 @@ def test_sparse_matrices_use_lavas_flat_order():
     np.testing.assert_array_equal(mine.toarray(), theirs.toarray())
 
 
+def test_a_delayed_conv_becomes_a_delay_sparse_with_the_same_integers():
+    from emsdeploy.passes.align_delays import align_delays
+    from emsdeploy.passes.quantize import quantize
+    from tests.passes.test_align_delays import delayed_conv_graph
+
+    a = align_delays(quantize(simplified(delayed_conv_graph())))
+    op = a["lif3<-lif1"].op
+    spec = dag_from_graph(a).proc("lif3<-lif1")
+    assert (
+        spec.kind == "delay_sparse" and spec.params["delay"] == 1 and spec.params["weight_exp"] == op.weight_exp_s4 - 1
+    )
+    m = to_sparse(
+        ConvMap(
+            op.weight_s8.astype(float),
+            op.stride,
+            op.padding,
+            op.dilation,
+            op.groups,
+            a.shape("lif1"),
+            a.shape("lif3<-lif1"),
+        )
+    ).matrix
+    want = csr_to_lava(2 * m.data, m.indices, m.indptr, a.shape("lif1"), a.shape("lif3<-lif1"))
+    got = sp.csr_matrix((spec.arrays["data"], spec.arrays["indices"], spec.arrays["indptr"]), shape=want.shape)
+    np.testing.assert_array_equal(got.toarray(), want.toarray())
+
+
 def test_sparse_weights_are_doubled_with_exponent_minus_one(q):
     dag = dag_from_graph(q)
     op = q["lif3<-pool"].op

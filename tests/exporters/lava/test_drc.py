@@ -84,12 +84,6 @@ def test_delays_fit(q):
     assert "exceeds DelaySparse's maximum 62" in _violates(q, "delays_fit")
 
 
-def test_delays_fit_conv(q):
-    op = q["lif2<-lif1"].op
-    q.replace("lif2<-lif1", op=dataclasses.replace(op, delay_u6=1))
-    assert "Conv has no delay" in _violates(q, "delays_fit")
-
-
 def test_accumulators_exact(q):
     op = q["lif2<-lif1"].op
     q.replace("lif2<-lif1", op=dataclasses.replace(op, weight_s8=np.full_like(op.weight_s8, 127), weight_exp_s4=7 + 16))
