@@ -13,7 +13,7 @@ import torch
 from emsdeploy.errors import ExportError
 from emsdeploy.exporters.nir import LOWERED, build_nir, export_nir, import_nir
 from emsdeploy.ir import LIF
-from emsdeploy.models import EMSYOLO, build_model, builtin_configs
+from emsdeploy.models import EMSYOLO, builtin_config_path, builtin_configs, load_config
 from emsdeploy.passes import fold_affine
 from emsdeploy.targets import load_target
 from emsdeploy.tracer import trace
@@ -30,7 +30,7 @@ CUT_OPS = {("MaxPool2d", "current"), ("Upsample", "current"), ("SiLUNeuron", "cu
 def small(name: str, time_steps: int = 2, seed: int = 0) -> EMSYOLO:
     """A shipped config at a quarter of its width (same blocks, same cuts) with firing tdBN."""
     torch.manual_seed(seed)
-    cfg = {**build_model(name).config, "width_multiple": 0.25}
+    cfg = {**load_config(builtin_config_path(name)), "width_multiple": 0.25}
     return randomize_bn(EMSYOLO(cfg, time_steps, "direct"), seed)
 
 
