@@ -13,14 +13,15 @@ from ..errors import EmsdeployError
 # Explicit command list (no folder scan): module name in emsdeploy.cli -> attribute.
 COMMANDS = [
     ("convert", "convert"),
-    ("export", "export"),
-    ("run", "run"),
     ("trace", "trace"),
     ("inspect", "inspect"),
+    ("export", "export"),
+    ("run", "run"),
+    ("verify", "verify"),
     ("energy", "energy"),
     ("train", "train"),
     ("eval", "eval"),
-    ("verify", "verify"),
+    ("data", "data"),
 ]
 
 EXIT_ERROR = 2  # bad input, unsupported model, unreadable file

@@ -27,8 +27,9 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
-def export_coco(dataset: DetectionDataset, out_dir: str | Path) -> Path:
-    """Write every image of a ``direct``-encoding dataset and its labels; returns the JSON path.
+def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | None = None) -> Path:
+    """Write the images of a ``direct``-encoding dataset (the first ``limit``, or all) and their
+    labels; returns the JSON path.
 
     Images are written at the dataset's input size, so the labels are rescaled to it; for the
     synthetic shapes this is the identity and the export is lossless.
@@ -40,7 +41,8 @@ def export_coco(dataset: DetectionDataset, out_dir: str | Path) -> Path:
     gt = dataset.coco_ground_truth()
     by_id = {im["id"]: im for im in gt["images"]}
     images = []
-    for i in range(len(dataset)):
+    count = len(dataset) if limit is None else min(int(limit), len(dataset))
+    for i in range(count):
         s = dataset[i]
         pixels = (s.x.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
         name = f"{s.image_id:06d}.png"
@@ -49,7 +51,10 @@ def export_coco(dataset: DetectionDataset, out_dir: str | Path) -> Path:
         images.append({**im, "file_name": name, "width": pixels.shape[1], "height": pixels.shape[0]})
         by_id[s.image_id] = {**im, "scale": s.scale}
     annotations = []
+    written = {im["id"] for im in images}
     for a in gt["annotations"]:
+        if a["image_id"] not in written:
+            continue
         sx, sy = by_id[a["image_id"]].get("scale", (1.0, 1.0))
         x, y, w, h = a["bbox"]
         annotations.append({**a, "bbox": [x * sx, y * sy, w * sx, h * sy], "area": w * sx * h * sy})
