@@ -42,3 +42,14 @@ def test_eval_errors_are_clean(trained, tmp_path):
     assert r.exit_code == 2 and "nope.json: data: no such file" in r.stderr and "Traceback" not in r.stderr
     r = CliRunner().invoke(cli, ["eval", str(trained), "--data", "events:size=64,val=1"])
     assert r.exit_code == 2 and "takes 'direct' inputs" in r.stderr
+
+
+def test_event_data_trains_a_frames_model(tmp_path):
+    out = tmp_path / "ev.pt"
+    data = "events:size=64,train=2,val=1,time_bins=3,max_objects=2,min_size=16,max_size=30"
+    r = CliRunner().invoke(cli, ["train", "--data", data, "--epochs", "1", "-b", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    ckpt = load_checkpoint(out)
+    assert (ckpt.encoding, ckpt.time_steps) == ("frames", 3) and ckpt.meta["data"]["kind"] == "events"
+    r = CliRunner().invoke(cli, ["train", "--data", data, "-T", "4", "-o", str(out)])
+    assert r.exit_code == 2 and "3 frames per sample" in r.stderr
