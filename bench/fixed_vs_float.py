@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = sum(r["entries"] for r in reports)
     mism = sum(r["mismatches"] for r in reports)
     agreement = 1 - mism / max(1, entries)
+    isolated = sum(r["isolated_agreement"] for r in reports) / len(reports)
     outs: dict[str, dict[str, float]] = {}
     for r in reports:
         for o, v in r["outputs"].items():
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": f"{source}; {a.size}x{a.size}, T=4",
         "options": opts.as_dict(),
         "spike_agreement": agreement,
+        "isolated_agreement": isolated,
         "entries": entries,
         "mismatches": mism,
         "outputs": outs,
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"network: {what}; inputs: {summary['inputs']}; options: {opts.as_dict()}",
         "",
-        f"**spike agreement {agreement:.4%}** ({mism} of {entries} LIF entries differ)",
+        f"**spike agreement {agreement:.4%}** ({mism} of {entries} LIF entries differ); "
+        f"node-isolated {isolated:.4%} (one layer's quantisation, mean over populations)",
         "",
     ]
     for o, v in outs.items():

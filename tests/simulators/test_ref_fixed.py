@@ -229,6 +229,10 @@ def test_fixed_vs_float_report():
     rep = compare_fixed_float(simplified(g), lowered(g), torch.rand(1, 3, 16, 16))
     assert 0.9 < rep["agreement"] <= 1.0
     assert rep["mismatches"] == sum(p["mismatches"] for p in rep["populations"])
+    # one layer at a time, 8-bit weights flip far fewer spikes than the cascade does
+    assert rep["isolated_agreement"] >= rep["agreement"] and rep["isolated_agreement"] > 0.99
+    first = rep["populations"][0]
+    assert first["name"] == "lif1" and first["isolated_agreement"] == first["agreement"]  # fed by the host only
     names = {p["name"] for p in rep["populations"]}
     assert {"lif1", "lif2", "lif3", "lif4", "lif5", "lif6"} == names
     assert set(rep["outputs"]) == {"ro0", "ro1", "decode"} and "scores_max_abs" in rep["outputs"]["decode"]
