@@ -57,6 +57,8 @@ from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 
+GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
+
 
 @dataclass(frozen=True)
 class QuantizeOptions:
@@ -75,7 +77,7 @@ class QuantizeOptions:
 
     profile: str = "loihi_bitacc"
     scale_bits_max: int = 12
-    readout_scale_bits_max: int = 8
+    readout_scale_bits_max: int = 10
     input_scale: float = 255.0
     bias_exp: int | None = None
     allow_clip: bool = False
@@ -165,13 +167,15 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
             )
     fanins = expand_fanin(graph)
-    # the weights that read each graded source (to pick its output scale)
+    # the largest weight of each group reading a graded source, times the reader's nominal
+    # scale: what its integer weights will be per unit of the source (to pick the output scale)
     readers: dict[str, list[float]] = {}
-    for fi in fanins.values():
+    for reader, fi in fanins.items():
+        bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
             w = _weights(t.map)
             if w.size and np.abs(w).max() > 0:
-                readers.setdefault(t.source, []).append(float(np.abs(w).max()))
+                readers.setdefault(t.source, []).append(float(np.abs(w).max()) * 2.0**bits)
     out = Graph({**graph.attrs})
     scales: dict[str, float] = {}
     report_pops: list[dict[str, Any]] = []
@@ -241,11 +245,10 @@ def _population(
     if isinstance(op, (SiLUNeuron, MaxPool2d)) and not spike_pool and reader_weights:
         # Graded outputs are read through Sparse synapses whose exponent cannot go below
         # weight_exp_min: send them at a scale where the smallest reading weights still fill
-        # most of the mantissa, w·S_reader/S_out >= 2**(weight_bits-2) · 2**weight_exp_min.
-        target = math.floor(
-            math.log2(min(reader_weights) * 2.0**opts.scale_bits_max / ((hi + 1) / 2 * 2.0**p.weight_exp_min))
-        )
-        k_out = max(0, k - 2, min(k, target))  # but never more than 2 bits coarser than the input
+        # most of the mantissa, w·S_reader/S_out >= 2**(weight_bits-2) · 2**weight_exp_min,
+        # but never more than GRADED_MAX_COARSENING bits coarser than the population's input.
+        target = math.floor(math.log2(min(reader_weights) / ((hi + 1) / 2 * 2.0**p.weight_exp_min)))
+        k_out = max(0, k - GRADED_MAX_COARSENING, min(k, target))
         scales[name] = 2.0**k_out
 
     # -- synapse groups -----------------------------------------------------------------------------
