@@ -92,6 +92,7 @@ def simplified(graph: Graph, custom_to_host: bool = False) -> Graph:
     return partition(run_pipeline(graph, "simplify"), load_target("lava-loihi"), custom_to_host=custom_to_host)
 
 
-def lowered(graph: Graph, custom_to_host: bool = False, **options) -> Graph:
+def lowered(graph: Graph, custom_to_host: bool = False, relay_above: int | None = None, **options) -> Graph:
     """simplify -> partition -> quantize -> align_delays."""
-    return align_delays(quantize(simplified(graph, custom_to_host), QuantizeOptions(**options)))
+    q = quantize(simplified(graph, custom_to_host), QuantizeOptions(**options))
+    return align_delays(q) if relay_above is None else align_delays(q, relay_above=relay_above)

@@ -11,8 +11,13 @@ which its values become valid) and delays the early inputs:
 * all readouts share the largest readout latency L, so one run of ``T + L`` steps reads them all
   at its end (each readout integrates exactly its T valid steps after its reset at step L).
 
-(Lava's ``Conv`` has no delay: the exporter lowers a delayed :class:`SynConv` to a
-``DelaySparse`` with the same integers; the op's docstring states the arithmetic.)
+Lava's ``Conv`` has no delay. A delayed :class:`SynConv` stays a conv in the IR and the exporter
+lowers it to a ``DelaySparse`` with the same integers (the op's docstring states the arithmetic)
+unless its unrolled matrix would exceed ``relay_above`` synapses (large inputs): then the
+spikes go through a **relay** instead — an identity ``SynSparse`` with delay d − 1 into a LIF
+with threshold 0 (it re-emits its input spikes; ``node.meta["relay_delay"] = d``), which the
+conv then reads undelayed. One relay serves every group reading the same source with the same
+delay.
 
 Pre: the output of :func:`~emsdeploy.passes.quantize`. Post: the same graph with ``latency`` on
 every population, ``delay_u6`` on every input, ``graph.attrs["latency"] = L`` (the largest
@@ -24,11 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from ..errors import PassError
 from ..ir import Graph, Input
-from ..ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiReadout
+from ..ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv, SynSparse
 
-__all__ = ["align_delays", "hops"]
+__all__ = ["RELAY_ABOVE", "align_delays", "hops"]
+
+RELAY_ABOVE = 1 << 18  # synapses of an unrolled delayed conv above which a relay is cheaper
 
 
 def hops(op: object) -> int:
@@ -36,10 +45,9 @@ def hops(op: object) -> int:
     return 1 if isinstance(op, CHIP_SYNAPSES) else 0
 
 
-def align_delays(graph: Graph) -> Graph:
-    if not graph.attrs.get("quantized"):
-        raise PassError("align_delays needs a quantized graph (run quantize first)")
-    g = graph.copy()
+def _latencies(g: Graph) -> dict[str, int]:
+    """Arrival step of every node without extra delays; readouts share the largest; a relay
+    is as late as its delay says."""
     latency: dict[str, int] = {}
     for node in g:
         op = node.op
@@ -48,12 +56,66 @@ def align_delays(graph: Graph) -> Graph:
         elif isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
             latency[node.name] = latency[node.inputs[0]] + hops(op)  # arrival without extra delay
         elif isinstance(op, POPULATIONS):
-            latency[node.name] = max((latency[i] for i in node.inputs), default=0)
+            if "relay_delay" in node.meta:
+                latency[node.name] = latency[g[node.inputs[0]].inputs[0]] + int(node.meta["relay_delay"])
+            else:
+                latency[node.name] = max((latency[i] for i in node.inputs), default=0)
     readouts = [n.name for n in g if isinstance(n.op, LoihiReadout)]
     if readouts:
         common = max(latency[r] for r in readouts)
         for r in readouts:
             latency[r] = common
+    return latency
+
+
+def _unrolled_synapses(op: SynConv, out_shape: tuple[int, ...]) -> int:
+    o, i, kh, kw = op.weight_s8.shape
+    return int(o * i * kh * kw * out_shape[1] * out_shape[2])
+
+
+def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
+    """Route big delayed conv groups through relay populations (see the module docstring)."""
+    p = g.attrs["loihi"]
+    du_max, dv_max = (1 << p["du_bits"]) - 1, (1 << p["dv_bits"]) - 1
+    shapes = {n: g.shape(n) for n in g.names()}  # before rewiring (the graph is reordered at the end)
+    for node in list(g):
+        if not isinstance(node.op, POPULATIONS):
+            continue
+        for i in node.inputs:
+            op = g[i].op
+            delay = latency[node.name] - latency[i]
+            if not isinstance(op, SynConv) or delay < 1 or _unrolled_synapses(op, shapes[i]) <= relay_above:
+                continue
+            src = g[i].inputs[0]
+            relay = f"{src}@+{delay}"
+            if relay not in g:
+                shape = shapes[src]
+                n = int(np.prod(shape))
+                ident = SynSparse(np.ones(n), np.arange(n), np.arange(n + 1), shape, shape, 0)
+                g.add(
+                    f"{relay}<-{src}",
+                    ident,
+                    [src],
+                    {"partition": "chip", "source": src, "ir_path": [], "population": relay},
+                )
+                lif = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+                g.add(relay, lif, [f"{relay}<-{src}"], {"partition": "chip", "ir_op": "relay", "relay_delay": delay})
+                latency[f"{relay}<-{src}"] = latency[src] + 1
+                latency[relay] = latency[src] + delay
+            g.replace(i, inputs=[relay])
+            latency[i] = latency[relay] + 1
+    g.reorder()
+
+
+def align_delays(graph: Graph, relay_above: int = RELAY_ABOVE) -> Graph:
+    """Latencies and delays for a quantized graph (see the module docstring)."""
+    if not graph.attrs.get("quantized"):
+        raise PassError("align_delays needs a quantized graph (run quantize first)")
+    g = graph.copy()
+    latency = _latencies(g)
+    _insert_relays(g, latency, relay_above)
+    latency = _latencies(g)
+    readouts = [n.name for n in g if isinstance(n.op, LoihiReadout)]
     for node in g:
         op = node.op
         if isinstance(op, POPULATIONS):

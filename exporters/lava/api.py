@@ -11,7 +11,7 @@ from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write_text
 from emsdeploy.ir import Graph, write_ir
 from emsdeploy.passes import partition, run_pipeline
-from emsdeploy.passes.align_delays import align_delays
+from emsdeploy.passes.align_delays import RELAY_ABOVE, align_delays
 from emsdeploy.passes.loihi_profile import load_profile
 from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report, quantize
 from emsdeploy.targets import load_target
@@ -29,13 +29,19 @@ TARGET = "lava-loihi"
 
 
 def lower(
-    graph: Graph, *, options: QuantizeOptions | None = None, custom_to_host: bool = False, target: str = TARGET
+    graph: Graph,
+    *,
+    options: QuantizeOptions | None = None,
+    custom_to_host: bool = False,
+    target: str = TARGET,
+    relay_above: int = RELAY_ABOVE,
 ) -> Graph:
-    """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC."""
+    """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC.
+    ``relay_above``: delayed conv groups larger than this go through relay populations."""
     options = options or QuantizeOptions()
     g = run_pipeline(graph, "simplify")
     g = partition(g, load_target(target), custom_to_host=custom_to_host)
-    q = align_delays(quantize(g, options))
+    q = align_delays(quantize(g, options), relay_above=relay_above)
     drc.check(q, load_profile(options.profile))
     return q
 

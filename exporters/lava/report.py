@@ -80,6 +80,9 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
         if isinstance(op, (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)):
             row.update({"neurons": int(np.prod(op.in_shape())), "synapses": 0, "weight_bytes": 0})
             ir_nodes = [n.name]
+            if "relay_delay" in n.meta:  # a delay line inserted by align_delays, no IR node of its own
+                row["class"] = f"LIFReset (relay, +{n.meta['relay_delay']} steps)"
+                ir_nodes = []
         else:
             if isinstance(op, (SynConv, HostConv)):
                 w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24

@@ -5,7 +5,7 @@ import pytest
 
 from emsdeploy.errors import PassError
 from emsdeploy.ir import Add, Conv2d
-from emsdeploy.ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiReadout, SynConv
+from emsdeploy.ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiReadout, SynConv, SynSparse
 from emsdeploy.passes.align_delays import align_delays, hops
 from emsdeploy.passes.quantize import quantize
 from tests.loihi_cases import chain_graph, mixed_graph, simplified
@@ -64,6 +64,30 @@ def test_delayed_convs_keep_their_kernel():
     assert isinstance(after, SynConv) and before.delay_u6 == 0 and after.delay_u6 == 1
     np.testing.assert_array_equal(after.weight_s8, before.weight_s8)
     assert a["lif3<-lif2"].op.delay_u6 == 0
+
+
+def test_big_delayed_convs_go_through_relays():
+    """A relay (identity Sparse with delay d - 1, threshold-0 LIF) re-emits the source's spikes
+    d steps late: every original population spikes exactly as without it."""
+    import torch
+
+    from emsdeploy.simulators.ref_fixed import RefFixed
+
+    q = quantize(simplified(delayed_conv_graph()))
+    plain, relayed = align_delays(q), align_delays(q, relay_above=0)
+    relay = "lif1@+1"
+    assert relay in relayed and relayed[relay].meta["relay_delay"] == 1
+    assert relayed["lif3<-lif1"].inputs == (relay,) and relayed["lif3<-lif1"].op.delay_u6 == 0
+    ident = relayed[f"{relay}<-lif1"].op
+    assert isinstance(ident, SynSparse) and ident.delay_u6 == 0 and np.all(ident.weight_s8 == 1)
+    assert relayed[relay].op.vth_u17 == 0 and relayed[relay].op.latency == 1
+    assert align_delays(relayed, relay_above=0).same_as(relayed)  # idempotent
+    x = torch.rand(2, 3, 16, 16)
+    a = RefFixed(plain).run(x, record="all", raw=True)
+    b = RefFixed(relayed).run(x, record="all", raw=True)
+    for name, rec in a.records.items():
+        for key, v in rec.items():
+            torch.testing.assert_close(b.records[name][key], v, rtol=0, atol=0)
 
 
 def test_chain_needs_no_delays():

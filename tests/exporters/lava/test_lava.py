@@ -73,6 +73,13 @@ def test_mixed_graph(tmp_path):
     assert stats["populations"] == 11 and stats["spikes"] > 500
 
 
+def test_mixed_graph_with_relays(tmp_path):
+    """Delays through relay populations (what large inputs use) instead of DelaySparse convs."""
+    q = lowered(mixed_graph(seed=5), relay_above=0)
+    assert any("relay_delay" in n.meta for n in q)
+    run_both(q, torch.rand(1, 3, 16, 16), tmp_path)
+
+
 def test_mixed_graph_frames_with_custom_ops_on_the_host(tmp_path):
     q = lowered(mixed_graph(seed=1, encoding="frames"), custom_to_host=True)
     assert q["pool"].meta["partition"] == "host"
