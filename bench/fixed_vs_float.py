@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--scale-bits", type=int, default=None)
+    ap.add_argument("--checkpoint", default=None, help="a checkpoint instead of the shipped one")
     a = ap.parse_args(argv)
     from emsdeploy.inputs import default_inputs
 
-    graph, what, meta = network(a.size, 4, with_meta=True)
+    graph, what, meta = network(a.size, 4, with_meta=True, checkpoint=a.checkpoint)
     opts = QuantizeOptions()
     if a.scale_bits is not None:
         opts = dataclasses.replace(opts, scale_bits_max=a.scale_bits)

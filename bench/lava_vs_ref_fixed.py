@@ -36,15 +36,17 @@ SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
 RESULTS = REPO / "bench" / "results"
 
 
-def network(size: int, time_steps: int, with_meta: bool = False):
-    """(graph, description[, checkpoint meta]) of the shipped checkpoint, or of the fallback."""
+def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str | Path | None = None):
+    """(graph, description[, checkpoint meta]) of ``checkpoint`` (default: the shipped one), or of
+    the fallback when that file is missing."""
     from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
     from emsdeploy.pipeline import load_graph
     from emsdeploy.tracer import trace
 
-    if SHIPPED.exists():
-        loaded = load_graph(SHIPPED, (size, size), time_steps)
-        res = loaded.graph, f"shipped checkpoint {SHIPPED.name}"
+    path = Path(checkpoint) if checkpoint else SHIPPED
+    if path.exists():
+        loaded = load_graph(path, (size, size), time_steps)
+        res = loaded.graph, f"checkpoint {path.name}"
         return (*res, loaded.checkpoint.meta) if with_meta else res
     torch.manual_seed(0)
     model = EMSYOLO({**build_model("res10-ee").config, "width_multiple": 0.25}, time_steps, "direct")
@@ -75,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-steps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-stock", action="store_true", help="skip lava-nc's stock ProcessModels (slow)")
+    ap.add_argument("--checkpoint", default=None, help="a checkpoint instead of the shipped one")
     a = ap.parse_args(argv)
 
-    graph, what = network(a.size, a.time_steps)
+    graph, what = network(a.size, a.time_steps, checkpoint=a.checkpoint)
     q = lower(graph)
     dag = dag_from_graph(q)
     T = a.time_steps

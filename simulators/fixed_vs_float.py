@@ -109,6 +109,8 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
             for i in node.inputs:
                 term = fixed[i]
                 top, src = term.op, term.inputs[0]
+                while "relay_delay" in fixed[src].meta:  # a delay relay re-emits its source's spikes
+                    src = fixed[fixed[src].inputs[0]].inputs[0]
                 rec = f.records[src]
                 if isinstance(fixed[src].op, Input):
                     w: Any = _weights(top)
