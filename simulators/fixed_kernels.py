@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from emsdeploy.ir.ops.loihi import HostConv, HostSparse, LoihiLIF, LoihiReadout, SynConv, SynSparse
 
 __all__ = [
+    "diagonal",
     "Profile",
     "conv_payload",
     "effective_bias",
@@ -133,14 +134,29 @@ def conv_payload(
     return wrap(acc, bits)
 
 
+def diagonal(op: SynSparse) -> torch.Tensor | None:
+    """The per-element weights ``(C, H, W)`` of a diagonal group (an identity or channel scaling
+    of a graded source, a relay's input), or None. Such groups are computed elementwise."""
+    n = int(np.prod(op.in_shape))
+    if op.in_shape != op.out_shape or op.indices.size != n:
+        return None
+    if not (np.array_equal(op.indptr, np.arange(n + 1)) and np.array_equal(op.indices, np.arange(n))):
+        return None
+    return torch.from_numpy(op.weight_s8.astype(np.int64)).reshape(op.out_shape)
+
+
 def sparse_payload(
-    op: SynSparse, matrix: sp.csr_matrix, x: torch.Tensor, p: Profile, bound: int | None = None
+    op: SynSparse, matrix: sp.csr_matrix | torch.Tensor, x: torch.Tensor, p: Profile, bound: int | None = None
 ) -> torch.Tensor:
-    """What a Lava ``Sparse``/``DelaySparse`` with weights 2m and exponent e − 1 sends."""
+    """What a Lava ``Sparse``/``DelaySparse`` with weights 2m and exponent e − 1 sends.
+    ``matrix`` is the CSR matrix, or the (C, H, W) weights of a diagonal group."""
     b = x.shape[0]
-    flat = x.reshape(b, -1).numpy().astype(np.int64).T
-    acc = np.asarray(matrix @ flat).T  # Σ m·x, exact in int64
-    acc = torch.from_numpy(np.ascontiguousarray(acc))
+    if isinstance(matrix, torch.Tensor):
+        acc = (x * matrix).reshape(b, -1)
+    else:
+        flat = x.reshape(b, -1).numpy().astype(np.int64).T
+        acc = np.asarray(matrix @ flat).T  # Σ m·x, exact in int64
+        acc = torch.from_numpy(np.ascontiguousarray(acc))
     e = op.weight_exp_s4
     if bound is not None and 2 * bound < 1 << (p["sparse_accumulator_bits"] - 1) and (bound << max(e, 0)) < 1 << 31:
         # no overflow possible: (2·acc) shifted by e - 1 is acc shifted by e (floor for e < 0)

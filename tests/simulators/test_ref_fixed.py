@@ -237,3 +237,18 @@ def test_fixed_vs_float_report():
     assert {"lif1", "lif2", "lif3", "lif4", "lif5", "lif6"} == names
     assert set(rep["outputs"]) == {"ro0", "ro1", "decode"} and "scores_max_abs" in rep["outputs"]["decode"]
     assert "spike agreement" in format_fixed_float(rep)
+
+
+@pytest.mark.parametrize("relay_above", [None, 0])
+def test_valid_window_only_equals_the_full_simulation(relay_above):
+    """Skipping every population's invalid steps changes no valid value (the raw run does not skip)."""
+    q = lowered(mixed_graph(seed=6), relay_above=relay_above)
+    sim = RefFixed(q)
+    x = torch.rand(2, 3, 16, 16)
+    fast = sim.run(x, record="all")
+    full = sim.run(x, record="all", raw=True)
+    for name, rec in fast.records.items():
+        for key, v in rec.items():
+            torch.testing.assert_close(full.records[name][key], v, rtol=0, atol=0)
+    for o, v in fast.outputs.items():
+        torch.testing.assert_close(full.outputs[o], v, rtol=0, atol=0)
