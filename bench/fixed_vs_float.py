@@ -19,10 +19,49 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from lava_vs_ref_fixed import RESULTS, network  # noqa: E402
+
+
+def detection_map(graph, float_graph, fixed_graph, meta: dict, n: int) -> dict:
+    """mAP of ref-float and of ref-fixed on the first ``n`` scenes of the checkpoint's val split
+    (the training code's NMS and pycocotools scoring)."""
+    from emsdeploy.models.data import dataset_from_recipe
+    from emsdeploy.models.training.evaluate import coco_map
+    from emsdeploy.models.training.nms import non_max_suppression
+    from emsdeploy.simulators import RefFixed, RefFloat
+
+    ds = dataset_from_recipe(meta["data"], "val")
+    samples = [ds[i] for i in range(min(n, len(ds)))]
+    gt = ds.coco_ground_truth()
+    ids = {s.image_id for s in samples}
+    gt = {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in ids],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
+    }
+    decode = next(nd.name for nd in fixed_graph if nd.op.type_name == "Decode")
+    out = {"images": len(samples)}
+    for key, backend in (("float", RefFloat(float_graph)), ("fixed", RefFixed(fixed_graph))):
+        results = []
+        for k in range(0, len(samples), 16):
+            chunk = samples[k : k + 16]
+            x = torch.stack([s.x for s in chunk])
+            pred = backend.run(x).outputs[decode].float()
+            for det, s in zip(non_max_suppression(pred, 0.001, 0.6, 100), chunk):
+                sx, sy = s.scale
+                for x1, y1, x2, y2, score, cls in det.double().tolist():
+                    box = [x1 / sx, y1 / sy, (x2 - x1) / sx, (y2 - y1) / sy]
+                    results.append(
+                        {"image_id": s.image_id, "category_id": ds.category_ids[int(cls)], "bbox": box, "score": score}
+                    )
+        m = coco_map(gt, results)
+        out[key] = {"map50": m["map50"], "map50_95": m["map50_95"]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--scale-bits", type=int, default=None)
     ap.add_argument("--checkpoint", default=None, help="a checkpoint instead of the shipped one")
+    ap.add_argument("--map-images", type=int, default=64, help="val scenes for the mAP comparison (0: skip)")
     a = ap.parse_args(argv)
     from emsdeploy.inputs import default_inputs
 
@@ -70,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         "mismatches": mism,
         "outputs": outs,
     }
+    if a.map_images and meta and isinstance(meta.get("data"), dict):
+        summary["map"] = detection_map(graph, fg, q, meta, a.map_images)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fixed_vs_float.json").write_text(
         json.dumps({"summary": summary, "per_input": reports}, indent=1) + "\n"
@@ -85,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for o, v in outs.items():
         lines.append(f"- {o}: " + ", ".join(f"{k} {x:.4g}" for k, x in v.items()))
+    if "map" in summary:
+        m = summary["map"]
+        lines.append(
+            f"- detection mAP@0.5 on {m['images']} val scenes: float {m['float']['map50']:.4f}, fixed {m['fixed']['map50']:.4f}; "
+            f"mAP@0.5:0.95 float {m['float']['map50_95']:.4f}, fixed {m['fixed']['map50_95']:.4f}"
+        )
     lines += ["", "## first input", "", "```", format_fixed_float(reports[0]), "```"]
     (RESULTS / "fixed_vs_float.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[: 9 + len(outs)]))
