@@ -118,13 +118,16 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
         "",
         "## Data",
         "",
-        f"Synthetic recipe (regenerated bit for bit from these numbers): `{json.dumps(recipe)}`.",
+        "Synthetic recipe (regenerated bit for bit from these numbers): "
+        f"`{json.dumps({k: v for k, v in recipe.items() if k != 'split'})}`.",
         "",
         "## Training",
         "",
         "```",
         str(train.get("command", "?")),
         "```",
+        "",
+        "(`-o` is where that run wrote the file; the rest of the command reproduces it.)",
         "",
         "| setting | value |",
         "|---|---|",
@@ -147,7 +150,7 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
         f"| device, torch | {train.get('device', '?')}, torch {train.get('torch', '?')}"
         + (f", {train['threads']} CPU threads" if "threads" in train else "")
         + " |",
-        f"| wall time | {train.get('seconds', 0) / 60:.1f} min |",
+        f"| training wall time (other load on the machine included) | {train.get('seconds', 0) / 60:.1f} min |",
         f"| mean loss per epoch | {', '.join(f'{v:.4f}' for v in train.get('epoch_loss', []))} |",
         "",
         f"## Results ({split} split, {metrics['images']} images, {metrics['instances']} objects)",
@@ -166,7 +169,8 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
         "## Firing rates",
         "",
         "Share of (time step, neuron) pairs that spike, per LIF layer, on the first "
-        f"{min(32, metrics['images'])} images of the split (eval mode).",
+        f"{min(32, metrics['images'])} images of the split (eval mode). Where two layers start the two "
+        "branches of one EMS-Block2 (`shortcut.0`, `residual_function.0`), they see the same current and agree.",
         "",
         "| LIF layer | rate |",
         "|---|---|",
