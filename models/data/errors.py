@@ -12,3 +12,7 @@ class DatasetError(ValueError):
         super().__init__(f"{path}: {field}: {problem}")
         self.path = str(path)
         self.field = field
+        self.problem = problem
+
+    def __reduce__(self):  # survives pickling, e.g. out of a DataLoader worker
+        return type(self), (self.path, self.field, self.problem)

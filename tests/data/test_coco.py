@@ -1,6 +1,7 @@
 """The COCO loader on real-format files, including malformed ones."""
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -61,6 +62,7 @@ def test_malformed_json_names_the_file_and_field(tmp_path, edit, field):
         CocoDetection(path)
     assert str(path) in str(err.value) and f": {field}: " in str(err.value)
     assert err.value.field == field
+    assert str(pickle.loads(pickle.dumps(err.value))) == str(err.value)  # e.g. raised in a DataLoader worker
 
 
 def test_broken_json_and_missing_or_wrong_images(tmp_path):
