@@ -252,3 +252,25 @@ def test_valid_window_only_equals_the_full_simulation(relay_above):
             torch.testing.assert_close(full.records[name][key], v, rtol=0, atol=0)
     for o, v in fast.outputs.items():
         torch.testing.assert_close(full.outputs[o], v, rtol=0, atol=0)
+
+
+def test_fixed_vs_float_on_the_shipped_checkpoint():
+    """The quantisation report on the shipped model (bench/fixed_vs_float.py has the full one)."""
+    import os
+    from pathlib import Path
+
+    from emsdeploy.inputs import default_inputs
+    from emsdeploy.pipeline import load_graph
+    from emsdeploy.simulators.fixed_vs_float import compare_fixed_float
+
+    path = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
+    if not path.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the shipped checkpoint {path} is missing")
+        pytest.skip("the shipped checkpoint is not there yet")
+    loaded = load_graph(path)
+    g = loaded.graph
+    x = next(iter(default_inputs(g, loaded.checkpoint.meta, 1, None).samples()))
+    rep = compare_fixed_float(simplified(g), lowered(g), x)
+    assert rep["agreement"] > 0.96 and rep["isolated_agreement"] > 0.99
+    assert not rep["saturation"]  # no u wrap, no v saturation at the default scales
