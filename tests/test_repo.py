@@ -28,3 +28,26 @@ def test_ruff_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     r = subprocess.run([ruff, "check", str(REPO)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_atomic_writes_get_normal_permissions_and_leave_nothing_on_failure(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    from emsdeploy.fileio import atomic_write, atomic_write_text
+
+    p = atomic_write_text(tmp_path / "a.txt", "hello")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+    assert p.read_text() == "hello"
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "a.txt", fail)
+    assert p.read_text() == "hello" and sorted(x.name for x in tmp_path.iterdir()) == ["a.txt"]
