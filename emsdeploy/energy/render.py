@@ -96,8 +96,9 @@ def write_plot(report: dict, path: str | Path) -> Path:
     ax_e.set_ylabel("energy per frame (nJ)")
     ax_e.set_yscale("log")
     ax_e.set_title(
-        f"{report['model']['source']}: {report['total']['energy_mJ']:.3g} mJ per frame, profile {report['profile']['name']} "
-        "(blue: AC, orange: MAC)"
+        f"{Path(report['model']['source']).name}: {report['total']['energy_mJ']:.3g} mJ per frame, "
+        f"profile {report['profile']['name']}\n(blue: AC on spikes, orange: MAC on real values)",
+        fontsize=10,
     )
     ax_e.legend(loc="upper right")
     ax_f.bar(x, [r["firing_rate"] for r in layers], color=colours)
