@@ -19,7 +19,6 @@ __all__ = ["PIPELINES", "run_pipeline"]
 Pass = Callable[[Graph], Graph]
 
 
-
 def partition_lava(graph: Graph) -> Graph:
     """partition for the lava-loihi target, custom ops as custom processes."""
     return partition(graph, load_target("lava-loihi"))
