@@ -258,4 +258,6 @@ def default_inputs(graph: Graph, meta: dict | None, count: int, time_steps: int 
             yield dataset[i].x.unsqueeze(0)
 
     recipe = ", ".join(f"{k}={v}" for k, v in data.items() if k != "split")
-    return InputSet("synthetic-val", f"first {n} samples of the synthetic val split ({recipe})", n, samples)
+    return InputSet(
+        "synthetic-val", f"first {n} sample{'s' * (n != 1)} of the synthetic val split ({recipe})", n, samples
+    )

@@ -114,9 +114,9 @@ def verify(
     def add(c: Comparison) -> None:
         pairs.setdefault((c.a, c.b, c.mode), _Pair()).add(c)
 
-    def cmp(a_name, b_name, a, b, integer, mode, sample) -> Comparison:
+    def cmp(a_name, b_name, a, b, integer, mode, sample, nodes=lif_names) -> Comparison:
         c = compare_records(
-            a_name, b_name, a.records, b.records, lif_names,
+            a_name, b_name, a.records, b.records, nodes,
             integer=integer, mode=mode, v_th=v_th, margin=options.margin, sample=sample,
         )  # fmt: skip
         c.outputs = _max_diff(a.outputs, b.outputs)
@@ -153,7 +153,7 @@ def verify(
             fixed, lava_trace, quant = lava.run(x, T, ref)
             quant_parts.append(quant)
             if lava_trace is not None:
-                add(cmp("ref-fixed", "lava", fixed, lava_trace, True, "end-to-end", k))
+                add(cmp("ref-fixed", "lava", fixed, lava_trace, True, "end-to-end", k, list(fixed.records)))
     report.comparisons = [p.result() for p in pairs.values()]
     if quant_parts:
         report.quantization = _LavaLevel.merge_quant(quant_parts)
@@ -191,15 +191,87 @@ class _OnnxLevel:
 
 
 class _LavaLevel:
-    """ref-fixed and lava-nc (filled in by the Lava exporter's runner)."""
+    """ref-fixed (the quantized IR in our integer simulator) and lava-nc running the export.
+
+    The quantized graph is always lowered afresh from the source, with the default options; the
+    Lava network is either exported alongside it or, with ``--lava``, the user's artifact. Every
+    population is compared over all ``T + latency`` steps (spikes, graded outputs of custom
+    processes, readout integrator state): integer, so nothing is excused.
+    """
 
     def __init__(self, graph: Graph, options: VerifyOptions, workdir: Path, skipped: dict[str, str]) -> None:
-        self.available = False
-        skipped["lava"] = "the Lava level is not available in this build"
+        from ..exporters.lava import export, lower
+        from ..passes import run_pipeline
+        from ..simulators import RefFixed
 
-    def run(self, x, T, ref):  # pragma: no cover - replaced when the Lava backend lands
-        raise NotImplementedError
+        self.available = True
+        self.float_graph = run_pipeline(graph, "simplify")
+        if options.lava_artifact is not None:
+            if not Path(options.lava_artifact).exists():
+                raise InputError(
+                    f"{options.lava_artifact}: no such Lava export (a folder from `emsdeploy export --target lava`)"
+                )
+            self.qgraph = lower(graph)
+            self.network: Path = Path(options.lava_artifact)
+        else:
+            res = export(graph, workdir / "lava")
+            self.qgraph = res["graph"]
+            self.network = workdir / "lava"
+        self.ref_fixed = RefFixed(self.qgraph)
+        self.pops = [n.name for n in self.qgraph if n.name in _population_names(self.qgraph)]
+
+    def run(self, x: torch.Tensor, T: int | None, ref) -> tuple[Any, Any, dict[str, Any]]:
+        from ..exporters.lava.runner import run_in_subprocess
+        from ..simulators.fixed_vs_float import compare_fixed_float
+
+        fixed = self.ref_fixed.run(x, T, record="all", raw=True)
+        lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)
+        quant = compare_fixed_float(self.float_graph, self.qgraph, x)
+        return _raw_view(fixed, self.pops), _raw_view(lava, self.pops), quant
 
     @staticmethod
     def merge_quant(parts: list[dict[str, Any]]) -> dict[str, Any]:
-        return parts[0] if parts else {}
+        entries = sum(p["entries"] for p in parts)
+        mismatches = sum(p["mismatches"] for p in parts)
+        readouts = [v for p in parts for v in p["outputs"].values() if "max_abs" in v]
+        iso = [p["isolated_agreement"] for p in parts if p.get("isolated_agreement") is not None]
+        return {
+            "spike_agreement": 1 - mismatches / max(1, entries),
+            "spikes_compared": entries,
+            "mismatches": mismatches,
+            "isolated_agreement": sum(iso) / len(iso) if iso else None,
+            "readout_max_abs_diff": max((r["max_abs"] for r in readouts), default=0.0),
+            "readout_mean_abs_diff": sum(r["mean_abs"] for r in readouts) / max(1, len(readouts)),
+            "populations": parts[0]["populations"] if len(parts) == 1 else None,
+        }
+
+
+def _population_names(qgraph: Graph) -> set[str]:
+    from ..simulators.ref_fixed import population_names
+
+    return population_names(qgraph, "all")
+
+
+def _raw_view(trace, pops: Sequence[str]):
+    """A Trace-shaped view for :func:`compare_records`: ``s`` holds every integer a population
+    produced over all ``T + latency`` steps (spikes, graded values or readout state)."""
+    from types import SimpleNamespace
+
+    records = {}
+    steps = max((len(r[k]) for r in trace.records.values() for k in ("s_raw", "y_raw") if k in r), default=1)
+    for name in pops:
+        rec = trace.records.get(name)
+        if rec is None:
+            continue
+        if "s_raw" in rec or "y_raw" in rec:
+            records[name] = {"s": torch.as_tensor(numpy_int(rec["s_raw" if "s_raw" in rec else "y_raw"]))}
+        elif "v" in rec:  # a readout: its integrator state after the last step
+            records[name] = {"s": torch.as_tensor(numpy_int(rec["v"]))[None], "t0": steps - 1}
+    outputs = {k: torch.as_tensor(numpy_int(v)) for k, v in trace.outputs.items() if "decode" not in k}
+    return SimpleNamespace(records=records, outputs=outputs)
+
+
+def numpy_int(a):
+    import numpy as np
+
+    return np.asarray(a.numpy() if hasattr(a, "numpy") else a).astype(np.int64)

@@ -129,19 +129,27 @@ def compare_records(
     margin: float = DEFAULT_MARGIN,
     sample: int = 0,
 ) -> Comparison:
-    """Compare the ``"s"`` records of ``nodes`` (in topological order) between ``a`` (reference) and ``b``."""
+    """Compare the ``"s"`` records of ``nodes`` (in topological order) between ``a`` (reference) and ``b``.
+
+    Float levels compare spikes as booleans. Integer levels compare the recorded integers
+    themselves (spikes, graded values, integrator state), so any difference is a mismatch.
+    """
     rows = []
     for name in nodes:
-        sa, sb = a[name]["s"].to(torch.bool), torch.as_tensor(b[name]["s"]).to(torch.bool)
+        sa, sb = torch.as_tensor(a[name]["s"]), torch.as_tensor(b[name]["s"])
+        if not integer:  # float levels: 0/1 spikes in any dtype
+            sa, sb = sa.to(torch.bool), sb.to(torch.bool)
         if sa.shape != sb.shape:
             raise ValueError(f"{name}: spike tensors differ in shape {tuple(sa.shape)} vs {tuple(sb.shape)}")
         diff = sa != sb
         n_bad = int(diff.sum())
         first_step = first_index = None
+        step0 = 0
         near = 0
         first_near = False
         if n_bad:
             first_step = int(diff.flatten(1).any(1).nonzero()[0])
+            step0 = int(a[name].get("t0", 0))  # records that start later (a final integrator state)
             first_index = [int(v) for v in diff[first_step].nonzero()[0]]
             if not integer and v_th is not None and "u" in a[name]:
                 th = float(v_th[name])
@@ -152,10 +160,11 @@ def compare_records(
         if "u" in a[name] and "u" in b[name] and tuple(a[name]["u"].shape) == tuple(b[name]["u"].shape):
             max_du = float((a[name]["u"].double() - torch.as_tensor(b[name]["u"]).double()).abs().max())
         numel = sa.numel()
+        na, nb = int(torch.count_nonzero(sa)), int(torch.count_nonzero(sb))  # spikes (or nonzero values)
         rows.append(
             NodeComparison(
-                name, numel, int(sa.sum()), int(sb.sum()), n_bad, first_step, first_index,
-                float(sa.sum()) / numel, float(sb.sum()) / numel, max_du, near, first_near, sample,
+                name, numel, na, nb, n_bad, None if first_step is None else first_step + step0, first_index, na / numel, nb / numel,
+                max_du, near, first_near, sample,
             )
         )  # fmt: skip
     return Comparison(a_name, b_name, mode, integer, rows, order={n: i for i, n in enumerate(nodes)})

@@ -45,7 +45,7 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
         "outputs max |Δ|",
         "result",
     ):
-        table.add_column(col, justify="right" if col in ("spikes compared", "mismatches") else "left")
+        table.add_column(col, justify="right" if col in ("values compared", "mismatches") else "left")
     for c in report.comparisons:
         out = max(c.outputs.values(), default=0.0)
         mode = c.mode + (" (integer)" if c.integer else "")
