@@ -31,6 +31,9 @@ from ..energy.measure import DEFAULT_SAMPLES
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many input samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON.")
 @click.option(
+    "--save-json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file."
+)
+@click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Write energy and firing rate per layer (PNG)."
 )
 @click.option(
@@ -45,6 +48,7 @@ def energy(
     profile: str,
     limit: int | None,
     as_json: bool,
+    save_json: str | None,
     plot: str | None,
     input_size: str | None,
     time_steps: int | None,
@@ -104,6 +108,10 @@ def energy(
     )
     if plot:
         write_plot(report, plot)
+    if save_json:
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(save_json, json.dumps(report, indent=1) + "\n")
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return

@@ -55,7 +55,10 @@ EXIT_MISMATCH = 1
 )
 @click.option("--nodes", "show_nodes", is_flag=True, help="List every node, not only those with mismatches.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the report as JSON.")
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json) -> None:  # fmt: skip
+@click.option(
+    "--save-json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file."
+)
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -101,6 +104,10 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         report = run_verify(graph, samples, model, options, str(path), lambda msg: status.update(f"verifying: {msg}"))
     report_json = report.to_json()
     report_json["input"] = inputs.to_dict()
+    if save_json:
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(save_json, json.dumps(report_json, indent=1) + "\n")
     if as_json:
         sys.stdout.write(json.dumps(report_json, indent=1) + "\n")
     else:

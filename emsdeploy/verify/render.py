@@ -39,7 +39,7 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
     for col in (
         "reference → tested",
         "mode",
-        "spikes compared",
+        "values compared",
         "mismatches",
         "first divergence",
         "outputs max |Δ|",
@@ -48,7 +48,7 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
         table.add_column(col, justify="right" if col in ("values compared", "mismatches") else "left")
     for c in report.comparisons:
         out = max(c.outputs.values(), default=0.0)
-        mode = c.mode + (" (integer)" if c.integer else "")
+        mode = c.mode + (", integer" if c.integer else "")
         table.add_row(
             f"{c.a} → {c.b}", mode, f"{c.spikes_compared:,}", f"{c.mismatches:,}", _first(c), f"{out:.3g}", _verdict(c)
         )
