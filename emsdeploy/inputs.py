@@ -29,6 +29,7 @@ from .ir import Graph
 __all__ = [
     "IMAGE_SUFFIXES",
     "InputSet",
+    "choose_inputs",
     "Letterbox",
     "Sample",
     "count_inputs",
@@ -261,3 +262,17 @@ def default_inputs(graph: Graph, meta: dict | None, count: int, time_steps: int 
     return InputSet(
         "synthetic-val", f"first {n} sample{'s' * (n != 1)} of the synthetic val split ({recipe})", n, samples
     )
+
+
+def choose_inputs(
+    spec: str | Path | None,
+    graph: Graph,
+    meta: dict | None,
+    limit: int | None,
+    default_count: int,
+    time_steps: int | None,
+) -> InputSet:
+    """``--input`` if given (at most ``limit`` samples), else the checkpoint's default set."""
+    if spec is not None:
+        return user_inputs(spec, graph, limit, time_steps)
+    return default_inputs(graph, meta, limit or default_count, time_steps)

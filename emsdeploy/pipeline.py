@@ -13,7 +13,7 @@ from .checkpoint import Checkpoint, load_any
 from .errors import InputError
 from .ir import Graph, read_ir
 
-__all__ = ["Loaded", "default_input_size", "load_graph", "parse_size"]
+__all__ = ["Loaded", "default_input_size", "load_graph", "parse_size", "source_or_default"]
 
 IR_SUFFIXES = (".emsir", ".h5", ".hdf5")
 
@@ -49,6 +49,20 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if len(hw) != 2 or min(hw) < 1:
         raise InputError(f"input size {text!r}: use H or HxW with positive integers")
     return hw  # type: ignore[return-value]
+
+
+def source_or_default(source: str | Path | None) -> Path:
+    """The SOURCE a user named, or the shipped checkpoint (an error if it is missing)."""
+    from .errors import CheckpointError
+    from .models import DEFAULT_CHECKPOINT
+
+    if source is not None:
+        return Path(source)
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError(
+            f"no SOURCE given and the shipped checkpoint {DEFAULT_CHECKPOINT} is not there; name a checkpoint"
+        )
+    return DEFAULT_CHECKPOINT
 
 
 def load_graph(

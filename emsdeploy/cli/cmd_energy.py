@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -65,23 +64,17 @@ def energy(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..energy import default_inputs, energy_report, load_profile, measure, user_inputs
+    from ..energy import energy_report, load_profile, measure
     from ..energy.render import render_table, write_plot
-    from ..errors import CheckpointError
-    from ..models import DEFAULT_CHECKPOINT
-    from ..pipeline import load_graph, parse_size
+    from ..inputs import choose_inputs
+    from ..pipeline import load_graph, parse_size, source_or_default
 
     prof = load_profile(profile)  # fail on a bad profile before any simulation
-    path = Path(source) if source else DEFAULT_CHECKPOINT
-    if source is None and not path.is_file():
-        raise CheckpointError(f"no SOURCE given and the shipped checkpoint {path} is not there; name a checkpoint")
+    path = source_or_default(source)
     loaded = load_graph(path, parse_size(input_size), time_steps)
     graph = loaded.graph
-    if input_spec is not None:
-        inputs = user_inputs(input_spec, graph, limit, time_steps)
-    else:
-        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-        inputs = default_inputs(graph, meta, limit or DEFAULT_SAMPLES, time_steps)
+    meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
+    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps)
     err = Console(stderr=True)
     with Progress(
         TextColumn("counting"),

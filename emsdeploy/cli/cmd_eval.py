@@ -44,19 +44,19 @@ def eval_(
     import torch
 
     from ..checkpoint import load_any
-    from ..models import DEFAULT_CHECKPOINT
+    from ..pipeline import source_or_default
     from .cmd_train import validation
 
     if threads:
         torch.set_num_threads(threads)
-    path = checkpoint or str(DEFAULT_CHECKPOINT)
+    path = str(source_or_default(checkpoint))
     ckpt = load_any(path)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split)
     result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
     metrics, rates = result["metrics"], result["firing_rates"]
     if card:
-        from ..checkpoint import atomic_write
+        from ..fileio import atomic_write
 
         text = model_card(ckpt, model, metrics, rates, path, data, split)
         atomic_write(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))

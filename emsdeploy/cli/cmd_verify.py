@@ -70,26 +70,20 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     """
     from rich.console import Console
 
-    from ..errors import CheckpointError, InputError
-    from ..inputs import default_inputs, user_inputs
-    from ..models import DEFAULT_CHECKPOINT
-    from ..pipeline import load_graph, parse_size
+    from ..errors import InputError
+    from ..inputs import choose_inputs
+    from ..pipeline import load_graph, parse_size, source_or_default
     from ..verify import VerifyOptions, render_report
     from ..verify import verify as run_verify
 
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
-    path = Path(source) if source else DEFAULT_CHECKPOINT
-    if source is None and not path.is_file():
-        raise CheckpointError(f"no SOURCE given and the shipped checkpoint {path} is not there; name a checkpoint")
+    path = source_or_default(source)
     if not chosen:
         raise InputError("--targets is empty; choose from ref, onnx, lava")
     loaded = load_graph(path, parse_size(input_size), time_steps)
     graph = loaded.graph
-    if input_spec is not None:
-        inputs = user_inputs(input_spec, graph, limit, time_steps)
-    else:
-        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-        inputs = default_inputs(graph, meta, limit or DEFAULT_SAMPLES, time_steps)
+    meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
+    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps)
     model = loaded.checkpoint.build() if loaded.checkpoint is not None else None
     options = VerifyOptions(
         targets=chosen,
