@@ -142,7 +142,7 @@ class LavaNetwork:
         from lava.proc.sparse.process import DelaySparse, Sparse
         from lava.utils.weightutils import SignMode
 
-        from .procs import CurrentMaxPool, Recorder, SiLUFixed
+        from .procs import CurrentMaxPool, SiLUFixed
 
         n_steps = time_steps + self.dag.latency
         procs: dict[str, Any] = {}
@@ -220,22 +220,9 @@ class LavaNetwork:
                     tuple(self.dag.proc(dst).params.get("shape") or self.dag.proc(dst).params["in_shape"])
                 )
             out.connect(inp)
-        files: dict[str, str] = {}
-        ports = []
-        for name in record:
-            if self.population_kind(name) == "readout":
-                continue
-            port = procs[name].s_out
-            path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(n_steps, *port.shape))
-            files[name] = path
-            ports.append(port)
-        if ports:
-            rec = Recorder(shapes=[tuple(p.shape) for p in ports], paths=list(files.values()))
-            for i, port in enumerate(ports):
-                port.connect(getattr(rec, f"in_{i}"))
-            procs["__recorder__"] = rec
-        return procs, files
+        return procs, attach_recorder(
+            procs, [n for n in record if self.population_kind(n) != "readout"], n_steps, folder
+        )
 
     # -- running --------------------------------------------------------------------------------
     def _frames(self, x: np.ndarray, time_steps: int | None) -> tuple[int, list[list[np.ndarray | None]]]:
@@ -352,3 +339,25 @@ class LavaNetwork:
             anchor.stop()
             timings["stop_s"] = timings.get("stop_s", 0.0) + time.perf_counter() - t4
             tmp.cleanup()
+
+
+def attach_recorder(procs: dict[str, Any], names: list[str], n_steps: int, folder: str | Path | None) -> dict[str, str]:
+    """Connect the ``s_out`` of each named process to one :class:`Recorder` that writes every
+    step into a memory-mapped ``.npy`` per process; returns name -> file. (One recorder process
+    instead of a Monitor per port keeps Lava's process count, and its start-up time, low.)"""
+    from .procs import Recorder
+
+    files: dict[str, str] = {}
+    ports = []
+    for name in names:
+        port = procs[name].s_out
+        path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(n_steps, *port.shape))
+        files[name] = path
+        ports.append(port)
+    if ports:
+        rec = Recorder(shapes=[tuple(p.shape) for p in ports], paths=list(files.values()))
+        for i, port in enumerate(ports):
+            port.connect(getattr(rec, f"in_{i}"))
+        procs["__recorder__"] = rec
+    return files

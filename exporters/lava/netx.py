@@ -32,7 +32,7 @@ from emsdeploy.ir import Decode, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv
 
 from .dag import LavaDag, ProcSpec
-from .network import LavaNetwork
+from .network import LavaNetwork, attach_recorder
 
 __all__ = ["NETX_BIAS_EXP", "NetxNetwork", "chain_populations", "is_chain", "write_netx"]
 
@@ -179,7 +179,6 @@ class NetxNetwork(LavaNetwork):
         from lava.proc.io.source import RingBuffer as Source
 
         from .network import host_term_values
-        from .procs import Recorder
 
         n_steps = time_steps + self.dag.latency
         net = netx.hdf5.Network(str(self.net_path), reset_interval=n_steps, reset_offset=0)
@@ -191,22 +190,7 @@ class NetxNetwork(LavaNetwork):
         procs: dict[str, Any] = {"__net__": net, "__src__": src}
         for name, layer in zip(self.layers, net.layers):
             procs[name] = layer.neuron
-        files: dict[str, str] = {}
-        ports = []
-        for name in record:
-            if name in self.dag.readouts:
-                continue
-            port = procs[name].s_out
-            path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(n_steps, *port.shape))
-            files[name] = path
-            ports.append(port)
-        if ports:
-            rec = Recorder(shapes=[tuple(p.shape) for p in ports], paths=list(files.values()))
-            for i, port in enumerate(ports):
-                port.connect(getattr(rec, f"in_{i}"))
-            procs["__recorder__"] = rec
-        return procs, files
+        return procs, attach_recorder(procs, [n for n in record if n not in self.dag.readouts], n_steps, folder)
 
     def population_kind(self, name: str) -> str:
         return "readout" if name in self.dag.readouts else "lif"
