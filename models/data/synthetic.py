@@ -138,10 +138,9 @@ def shapes_target(shapes: list[Shape]) -> tuple[torch.Tensor, torch.Tensor]:
     return boxes, labels
 
 
-class SyntheticShapes(DetectionDataset):
-    """Static RGB scenes for the ``direct`` encoding (recipe kind ``"shapes"``)."""
-
-    encoding = "direct"
+class SyntheticDataset(DetectionDataset):
+    """What the two synthetic datasets share: a recipe, a split, and labels from the layouts
+    (the layout of sample i depends only on the recipe seed, the split and i)."""
 
     def __init__(self, recipe: SynthRecipe, split: str = "train") -> None:
         self.spec = recipe
@@ -154,13 +153,9 @@ class SyntheticShapes(DetectionDataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> Sample:
+    def _check(self, index: int) -> None:
         if not 0 <= index < self.n:
             raise IndexError(index)
-        img, shapes = make_scene(self.spec, self.split, index)
-        boxes, labels = shapes_target(shapes)
-        x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
-        return Sample(x, boxes, labels, index + 1)
 
     def layout(self, index: int) -> list[Shape]:
         return sample_layout(image_rng(self.spec, self.split, index), self.spec)
@@ -170,3 +165,16 @@ class SyntheticShapes(DetectionDataset):
 
     def recipe(self) -> dict:
         return {**self.spec.to_dict(), "split": self.split}
+
+
+class SyntheticShapes(SyntheticDataset):
+    """Static RGB scenes for the ``direct`` encoding (recipe kind ``"shapes"``)."""
+
+    encoding = "direct"
+
+    def __getitem__(self, index: int) -> Sample:
+        self._check(index)
+        img, shapes = make_scene(self.spec, self.split, index)
+        boxes, labels = shapes_target(shapes)
+        x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+        return Sample(x, boxes, labels, index + 1)

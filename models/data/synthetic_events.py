@@ -13,9 +13,9 @@ import numpy as np
 
 from .events import EVENT_DTYPE, bin_events, frames_to_input
 from .recipe import SynthRecipe
-from .sample import DetectionDataset, Sample
-from .shapes import SHAPE_CLASSES, Shape, coverage
-from .synthetic import background, coco_from_layouts, image_rng, sample_layout, shapes_target
+from .sample import Sample
+from .shapes import Shape, coverage
+from .synthetic import SyntheticDataset, background, image_rng, sample_layout, shapes_target
 
 __all__ = ["SyntheticEvents", "make_events"]
 
@@ -87,35 +87,19 @@ def make_events(recipe: SynthRecipe, split: str, index: int) -> tuple[np.ndarray
     return events[np.argsort(events["t"], kind="stable")], shapes
 
 
-class SyntheticEvents(DetectionDataset):
+class SyntheticEvents(SyntheticDataset):
     """Event frames ``[T, 3, H, W]`` for the ``frames`` encoding (recipe kind ``"events"``)."""
 
     encoding = "frames"
 
     def __init__(self, recipe: SynthRecipe, split: str = "train") -> None:
-        self.spec = recipe
-        self.split = split
-        self.n = recipe.count(split)
-        self.names = list(SHAPE_CLASSES)
-        self.category_ids = list(range(1, len(SHAPE_CLASSES) + 1))
-        self.input_size = recipe.size
+        super().__init__(recipe, split)
         self.time_steps = recipe.time_bins
 
-    def __len__(self) -> int:
-        return self.n
-
     def __getitem__(self, index: int) -> Sample:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
+        self._check(index)
         events, shapes = make_events(self.spec, self.split, index)
         r = self.spec
         frames = bin_events(events, 0, r.window_us, r.time_bins, r.size, r.size)
         boxes, labels = shapes_target(shapes)
         return Sample(frames_to_input(frames, (r.size, r.size)), boxes, labels, index + 1)
-
-    def coco_ground_truth(self) -> dict:
-        layouts = [sample_layout(image_rng(self.spec, self.split, i), self.spec) for i in range(self.n)]
-        return coco_from_layouts(layouts, self.spec.size)
-
-    def recipe(self) -> dict:
-        return {**self.spec.to_dict(), "split": self.split}
