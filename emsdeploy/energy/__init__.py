@@ -2,7 +2,8 @@
 by an energy profile (data files with sources), beside the papers' formula and the same-shape
 ANN. See docs/energy.md for what is counted."""
 
-from .measure import DEFAULT_SAMPLES, InputSet, default_inputs, measure, random_inputs, user_inputs
+from ..inputs import InputSet, default_inputs, random_inputs, user_inputs
+from .measure import DEFAULT_SAMPLES, measure
 from .profiles import COSTS, EnergyProfile, ProfileError, builtin_profiles, load_profile
 from .report import DEFINITIONS, energy_report
 
