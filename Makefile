@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emsdeploy-installed
-PIP_FLAGS := --disable-pip-version-check -q
+PIP_FLAGS := --disable-pip-version-check -qq  # errors only; this machine's pip config warns about every index location
 
 .PHONY: setup test demo bench lint clean
 
