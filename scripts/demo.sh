@@ -12,7 +12,8 @@ step() { printf '\n%s== %s ==%s\n' "$bold" "$*" "$plain"; }
 
 step "1/7  The model: $CKPT traced into the spiking graph IR"
 emsdeploy inspect "$CKPT" > "$OUT/inspect.txt"
-tail -n 3 "$OUT/inspect.txt"
+grep -A3 '^totals' "$OUT/inspect.txt"
+echo "(the per-layer table is in $OUT/inspect.txt)"
 emsdeploy trace "$CKPT" -o "$OUT/model.emsir"
 
 step "2/7  Export to a stepwise ONNX graph (one time step, membrane state in and out)"

@@ -68,7 +68,7 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -
     console.print(table)
     split = ", ".join(f"{k} {v}" for k, v in (tot["partition"] or {}).items())
     console.print(
-        f"totals: {tot['parameters']:,} parameters, {tot['neurons']:,} neurons in "
+        f"totals: {tot['parameters']:,} parameters{'' if raw else ' (tdBN folded into the convs)'}, {tot['neurons']:,} neurons in "
         f"{tot['lif_populations']} LIF populations, {tot['macs_per_step'] / 1e9:.3f} GMAC per step (dense); "
         f"placement on {target}: {split}"
     )
