@@ -148,3 +148,23 @@ def test_per_step_graph_outputs_are_returned_over_time():
     g.outputs = [*g.outputs, "model.1.residual_function.0"]
     out = RefFloat(g).run(torch.rand(2, 3, 32, 32), time_steps=3)
     assert out.outputs["model.1.residual_function.0"].shape == (3, 2, *g.shape("model.1.residual_function.0"))
+
+
+def test_shipped_checkpoint_spike_exact_on_validation_scenes():
+    """The shipped model at its own input size and T, on synthetic validation scenes."""
+    from emsdeploy.checkpoint import load_checkpoint
+    from emsdeploy.models import DEFAULT_CHECKPOINT
+    from emsdeploy.models.data import dataset_from_recipe
+
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    model = ckpt.build()
+    graph = trace(model, (128, 128))
+    val = dataset_from_recipe(ckpt.meta["data"], "val")
+    x = torch.stack([val[i].x for i in range(2)])
+    with record_neurons(model) as rec:
+        pred, _ = model.predict(x)
+    out = RefFloat(graph).run(x, record="neurons")
+    names = [n.name for n in graph.of_type(LIF)]
+    _assert_spike_exact(out, rec, names)
+    assert 0.02 < float(torch.cat([rec[n].flatten() for n in names]).mean()) < 0.5  # neither silent nor saturated
+    torch.testing.assert_close(out.outputs[graph.outputs[-1]], pred, rtol=1e-5, atol=1e-3)
