@@ -8,9 +8,18 @@ naming the file and the field.
 
 from .coco import CocoDetection, read_coco
 from .errors import DatasetError
-from .events import EVENT_DTYPE, bin_events, frames_to_input
+from .events import EVENT_DTYPE, bin_events, frames_to_input, resize_frames
 from .export import export_coco
-from .gen1 import GEN1_CLASSES, Gen1Detection, read_boxes, read_dat, read_dat_header
+from .gen1 import (
+    DEFAULT_GEN1_MODE,
+    GEN1_CLASSES,
+    GEN1_MODES,
+    Gen1Detection,
+    check_gen1_mode,
+    read_boxes,
+    read_dat,
+    read_dat_header,
+)
 from .recipe import KINDS, SPLITS, SynthRecipe
 from .sample import DetectionDataset, Sample, collate
 from .shapes import SHAPE_CLASSES, Shape
@@ -19,8 +28,10 @@ from .synthetic import SyntheticShapes
 from .synthetic_events import SyntheticEvents, make_events
 
 __all__ = [
+    "DEFAULT_GEN1_MODE",
     "EVENT_DTYPE",
     "GEN1_CLASSES",
+    "GEN1_MODES",
     "KINDS",
     "SHAPE_CLASSES",
     "SPLITS",
@@ -34,6 +45,7 @@ __all__ = [
     "SyntheticEvents",
     "SyntheticShapes",
     "bin_events",
+    "check_gen1_mode",
     "collate",
     "dataset_from_recipe",
     "export_coco",
@@ -44,4 +56,5 @@ __all__ = [
     "read_coco",
     "read_dat",
     "read_dat_header",
+    "resize_frames",
 ]

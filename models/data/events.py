@@ -2,17 +2,19 @@
 
 A sample covers a window ``[t_end − window, t_end)`` split into ``bins`` equal bins. Each
 bin becomes an 8-bit image: background 127, and at every pixel that saw events the *last*
-event decides, 255 for ON and 0 for OFF. The frame is resized, copied to 3 identical
-channels and divided by 255 (official ``g1-resnet/utils/datasets_g1T.py``).
+event decides, 255 for ON and 0 for OFF. The frame is resized with OpenCV's bilinear
+``cv2.resize`` (its fixed-point arithmetic, bit for bit, since it *is* OpenCV), copied to 3
+identical channels and divided by 255 (official ``g1-resnet/utils/datasets_g1T.py``).
+Which bins feed which step, and the window at the start of a recording, are the Gen1
+loader's choice (:mod:`.gen1`, docs/gen1.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-__all__ = ["BACKGROUND", "EVENT_DTYPE", "bin_events", "frames_to_input"]
+__all__ = ["BACKGROUND", "EVENT_DTYPE", "bin_events", "frames_to_input", "resize_frames"]
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "u1")])  # t in µs, p: 1 ON, 0 OFF
 BACKGROUND = 127
@@ -39,12 +41,24 @@ def bin_events(events: np.ndarray, t_start: int, t_end: int, bins: int, height: 
     return frames
 
 
-def frames_to_input(frames: np.ndarray, size: tuple[int, int], channels: int = 3) -> torch.Tensor:
-    """uint8 ``[T, H, W]`` → float ``[T, channels, h, w]`` in [0, 1], resized bilinearly to ``size = (h, w)``.
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 ``[T, H, W]`` → uint8 ``[T, h, w]`` with ``cv2.resize(..., INTER_LINEAR)``, ``size = (h, w)``.
 
-    The resize rounds back to 8 bits before scaling, like the official ``cv2.resize`` on uint8.
+    OpenCV, not a float bilinear: OpenCV resizes 8-bit images in fixed point (11-bit weights),
+    and a float bilinear with rounding differs from it by ±1 at about 5 % of pixels — inputs the
+    official checkpoints never saw (docs/gen1.md).
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().unsqueeze(1)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).round().clamp(0, 255)
+    import cv2
+
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    h, w = int(size[0]), int(size[1])
+    if frames.shape[-2:] == (h, w):
+        return frames.copy()
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
+
+
+def frames_to_input(frames: np.ndarray, size: tuple[int, int], channels: int = 3) -> torch.Tensor:
+    """uint8 ``[T, H, W]`` → float ``[T, channels, h, w]`` in [0, 1], resized to ``size = (h, w)``
+    by :func:`resize_frames` (8-bit in, 8-bit out, as the official loader), then divided by 255."""
+    x = torch.from_numpy(resize_frames(frames, size)).float().unsqueeze(1)
     return (x / 255).expand(-1, channels, -1, -1).contiguous()

@@ -8,8 +8,17 @@ y (bits 14–27) and polarity (bits 28–31). Files without a header hold events
 **_bbox.npy**: a structured array with fields ``ts`` (µs), ``x``, ``y``, ``w``, ``h`` (pixels,
 top-left corner), ``class_id`` (0 car, 1 pedestrian), ``confidence``, ``track_id``.
 
-One sample per label timestamp ``ts``: the events of ``[ts − 250 ms, ts)`` in 5 bins of 50 ms
-(:mod:`.events`), resized from 304×240 to the square model input, as in the paper.
+One sample per label timestamp ``ts``: 250 ms of events in 5 bins of 50 ms (:mod:`.events`),
+resized from 304×240 to the square model input with OpenCV's bilinear resize. Two input modes
+(:data:`GEN1_MODES`; docs/gen1.md says which to use when):
+
+* ``per-bin`` (default): the window ``[ts − 250 ms, ts)``, bin ``t`` feeds step ``t``; boxes
+  clipped to the sensor as corners, boxes left empty dropped.
+* ``official``: what the released Gen1 checkpoints were trained and evaluated on (official
+  ``get_gen1_data.py`` + ``utils/datasets_g1T.py``): the window clamped at the start of the
+  recording (``[max(ts − 250 ms, 0), … + 250 ms)``), bin 0 fed at *every* step, and the official
+  box conversion (x, w and y, h clamped separately; boxes outside the frame kept; rows in
+  descending track_id).
 """
 
 from __future__ import annotations
@@ -24,7 +33,17 @@ from .errors import DatasetError
 from .events import EVENT_DTYPE, bin_events, frames_to_input
 from .sample import DetectionDataset, Sample
 
-__all__ = ["GEN1_CLASSES", "Gen1Detection", "DatHeader", "read_boxes", "read_dat", "read_dat_header"]
+__all__ = [
+    "DEFAULT_GEN1_MODE",
+    "GEN1_CLASSES",
+    "GEN1_MODES",
+    "DatHeader",
+    "Gen1Detection",
+    "check_gen1_mode",
+    "read_boxes",
+    "read_dat",
+    "read_dat_header",
+]
 
 GEN1_CLASSES = ("car", "pedestrian")
 GEN1_WIDTH, GEN1_HEIGHT = 304, 240
@@ -34,6 +53,15 @@ EVENT_TYPE_2D = 0
 EVENT_SIZE = 8
 RAW_DTYPE = np.dtype([("t", "<u4"), ("packed", "<u4")])
 BOX_FIELDS = ("x", "y", "w", "h", "class_id")
+GEN1_MODES = ("official", "per-bin")
+DEFAULT_GEN1_MODE = "per-bin"
+
+
+def check_gen1_mode(mode: str, where: str = "gen1 mode") -> str:
+    """``mode`` if it is one of :data:`GEN1_MODES`, else a :class:`ValueError` naming both."""
+    if mode not in GEN1_MODES:
+        raise ValueError(f"{where}: {mode!r} is not a Gen1 input mode; use one of {', '.join(GEN1_MODES)}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -160,16 +188,37 @@ def read_boxes(path: str | Path, num_classes: int = len(GEN1_CLASSES)) -> np.nda
     return out
 
 
-def _labels_at(rows: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The boxes of one timestamp: last row per track, clipped to the sensor, empty ones dropped."""
+def _last_per_track(rows: np.ndarray) -> np.ndarray:
+    """The last row of each track_id, in file order of those rows."""
     _, last = np.unique(rows["track_id"][::-1], return_index=True)
-    rows = rows[::-1][np.sort(last)][::-1]
+    return rows[::-1][np.sort(last)][::-1]
+
+
+def _labels_at(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``per-bin`` labels of one timestamp: last row per track, corners clipped to the sensor,
+    boxes left empty dropped; ``[n, 5]`` ``x1, y1, x2, y2, class`` in sensor pixels."""
+    rows = _last_per_track(rows)
     x1 = np.clip(rows["x"], 0, width)
     y1 = np.clip(rows["y"], 0, height)
     x2 = np.clip(rows["x"] + rows["w"], 0, width)
     y2 = np.clip(rows["y"] + rows["h"], 0, height)
     keep = (x2 > x1) & (y2 > y1)
     return np.stack([x1, y1, x2, y2, rows["class_id"]], 1)[keep].astype(np.float64)
+
+
+def _official_labels_at(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``official`` labels: as the official conversion makes them (docs/gen1.md §Boxes).
+
+    The top-left corner and the size are clamped *separately* (x and w to [0, width], y and h to
+    [0, height]), so a box crossing the left edge keeps its full width and one entirely outside
+    the frame is kept; rows of zero size after clamping are dropped; descending track_id.
+    """
+    rows = _last_per_track(rows)
+    rows = rows[np.argsort(-rows["track_id"], kind="stable")]
+    x, w = np.clip(rows["x"], 0, width), np.clip(rows["w"], 0, width)
+    y, h = np.clip(rows["y"], 0, height), np.clip(rows["h"], 0, height)
+    keep = (w > 0) & (h > 0)
+    return np.stack([x, y, x + w, y + h, rows["class_id"]], 1)[keep].astype(np.float64)
 
 
 class Gen1Detection(DetectionDataset):
@@ -179,6 +228,7 @@ class Gen1Detection(DetectionDataset):
         files: ``.dat`` files, or folders searched (not recursively) for ``*_td.dat``.
         input_size: side of the square model input (the paper resizes to 320).
         time_bins, window_us: frames per sample and the time they cover (5 × 50 ms).
+        mode: ``"per-bin"`` or ``"official"`` (module docstring; docs/gen1.md).
     """
 
     encoding = "frames"
@@ -189,6 +239,7 @@ class Gen1Detection(DetectionDataset):
         input_size: int = 320,
         time_bins: int = TIME_BINS,
         window_us: int = WINDOW_US,
+        mode: str = DEFAULT_GEN1_MODE,
     ) -> None:
         paths = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
         dats: list[Path] = []
@@ -196,6 +247,8 @@ class Gen1Detection(DetectionDataset):
             dats += sorted(p.glob("*_td.dat")) if p.is_dir() else [p]
         if not dats:
             raise DatasetError(paths[0] if paths else "gen1", "files", "no *_td.dat event files found")
+        self.gen1_mode = check_gen1_mode(mode)
+        labels_at = _official_labels_at if mode == "official" else _labels_at
         self.names = list(GEN1_CLASSES)
         self.category_ids = list(range(1, len(GEN1_CLASSES) + 1))
         self.input_size, self.time_steps, self.window_us = int(input_size), int(time_bins), int(window_us)
@@ -209,19 +262,36 @@ class Gen1Detection(DetectionDataset):
             boxes = read_boxes(dat.with_name(f"{stem}_bbox.npy"))
             self.files.append((dat, header, raw))
             for ts in np.unique(boxes["ts"]):
-                labels = _labels_at(boxes[boxes["ts"] == ts], width, height)
+                labels = labels_at(boxes[boxes["ts"] == ts], width, height)
                 self.index.append((len(self.files) - 1, int(ts), labels))
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, index: int) -> Sample:
-        k, ts, labels = self.index[index]
+    def window(self, index: int) -> tuple[int, int]:
+        """``[t_start, t_end)`` in µs of sample ``index``: ending at the label time (``per-bin``), or
+        clamped to start at 0 near the start of the recording (``official``)."""
+        ts = self.index[index][1]
+        if self.gen1_mode == "official":
+            t0 = max(ts - self.window_us, 0)
+            return t0, t0 + self.window_us
+        return ts - self.window_us, ts
+
+    def frames(self, index: int) -> np.ndarray:
+        """uint8 ``[time_bins, height, width]``: the binned window of sample ``index``, before resizing."""
+        k = self.index[index][0]
         path, header, raw = self.files[k]
-        t0 = ts - self.window_us
-        lo, hi = np.searchsorted(raw["t"], [max(t0, 0), ts], side="left") if len(raw) else (0, 0)
+        t0, t1 = self.window(index)
+        lo, hi = np.searchsorted(raw["t"], [max(t0, 0), max(t1, 0)], side="left") if len(raw) else (0, 0)
         events = decode_events(raw[lo:hi], path, header.width, header.height)
-        frames = bin_events(events, t0, ts, self.time_steps, header.height, header.width)
+        return bin_events(events, t0, t1, self.time_steps, header.height, header.width)
+
+    def __getitem__(self, index: int) -> Sample:
+        _, _, labels = self.index[index]
+        header = self.files[self.index[index][0]][1]
+        frames = self.frames(index)
+        if self.gen1_mode == "official":  # the official loader resizes bin 0 for every step
+            frames = np.repeat(frames[:1], self.time_steps, axis=0)
         s = self.input_size
         sx, sy = s / header.width, s / header.height
         x = frames_to_input(frames, (s, s))

@@ -43,6 +43,7 @@ class DetectionDataset(Dataset):
         encoding: ``"direct"`` or ``"frames"`` (the model input it produces).
         input_size: side of the square model input, pixels.
         time_steps: frames per sample for ``frames``; ``None`` for ``direct``.
+        gen1_mode: the Gen1 input mode (``official`` or ``per-bin``) for Gen1 data, else ``None``.
     """
 
     names: list[str]
@@ -50,6 +51,7 @@ class DetectionDataset(Dataset):
     encoding: str
     input_size: int
     time_steps: int | None = None
+    gen1_mode: str | None = None
 
     def __getitem__(self, index: int) -> Sample:
         raise NotImplementedError

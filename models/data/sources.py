@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .coco import CocoDetection
 from .errors import DatasetError
-from .gen1 import Gen1Detection
+from .gen1 import DEFAULT_GEN1_MODE, Gen1Detection
 from .recipe import KINDS, SynthRecipe
 from .sample import DetectionDataset
 from .synthetic import SyntheticShapes
@@ -32,12 +32,16 @@ def dataset_from_recipe(recipe: SynthRecipe | dict, split: str) -> DetectionData
     return (SyntheticShapes if recipe.kind == "shapes" else SyntheticEvents)(recipe, split)
 
 
-def open_dataset(spec: str | Path, split: str, input_size: int | None = None) -> DetectionDataset:
+def open_dataset(
+    spec: str | Path, split: str, input_size: int | None = None, gen1_mode: str | None = None
+) -> DetectionDataset:
     """The ``split`` of the dataset named by ``spec`` (see the module docstring).
 
     ``input_size`` sets the model input side for COCO (default 640) and Gen1 (default 320);
-    synthetic data has the size of its recipe.
+    synthetic data has the size of its recipe. ``gen1_mode`` is the Gen1 input mode
+    (``per-bin`` when ``None``); other data ignore it.
     """
+    mode = gen1_mode or DEFAULT_GEN1_MODE
     path = Path(spec)
     if not path.exists() and str(spec).partition(":")[0] in KINDS:
         return dataset_from_recipe(SynthRecipe.parse(str(spec)), split)
@@ -49,13 +53,13 @@ def open_dataset(spec: str | Path, split: str, input_size: int | None = None) ->
         if path.suffix == ".json":
             return CocoDetection(path, input_size=input_size or 640)
         if path.name.endswith("_td.dat"):
-            return Gen1Detection([path], input_size=input_size or 320)
+            return Gen1Detection([path], input_size=input_size or 320, mode=mode)
         raise DatasetError(path, "data", "expected a COCO .json file, a Gen1 *_td.dat file, or a folder")
     if any(path.glob("*_td.dat")):
-        return Gen1Detection(path, input_size=input_size or 320)
+        return Gen1Detection(path, input_size=input_size or 320, mode=mode)
     for name in GEN1_SPLIT_ALIASES.get(split, (split,)):
         if any((path / name).glob("*_td.dat")):
-            return Gen1Detection(path / name, input_size=input_size or 320)
+            return Gen1Detection(path / name, input_size=input_size or 320, mode=mode)
     for candidate in (path / split / "annotations.json", path / f"{split}.json", path / "annotations.json"):
         if candidate.is_file():
             return CocoDetection(candidate, input_size=input_size or 640)
