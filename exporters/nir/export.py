@@ -39,7 +39,6 @@ import nir
 import numpy as np
 
 from emsdeploy.errors import EmsdeployError, ExportError
-from emsdeploy.fileio import atomic_write
 from emsdeploy.ir import LIF, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Node
 from emsdeploy.passes import partition, run_pipeline
 from emsdeploy.passes.flatten_fanin import SUMMING_OPS
@@ -47,8 +46,9 @@ from emsdeploy.targets import Target, load_target
 
 from .contract import FORMAT, FORMAT_VERSION, HOST_BY_DESIGN, HostOp, host_ops_to_json, jsonable
 from .neurons import DISCRETIZATIONS, nir_from_ems
+from .writer import write_nir
 
-__all__ = ["CUT_REASONS", "LOWERED", "NirExport", "build_nir", "export_nir"]
+__all__ = ["CUT_REASONS", "LOWERED", "NirExport", "build_nir", "export_nir", "full"]
 
 # What this module can lower: IR op -> input kinds (the nir target must place nothing else).
 LOWERED: dict[str, frozenset[str]] = {
@@ -70,6 +70,14 @@ CUT_REASONS: dict[str, str] = {
 
 FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "Readout", "Decode")
 ON_UNSUPPORTED = ("cut", "error")
+
+
+def full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-neuron parameter array holding one value everywhere: a read-only zero-stride view
+    (one scalar in memory, whatever the population's size), float32 when the value is exactly a
+    float32 (0, 0.5, integers), else float64 (e.g. 4/3, which must round-trip to 1e-12)."""
+    dtype = np.float32 if float(np.float32(value)) == float(value) else np.float64
+    return np.broadcast_to(np.asarray(value, dtype=dtype), tuple(int(s) for s in shape))
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,11 @@ class _Builder:
     def _place(self, value: str, lo: int, hi: int, pieces: list[_Piece]) -> str:
         """A 1×1 identity conv putting a ``hi − lo``-channel tensor into channels ``lo:hi``."""
         c, h, w = self.g.shape(value)
-        weight = np.zeros((c, hi - lo, 1, 1))
+        weight = np.zeros((c, hi - lo, 1, 1), np.float32)
         weight[np.arange(lo, hi), np.arange(hi - lo), 0, 0] = 1.0
         name = self.add(
             f"{value}.ch{lo}-{hi}",
-            _conv(weight, np.zeros(c), (h, w), (1, 1), (0, 0), (1, 1)),
+            _conv(weight, np.zeros(c, np.float32), (h, w), (1, 1), (0, 0), (1, 1)),
             (c, h, w),
             value,
             self.g[value].op.type_name,
@@ -240,15 +248,15 @@ class _Builder:
         op: LIF = node.op  # type: ignore[assignment]
         shape = self.g.shape(node.name)
         p = nir_from_ems(op.tau, op.v_th, self.discretization, self.dt)
-
-        def full(v: float) -> np.ndarray:
-            return np.full(shape, v, dtype=np.float64)
-
         if p.model == "IF":
-            neuron = nir.IF(r=full(p.r), v_threshold=full(p.v_threshold), v_reset=full(p.v_reset))
+            neuron = nir.IF(r=full(p.r, shape), v_threshold=full(p.v_threshold, shape), v_reset=full(p.v_reset, shape))
         else:
             neuron = nir.LIF(
-                tau=full(p.tau), r=full(p.r), v_leak=full(p.v_leak), v_threshold=full(p.v_threshold), v_reset=full(0.0)
+                tau=full(p.tau, shape),
+                r=full(p.r, shape),
+                v_leak=full(p.v_leak, shape),
+                v_threshold=full(p.v_threshold, shape),
+                v_reset=full(0.0, shape),
             )
         self.add(node.name, neuron, shape, node.name, "LIF", leak_per_step=op.tau, v_th=op.v_th)
         for i in node.inputs:
@@ -270,7 +278,7 @@ class _Builder:
         self.connect(node.inputs[0], pool)
         self.add(
             node.name,
-            nir.Threshold(threshold=np.zeros(shape)),
+            nir.Threshold(threshold=full(0.0, shape)),
             shape,
             node.name,
             "MaxPool2d",
@@ -339,7 +347,7 @@ class _Builder:
                         shape = self.shapes[src]
                         self.add(
                             scaled,
-                            nir.Scale(scale=np.full(shape, float(k))),
+                            nir.Scale(scale=full(float(k), shape)),
                             shape,
                             self.nodes[src].metadata.get("ir_node", src),
                             "Add",
@@ -531,10 +539,11 @@ def _metadata(g: Graph, hosts: list[HostOp], discretization: str, dt: float) -> 
 
 
 def export_nir(graph: Graph, path: str | Path, *, compression: str | int | None = "gzip", **options: Any) -> NirExport:
-    """Build the NIR graph (:func:`build_nir` options) and write it to ``path`` with ``nir.write``.
+    """Build the NIR graph (:func:`build_nir` options) and write it to ``path`` in nir's file layout.
 
-    The file appears only when complete (written beside it, then renamed). ``compression`` is
-    passed to ``nir.write`` (h5py: ``"gzip"``, ``"lzf"``, a gzip level, or None); gzip is nir's
+    Written node by node (:mod:`.writer`), so memory peaks at the graph plus one node's arrays,
+    and the file appears only when complete (written beside it, then renamed). ``compression``
+    as for ``nir.write`` (h5py: ``"gzip"``, ``"lzf"``, a gzip level, or None); gzip is nir's
     default and saves little on trained weights but much on the per-neuron parameter arrays.
 
     Raises:
@@ -545,7 +554,7 @@ def export_nir(graph: Graph, path: str | Path, *, compression: str | int | None 
     if path.is_dir():
         raise ExportError(f"{path} is a folder; give a file name, e.g. {path / 'model.nir'}")
     try:
-        atomic_write(path, lambda tmp: nir.write(tmp, result.graph, compression=compression))
+        write_nir(path, result.graph, compression)
     except OSError as e:
         raise ExportError(f"{path}: cannot write the NIR file ({e.strerror or e})") from None
     return result
