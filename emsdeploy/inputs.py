@@ -5,7 +5,9 @@ Shared by ``run``, ``energy`` and ``verify`` so that they accept the same forms:
 * an image (PNG, JPEG, BMP, ...): letterboxed to the model's input size, values in [0, 1];
 * a folder: every image in it, in sorted order (an empty folder is an error);
 * a ``.npy``: ``[B, C, H, W]`` images (direct encoding) or ``[B, T, C, H, W]`` frames, float
-  values in [0, 1] (uint8 arrays are divided by 255), already at the model's input size.
+  values in [0, 1] (uint8 arrays are divided by 255), already at the model's input size;
+* Gen1 event data (frames encoding): a ``*_td.dat`` file (with its ``*_bbox.npy``) or a folder
+  of them, one sample per label time, binned in the Gen1 mode given (docs/gen1.md).
 
 Errors name the file and what is supported (:class:`~emsdeploy.errors.InputError`).
 
@@ -124,9 +126,37 @@ def _load_npy(path: Path, shape: Sequence[int], encoding: str, time_steps: int |
     return arr.astype(np.float32)
 
 
+def _is_gen1(path: Path) -> bool:
+    return (path.is_file() and path.name.endswith("_td.dat")) or (path.is_dir() and any(path.glob("*_td.dat")))
+
+
+def _gen1_dataset(path: Path, size: int = 320, time_steps: int | None = None, gen1_mode: str | None = None):
+    from .models.data import DEFAULT_GEN1_MODE, Gen1Detection
+    from .models.data.gen1 import TIME_BINS
+
+    files = path if path.is_dir() else [path]
+    return Gen1Detection(files, input_size=size, time_bins=time_steps or TIME_BINS, mode=gen1_mode or DEFAULT_GEN1_MODE)
+
+
+def _gen1_samples(
+    path: Path, shape: Sequence[int], encoding: str, time_steps: int | None, gen1_mode: str | None
+) -> Iterator[Sample]:
+    if encoding != "frames":
+        raise InputError(f"{path}: Gen1 event data feeds frames-encoded models; this model takes {encoding} images")
+    if shape[0] != 3 or shape[1] != shape[2]:
+        raise InputError(
+            f"{path}: Gen1 frames are 3-channel and resized to a square; the model takes C, H, W = {tuple(shape)}"
+        )
+    dataset = _gen1_dataset(path, int(shape[1]), time_steps, gen1_mode)
+    for i, (k, ts, _) in enumerate(dataset.index):
+        yield Sample(f"{dataset.files[k][0].name}@{ts}", dataset[i].x.unsqueeze(0))
+
+
 def count_inputs(spec: str | Path, encoding: str) -> int:
     """How many samples ``iter_inputs`` will yield (for progress bars), without loading images."""
     path = Path(spec)
+    if _is_gen1(path):
+        return len(_gen1_dataset(path))
     if path.is_dir():
         return len(_images_in(path))
     if path.suffix.lower() == ".npy":
@@ -138,17 +168,25 @@ def count_inputs(spec: str | Path, encoding: str) -> int:
 
 
 def iter_inputs(
-    spec: str | Path, shape: Sequence[int], encoding: str, time_steps: int | None = None
+    spec: str | Path,
+    shape: Sequence[int],
+    encoding: str,
+    time_steps: int | None = None,
+    gen1_mode: str | None = None,
 ) -> Iterator[Sample]:
-    """Yield model inputs for ``spec`` (image, folder or ``.npy``), one sample at a time.
+    """Yield model inputs for ``spec`` (image, folder, ``.npy`` or Gen1 data), one sample at a time.
 
     Args:
         shape: the model's ``(C, H, W)`` input.
-        encoding: ``direct`` or ``frames``; images are only valid for ``direct``.
+        encoding: ``direct`` or ``frames``; images are only valid for ``direct``, Gen1 data for ``frames``.
+        gen1_mode: ``official`` or ``per-bin`` (default) for Gen1 data.
     """
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if _is_gen1(path):
+        yield from _gen1_samples(path, shape, encoding, time_steps, gen1_mode)
+        return
     if path.suffix.lower() == ".npy" and path.is_file():
         arr = _load_npy(path, shape, encoding, time_steps)
         for i in range(arr.shape[0]):
@@ -177,9 +215,11 @@ class InputSet:
     count: int
     samples: Callable[[], Iterator[torch.Tensor]]
     note: str = ""
+    gen1_mode: str | None = None  # for Gen1 models and data: the mode the inputs are (or would be) binned in
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "description": self.description, "samples": self.count, "note": self.note}
+        out = {"kind": self.kind, "description": self.description, "samples": self.count, "note": self.note}
+        return out if self.gen1_mode is None else {**out, "gen1_mode": self.gen1_mode}
 
 
 def _input_info(graph: Graph) -> tuple[tuple[int, int, int], str]:
@@ -187,15 +227,17 @@ def _input_info(graph: Graph) -> tuple[tuple[int, int, int], str]:
     return tuple(node.op.shape), node.op.encoding  # type: ignore[attr-defined]
 
 
-def user_inputs(spec: str | Path, graph: Graph, limit: int | None, time_steps: int | None) -> InputSet:
-    """The samples of an image, a folder of images or a ``.npy`` (at most ``limit``)."""
+def user_inputs(
+    spec: str | Path, graph: Graph, limit: int | None, time_steps: int | None, gen1_mode: str | None = None
+) -> InputSet:
+    """The samples of an image, a folder of images, a ``.npy`` or Gen1 data (at most ``limit``)."""
     shape, encoding = _input_info(graph)
     total = count_inputs(spec, encoding)  # raises InputError for an empty folder or unreadable array
     count = min(total, limit) if limit else total
     frames_t = time_steps if encoding == "frames" else None
 
     def samples() -> Iterator[torch.Tensor]:
-        for i, sample in enumerate(iter_inputs(spec, shape, encoding, frames_t)):
+        for i, sample in enumerate(iter_inputs(spec, shape, encoding, frames_t, gen1_mode)):
             if i >= count:
                 return
             yield sample.x
@@ -271,8 +313,20 @@ def choose_inputs(
     limit: int | None,
     default_count: int,
     time_steps: int | None,
+    gen1_mode: str | None = None,
 ) -> InputSet:
-    """``--input`` if given (at most ``limit`` samples), else the checkpoint's default set."""
+    """``--input`` if given (at most ``limit`` samples), else the checkpoint's default set.
+
+    ``gen1_mode`` (``--gen1-mode``) overrides the mode the checkpoint's meta records for Gen1
+    data; the set reports the mode whenever the checkpoint records one or the data is Gen1.
+    """
+    from .models.data import resolve_gen1_mode
+
+    mode = resolve_gen1_mode(meta, gen1_mode)
     if spec is not None:
-        return user_inputs(spec, graph, limit, time_steps)
-    return default_inputs(graph, meta, limit or default_count, time_steps)
+        inputs = user_inputs(spec, graph, limit, time_steps, mode)
+    else:
+        inputs = default_inputs(graph, meta, limit or default_count, time_steps)
+    if gen1_mode is not None or "gen1_mode" in (meta or {}) or (spec is not None and _is_gen1(Path(spec))):
+        inputs.gen1_mode = mode
+    return inputs

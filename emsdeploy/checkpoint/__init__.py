@@ -55,6 +55,8 @@ def import_official(path: str | Path, time_steps: int | None = None, encoding: s
             if (k == "time_steps" and time_steps is None) or (k == "encoding" and encoding is None)
         },
     }
+    if guess_gen1(off) and (encoding or e_default) == "frames":
+        meta["gen1_mode"] = "official"  # what the official Gen1 loader fed it: bin 0 at every step (docs/gen1.md)
     ckpt = Checkpoint(off.config, state_dict, time_steps or t_default, encoding or e_default, meta, Path(path))
     ckpt.build()  # fail now, naming the file, if config and weights disagree
     return ckpt

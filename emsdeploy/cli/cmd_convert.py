@@ -50,6 +50,11 @@ def convert(official: str, output: str, time_steps: int | None, encoding: str | 
     click.echo(
         f"encoding     : {ckpt.encoding}{'  (assumed; pass --encoding to set)' if 'encoding' in assumed else ''}"
     )
+    if ckpt.meta.get("gen1_mode"):
+        click.echo(
+            f"gen1 mode    : {ckpt.meta['gen1_mode']}  (recorded: the official Gen1 loader fed bin 0 at every "
+            "step; eval/energy/verify bin Gen1 data so; --gen1-mode overrides; docs/gen1.md)"
+        )
     click.echo(f"parameters   : {n_params:,}")
     click.echo(f"weights      : ckpt['{ckpt.meta['source']['weights']}'], cast to float32")
     click.echo(f"wrote        : {output}")

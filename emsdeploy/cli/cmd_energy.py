@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..energy.measure import DEFAULT_SAMPLES
+from .options import gen1_mode_option
 
 
 @click.command()
@@ -17,7 +18,7 @@ from ..energy.measure import DEFAULT_SAMPLES
     "input_spec",
     default=None,
     type=click.Path(),
-    help="An image, a folder of images, or a .npy of [B,3,H,W] images / [B,T,C,H,W] frames. "
+    help="An image, a folder of images, a .npy of [B,3,H,W] images / [B,T,C,H,W] frames, or Gen1 *_td.dat data. "
     f"Default: the first {DEFAULT_SAMPLES} samples of the synthetic validation split named in the "
     f"checkpoint's meta, else {DEFAULT_SAMPLES} deterministic random inputs (the report says which).",
 )
@@ -41,6 +42,7 @@ from ..energy.measure import DEFAULT_SAMPLES
 @click.option(
     "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
 )
+@gen1_mode_option
 def energy(
     source: str | None,
     input_spec: str | None,
@@ -51,6 +53,7 @@ def energy(
     plot: str | None,
     input_size: str | None,
     time_steps: int | None,
+    gen1_mode: str | None,
 ) -> None:
     """Count the synaptic operations of SOURCE exactly and report energy per frame.
 
@@ -74,7 +77,7 @@ def energy(
     loaded = load_graph(path, parse_size(input_size), time_steps)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps)
+    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
     err = Console(stderr=True)
     with Progress(
         TextColumn("counting"),

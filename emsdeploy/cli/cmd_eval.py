@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import gen1_mode_option
+
 
 @click.command(name="eval")
 @click.argument("checkpoint", required=False, type=click.Path(dir_okay=False))
@@ -26,6 +28,7 @@ import click
     default=None,
     help="Also write a Markdown model card from the checkpoint's meta and these measurements.",
 )
+@gen1_mode_option
 def eval_(
     checkpoint: str | None,
     data: str | None,
@@ -35,6 +38,7 @@ def eval_(
     threads: int | None,
     as_json: bool,
     card: str | None,
+    gen1_mode: str | None,
 ) -> None:
     """Evaluate CHECKPOINT (default: the shipped models/checkpoints/emsyolo-tiny-synth.pt).
 
@@ -52,7 +56,7 @@ def eval_(
     path = str(source_or_default(checkpoint))
     ckpt = load_any(path)
     model = ckpt.build()
-    dataset = dataset_for(ckpt, data, split)
+    dataset = dataset_for(ckpt, data, split, gen1_mode)
     result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
     metrics, rates = result["metrics"], result["firing_rates"]
     if card:
@@ -78,10 +82,11 @@ def eval_(
         )
 
 
-def dataset_for(ckpt, data: str | None, split: str):
-    """The dataset to score ``ckpt`` on: ``--data`` if given, else the recipe stored in its meta."""
+def dataset_for(ckpt, data: str | None, split: str, gen1_mode: str | None = None):
+    """The dataset to score ``ckpt`` on: ``--data`` if given, else the recipe stored in its meta.
+    Gen1 data is binned in ``gen1_mode``, else in the mode the checkpoint records."""
     from ..errors import InputError
-    from ..models.data import dataset_from_recipe, open_dataset
+    from ..models.data import dataset_from_recipe, open_dataset, resolve_gen1_mode
 
     input_size = ckpt.meta.get("input_size")
     if data is None:
@@ -92,7 +97,7 @@ def dataset_for(ckpt, data: str | None, split: str):
             )
         dataset = dataset_from_recipe(recipe, split)
     else:
-        dataset = open_dataset(data, split, input_size)
+        dataset = open_dataset(data, split, input_size, resolve_gen1_mode(ckpt.meta, gen1_mode))
     if dataset.encoding != ckpt.encoding:
         raise InputError(f"{ckpt.path} takes {ckpt.encoding!r} inputs but the data gives {dataset.encoding!r}")
     nc = int(ckpt.config["nc"])
@@ -105,6 +110,7 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
     """Markdown model card: every number comes from the checkpoint's meta or this evaluation."""
     meta, train = ckpt.meta, ckpt.meta.get("train", {})
     recipe = meta.get("data", {})
+    gen1_mode = metrics.get("data", {}).get("gen1_mode") or meta.get("gen1_mode")
     params = sum(p.numel() for p in model.parameters())
     eval_cmd = (
         f"emsdeploy eval {path}" + (f" --data {data}" if data else "") + (f" --split {split}" if split != "val" else "")
@@ -114,7 +120,8 @@ def model_card(ckpt, model, metrics: dict, rates: dict, path: str, data: str | N
         "",
         f"EMS-YOLO, config `{meta.get('config_source', '?')}` ({params:,} parameters), T = {ckpt.time_steps}, "
         f"`{ckpt.encoding}` encoding, {meta.get('input_size', '?')}×{meta.get('input_size', '?')} input, "
-        f"classes: {', '.join(ckpt.names)}.",
+        f"classes: {', '.join(ckpt.names)}."
+        + (f" Gen1 input mode: `{gen1_mode}` (docs/gen1.md)." if gen1_mode else ""),
         "",
         "## Data",
         "",

@@ -37,19 +37,24 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -
         return
     if source is None:
         raise click.UsageError("SOURCE is required (a .pt checkpoint or an .emsir file), unless --support")
-    graph = load_graph(source, parse_size(input_size)).graph
+    loaded = load_graph(source, parse_size(input_size))
+    graph = loaded.graph
     if not raw:
         graph = run_pipeline(graph, "simplify")
     graph = partition(graph, load_target(target), custom_to_host)
     rows = layer_rows(graph)
     tot = totals(graph, rows)
+    gen1_mode = loaded.checkpoint.meta.get("gen1_mode") if loaded.checkpoint is not None else None
+    if gen1_mode is not None:
+        tot["gen1_mode"] = gen1_mode  # how the checkpoint's Gen1 inputs are binned (docs/gen1.md)
     if as_json:
         click.echo(json.dumps({"layers": rows, "totals": tot}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{source}: {tot['nodes']} nodes, T = {tot['time_steps']}, {tot['encoding']} encoding")
+    mode = f", Gen1 mode {gen1_mode}" if gen1_mode else ""
+    table = Table(title=f"{source}: {tot['nodes']} nodes, T = {tot['time_steps']}, {tot['encoding']} encoding{mode}")
     for col in ("node", "op", "in → out", "kind", "params", "neurons", "fan-in", target):
         table.add_column(col, justify="right" if col in ("params", "neurons", "fan-in") else "left")
     for r in rows:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .options import gen1_mode_option
+
 NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 
 
@@ -18,7 +20,8 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
     "input_spec",
     required=True,
     type=click.Path(),
-    help="An image, a folder of images, or a .npy of [B,C,H,W] images / [B,T,C,H,W] event frames.",
+    help="An image, a folder of images, a .npy of [B,C,H,W] images / [B,T,C,H,W] event frames, or Gen1 "
+    "*_td.dat data (binned per --gen1-mode; an ONNX model does not record it, so the default is per-bin).",
 )
 @click.option(
     "-o",
@@ -47,6 +50,7 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
     "--threads", type=click.IntRange(min=1), default=None, help="onnxruntime threads (default: one per core)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the detections as JSON.")
+@gen1_mode_option
 def run(
     model: str,
     input_spec: str,
@@ -57,6 +61,7 @@ def run(
     time_steps: int | None,
     threads: int | None,
     as_json: bool,
+    gen1_mode: str | None,
 ) -> None:
     """Run MODEL (a stepwise .onnx from `emsdeploy export --target onnx`) on --input.
 
@@ -89,7 +94,7 @@ def run(
         out_dir.mkdir(parents=True, exist_ok=True)
     names = list(meta.names) or [str(i) for i in range(meta.nc)]
     results = []
-    for sample in iter_inputs(input_spec, meta.input_shape, meta.encoding):
+    for sample in iter_inputs(input_spec, meta.input_shape, meta.encoding, gen1_mode=gen1_mode):
         t0 = time.perf_counter()
         trace = session.run(sample.x, time_steps)
         det = session.nms(trace, conf, iou, max_det)[0]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .options import gen1_mode_option
+
 
 @click.command()
 @click.option("--config", "config", default="emsyolo-tiny", show_default=True, help="Shipped config name or YAML path.")
@@ -35,6 +37,7 @@ import click
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--eval/--no-eval", "run_eval", default=True, show_default=True, help="Score the val split at the end.")
+@gen1_mode_option
 def train(**opts) -> None:
     """Train a model from --config on --data; writes the checkpoint after every epoch.
 
@@ -83,7 +86,8 @@ def parse_hyp(items: tuple[str, ...]):
 
 def data_meta(dataset, spec: str) -> dict:
     recipe = dataset.recipe()
-    return recipe if recipe is not None else {"kind": type(dataset).__name__, "spec": str(spec)}
+    out = recipe if recipe is not None else {"kind": type(dataset).__name__, "spec": str(spec)}
+    return out if getattr(dataset, "gen1_mode", None) is None else {**out, "gen1_mode": dataset.gen1_mode}
 
 
 def run_training(**opts) -> None:
@@ -105,7 +109,7 @@ def run_training(**opts) -> None:
     from ..models.training import TrainConfig, train
     from ..models.training.optim import DEFAULT_LR
 
-    train_set = open_dataset(opts["data"], "train", opts["input_size"])
+    train_set = open_dataset(opts["data"], "train", opts["input_size"], opts.get("gen1_mode"))
     if train_set.encoding == "frames" and opts["time_steps"] not in (None, train_set.time_steps):
         raise InputError(f"--data {opts['data']} has {train_set.time_steps} frames per sample; drop --time-steps")
     time_steps = train_set.time_steps if train_set.encoding == "frames" else (opts["time_steps"] or 4)
@@ -128,6 +132,8 @@ def run_training(**opts) -> None:
         "config_source": str(opts["config"]),
         "train": {**cfg.to_dict(), "command": command_line(opts), "torch": _torch_version()},
     }
+    if train_set.gen1_mode is not None:
+        meta["gen1_mode"] = train_set.gen1_mode  # how its Gen1 inputs were binned; eval & co. default to it
     console = Console(stderr=True)
     started = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
@@ -170,7 +176,7 @@ def run_training(**opts) -> None:
     )
     console.print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min on {result.device}")
     if opts["run_eval"]:
-        val_set = open_dataset(opts["data"], "val", train_set.input_size)
+        val_set = open_dataset(opts["data"], "val", train_set.input_size, train_set.gen1_mode)
         meta.update(validation(model, val_set, opts["data"], opts["batch_size"], opts["device"]))
         m = meta["metrics"]
         console.print(f"val: mAP@0.5 {m['map50']:.3f}  mAP@0.5:0.95 {m['map50_95']:.3f} on {m['images']} samples")

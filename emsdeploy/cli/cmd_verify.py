@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .options import gen1_mode_option
+
 DEFAULT_SAMPLES = 2
 EXIT_MISMATCH = 1
 
@@ -26,7 +28,7 @@ EXIT_MISMATCH = 1
     "input_spec",
     default=None,
     type=click.Path(),
-    help="An image, a folder of images, or a .npy of [B,3,H,W] images / [B,T,C,H,W] frames. Default: the "
+    help="An image, a folder of images, a .npy of [B,3,H,W] images / [B,T,C,H,W] frames, or Gen1 *_td.dat data. Default: the "
     f"first {DEFAULT_SAMPLES} samples of the checkpoint's synthetic validation split, else deterministic random inputs.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use at most this many input samples.")
@@ -58,7 +60,8 @@ EXIT_MISMATCH = 1
 @click.option(
     "--save-json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file."
 )
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json) -> None:  # fmt: skip
+@gen1_mode_option
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -83,7 +86,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     loaded = load_graph(path, parse_size(input_size), time_steps)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps)
+    inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
     model = loaded.checkpoint.build() if loaded.checkpoint is not None else None
     options = VerifyOptions(
         targets=chosen,

@@ -19,6 +19,7 @@ from .gen1 import (
     read_boxes,
     read_dat,
     read_dat_header,
+    resolve_gen1_mode,
 )
 from .recipe import KINDS, SPLITS, SynthRecipe
 from .sample import DetectionDataset, Sample, collate
@@ -57,4 +58,5 @@ __all__ = [
     "read_dat",
     "read_dat_header",
     "resize_frames",
+    "resolve_gen1_mode",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "Gen1Detection",
     "check_gen1_mode",
     "read_boxes",
+    "resolve_gen1_mode",
     "read_dat",
     "read_dat_header",
 ]
@@ -57,11 +58,20 @@ GEN1_MODES = ("official", "per-bin")
 DEFAULT_GEN1_MODE = "per-bin"
 
 
-def check_gen1_mode(mode: str, where: str = "gen1 mode") -> str:
-    """``mode`` if it is one of :data:`GEN1_MODES`, else a :class:`ValueError` naming both."""
+def check_gen1_mode(mode: str, where: str = "gen1") -> str:
+    """``mode`` if it is one of :data:`GEN1_MODES`, else a :class:`DatasetError` naming where it came from."""
     if mode not in GEN1_MODES:
-        raise ValueError(f"{where}: {mode!r} is not a Gen1 input mode; use one of {', '.join(GEN1_MODES)}")
+        raise DatasetError(where, "gen1_mode", f"{mode!r} is not a Gen1 input mode; use one of {', '.join(GEN1_MODES)}")
     return mode
+
+
+def resolve_gen1_mode(meta: dict | None, override: str | None = None) -> str:
+    """The Gen1 mode to feed a checkpoint: ``override`` (``--gen1-mode``), else the mode its meta
+    records (``meta["gen1_mode"]``: what it was trained with), else ``per-bin``."""
+    if override is not None:
+        return check_gen1_mode(override, "--gen1-mode")
+    recorded = (meta or {}).get("gen1_mode")
+    return check_gen1_mode(recorded, "checkpoint meta") if recorded is not None else DEFAULT_GEN1_MODE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,27 @@
+"""Options shared by several commands (one definition, one help text)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+__all__ = ["GEN1_MODE_CHOICES", "gen1_mode_option"]
+
+F = TypeVar("F", bound=Callable)
+
+# = emsdeploy.models.data.GEN1_MODES (spelled out so that `--help` does not import torch; a test checks).
+GEN1_MODE_CHOICES = ("official", "per-bin")
+
+
+def gen1_mode_option(f: F) -> F:
+    """``--gen1-mode``: how Gen1 event files become model inputs (docs/gen1.md)."""
+    return click.option(
+        "--gen1-mode",
+        type=click.Choice(GEN1_MODE_CHOICES),
+        default=None,
+        help="Gen1 event data: 'official' (bin 0 at every step, as the released Gen1 checkpoints were "
+        "trained) or 'per-bin' (bin t at step t). Default: the mode the checkpoint records, else per-bin. "
+        "See docs/gen1.md.",
+    )(f)
