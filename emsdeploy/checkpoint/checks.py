@@ -48,21 +48,21 @@ def check_plain(value: Any, where: str, field: str, tensors: bool = False) -> No
             for k, v in obj.items():
                 if not isinstance(k, (str, int, float, bool)):
                     raise CheckpointError(f"{where}: {name} has a {type(k).__name__} key; only plain keys are allowed")
-                stack.append((v, depth + 1, f"{name}[{k!r:.40}]"))
+                stack.append((v, depth + 1, f"{name}[{k!r:.40}]" if depth < 2 else name))
         elif isinstance(obj, (list, tuple)):
-            stack.extend((v, depth + 1, f"{name}[{i}]") for i, v in enumerate(obj))
+            stack.extend((v, depth + 1, f"{name}[{i}]" if depth < 2 else name) for i, v in enumerate(obj))
         else:
             raise CheckpointError(
                 f"{where}: {name} is a {type(obj).__name__}; only plain data (dict, list, str, numbers) is allowed"
             )
 
 
-def _number(cfg: dict, key: str, where: str, lo: float, hi: float, integer: bool = False) -> None:
+def _number(cfg: dict, key: str, where: str, field: str, lo: float, hi: float, integer: bool = False) -> None:
     v = cfg[key]
     ok = isinstance(v, int) if integer else isinstance(v, Real)
     if isinstance(v, bool) or not ok or not (lo <= v <= hi):
         kind = "an integer" if integer else "a number"
-        raise CheckpointError(f"{where}: config field {key!r} must be {kind} in [{lo}, {hi}], got {v!r:.60}")
+        raise CheckpointError(f"{where}: {field}[{key!r}] must be {kind} in [{lo}, {hi}], got {v!r:.60}")
 
 
 def check_config(cfg: Any, where: str, field: str = "config") -> None:
@@ -77,7 +77,7 @@ def check_config(cfg: Any, where: str, field: str = "config") -> None:
     for key in ("nc", "anchors", "backbone", "head"):
         if key not in cfg:
             raise CheckpointError(f"{where}: {field} has no {key!r} field (needs nc, anchors, backbone, head)")
-    _number(cfg, "nc", where, 1, 100_000, integer=True)
+    _number(cfg, "nc", where, field, 1, 100_000, integer=True)
     for key, lo, hi, integer in (
         ("depth_multiple", 0, 16, False),
         ("width_multiple", 0, 16, False),
@@ -87,23 +87,23 @@ def check_config(cfg: Any, where: str, field: str = "config") -> None:
         ("surrogate_width", 0, 1e6, False),
     ):
         if key in cfg:
-            _number(cfg, key, where, lo, hi, integer)
+            _number(cfg, key, where, field, lo, hi, integer)
     if "silu_inplace" in cfg and not isinstance(cfg["silu_inplace"], bool):
-        raise CheckpointError(f"{where}: config field 'silu_inplace' must be true or false")
+        raise CheckpointError(f"{where}: {field}['silu_inplace'] must be true or false")
     anchors = cfg["anchors"]
     if not (isinstance(anchors, int) and 0 < anchors <= 64) and not (
         isinstance(anchors, list)
         and 0 < len(anchors) <= 16
         and all(isinstance(a, list) and len(a) <= 64 and all(isinstance(x, Real) for x in a) for a in anchors)
     ):
-        raise CheckpointError(f"{where}: config field 'anchors' must be a list of number lists, got {anchors!r:.80}")
+        raise CheckpointError(f"{where}: {field}['anchors'] must be a list of number lists, got {anchors!r:.80}")
     rows = 0
     for part in ("backbone", "head"):
         if not isinstance(cfg[part], list):
-            raise CheckpointError(f"{where}: config field {part!r} must be a list of layer rows")
+            raise CheckpointError(f"{where}: {field}[{part!r}] must be a list of layer rows")
         for i, row in enumerate(cfg[part]):
             rows += 1
-            at = f"config field {part!r} row {i}"
+            at = f"{field}[{part!r}] row {i}"
             if not (isinstance(row, (list, tuple)) and len(row) == 4):
                 raise CheckpointError(f"{where}: {at} must be [from, number, module, args], got {row!r:.80}")
             src, n, module, args = row

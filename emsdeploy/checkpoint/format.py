@@ -170,7 +170,7 @@ def checkpoint_from_payload(data: object, path: Path) -> Checkpoint:
         )
     if not 1 <= data["time_steps"] <= 10_000:
         raise CheckpointError(f"{path}: field 'time_steps' must be in [1, 10000], got {data['time_steps']}")
-    check_config(data["config"], str(path), "field 'config'")
+    check_config(data["config"], str(path))
     meta = data.get("meta") or {}
     check_plain(meta, str(path), "field 'meta'")
     if not isinstance(meta, dict):
