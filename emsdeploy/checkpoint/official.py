@@ -102,6 +102,11 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
 
 def official_from_payload(ckpt: Any, path: Path) -> OfficialCheckpoint:
     """Check what :func:`read_torch_file` returned for an official checkpoint and extract it."""
+    from .format import checkpoint_from_payload, is_ours
+
+    if is_ours(ckpt):
+        checkpoint_from_payload(ckpt, path)  # a damaged one says so
+        raise CheckpointError(f"{path}: already an emsdeploy checkpoint, not an official one; use it as it is")
     if not isinstance(ckpt, dict) or not ({"model", "ema"} & set(ckpt)):
         raise CheckpointError(f"{path}: not an EMS-YOLO/YOLOv5 checkpoint (no 'model' or 'ema' entry)")
     source = "ema" if ckpt.get("ema") is not None else "model"

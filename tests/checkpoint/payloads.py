@@ -7,6 +7,7 @@ made in a temporary folder by the tests that use them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import pickle
 import struct
@@ -136,19 +137,24 @@ def raw_zip(path: Path, entries: list[tuple[str, bytes, int, int, int]]) -> Path
     return path
 
 
+@functools.lru_cache(maxsize=2)
+def _zeros_deflated(inflated: int) -> tuple[bytes, int]:
+    chunk = bytes(16 << 20)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)  # self-contained: repeatable
+    crc = 0
+    for _ in range(inflated // len(chunk)):
+        crc = zlib.crc32(chunk, crc)
+    return block * (inflated // len(chunk)) + comp.flush(), crc
+
+
 def deflate_bomb(path: Path, inflated: int = 1 << 30, honest: bool = True) -> Path:
     """``data.pkl`` deflated from ``inflated`` zero bytes (about 1 MB on disk).
 
     ``honest``: the directory declares the true size; otherwise it declares 100 bytes and the
     stream inflates far past that.
     """
-    chunk = bytes(16 << 20)
-    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
-    block = comp.compress(chunk) + comp.flush(zlib.Z_FULL_FLUSH)  # self-contained: repeatable
-    stream = block * (inflated // len(chunk)) + comp.flush()
-    crc = 0
-    for _ in range(inflated // len(chunk)):
-        crc = zlib.crc32(chunk, crc)
+    stream, crc = _zeros_deflated(inflated)
     parts = [stream]
     size = inflated if honest else 100
     return raw_zip(path, [("archive/data.pkl", b"".join(parts), zipfile.ZIP_DEFLATED, crc, size)])
