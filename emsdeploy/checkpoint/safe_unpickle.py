@@ -51,8 +51,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Module prefixes whose classes are replaced by inert stand-ins.
 ALLOWED_PREFIXES = ("models.yolo", "models.common", "models.experimental", "torch.nn.modules.")
 
-# The biggest official fixture runs 50k opcodes; 2M bounds what a pickle can allocate (~200 MB).
-MAX_OPS = 2_000_000
+# The biggest official fixture runs 50k opcodes; 1M bounds what a pickle can allocate (~100 MB).
+MAX_OPS = 1_000_000
 MAX_NDIM = 8
 
 
@@ -77,14 +77,11 @@ class InertObject:
         return f"<inert {self._qualname}>"
 
 
-_STANDINS: dict[tuple[str, str], type] = {}
+MAX_CLASSES = 4096  # distinct stand-in classes per file; the official models name about 30
 
 
 def _standin(module: str, name: str) -> type:
-    key = (module, name)
-    if key not in _STANDINS:
-        _STANDINS[key] = type(name, (InertObject,), {"_qualname": f"{module}.{name}", "__module__": "emsdeploy.inert"})
-    return _STANDINS[key]
+    return type(name, (InertObject,), {"_qualname": f"{module}.{name}", "__module__": "emsdeploy.inert"})
 
 
 class StorageType:
@@ -263,6 +260,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, file: io.BufferedIOBase, persistent_load: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file, fix_imports=False, encoding="latin1")
         self._ops = 0
+        self._standins: dict[tuple[str, str], type] = {}  # per file, so nothing outlives the load
         if persistent_load is not None:
             self.persistent_load = persistent_load
 
@@ -275,7 +273,11 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if module == "torch" and name in _STORAGE_TYPES:
             return StorageType(_STORAGE_TYPES[name])
         if _IDENT.match(name) and any(module == p or module.startswith(p) for p in ALLOWED_PREFIXES):
-            return _standin(module, name)
+            if (module, name) not in self._standins:
+                if len(self._standins) >= MAX_CLASSES:
+                    raise _refuse(f"pickle names more than {MAX_CLASSES} classes; refused to bound memory")
+                self._standins[(module, name)] = _standin(module, name)
+            return self._standins[(module, name)]
         raise _refuse(
             f"refused to load global '{module}.{name}': checkpoints may reference only tensors, plain "
             "containers, NumPy arrays and (as inert stand-ins) EMS-YOLO and torch.nn classes"

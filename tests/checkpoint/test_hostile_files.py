@@ -257,3 +257,28 @@ def test_a_huge_config_is_never_allocated(tmp_path):
     with pytest.raises(CheckpointError, match="weights do not match the config"):
         Checkpoint(cfg, {}, 4, "direct", {}, tmp_path / "x.pt").build()
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
+
+
+def test_an_opcode_bomb_is_cut_off(tmp_path):
+    """A pickle of a million tiny memoised dicts stops at MAX_OPS, within bounded memory."""
+    import resource
+    import struct
+    import zipfile
+
+    from emsdeploy.checkpoint.safe_unpickle import MAX_OPS
+
+    pkl = b"\x80\x02(" + b"".join(b"}r" + struct.pack("<I", i) for i in range(MAX_OPS // 2 + 1)) + b"l."
+    path = tmp_path / "ops.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnsafeCheckpointError, match=r"ops\.pt: pickle runs more than 1,000,000 opcodes"):
+        load_any(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < RSS_BOUND_MB
+
+
+def test_too_many_classes_are_refused(tmp_path):
+    pkl = b"\x80\x02(" + b"".join(f"cmodels.common\nC{i}\n".encode() for i in range(5000)) + b"l."
+    path = P.torch_zip(tmp_path / "cls.pt", None, pkl=pkl)
+    with pytest.raises(UnsafeCheckpointError, match=r"cls\.pt: pickle names more than 4096 classes"):
+        load_any(path)
