@@ -41,7 +41,7 @@ def sniff(head: bytes) -> str:
         return "zip"
     if head.startswith(b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")):
         return "legacy-torch"
-    if head[:1] == b"\x80" or head[:1] in (b"(", b"}", b"]", b"c"):
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"

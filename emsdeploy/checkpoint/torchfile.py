@@ -30,7 +30,7 @@ import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 from .archive import ArchiveError, BoundedZip, file_head, sniff
-from .safe_unpickle import RestrictedUnpickler, StorageType, TensorArgsError
+from .safe_unpickle import InertObject, RestrictedUnpickler, StorageType, TensorArgsError
 
 __all__ = ["MAX_FILE_BYTES", "MAX_PICKLE_BYTES", "read_torch_file"]
 
@@ -180,10 +180,14 @@ def _read_legacy(data: bytes) -> Any:
     declared: dict[str, torch.Tensor] = {}
 
     def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) == 4 and _text(pid[0]) == "module":
+            # ('module', class, source file, source): torch would diff the source and may write a
+            # patch file; we only accept the class, which find_class already made a stand-in.
+            if isinstance(pid[1], type) and issubclass(pid[1], InertObject):
+                return pid[1]
+            raise UnsafeCheckpointError(f"refused a legacy module record for {pid[1]!r:.60}: not a model class")
         if not (isinstance(pid, tuple) and len(pid) == 6 and _text(pid[0]) == "storage"):
-            raise _DamagedError(
-                f"persistent id {pid!r:.60} is not a storage reference (legacy module records are not read)"
-            )
+            raise _DamagedError(f"persistent id {pid!r:.60} is not a storage reference")
         _, stype, key, _location, numel, view = pid
         key = _text(key)
         if not isinstance(stype, StorageType) or not isinstance(key, str) or type(numel) is not int or numel < 0:

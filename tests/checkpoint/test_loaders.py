@@ -105,3 +105,16 @@ def test_no_project_source_calls_a_code_running_loader():
         if calls.search(line)
     ]
     assert found == [], found
+
+
+def test_legacy_module_records_give_stand_in_classes_only(tmp_path):
+    """Legacy streams name nn.Module classes by ('module', class, file, source) records: the class
+    becomes a stand-in and the source is never compared (torch would write a .patch file)."""
+    src = b"X\x07\x00\x00\x00evil.pyX\x0d\x00\x00\x00def f(): pass"
+    record = b"\x80\x02(X\x06\x00\x00\x00module" + b"cmodels.yolo\nModel\n" + src + b"tQ)\x81."  # pid, NEWOBJ
+    obj = read_torch_file(P.legacy_stream(tmp_path / "m.pt", record, []))
+    assert obj._qualname == "models.yolo.Model" and obj.state == {}
+    foreign = record.replace(b"cmodels.yolo\nModel\n", b"ctorch._utils\n_rebuild_parameter\n")
+    with pytest.raises(UnsafeCheckpointError, match=r"f\.pt: refused a legacy module record"):
+        read_torch_file(P.legacy_stream(tmp_path / "f.pt", foreign, []))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pt", "m.pt"]
