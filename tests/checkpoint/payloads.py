@@ -272,3 +272,9 @@ def nested(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def self_referencing() -> list:
+    loop: list = []
+    loop.append(loop)
+    return loop

@@ -70,11 +70,19 @@ CASES = {
         r"storage '0' declares 4,398,046,511,104 bytes, its record holds 16",
     ),
     "legacy_storage_claims_4tib": (lambda p, m, d: P.legacy_huge_storage(p), r"more than the file holds"),
+    "zip_entry_claims_4gib": (
+        lambda p, m, d: P.raw_zip(p, [("archive/data.pkl", b"\x80\x02N.", 0, 0, (1 << 32) - 1)]),
+        r"stored entry with two different sizes",
+    ),
     "tar_fifo_member": (lambda p, m, d: P.tar_with_fifo(p), r"tar-format checkpoint of PyTorch < 0.4, not read"),
     "tar_huge_storage": (lambda p, m, d: P.tar_with_huge_storage(p), r"tar-format checkpoint"),
     "deep_yaml": (
         lambda p, m, d: P.official_like(p, {**_GOOD_YAML, "extra": P.nested(5000)}),
         r"ckpt\['ema'\]\.yaml\['extra'\]\S* is nested more than 32 levels",
+    ),
+    "yaml_refers_to_itself": (
+        lambda p, m, d: P.official_like(p, {**_GOOD_YAML, "extra": P.self_referencing()}),
+        r"ckpt\['ema'\]\.yaml\['extra'\]\S* is nested more than 32 levels deep \(or refers to itself\)",
     ),
     "module_cycle": (lambda p, m, d: P.official_like(p, _GOOD_YAML, cycle=True), r"module model contains itself"),
     "module_chain_300_deep": (
