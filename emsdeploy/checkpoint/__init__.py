@@ -11,16 +11,20 @@ from .format import (
     Checkpoint,
     NotOursError,
     atomic_write,
+    checkpoint_from_payload,
     from_model,
+    is_ours,
     load_checkpoint,
     save_checkpoint,
 )
-from .official import OfficialCheckpoint, guess_gen1, official_to_ours_key, read_official
+from .official import OfficialCheckpoint, guess_gen1, official_from_payload, official_to_ours_key, read_official
+from .torchfile import read_torch_file
 
 __all__ = [
     "FORMAT",
     "VERSION",
     "Checkpoint",
+    "NotOursError",
     "OfficialCheckpoint",
     "atomic_write",
     "from_model",
@@ -29,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "official_defaults",
     "read_official",
+    "read_torch_file",
     "save_checkpoint",
 ]
 
@@ -43,7 +48,12 @@ def official_defaults(off: OfficialCheckpoint) -> tuple[int, str]:
 
 def import_official(path: str | Path, time_steps: int | None = None, encoding: str | None = None) -> Checkpoint:
     """Convert an official checkpoint to ours (in memory). Raises :class:`CheckpointError`."""
-    off = read_official(path)
+    return _from_official(read_official(path), path, time_steps, encoding)
+
+
+def _from_official(
+    off: OfficialCheckpoint, path: str | Path, time_steps: int | None, encoding: str | None
+) -> Checkpoint:
     t_default, e_default = official_defaults(off)
     state_dict = {official_to_ours_key(k): v for k, v in off.state_dict.items()}
     meta = {
@@ -63,11 +73,16 @@ def import_official(path: str | Path, time_steps: int | None = None, encoding: s
 
 
 def load_any(path: str | Path, time_steps: int | None = None, encoding: str | None = None) -> Checkpoint:
-    """Load our checkpoint, or import an official one (T and encoding then from the arguments)."""
-    try:
-        ckpt = load_checkpoint(path)
-    except NotOursError:
-        return import_official(path, time_steps, encoding)
+    """Load our checkpoint, or import an official one (T and encoding then from the arguments).
+
+    The file is read once, by :func:`read_torch_file` (never ``torch.load``); its content
+    decides which of the two it is.
+    """
+    path = Path(path)
+    data = read_torch_file(path)
+    if not is_ours(data):
+        return _from_official(official_from_payload(data, path), path, time_steps, encoding)
+    ckpt = checkpoint_from_payload(data, path)
     if time_steps is not None:
         ckpt.time_steps = int(time_steps)
     if encoding is not None and encoding != ckpt.encoding:

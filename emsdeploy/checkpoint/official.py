@@ -4,6 +4,7 @@ The architecture comes from the pickled ``yaml`` attribute, the weights from the
 tree (EMA weights first, as the official ``attempt_load`` does), cast to float32. Anchors
 come from the checkpoint's buffer, not the YAML: EMA training shifts them by rounding.
 Official checkpoints store neither T nor the input encoding; the caller supplies them.
+The file is read by :func:`.torchfile.read_torch_file` (restricted unpickler, no ``torch.load``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from .safe_unpickle import InertObject, restricted_pickle_module
+from .checks import check_config
+from .safe_unpickle import InertObject
+from .torchfile import read_torch_file
 
 __all__ = ["OfficialCheckpoint", "guess_gen1", "official_to_ours_key", "read_official"]
 
@@ -40,29 +43,70 @@ def official_to_ours_key(key: str) -> str:
     return _BN_PARAM.sub(r".\1", key)
 
 
-def _module_state(obj: InertObject, prefix: str, out: dict[str, torch.Tensor], path: Path) -> None:
-    st = obj.state
-    for group in ("_parameters", "_buffers"):
-        entries = st.get(group) or {}
-        skip = (st.get("_non_persistent_buffers_set") or set()) if group == "_buffers" else set()
-        for name, value in entries.items():
-            if value is None or name in skip:
+MAX_MODULE_DEPTH = 64  # the official models nest 5 levels
+MAX_MODULES = 100_000
+
+
+def _module_state(root: InertObject, path: Path, where: str) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a pickled module tree, walked without recursion.
+
+    A module that contains itself (a cycle), a tree nested deeper than
+    :data:`MAX_MODULE_DEPTH` or with more than :data:`MAX_MODULES` modules is refused.
+    """
+    out: dict[str, torch.Tensor] = {}
+    stack: list[tuple[InertObject, str, tuple[int, ...]]] = [(root, "", ())]
+    visited = 0
+    while stack:
+        obj, prefix, ancestors = stack.pop()
+        visited += 1
+        if id(obj) in ancestors:
+            raise CheckpointError(f"{path}: {where}: module {prefix.rstrip('.')} contains itself (a cycle)")
+        if len(ancestors) > MAX_MODULE_DEPTH or visited > MAX_MODULES:
+            raise CheckpointError(
+                f"{path}: {where}: module tree deeper than {MAX_MODULE_DEPTH} levels or larger than {MAX_MODULES:,} modules"
+            )
+        ancestors = (*ancestors, id(obj))
+        st = obj.state
+        for group in ("_parameters", "_buffers"):
+            entries = st.get(group) or {}
+            skip = st.get("_non_persistent_buffers_set") if group == "_buffers" else None
+            if not isinstance(entries, dict) or not isinstance(skip or set(), (set, frozenset)):
+                raise CheckpointError(f"{path}: {where}: {prefix}{group} is not a mapping of tensors")
+            for name, value in entries.items():
+                if value is None or (isinstance(name, str) and skip and name in skip):
+                    continue
+                if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+                    raise CheckpointError(
+                        f"{path}: {prefix}{name!s:.60} is a {type(value).__name__}, expected a tensor"
+                    )
+                out[prefix + name] = value.detach()
+        children = st.get("_modules") or {}
+        if not isinstance(children, dict):
+            raise CheckpointError(f"{path}: {where}: {prefix}_modules is not a mapping of submodules")
+        for name, child in reversed(list(children.items())):
+            if child is None:
                 continue
-            if not isinstance(value, torch.Tensor):
-                raise CheckpointError(f"{path}: {prefix}{name} is a {type(value).__name__}, expected a tensor")
-            out[prefix + name] = value.detach()
-    for name, child in (st.get("_modules") or {}).items():
-        if child is None:
-            continue
-        if not isinstance(child, InertObject):
-            raise CheckpointError(f"{path}: submodule {prefix}{name} is a {type(child).__name__}, not a module")
-        _module_state(child, f"{prefix}{name}.", out, path)
+            if not isinstance(child, InertObject) or not isinstance(name, str):
+                raise CheckpointError(
+                    f"{path}: submodule {prefix}{name!s:.60} is a {type(child).__name__}, not a module"
+                )
+            stack.append((child, f"{prefix}{name}.", ancestors))
+    return out
 
 
 def read_official(path: str | Path) -> OfficialCheckpoint:
-    """Load an official checkpoint through the restricted unpickler (nothing in it is executed)."""
+    """Load an official checkpoint through the restricted reader (nothing in it is executed)."""
     path = Path(path)
-    ckpt = _torch_load_restricted(path)
+    return official_from_payload(read_torch_file(path), path)
+
+
+def official_from_payload(ckpt: Any, path: Path) -> OfficialCheckpoint:
+    """Check what :func:`read_torch_file` returned for an official checkpoint and extract it."""
+    from .format import checkpoint_from_payload, is_ours
+
+    if is_ours(ckpt):
+        checkpoint_from_payload(ckpt, path)  # a damaged one says so
+        raise CheckpointError(f"{path}: already an emsdeploy checkpoint, not an official one; use it as it is")
     if not isinstance(ckpt, dict) or not ({"model", "ema"} & set(ckpt)):
         raise CheckpointError(f"{path}: not an EMS-YOLO/YOLOv5 checkpoint (no 'model' or 'ema' entry)")
     source = "ema" if ckpt.get("ema") is not None else "model"
@@ -73,32 +117,19 @@ def read_official(path: str | Path) -> OfficialCheckpoint:
     cfg = st.get("yaml")
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: the pickled Model has no 'yaml' architecture dict")
-    raw: dict[str, torch.Tensor] = {}
-    _module_state(model, "", raw, path)
+    check_config(cfg, str(path), f"ckpt['{source}'].yaml")
+    raw = _module_state(model, path, f"ckpt['{source}']")
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in raw.items()}
     names = st.get("names")
-    nc = int(cfg.get("nc", 0))
-    if not (isinstance(names, (list, tuple)) and len(names) == nc):
+    nc = cfg["nc"]
+    if not (isinstance(names, (list, tuple)) and len(names) == nc and all(isinstance(n, str) for n in names)):
         names = [str(i) for i in range(nc)]
     extra = {k: ckpt.get(k) for k in ("epoch", "date", "updates") if isinstance(ckpt.get(k), (int, str))}
     extra["yaml_file"] = st.get("yaml_file") if isinstance(st.get("yaml_file"), str) else None
-    return OfficialCheckpoint(copy.deepcopy(cfg), sd, [str(n) for n in names], source, extra)
+    return OfficialCheckpoint(copy.deepcopy(cfg), sd, list(names), source, extra)
 
 
 def guess_gen1(ckpt: OfficialCheckpoint) -> bool:
     """Gen1 models (frames encoding, T = 5) have two classes named car and pedestrian (often misspelt)."""
     names = [n.lower() for n in ckpt.names]
     return len(names) == 2 and names[0] == "car" and names[1].startswith(("pers", "ped"))
-
-
-def _torch_load_restricted(path: Path) -> Any:
-    from ..errors import UnsafeCheckpointError
-
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        return torch.load(path, map_location="cpu", pickle_module=restricted_pickle_module, weights_only=False)
-    except UnsafeCheckpointError as e:
-        raise UnsafeCheckpointError(f"{path}: {e}") from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/UnpicklingError/... for damaged files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
