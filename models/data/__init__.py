@@ -7,7 +7,7 @@ naming the file and the field.
 """
 
 from .coco import CocoDetection, read_coco
-from .errors import DatasetError
+from .errors import DatasetError, DatasetWarning
 from .events import EVENT_DTYPE, bin_events, frames_to_input
 from .export import export_coco
 from .gen1 import GEN1_CLASSES, Gen1Detection, read_boxes, read_dat, read_dat_header
@@ -26,6 +26,7 @@ __all__ = [
     "SPLITS",
     "CocoDetection",
     "DatasetError",
+    "DatasetWarning",
     "DetectionDataset",
     "Gen1Detection",
     "Sample",
