@@ -41,8 +41,11 @@ def edit_hdf5(path):
 
     from emsdeploy.fileio import USERBLOCK_SIZE, seal_hdf5
 
+    with open(path, "rb") as fh:
+        sealed = fh.read(9) == b"EMSDEPLOY"
     with h5py.File(path, "r+") as f:
         yield f
-    with open(path, "r+b") as fh:
-        fh.write(bytes(USERBLOCK_SIZE))
-    seal_hdf5(path)
+    if sealed:
+        with open(path, "r+b") as fh:
+            fh.write(bytes(USERBLOCK_SIZE))
+        seal_hdf5(path)

@@ -14,7 +14,6 @@ from pathlib import Path
 from ..errors import EmsdeployError, ExportError
 from .atomic import atomic_write_text
 from .hdf5 import sha256_file
-from .limits import check_limit
 
 __all__ = ["MANIFEST", "manifest_names", "verify_manifest", "write_manifest"]
 
@@ -72,15 +71,15 @@ def verify_manifest(
     extra = sorted(present - set(files))
     if extra and only is None:
         raise error(f"{folder}: {extra[0]} is not listed in {MANIFEST}; the folder was changed after export")
-    for name, entry in sorted(files.items()):
-        if only is not None and name != only:
-            continue
+    checked = [(n, e) for n, e in sorted(files.items()) if only is None or n == only]
+    for name, entry in checked:  # sizes first: a cut or missing file fails before any hashing
         path = folder / name
         if Path(name).name != name or not path.is_file():
             raise error(f"{path}: missing (listed in {MANIFEST}); export it again")
-        check_limit("hdf5_file_bytes", path.stat().st_size, f"{path}: file size")
         if path.stat().st_size != entry["bytes"]:
             raise error(f"{path}: {path.stat().st_size:,} bytes, {MANIFEST} says {entry['bytes']:,} (cut or changed)")
+    for name, entry in checked:
+        path = folder / name
         if sha256_file(path) != entry["sha256"]:
             raise error(f"{path}: checksum mismatch with {MANIFEST} (damaged or changed); export it again")
     if only is not None and only not in files:
