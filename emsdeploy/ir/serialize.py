@@ -64,6 +64,15 @@ def _write(graph: Graph, path: Path) -> None:
     seal_hdf5(path)
 
 
+def _finite(value: Any, where: str) -> Any:
+    """Float arrays of an IR file must be finite: NaN weights would become NaN spikes or
+    saturated integers in every export."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+        bad = value.reshape(-1)[~np.isfinite(value.reshape(-1))][0]
+        raise IRFormatError(f"{where} holds {bad} (weights and parameters must be finite)")
+    return value
+
+
 def write_ir(graph: Graph, path: str | Path) -> Path:
     """Validate and write ``graph`` to ``path`` atomically."""
     graph.validate()
@@ -96,7 +105,9 @@ def read_ir(path: str | Path) -> Graph:
                 kwargs = json.loads(g.attrs["params"])
                 for fld in dataclasses.fields(cls):
                     if fld.name in g:
-                        kwargs[fld.name] = g[fld.name][()]
+                        kwargs[fld.name] = _finite(
+                            g[fld.name][()], f"{path}: node {g.attrs['name']!s} field {fld.name}"
+                        )
                 unknown = set(kwargs) - {fl.name for fl in dataclasses.fields(cls)}
                 if unknown:
                     raise IRFormatError(f"{where}: {op_name} has no fields {sorted(unknown)}")

@@ -44,11 +44,23 @@ def lower(
     """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC.
     ``relay_above``: delayed conv groups larger than this go through relay populations."""
     options = options or QuantizeOptions()
+    _check_finite(graph)
     g = run_pipeline(graph, "simplify")
     g = partition(g, load_target(target), custom_to_host=custom_to_host)
     q = align_delays(quantize(g, options), relay_above=relay_above)
     drc.check(q, load_profile(options.profile))
     return q
+
+
+def _check_finite(graph: Graph) -> None:
+    """NaN or Inf weights must not reach the quantiser (they would become saturated integers)."""
+    import numpy as np
+
+    for node in graph:
+        for fld in dataclasses.fields(node.op):
+            value = getattr(node.op, fld.name)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ExportError(f"{node.name}: {fld.name} holds NaN or Inf; the Lava quantiser needs finite values")
 
 
 def build(qgraph: Graph, fast_models: bool = True) -> LavaNetwork:

@@ -86,3 +86,23 @@ class OpenWatch:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_ir, tmp_path_factory) -> Path:
+    from emsdeploy.exporters.onnx import export_onnx
+    from emsdeploy.ir import read_ir
+
+    path = tmp_path_factory.mktemp("fio_onnx") / "tiny.onnx"
+    export_onnx(read_ir(tiny_ir), path, spikes=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lava(tiny_ir, tmp_path_factory) -> Path:
+    from emsdeploy.exporters.lava import export
+    from emsdeploy.ir import read_ir
+
+    out = tmp_path_factory.mktemp("fio_lava") / "net"
+    export(read_ir(tiny_ir), out, fmt="dag")
+    return out

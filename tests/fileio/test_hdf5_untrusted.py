@@ -11,7 +11,6 @@ import shutil
 import pytest
 
 from emsdeploy.errors import IRFormatError
-from emsdeploy.exporters.lava import export as lava_export
 from emsdeploy.exporters.lava.loader import FOLDER_FORMAT
 from emsdeploy.fileio import write_manifest
 from emsdeploy.ir import read_ir
@@ -63,10 +62,8 @@ def test_every_ir_command_refuses(command, kind, tiny_ir, secrets, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lava_folder(tiny_ir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lava") / "net"
-    lava_export(read_ir(tiny_ir), out, fmt="dag")
-    return out
+def lava_folder(tiny_lava):
+    return tiny_lava
 
 
 @pytest.mark.parametrize("kind", ["external_storage", "soft_link", "virtual", "unwritten"])

@@ -16,9 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from emsdeploy.checkpoint import from_model, save_checkpoint
-from emsdeploy.exporters.onnx import export_onnx
 from emsdeploy.fileio import check_limit
-from emsdeploy.ir import read_ir
 from emsdeploy.models import ConfigError, build_model, parse_config
 from tests.fileio.attacks import attack, secret_files
 from tests.fileio.conftest import run_cli
@@ -54,7 +52,7 @@ def _onnx_state(path: Path, dims: list[int]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, tiny_ir) -> dict[str, Path]:
+def files(tmp_path_factory, tiny_ir, tiny_onnx) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("limits")
     raw, h5 = secret_files(d)
     out = {
@@ -64,7 +62,7 @@ def files(tmp_path_factory, tiny_ir) -> dict[str, Path]:
         "npy": _npy_header_only(d / "big.npy", (100_000, 3, 32, 32)),  # 1.2 GB declared in 128 bytes
         "onnx_state": _onnx_state(d / "state.onnx", [1, 100_000, 100_000, 100]),
         "input_ir": d / "input.emsir",
-        "onnx": d / "tiny.onnx",
+        "onnx": tiny_onnx,
     }
     attack("unwritten", tiny_ir, out["unwritten"], raw, h5)
     out["input_ir"].write_bytes(tiny_ir.read_bytes())
@@ -73,7 +71,6 @@ def files(tmp_path_factory, tiny_ir) -> dict[str, Path]:
         params = json.loads(g.attrs["params"])
         params["shape"] = [3, 100_000, 100_000]
         g.attrs["params"] = json.dumps(params)
-    export_onnx(read_ir(tiny_ir), out["onnx"])
     return out
 
 
