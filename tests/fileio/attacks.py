@@ -49,7 +49,9 @@ def attack(kind: str, valid: Path, out: Path, raw: Path, h5: Path) -> str:
         del f[name]
         g = f[parent]
         if kind == "external_storage":
-            g.create_dataset(leaf, shape=shape, dtype=dtype, external=[(str(raw), 0, int(np.prod(shape)) * dtype.itemsize)])
+            g.create_dataset(
+                leaf, shape=shape, dtype=dtype, external=[(str(raw), 0, int(np.prod(shape)) * dtype.itemsize)]
+            )
         elif kind == "soft_link":
             g[leaf] = h5py.SoftLink("/" + _first_array(f))
         elif kind == "external_link":

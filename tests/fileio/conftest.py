@@ -27,9 +27,7 @@ class Outcome:
 
     def assert_clear_error(self, *fragments: str) -> str:
         """Exit 2, one line on stderr naming each fragment (the file, what is wrong), no traceback."""
-        assert not isinstance(self.exception, Exception) or isinstance(self.exception, SystemExit), repr(
-            self.exception
-        )
+        assert not isinstance(self.exception, Exception) or isinstance(self.exception, SystemExit), repr(self.exception)
         assert self.code == 2, (self.code, self.stdout[-500:], self.stderr[-1000:])
         lines = self.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), self.stderr

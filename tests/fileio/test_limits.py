@@ -36,9 +36,7 @@ def _ckpt_with(folder: Path, name: str, **changes) -> Path:
 def _npy_header_only(path: Path, shape: tuple[int, ...], dtype: str = "<f4") -> Path:
     """A .npy whose header declares ``shape`` but holds no data (a few hundred bytes)."""
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(
-            f, {"descr": dtype, "fortran_order": False, "shape": shape}
-        )
+        np.lib.format.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": shape})
     return path
 
 
