@@ -9,7 +9,6 @@ import click
 
 from .. import __version__
 from ..errors import EmsdeployError
-from ..fileio import Terminated
 
 # Explicit command list (no folder scan): module name in emsdeploy.cli -> attribute.
 COMMANDS = [
@@ -40,8 +39,6 @@ class _Group(click.Group):
             _fail(f"data error: {e}")
         except KeyboardInterrupt:
             _fail("interrupted (SIGINT); temporary files were removed, earlier outputs are untouched", 130)
-        except Terminated as e:
-            _fail(f"{e}; temporary files were removed, earlier outputs are untouched", 128 + e.signum)
 
     def list_commands(self, ctx):
         return [name for name, _ in COMMANDS]

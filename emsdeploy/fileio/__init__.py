@@ -15,7 +15,7 @@ reader refuses.
 
 from __future__ import annotations
 
-from .atomic import Terminated, atomic_folder, atomic_write, atomic_write_bytes, atomic_write_text, temporaries
+from .atomic import atomic_folder, atomic_write, atomic_write_bytes, atomic_write_text, temporaries
 from .hdf5 import USERBLOCK_SIZE, open_hdf5, seal_hdf5, sha256_file
 from .limits import LIMITS, check_limit, limit
 from .manifest import MANIFEST, manifest_names, verify_manifest, write_manifest
@@ -27,7 +27,6 @@ __all__ = [
     "LIMITS",
     "MANIFEST",
     "USERBLOCK_SIZE",
-    "Terminated",
     "atomic_folder",
     "atomic_write",
     "atomic_write_bytes",

@@ -3,7 +3,7 @@
 Every artifact is written to a temporary beside its target (``.<name>.<random>.tmp``) and
 renamed into place at the end, so a reader never sees a half-written file and a failure leaves
 the previous output intact. While a temporary exists, SIGINT and SIGTERM remove it before the
-process ends (SIGKILL cannot be caught: it may leave a temporary, never a partial file under the
+process ends (SIGTERM then exits with status 143 and one line; SIGINT raises KeyboardInterrupt) (SIGKILL cannot be caught: it may leave a temporary, never a partial file under the
 final name). A folder replaces an existing one with one atomic exchange (Linux ``renameat2``),
 so even SIGKILL leaves either the old folder or the new one.
 """
@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -24,7 +25,6 @@ from pathlib import Path
 from ..errors import ExportError
 
 __all__ = [
-    "Terminated",
     "atomic_folder",
     "atomic_write",
     "atomic_write_bytes",
@@ -36,15 +36,6 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _lock = threading.RLock()
 _temps: dict[Path, bool] = {}  # path -> is a folder
 _previous: dict[int, object] = {}
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived while a temporary existed; the temporaries are gone. A BaseException, so
-    that ``except Exception`` in libraries does not swallow it and ``finally`` blocks run."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def temporaries() -> list[Path]:
@@ -71,16 +62,35 @@ def _on_signal(signum: int, frame: object) -> None:
         return
     if previous == signal.SIG_IGN:
         return
-    raise Terminated(signum)
+    # SIG_DFL: end the process as the default action would, now that the temporaries are gone.
+    # (An exception raised here could surface inside a C extension, e.g. h5py, and be mangled.)
+    name = signal.Signals(signum).name
+    os.write(2, f"error: interrupted by {name}; temporary files were removed, earlier outputs are untouched\n".encode())
+    os._exit(128 + signum)
 
 
-def _register(path: Path, is_dir: bool) -> None:
+def _create_temp(parent: Path, stem: str, suffix: str, is_dir: bool) -> Path:
+    """Install the handlers, register a fresh name, then create it (O_EXCL): a signal at any
+    moment finds every temporary that exists already registered."""
     with _lock:
-        if not _temps and threading.current_thread() is threading.main_thread():
+        if not _previous and threading.current_thread() is threading.main_thread():
             for sig in _SIGNALS:
                 with contextlib.suppress(ValueError, OSError):
                     _previous[sig] = signal.signal(sig, _on_signal)
-        _temps[path] = is_dir
+    for _ in range(100):
+        tmp = parent / f".{stem}.{secrets.token_hex(4)}{suffix}"
+        with _lock:
+            _temps[tmp] = is_dir
+        try:
+            if is_dir:
+                os.mkdir(tmp, 0o700)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return tmp
+        except FileExistsError:
+            with _lock:
+                _temps.pop(tmp, None)
+    raise FileExistsError(f"{parent}: cannot create a temporary for {stem}")
 
 
 def _unregister(path: Path) -> None:
@@ -101,13 +111,10 @@ def _umask() -> int:
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str = ".tmp") -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path``; the file gets the usual
-    permissions (0666 less the umask), not mkstemp's 0600."""
+    permissions (0666 less the umask), not a temporary's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    _register(tmp, False)
+    tmp = _create_temp(path.parent, path.name, suffix, False)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
@@ -167,8 +174,7 @@ def atomic_folder(path: str | Path, owned: Collection[str] | None = None) -> Ite
                 "name a new or empty folder, or remove them"
             )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    _register(tmp, True)
+    tmp = _create_temp(path.parent, path.name, ".tmp", True)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
