@@ -69,10 +69,14 @@ _COMPRESSING = {1, 32000}
 
 
 @contextlib.contextmanager
-def open_hdf5(path: str | Path, *, error: type[EmsdeployError] = UntrustedFileError) -> Iterator[object]:
+def open_hdf5(
+    path: str | Path, *, error: type[EmsdeployError] = UntrustedFileError, compressed: bool = False
+) -> Iterator[object]:
     """Open ``path`` read-only after :func:`check_hdf5`; yields the ``h5py.File``.
 
     ``error``: the error class raised (e.g. ``IRFormatError``); every message names the file.
+    ``compressed``: accept deflate/LZF datasets (NIR files); our IR and Lava writers never
+    compress, so their readers refuse compression, the one way a small file can hold a large array.
     """
     import h5py
 
@@ -88,7 +92,7 @@ def open_hdf5(path: str | Path, *, error: type[EmsdeployError] = UntrustedFileEr
         raise error(f"{path}: not a readable HDF5 file (cut or corrupt?): {_short(e)}") from None
     with f:
         try:
-            check_hdf5(f, path, size)
+            check_hdf5(f, path, size, compressed=compressed)
         except EmsdeployError as e:
             raise error(str(e)) from None
         except Exception as e:
@@ -100,7 +104,7 @@ def _short(e: BaseException) -> str:
     return " ".join(str(e).split())[:200]
 
 
-def check_hdf5(f: object, path: Path, file_size: int) -> None:
+def check_hdf5(f: object, path: Path, file_size: int, compressed: bool = False) -> None:
     """Walk every link, object and attribute of the open file ``f``; raise
     :class:`UntrustedFileError` for links, external storage, virtual datasets and sizes that
     exceed the bounds or the bytes the file really stores."""
@@ -138,7 +142,7 @@ def check_hdf5(f: object, path: Path, file_size: int) -> None:
             elif info.type == h5py.h5o.TYPE_DATASET:
                 ds = group[name]
                 _check_attrs(ds, where, path)
-                compressed_declared += _check_dataset(ds, where, path, file_size)
+                compressed_declared += _check_dataset(ds, where, path, file_size, compressed)
             else:
                 raise UntrustedFileError(f"{path}: {where} is a named datatype; only groups and datasets are read")
     if compressed_declared > MAX_COMPRESSION_RATIO * file_size + (1 << 20):
@@ -152,7 +156,7 @@ def _nbytes(shape: tuple[int, ...] | None, itemsize: int) -> int:
     return 0 if shape is None else math.prod(int(s) for s in shape) * int(itemsize)
 
 
-def _check_dataset(ds: object, where: str, path: Path, file_size: int) -> int:
+def _check_dataset(ds: object, where: str, path: Path, file_size: int, compressed: bool) -> int:
     """Check one dataset; returns its declared bytes when it is compressed, else 0."""
     import h5py
 
@@ -186,6 +190,13 @@ def _check_dataset(ds: object, where: str, path: Path, file_size: int) -> int:
     if stored > file_size:
         raise UntrustedFileError(f"{path}: dataset {where} claims {stored:,} stored bytes in a {file_size:,}-byte file")
     if any(fid in _COMPRESSING for fid in filters):
+        if not compressed:
+            raise UntrustedFileError(
+                f"{path}: dataset {where} is compressed; this file kind is written uncompressed, refused"
+            )
+        expected = math.prod(-(-int(n) // int(c)) for n, c in zip(ds.shape, ds.chunks)) if nbytes else 0  # type: ignore[attr-defined]
+        if ds.id.get_num_chunks() < expected:  # type: ignore[attr-defined]
+            raise UntrustedFileError(f"{path}: dataset {where} has unwritten chunks (declared but not stored); refused")
         return nbytes
     if stored < nbytes:
         raise UntrustedFileError(

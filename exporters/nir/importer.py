@@ -50,7 +50,7 @@ def _read(source: str | Path | nir.NIRGraph) -> tuple[nir.NIRGraph, str]:
     path = Path(source)
     if not path.is_file():
         raise ExportError(f"{path}: no such NIR file")
-    with open_hdf5(path, error=ExportError):
+    with open_hdf5(path, error=ExportError, compressed=True):
         pass  # the checked reader vets the file (no links or external data, bounded sizes) before nir reads it
     try:
         return nir.read(path), path.name

@@ -62,6 +62,8 @@ def attack(kind: str, valid: Path, out: Path, raw: Path, h5: Path) -> str:
             g.create_virtual_dataset(leaf, layout)
         elif kind == "unwritten":  # 1.5 GB declared, nothing stored
             g.create_dataset(leaf, shape=(375_000_000,), dtype=np.float32)
+        elif kind == "compression_bomb":  # 1.5 GB declared behind a deflate filter, nothing stored
+            g.create_dataset(leaf, shape=(375_000_000,), dtype=np.float32, chunks=(1 << 20,), compression="gzip")
         elif kind == "huge_declared":  # beyond the dataset bound
             g.create_dataset(leaf, shape=(1 << 40,), dtype=np.float32, chunks=(1024,))
         elif kind == "hard_link_twice":
@@ -79,5 +81,6 @@ ATTACKS = {
     "virtual": "virtual dataset",
     "unwritten": "unwritten or cut",
     "huge_declared": "the limit is",
+    "compression_bomb": "is compressed",
     "hard_link_twice": "hard links",
 }
