@@ -57,12 +57,14 @@ def files(tmp_path_factory, tiny_ir, tiny_onnx) -> dict[str, Path]:
         "nc": _ckpt_with(d, "nc.pt", nc=1_500_000),
         "width": _ckpt_with(d, "width.pt", width_multiple=8.0),  # 512 x 8 = 4096 channels
         "unwritten": d / "unwritten.emsir",
+        "bomb": d / "bomb.emsir",
         "npy": _npy_header_only(d / "big.npy", (100_000, 3, 32, 32)),  # 1.2 GB declared in 128 bytes
         "onnx_state": _onnx_state(d / "state.onnx", [1, 100_000, 100_000, 100]),
         "input_ir": d / "input.emsir",
         "onnx": tiny_onnx,
     }
     attack("unwritten", tiny_ir, out["unwritten"], raw, h5)
+    attack("compression_bomb", tiny_ir, out["bomb"], raw, h5)
     out["input_ir"].write_bytes(tiny_ir.read_bytes())
     with edit_hdf5(out["input_ir"]) as f:
         g = f["nodes"]["00000"]
@@ -84,6 +86,7 @@ def cases(f: dict[str, Path], ckpt: Path, tmp: Path) -> dict[str, tuple[list[str
         "nc": (["inspect", str(f["nc"])], [str(f["nc"]), "nc is 1,500,000", "limit is 4,096"]),
         "width": (["export", str(f["width"]), "--target", "onnx", "-o", str(tmp / "w.onnx")], [str(f["width"]), "4,096 channels", "limit is 2,048"]),
         "ir_unwritten": (["inspect", str(f["unwritten"])], [str(f["unwritten"]), "stores 0 bytes"]),
+        "ir_bomb": (["export", str(f["bomb"]), "--target", "onnx", "-o", str(tmp / "b.onnx")], [str(f["bomb"]), "is compressed"]),
         "ir_input_shape": (["energy", str(f["input_ir"])], [str(f["input_ir"]), "limit is 2,048"]),
         "npy_run": (["run", str(f["onnx"]), "--input", str(f["npy"])], [str(f["npy"]), "limit is"]),
         "npy_verify": (["verify", str(ckpt), "--input", str(f["npy"]), "--targets", "ref"], [str(f["npy"]), "limit is"]),
@@ -95,7 +98,7 @@ def cases(f: dict[str, Path], ckpt: Path, tmp: Path) -> dict[str, tuple[list[str
 @pytest.mark.parametrize(
     "name",
     ["verify_T", "energy_T", "export_T", "run_T", "trace_size", "inspect_size", "nc", "width", "ir_unwritten",
-     "ir_input_shape", "npy_run", "npy_verify", "npy_energy", "onnx_state"],
+     "ir_bomb", "ir_input_shape", "npy_run", "npy_verify", "npy_energy", "onnx_state"],
 )  # fmt: skip
 def test_size_bounds(name, files, tiny_ckpt, tmp_path):
     argv, fragments = cases(files, tiny_ckpt, tmp_path)[name]
