@@ -90,6 +90,9 @@ def _create_temp(parent: Path, stem: str, suffix: str, is_dir: bool) -> Path:
         except FileExistsError:
             with _lock:
                 _temps.pop(tmp, None)
+        except BaseException:
+            _unregister(tmp)
+            raise
     raise FileExistsError(f"{parent}: cannot create a temporary for {stem}")
 
 
