@@ -4,7 +4,7 @@ HDF5 can make a reader open other files (soft and external links, external stora
 datasets) and declare datasets far larger than the file (unwritten or compressed). Before any
 caller touches the data, :func:`open_hdf5` walks every object and refuses all of these, naming
 the file and the dataset; declared sizes are bounded (:mod:`.limits`) and must be backed by the
-bytes really stored. Only numeric and fixed-length byte datasets, and the filters our writers
+bytes really stored. Only numeric and string datasets, and the filters our writers
 use (deflate, shuffle, Fletcher-32, LZF) are accepted, so no filter plugin is ever loaded.
 
 Our writers :func:`seal_hdf5` each file: a 512-byte HDF5 user block at its start holds the
@@ -169,9 +169,10 @@ def _check_dataset(ds: object, where: str, path: Path, file_size: int, compresse
             f"{path}: dataset {where} uses external storage (in {other}); data outside the file is refused"
         )
     dtype = ds.dtype  # type: ignore[attr-defined]
-    if dtype.kind not in "biufS" or dtype.names is not None or dtype.subdtype is not None:
+    vlen_str = h5py.check_string_dtype(dtype) is not None  # NIR stores names as variable-length strings
+    if (dtype.kind not in "biufS" and not vlen_str) or dtype.names is not None or dtype.subdtype is not None:
         raise UntrustedFileError(
-            f"{path}: dataset {where} has dtype {dtype}; only numbers and fixed-length bytes are read"
+            f"{path}: dataset {where} has dtype {dtype}; only numbers and strings are read"
         )
     nbytes = _nbytes(ds.shape, dtype.itemsize)  # type: ignore[attr-defined]
     check_limit("hdf5_dataset_bytes", nbytes, f"{path}: dataset {where} ({ds.shape}, {dtype})")  # type: ignore[attr-defined]

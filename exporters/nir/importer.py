@@ -50,8 +50,11 @@ def _read(source: str | Path | nir.NIRGraph) -> tuple[nir.NIRGraph, str]:
     path = Path(source)
     if not path.is_file():
         raise ExportError(f"{path}: no such NIR file")
-    with open_hdf5(path, error=ExportError, compressed=True):
-        pass  # the checked reader vets the file (no links or external data, bounded sizes) before nir reads it
+    try:  # the checked reader vets the file (no links or external data, bounded sizes) before nir reads it
+        with open_hdf5(path, error=ExportError, compressed=True):
+            pass
+    except ExportError as e:
+        raise ExportError(f"{path}: not a readable NIR file ({str(e).removeprefix(f'{path}: ')})") from None
     try:
         return nir.read(path), path.name
     except Exception as e:  # h5py, KeyError, nir's asserts: all mean "not a NIR file we can read"
