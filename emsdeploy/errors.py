@@ -15,11 +15,13 @@ __all__ = [
     "IRFormatError",
     "IRValidationError",
     "InputError",
+    "LimitError",
     "PassError",
     "QuantizationError",
     "SimulationError",
     "TraceError",
     "UnsafeCheckpointError",
+    "UntrustedFileError",
 ]
 
 
@@ -77,3 +79,11 @@ class EquivalenceError(EmsdeployError):
 
 class InputError(EmsdeployError):
     """A user input (image, folder, array, frame) of the wrong kind or shape."""
+
+
+class LimitError(InputError):
+    """A size-like input (T, input size, classes, widths, array or file size) above its bound."""
+
+
+class UntrustedFileError(EmsdeployError):
+    """A user file refused by the checked readers of :mod:`emsdeploy.fileio` (names file and part)."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .fileio import load_npy, npy_header, open_image
 from .ir import Graph
 
 __all__ = [
@@ -77,7 +78,7 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> tu
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:  # the checked reader: pixel count bounded before decoding
             im = im.convert("RGB" if channels == 3 else "L")
             w0, h0 = im.size
             h, w = size
@@ -106,10 +107,8 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _load_npy(path: Path, shape: Sequence[int], encoding: str, time_steps: int | None) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable .npy array ({e})") from None
+    # the checked reader: no pickles, size bounded before loading, no complex, no NaN/Inf, not empty
+    arr = load_npy(path, kinds="uf")
     want = "[B, C, H, W] images" if encoding == "direct" else "[B, T, C, H, W] frames"
     ndim = 4 if encoding == "direct" else 5
     if arr.ndim != ndim or tuple(arr.shape[-3:]) != tuple(shape):
@@ -121,7 +120,7 @@ def _load_npy(path: Path, shape: Sequence[int], encoding: str, time_steps: int |
         raise InputError(f"{path}: holds {arr.shape[1]} frames per sample, but T = {time_steps}")
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
-    if not np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype.kind != "f":
         raise InputError(f"{path}: dtype {arr.dtype} unsupported; use float in [0, 1] or uint8")
     return arr.astype(np.float32)
 
@@ -160,10 +159,10 @@ def count_inputs(spec: str | Path, encoding: str) -> int:
     if path.is_dir():
         return len(_images_in(path))
     if path.suffix.lower() == ".npy":
-        try:
-            return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        except (ValueError, OSError, IndexError) as e:
-            raise InputError(f"{path}: not a readable .npy array ({e})") from None
+        shape, _, _ = npy_header(path)
+        if not shape:
+            raise InputError(f"{path}: a 0-d array; inputs are [B, C, H, W] or [B, T, C, H, W]")
+        return shape[0]
     return 1
 
 

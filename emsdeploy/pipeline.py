@@ -6,14 +6,16 @@ A checkpoint (ours or official) is built, traced at an input size and validated;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import Checkpoint, load_any
 from .errors import InputError
+from .fileio import check_limit
 from .ir import Graph, read_ir
 
-__all__ = ["Loaded", "default_input_size", "load_graph", "parse_size", "source_or_default"]
+__all__ = ["Loaded", "check_run_size", "default_input_size", "load_graph", "parse_size", "source_or_default"]
 
 IR_SUFFIXES = (".emsir", ".h5", ".hdf5")
 
@@ -51,6 +53,15 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return hw  # type: ignore[return-value]
 
 
+def check_run_size(time_steps: int | None, size: Sequence[int] | None, where: str = "") -> None:
+    """T and the input size within their limits (:mod:`emsdeploy.fileio.limits`): memory and
+    run time grow with both, so a typo like ``-T 1000000000000`` fails at once, in one line."""
+    if time_steps is not None:
+        check_limit("time_steps", int(time_steps), f"{where}T")
+    for side in size or ():
+        check_limit("input_side", int(side), f"{where}input size {tuple(size)}")  # type: ignore[arg-type]
+
+
 def source_or_default(source: str | Path | None) -> Path:
     """The SOURCE a user named, or the shipped checkpoint (an error if it is missing)."""
     from .errors import CheckpointError
@@ -75,8 +86,10 @@ def load_graph(
     from .tracer import trace
 
     path = Path(source)
+    check_run_size(time_steps, input_size)  # before anything is read or allocated
     if path.suffix.lower() in IR_SUFFIXES:
         graph = read_ir(path)
+        check_run_size(graph.time_steps, tuple(graph.input_node().op.shape[1:]), f"{path}: ")  # type: ignore[attr-defined]
         if input_size is not None and tuple(graph.input_node().op.shape[1:]) != tuple(input_size):  # type: ignore[attr-defined]
             raise InputError(
                 f"{path}: the IR is traced for input {graph.input_node().op.shape}; re-trace the checkpoint to change it"
@@ -88,5 +101,6 @@ def load_graph(
     ckpt = load_any(path, time_steps, encoding)
     model = ckpt.build()
     size = input_size or default_input_size(ckpt)
+    check_run_size(ckpt.time_steps, size, f"{path}: ")
     graph = trace(model, size, source=path.name)
     return Loaded(graph, ckpt, path)

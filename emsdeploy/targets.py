@@ -23,6 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import EmsdeployError
+from .fileio import read_text
 from .ir import OPS, Kind
 
 __all__ = ["TARGET_DIR", "Target", "builtin_targets", "load_target"]
@@ -59,7 +60,7 @@ def load_target(name_or_path: str | Path) -> Target:
         if not path.is_file():
             raise EmsdeployError(f"unknown target {name_or_path!r}; shipped targets: {', '.join(builtin_targets())}")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path))  # size-bounded
     except OSError as e:
         raise EmsdeployError(f"{path}: cannot read target file ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:

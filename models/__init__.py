@@ -1,7 +1,8 @@
 """EMS-YOLO in PyTorch (Su et al., ICCV 2023), written for deployment: explicit time axis,
 neuron parameters on the modules, no module-level globals.
 
-Installed as ``emsdeploy.models``; it imports nothing else from emsdeploy.
+Installed as ``emsdeploy.models``; from the rest of emsdeploy it imports only the checked file
+readers and the atomic writer (:mod:`emsdeploy.fileio`, which depends on nothing but the errors).
 """
 
 from pathlib import Path

@@ -18,6 +18,9 @@ from typing import Any
 import yaml
 from torch import nn
 
+from emsdeploy.errors import EmsdeployError
+from emsdeploy.fileio import check_limit, read_text
+
 from .blocks import ConvSiLU, EMSBlock2, MSBlock, NeuronParams, Stem
 from .detect import Detect
 from .layers import Concat, Sample
@@ -150,10 +153,7 @@ def load_config(path: str | Path) -> dict:
     """Read a YAML config file into a plain dict (safe loader only)."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        cfg = yaml.safe_load(read_text(path, error=ConfigError))  # size bounded before reading
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(cfg, dict):
@@ -189,8 +189,9 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
         if key not in cfg:
             raise ConfigError(f"config has no {key!r} key (needs nc, anchors, backbone, head)")
     nc = cfg["nc"]
-    if not isinstance(nc, int) or nc < 1:
+    if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
         raise ConfigError(f"nc must be a positive integer, got {nc!r}")
+    _bounded("classes", nc, "config nc")
     gd = float(cfg.get("depth_multiple", 1.0))
     gw = float(cfg.get("width_multiple", 1.0))
     anchors = cfg["anchors"]
@@ -223,7 +224,10 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
         def s_in(j: int = 0, abs_src: list[int] = abs_src) -> float:
             return 1.0 if abs_src[j] < 0 else strides[abs_src[j]]
 
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"{where} ({name}): number must be a positive integer, got {n!r}")
         n = max(round(n * gd), 1) if n > 1 else n
+        _bounded("repeats", n, f"{where} ({name}): number of repeats")
         try:
             if name == "Concat":
                 if args not in ([2], [-3]):
@@ -237,6 +241,7 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
                 size, scale, mode = (args + [None, None, "nearest"][len(args) :])[:3]
                 if size is not None or mode != "nearest" or not isinstance(scale, int) or scale < 1:
                     raise ConfigError(f"{where}: Sample supports [None, k, 'nearest'] with integer k, got {args}")
+                _bounded("upsample_factor", scale, f"{where}: Sample factor")
                 module, c2, stride = Sample(scale), c_in(), s_in() / scale
             elif name == "Detect":
                 det_nc, det_anchors = args[0], args[1]
@@ -253,6 +258,10 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
                         f"{where}: {name} repeated {n}× must keep its width, but it maps {c_in()} -> {make_c2(args, no, gw)}"
                     )
                 c2 = make_c2(args, no, gw)
+                if c2 < 1:
+                    raise ConfigError(f"{where} ({name}): output width must be positive, got {c2}")
+                if c2 != no:
+                    _bounded("channels", c2, f"{where} ({name}): output width {args[0]} x width_multiple {gw}")
                 built = [MODULES[name].build(c_in(), c2, args, neuron) for _ in range(n)]
                 mods = [m for m, _ in built]
                 module = nn.Sequential(*mods) if n > 1 else mods[0]
@@ -268,6 +277,14 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
     if not specs or specs[-1].module_name != "Detect":
         raise ConfigError("the last layer of a config must be Detect")
     return specs
+
+
+def _bounded(name: str, value: int, what: str) -> None:
+    """A size from the config within its named limit, checked before any module is built."""
+    try:
+        check_limit(name, value, what)
+    except EmsdeployError as e:
+        raise ConfigError(str(e)) from None
 
 
 def make_c2(args: list, no: int, gw: float) -> int:

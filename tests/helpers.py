@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
@@ -29,3 +31,21 @@ def tiny_ee(time_steps: int = 3, encoding: str = "direct", seed: int = 0, width:
     torch.manual_seed(seed)
     cfg = {**build_model("res10-ee").config, "width_multiple": width}
     return randomize_bn(EMSYOLO(cfg, time_steps, encoding), seed)
+
+
+@contextlib.contextmanager
+def edit_hdf5(path):
+    """Open one of our sealed HDF5 files for editing and seal it again afterwards, as a file
+    written that way by our writer would be (so a test reaches the check after the checksum)."""
+    import h5py
+
+    from emsdeploy.fileio import USERBLOCK_SIZE, seal_hdf5
+
+    with open(path, "rb") as fh:
+        sealed = fh.read(9) == b"EMSDEPLOY"
+    with h5py.File(path, "r+") as f:
+        yield f
+    if sealed:
+        with open(path, "r+b") as fh:
+            fh.write(bytes(USERBLOCK_SIZE))
+        seal_hdf5(path)

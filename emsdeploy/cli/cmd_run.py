@@ -73,7 +73,9 @@ def run(
     from ..errors import InputError
     from ..exporters.onnx import StepwiseSession
     from ..inputs import count_inputs, iter_inputs
+    from ..pipeline import check_run_size
 
+    check_run_size(time_steps, None)
     if Path(model).suffix.lower() in NOT_ONNX:
         raise InputError(
             f"{model}: `emsdeploy run` takes a stepwise ONNX model; make one with "
@@ -159,11 +161,11 @@ def _draw(sample, input_spec: str, entry: dict, target: Path) -> None:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from ..fileio import atomic_write
+    from ..fileio import atomic_write, open_image
 
     if sample.letterbox is not None:
         src = Path(input_spec)
-        with Image.open(src if src.is_file() else src / sample.name) as im:
+        with open_image(src if src.is_file() else src / sample.name) as im:
             canvas = im.convert("RGB")
     else:
         x = sample.x[0].numpy()

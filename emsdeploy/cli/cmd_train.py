@@ -108,7 +108,9 @@ def run_training(**opts) -> None:
     from ..models.data import open_dataset
     from ..models.training import TrainConfig, train
     from ..models.training.optim import DEFAULT_LR
+    from ..pipeline import check_run_size
 
+    check_run_size(opts["time_steps"], [opts["input_size"]] if opts["input_size"] else None)
     train_set = open_dataset(opts["data"], "train", opts["input_size"], opts.get("gen1_mode"))
     if train_set.encoding == "frames" and opts["time_steps"] not in (None, train_set.time_steps):
         raise InputError(f"--data {opts['data']} has {train_set.time_steps} frames per sample; drop --time-steps")

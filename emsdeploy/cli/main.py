@@ -37,6 +37,8 @@ class _Group(click.Group):
             _fail(f"config error: {e}")
         except _data_error() as e:
             _fail(f"data error: {e}")
+        except KeyboardInterrupt:
+            _fail("interrupted (SIGINT); temporary files were removed, earlier outputs are untouched", 130)
 
     def list_commands(self, ctx):
         return [name for name, _ in COMMANDS]
@@ -60,9 +62,9 @@ def _data_error():
     return DatasetError
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_ERROR)
+def _fail(message: str, status: int = EXIT_ERROR) -> None:
+    click.echo(f"error: {' '.join(message.split())}", err=True)  # one line, always
+    sys.exit(status)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..errors import EmsdeployError
+from ..fileio import read_text
 
 __all__ = [
     "COSTS",
@@ -133,7 +134,7 @@ def load_profile(name_or_path: str | Path) -> EnergyProfile:
     """Load a shipped profile by name, or a user's TOML file by path. Raises :class:`ProfileError`."""
     path = _resolve(name_or_path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path))  # size-bounded
     except OSError as e:
         raise ProfileError(f"{path}: cannot read the profile ({e.strerror})") from None
     except UnicodeDecodeError:

@@ -6,6 +6,11 @@ Layout::
     /nodes/<00000>   attrs: name, op, inputs (JSON), meta (JSON), params (JSON: the non-array fields)
                      datasets: one per array field (Fletcher-32 checksummed), named after the field
 
+The first 512 bytes are an HDF5 user block holding the SHA-256 of the rest (our seal): a cut or
+damaged file is refused before HDF5 parses it. Files are read through the checked reader
+:func:`emsdeploy.fileio.open_hdf5`, which refuses links, external storage, virtual datasets and
+declared sizes that the file does not back.
+
 Serialization is generic over the op dataclasses' fields: a new op needs no code here.
 """
 
@@ -19,8 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import IRFormatError, IRValidationError
-from ..fileio import atomic_write
+from ..errors import EmsdeployError, IRFormatError, IRValidationError
+from ..fileio import USERBLOCK_SIZE, atomic_write, open_hdf5, seal_hdf5
 from .graph import Graph
 from .ops import OPS
 
@@ -35,7 +40,7 @@ def _json(value: Any) -> str:
 
 
 def _write(graph: Graph, path: Path) -> None:
-    with h5py.File(path, "w", track_order=True) as f:
+    with h5py.File(path, "w", track_order=True, userblock_size=USERBLOCK_SIZE) as f:
         f.attrs["format"] = FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["graph_attrs"] = _json(graph.attrs)
@@ -56,6 +61,16 @@ def _write(graph: Graph, path: Path) -> None:
                 else:
                     params[fld.name] = list(value) if isinstance(value, tuple) else value
             g.attrs["params"] = _json(params)
+    seal_hdf5(path)
+
+
+def _finite(value: Any, where: str) -> Any:
+    """Float arrays of an IR file must be finite: NaN weights would become NaN spikes or
+    saturated integers in every export."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+        bad = value.reshape(-1)[~np.isfinite(value.reshape(-1))][0]
+        raise IRFormatError(f"{where} holds {bad} (weights and parameters must be finite)")
+    return value
 
 
 def write_ir(graph: Graph, path: str | Path) -> Path:
@@ -67,13 +82,7 @@ def write_ir(graph: Graph, path: str | Path) -> Path:
 def read_ir(path: str | Path) -> Graph:
     """Read an IR file. Raises :class:`IRFormatError` for damaged, foreign or too-new files."""
     path = Path(path)
-    if not path.is_file():
-        raise IRFormatError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise IRFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
-    with f:
+    with open_hdf5(path, error=IRFormatError) as f:
         if f.attrs.get("format") != FORMAT:
             raise IRFormatError(f"{path}: not an emsdeploy IR file (format attribute {f.attrs.get('format')!r})")
         version = f.attrs.get("schema_version")
@@ -96,7 +105,9 @@ def read_ir(path: str | Path) -> Graph:
                 kwargs = json.loads(g.attrs["params"])
                 for fld in dataclasses.fields(cls):
                     if fld.name in g:
-                        kwargs[fld.name] = g[fld.name][()]
+                        kwargs[fld.name] = _finite(
+                            g[fld.name][()], f"{path}: node {g.attrs['name']!s} field {fld.name}"
+                        )
                 unknown = set(kwargs) - {fl.name for fl in dataclasses.fields(cls)}
                 if unknown:
                     raise IRFormatError(f"{where}: {op_name} has no fields {sorted(unknown)}")
@@ -105,8 +116,14 @@ def read_ir(path: str | Path) -> Graph:
             graph.outputs = list(outputs)
         except IRFormatError:
             raise
-        except (KeyError, ValueError, TypeError, OSError, IRValidationError) as e:
+        except EmsdeployError as e:
+            if not isinstance(e, IRValidationError):
+                raise
             raise IRFormatError(f"{path}: damaged IR file ({type(e).__name__}: {e})") from None
+        except Exception as e:  # h5py, json and the op constructors raise many kinds on damaged data
+            raise IRFormatError(
+                f"{path}: damaged IR file ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+            ) from None
     try:
         return graph.validate()
     except IRValidationError as e:

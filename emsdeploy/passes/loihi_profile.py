@@ -17,6 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..errors import EmsdeployError
+from ..fileio import read_text
 
 __all__ = ["PROFILE_DIR", "LoihiProfile", "load_profile"]
 
@@ -136,7 +137,7 @@ def load_profile(name_or_path: str | Path = "loihi_bitacc") -> LoihiProfile:
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path))  # size-bounded
     except OSError as e:
         raise EmsdeployError(f"{path}: cannot read the Loihi profile ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:

@@ -211,6 +211,9 @@ class _LavaLevel:
                 raise InputError(
                     f"{options.lava_artifact}: no such Lava export (a folder from `emsdeploy export --target lava`)"
                 )
+            from ..exporters.lava.loader import load
+
+            load(options.lava_artifact)  # checked here (manifest, HDF5 reader): one-line errors, not a worker's
             self.qgraph = lower(graph)
             self.network: Path = Path(options.lava_artifact)
         else:

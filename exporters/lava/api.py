@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from emsdeploy.errors import ExportError
-from emsdeploy.fileio import atomic_write_text
+from emsdeploy.fileio import atomic_folder, atomic_write_text, manifest_names, write_manifest
 from emsdeploy.ir import Graph, write_ir
 from emsdeploy.passes import partition, run_pipeline
 from emsdeploy.passes.align_delays import RELAY_ABOVE, align_delays
@@ -18,7 +18,7 @@ from emsdeploy.targets import load_target
 
 from . import drc
 from .dag import dag_from_graph, write_dag
-from .loader import load
+from .loader import FOLDER_FORMAT, load
 from .network import LavaNetwork
 from .netx import NETX_BIAS_EXP, chain_populations, write_netx
 from .report import format_mapping, mapping_report
@@ -26,6 +26,11 @@ from .report import format_mapping, mapping_report
 __all__ = ["build", "export", "export_cli", "load", "lower"]
 
 TARGET = "lava-loihi"
+# What an export writes; an existing folder holding anything else is refused, not replaced.
+OWNED = frozenset(
+    {"network.lava.h5", "network.net", "host.lava.h5", "quantized.emsir", "mapping.txt", "mapping.json",
+     "quantization.txt", "quantization.json", "manifest.json"}
+)  # fmt: skip
 
 
 def lower(
@@ -39,11 +44,23 @@ def lower(
     """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC.
     ``relay_above``: delayed conv groups larger than this go through relay populations."""
     options = options or QuantizeOptions()
+    _check_finite(graph)
     g = run_pipeline(graph, "simplify")
     g = partition(g, load_target(target), custom_to_host=custom_to_host)
     q = align_delays(quantize(g, options), relay_above=relay_above)
     drc.check(q, load_profile(options.profile))
     return q
+
+
+def _check_finite(graph: Graph) -> None:
+    """NaN or Inf weights must not reach the quantiser (they would become saturated integers)."""
+    import numpy as np
+
+    for node in graph:
+        for fld in dataclasses.fields(node.op):
+            value = getattr(node.op, fld.name)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ExportError(f"{node.name}: {fld.name} holds NaN or Inf; the Lava quantiser needs finite values")
 
 
 def build(qgraph: Graph, fast_models: bool = True) -> LavaNetwork:
@@ -66,7 +83,6 @@ def export(
     """
     options = options or QuantizeOptions()
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     q = lower(graph, options=options, custom_to_host=custom_to_host)
     names, why = chain_populations(q, check_bias=False)
     chain = bool(names)
@@ -75,20 +91,25 @@ def export(
     use_netx = chain and fmt in ("auto", "netx")
     if use_netx and options.bias_exp != NETX_BIAS_EXP:
         q = lower(graph, options=dataclasses.replace(options, bias_exp=NETX_BIAS_EXP), custom_to_host=custom_to_host)
-    files: dict[str, Path] = {}
-    if use_netx:
-        files["netx"], files["host"] = write_netx(q, out)
-    else:
-        files["dag"] = write_dag(dag_from_graph(q), out / "network.lava.h5")
-    files["ir"] = write_ir(q, out / "quantized.emsir")
     simplified = partition(run_pipeline(graph, "simplify"), load_target(TARGET), custom_to_host=custom_to_host)
     mapping = mapping_report(q, simplified)
-    files["mapping_txt"] = atomic_write_text(out / "mapping.txt", format_mapping(mapping) + "\n")
-    files["mapping_json"] = atomic_write_text(out / "mapping.json", json.dumps(mapping, indent=1) + "\n")
-    files["quant_txt"] = atomic_write_text(out / "quantization.txt", format_quant_report(q) + "\n")
-    files["quant_json"] = atomic_write_text(
-        out / "quantization.json", json.dumps(q.attrs["quantization"], indent=1) + "\n"
-    )
+    # Everything goes into a temporary folder that replaces ``out`` only when complete: a failure
+    # or a signal leaves no partial folder, and a previous export stays intact (issue 14 item 3).
+    with atomic_folder(out, owned=OWNED | manifest_names(out)) as tmp:
+        files: dict[str, Path] = {}
+        if use_netx:
+            files["netx"], files["host"] = write_netx(q, tmp)
+        else:
+            files["dag"] = write_dag(dag_from_graph(q), tmp / "network.lava.h5")
+        files["ir"] = write_ir(q, tmp / "quantized.emsir")
+        files["mapping_txt"] = atomic_write_text(tmp / "mapping.txt", format_mapping(mapping) + "\n")
+        files["mapping_json"] = atomic_write_text(tmp / "mapping.json", json.dumps(mapping, indent=1) + "\n")
+        files["quant_txt"] = atomic_write_text(tmp / "quantization.txt", format_quant_report(q) + "\n")
+        files["quant_json"] = atomic_write_text(
+            tmp / "quantization.json", json.dumps(q.attrs["quantization"], indent=1) + "\n"
+        )
+        files["manifest"] = write_manifest(tmp, FOLDER_FORMAT)
+    files = {k: out / p.name for k, p in files.items()}
     return {
         "format": "netx" if use_netx else "dag",
         "chain_reason": why,

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from emsdeploy.errors import ExportError
-from emsdeploy.fileio import atomic_write
+from emsdeploy.fileio import atomic_write, open_hdf5
 from emsdeploy.ir import Decode, Graph, Input, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
@@ -356,11 +356,7 @@ def write_dag(dag: LavaDag, path: str | Path) -> Path:
 
 def read_dag(path: str | Path) -> LavaDag:
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ExportError(f"{path}: not a readable HDF5 file: {e}") from None
-    with f:
+    with open_hdf5(path, error=ExportError) as f:  # the checked reader: no links, bounded sizes
         if f.attrs.get("format") != FORMAT:
             raise ExportError(f"{path}: not an emsdeploy Lava DAG (format {f.attrs.get('format')!r})")
         if int(f.attrs["version"]) > VERSION:

@@ -31,6 +31,7 @@ import nir
 import numpy as np
 
 from emsdeploy.errors import EmsdeployError, ExportError
+from emsdeploy.fileio import open_hdf5
 from emsdeploy.ir import LIF, OPS, Add, Affine, Conv2d, Graph, Kind, MaxPool2d
 from emsdeploy.ir import Input as IrInput
 
@@ -49,6 +50,11 @@ def _read(source: str | Path | nir.NIRGraph) -> tuple[nir.NIRGraph, str]:
     path = Path(source)
     if not path.is_file():
         raise ExportError(f"{path}: no such NIR file")
+    try:  # the checked reader vets the file (no links or external data, bounded sizes) before nir reads it
+        with open_hdf5(path, error=ExportError, compressed=True):
+            pass
+    except ExportError as e:
+        raise ExportError(f"{path}: not a readable NIR file ({str(e).removeprefix(f'{path}: ')})") from None
     try:
         return nir.read(path), path.name
     except Exception as e:  # h5py, KeyError, nir's asserts: all mean "not a NIR file we can read"

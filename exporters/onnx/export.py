@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from emsdeploy.errors import ExportError
-from emsdeploy.fileio import atomic_write
+from emsdeploy.fileio import atomic_write, seal_onnx
 from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Decode, Graph, Input, MaxPool2d, Node, Readout, SiLUNeuron
 from emsdeploy.ir import Upsample as UpsampleOp
 
@@ -355,7 +355,7 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the stepwise ONNX graph fails onnx.checker (an exporter bug): {e}") from None
-    return model
+    return seal_onnx(model)  # metadata "emsdeploy.sha256": loaders refuse a damaged copy
 
 
 def export_onnx(

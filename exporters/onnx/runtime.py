@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 
 from emsdeploy.errors import EmsdeployError, ExportError, InputError, SimulationError
+from emsdeploy.fileio import check_onnx_bytes, load_onnx
 
 from .contract import (
     INPUT,
@@ -152,20 +153,19 @@ class StepwiseSession:
         spin: bool = True,
     ) -> None:
         where = str(model) if isinstance(model, (str, Path)) else "ONNX model"
+        # Files and bytes go through the checked reader (no external data, bounded tensors,
+        # onnx.checker, our checksum); onnxruntime gets the checked bytes, never a path.
         if isinstance(model, (str, Path)):
-            path = Path(model)
-            if not path.is_file():
-                raise ExportError(f"{path}: no such file")
-            source: Any = str(path)
+            proto, source = load_onnx(model)
         elif isinstance(model, onnx.ModelProto):
-            source = model.SerializeToString()
+            proto, source = model, model.SerializeToString()
         else:
             source = bytes(model)
+            proto = check_onnx_bytes(source, where)
         if engine == "onnxruntime":
             self._engine: Any = _OrtEngine(source, threads, optimization, spin, where)
             self._ort = True
         elif engine == "reference":
-            proto = model if isinstance(model, onnx.ModelProto) else _load_proto(source, where)
             self._engine = _ReferenceEngine(proto)
             self._ort = False
         else:
@@ -426,13 +426,6 @@ class Stream:
             carried[n.name] = {key: np.stack(self._recs[n.name])}
         records = {node: carried[carrier] for node, carrier in self._wanted.items()}  # aliases share arrays
         return StepwiseTrace(outputs, records, self.t)
-
-
-def _load_proto(source: str | bytes, where: str) -> onnx.ModelProto:
-    try:
-        return onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ExportError(f"{where}: not a readable ONNX model ({type(e).__name__})") from None
 
 
 def _numpy(x: Any, dtype: Any) -> np.ndarray:

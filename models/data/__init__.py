@@ -7,7 +7,7 @@ naming the file and the field.
 """
 
 from .coco import CocoDetection, read_coco
-from .errors import DatasetError
+from .errors import DatasetError, DatasetWarning
 from .events import EVENT_DTYPE, bin_events, frames_to_input, resize_frames
 from .export import export_coco
 from .gen1 import (
@@ -38,6 +38,7 @@ __all__ = [
     "SPLITS",
     "CocoDetection",
     "DatasetError",
+    "DatasetWarning",
     "DetectionDataset",
     "Gen1Detection",
     "Sample",

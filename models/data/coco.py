@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from emsdeploy.errors import EmsdeployError
+from emsdeploy.fileio import open_image
+
 from .errors import DatasetError
 from .sample import DetectionDataset, Sample
 
@@ -129,11 +132,13 @@ class CocoDetection(DetectionDataset):
     def __getitem__(self, index: int) -> Sample:
         im = self.images[index]
         file = self.image_dir / im["file_name"]
+        if not file.is_file():
+            raise DatasetError(file, "file_name", f"image not found (listed in {self.path} images[{index}])")
         try:
-            with Image.open(file) as f:
+            with open_image(file) as f:  # the checked reader: pixel count bounded before decoding
                 rgb = f.convert("RGB")
-        except FileNotFoundError:
-            raise DatasetError(file, "file_name", f"image not found (listed in {self.path} images[{index}])") from None
+        except EmsdeployError as e:
+            raise DatasetError(file, "file_name", str(e).removeprefix(f"{file}: ")) from None
         except OSError as e:
             raise DatasetError(file, "file_name", f"not a readable image ({e})") from None
         if rgb.size != (im["width"], im["height"]):

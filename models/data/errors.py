@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DatasetError"]
+__all__ = ["DatasetError", "DatasetWarning"]
 
 
 class DatasetError(ValueError):
@@ -16,3 +16,8 @@ class DatasetError(ValueError):
 
     def __reduce__(self):  # survives pickling, e.g. out of a DataLoader worker
         return type(self), (self.path, self.field, self.problem)
+
+
+class DatasetWarning(UserWarning):
+    """A dataset record that was dropped (the message names the file, counts the records and
+    gives the first one); the rest of the file is used."""

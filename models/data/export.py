@@ -4,27 +4,16 @@ the synthetic data with other tools or to check the COCO loader on it."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from emsdeploy.fileio import atomic_write  # usual permissions (umask), cleanup on signals
+
 from .sample import DetectionDataset
 
 __all__ = ["export_coco"]
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | None = None) -> Path:
@@ -46,7 +35,7 @@ def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | Non
         s = dataset[i]
         pixels = (s.x.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
         name = f"{s.image_id:06d}.png"
-        _atomic(out / name, lambda tmp, p=pixels: Image.fromarray(p).save(tmp, format="PNG"))
+        atomic_write(out / name, lambda tmp, p=pixels: Image.fromarray(p).save(tmp, format="PNG"))
         im = by_id[s.image_id]
         images.append({**im, "file_name": name, "width": pixels.shape[1], "height": pixels.shape[0]})
         by_id[s.image_id] = {**im, "scale": s.scale}
@@ -60,5 +49,5 @@ def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | Non
         annotations.append({**a, "bbox": [x * sx, y * sy, w * sx, h * sy], "area": w * sx * h * sy})
     coco = {"images": images, "annotations": annotations, "categories": gt["categories"]}
     path = out / "annotations.json"
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(coco), encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(coco), encoding="utf-8"))  # written last
     return path

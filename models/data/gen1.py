@@ -23,13 +23,17 @@ resized from 304×240 to the square model input with OpenCV's bilinear resize. T
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DatasetError
+from emsdeploy.errors import EmsdeployError
+from emsdeploy.fileio import load_npy
+
+from .errors import DatasetError, DatasetWarning
 from .events import EVENT_DTYPE, bin_events, frames_to_input
 from .sample import DetectionDataset, Sample
 
@@ -157,12 +161,12 @@ def decode_events(raw: np.ndarray, path: Path, width: int, height: int) -> np.nd
 def read_boxes(path: str | Path, num_classes: int = len(GEN1_CLASSES)) -> np.ndarray:
     """Load a ``_bbox.npy`` label file; ``ts`` may also be called ``t`` (newer Prophesee files)."""
     path = Path(path)
-    try:
-        boxes = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DatasetError(path, "file", "label file not found") from None
-    except (OSError, ValueError) as e:
-        raise DatasetError(path, "file", f"not a readable .npy array ({e})") from None
+    if not path.is_file():
+        raise DatasetError(path, "file", "label file not found")
+    try:  # the checked reader: no pickles, record count bounded, floats finite
+        boxes = load_npy(path, kinds="biuf", allow_empty=True, structured=True, max_records="label_records")
+    except EmsdeployError as e:
+        raise DatasetError(path, "file", str(e).removeprefix(f"{path}: ")) from None
     names = boxes.dtype.names or ()
     if boxes.ndim != 1 or not names:
         raise DatasetError(
@@ -179,6 +183,17 @@ def read_boxes(path: str | Path, num_classes: int = len(GEN1_CLASSES)) -> np.nda
     for f in ("x", "y", "w", "h"):
         if not np.isfinite(boxes[f]).all():
             raise DatasetError(path, f, f"row {np.flatnonzero(~np.isfinite(boxes[f]))[0]} is not finite")
+    negative = np.flatnonzero((boxes["w"] < 0) | (boxes["h"] < 0))
+    if len(negative):  # a labelling slip in one box should not cost the whole recording
+        warnings.warn(
+            DatasetWarning(
+                f"{path}: {len(negative)} labels with negative width or height dropped (first: row {negative[0]})"
+            ),
+            stacklevel=2,
+        )
+        keep = np.ones(len(boxes), bool)
+        keep[negative] = False
+        boxes, ts, cls = boxes[keep], ts[keep], cls[keep]
     out = np.zeros(
         len(boxes),
         [

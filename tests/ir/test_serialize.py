@@ -8,7 +8,7 @@ from emsdeploy.ir import SCHEMA_VERSION, read_ir, write_ir
 from emsdeploy.passes import fold_affine, partition
 from emsdeploy.targets import load_target
 from emsdeploy.tracer import trace
-from tests.helpers import tiny_ee
+from tests.helpers import edit_hdf5, tiny_ee
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_corrupted_weights_are_detected_by_checksum(graph, tmp_path):
 
 def test_newer_schema_is_refused(graph, tmp_path):
     path = write_ir(graph, tmp_path / "g.emsir")
-    with h5py.File(path, "r+") as f:
+    with edit_hdf5(path) as f:
         f.attrs["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(IRFormatError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
         read_ir(path)
@@ -64,7 +64,7 @@ def test_newer_schema_is_refused(graph, tmp_path):
 
 def test_unknown_op_is_named(graph, tmp_path):
     path = write_ir(graph, tmp_path / "g.emsir")
-    with h5py.File(path, "r+") as f:
+    with edit_hdf5(path) as f:
         f["nodes"]["00003"].attrs["op"] = "Quantum"
     with pytest.raises(IRFormatError, match="unknown op 'Quantum'"):
         read_ir(path)

@@ -12,6 +12,7 @@ from onnx import numpy_helper
 
 from emsdeploy.checkpoint import from_model, save_checkpoint
 from emsdeploy.exporters.onnx import export_onnx
+from emsdeploy.fileio import seal_onnx
 from emsdeploy.tracer import trace
 from emsdeploy.verify import VerifyOptions, verify
 from tests.helpers import tiny_ee
@@ -53,7 +54,7 @@ def _plant_fault(src, dst, initializer, index, delta):
             break
     else:
         raise AssertionError(f"no initializer {initializer}")
-    onnx.save(m, str(dst))
+    onnx.save(seal_onnx(m), str(dst))  # a consistent (re-sealed) model with a wrong weight, not a damaged file
 
 
 def _expected_divergence(graph, node, index, delta, x):

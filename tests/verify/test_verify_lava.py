@@ -8,6 +8,8 @@ import sys
 import h5py
 import pytest
 
+from emsdeploy.exporters.lava.loader import FOLDER_FORMAT
+from emsdeploy.fileio import write_manifest
 from emsdeploy.models import DEFAULT_CHECKPOINT
 
 pytestmark = pytest.mark.lava
@@ -45,6 +47,8 @@ def test_planted_lava_fault_is_caught_and_located(tmp_path):
         w = proc["weight"][()]
         w[0, 1, 1, :] += 40  # one output channel's centre taps, every input channel
         proc["weight"][...] = w
+    # a planted fault that the manifest would refuse: list the faulty file as the export's own
+    write_manifest(out, FOLDER_FORMAT)
     r = _run("verify", str(DEFAULT_CHECKPOINT), *ARGS, "--targets", "lava", "--lava", str(out), "--json")
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     report = json.loads(r.stdout)

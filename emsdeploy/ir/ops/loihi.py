@@ -262,6 +262,8 @@ def _conv_geometry(op: Any) -> None:
     for f in ("stride", "padding", "dilation"):
         object.__setattr__(op, f, as_pair(getattr(op, f)))
     object.__setattr__(op, "groups", int(op.groups))
+    if op.groups < 1:
+        raise IRValidationError(f"{type(op).__name__}: groups must be a positive integer, got {op.groups}")
     object.__setattr__(op, "delay_u6", int(op.delay_u6))
     if op.delay_u6 < 0:
         raise IRValidationError(f"{type(op).__name__}: delay must be >= 0, got {op.delay_u6}")

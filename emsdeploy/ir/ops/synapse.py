@@ -37,6 +37,13 @@ class Conv2d(Op):
         for f in ("stride", "padding", "dilation"):
             object.__setattr__(self, f, as_pair(getattr(self, f)))
         object.__setattr__(self, "groups", int(self.groups))
+        if self.groups < 1:
+            raise IRValidationError(f"Conv2d: groups must be a positive integer, got {self.groups}")
+        if min(self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise IRValidationError(
+                f"Conv2d: stride and dilation must be >= 1 and padding >= 0, got {self.stride}, "
+                f"{self.dilation}, {self.padding}"
+            )
         if self.weight.ndim != 4:
             raise IRValidationError(f"Conv2d weight must be 4-D (C_out, C_in/groups, kH, kW), got {self.weight.shape}")
         if self.weight.shape[0] % self.groups:
