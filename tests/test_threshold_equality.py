@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from emsdeploy import models
 from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
-from emsdeploy.models import LIF as TorchLIF
 from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.ref_fixed import RefFixed
 from tests.loihi_cases import lowered
@@ -96,7 +96,7 @@ def _assert_spikes(name: str, got, want: torch.Tensor, backend: str) -> None:
 def test_torch_lif_module(case):
     """The PyTorch model's neuron on the oracle's currents."""
     _, _, want = case
-    lif = TorchLIF(TAU, V_TH)
+    lif = models.LIF(TAU, V_TH)
     with torch.no_grad():
         for n in LIFS:
             _assert_spikes(n, lif(want[n]["i"]), want[n]["s"], "torch")
