@@ -145,6 +145,8 @@ def _check_convert(d: Path) -> None:
 
 
 def test_every_readme_text_command_is_covered():
+    fences = re.findall(r"^```(\w*)\n.*?^```", README, flags=re.M | re.S)  # each block's language
+    assert fences and set(fences) <= {"bash", "python", "text"}, f"a README block no test runs: {set(fences)}"
     assert sorted(_text_lines()) == sorted(TEXT_COMMANDS), "a ```text line of the README has no run in TEXT_COMMANDS"
 
 
