@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emsdeploy-installed
 PIP_FLAGS := --disable-pip-version-check -qq  # errors only; this machine's pip config warns about every index location
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint mutation clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ bench: setup
 
 lint: setup
 	"$(VENV)/bin/ruff" check .
+
+# Not part of `make test` (it runs for tens of minutes): every mutant of scripts/mutants.toml is put
+# into a temporary copy of the tree, one at a time, and must make its tests fail. docs/testing.md.
+mutation: setup
+	"$(PY)" scripts/mutation.py
 
 clean:
 	rm -rf "$(VENV)" demo-out .pytest_cache

@@ -1,7 +1,8 @@
 """Shared test fixtures.
 
 The official EMS-YOLO reference fixtures live beside the checkout in ../shared (never
-copied into the repo). Missing fixtures skip the tests locally, but fail under CI=true.
+copied into the repo). Missing fixtures, and a missing shipped checkpoint, skip the tests
+locally but fail under CI (any truthy ``CI``: ``true``, ``1``, ``yes``, ...).
 """
 
 from __future__ import annotations
@@ -23,12 +24,26 @@ OFFICIAL = {
 }
 
 
-def _require(path: Path) -> Path:
+SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
+NOT_CI = ("", "0", "false", "no", "off")
+
+
+def under_ci() -> bool:
+    """True for any truthy ``CI`` (CI services set ``true``, people type ``1``); ``0``/``false``/empty are not CI."""
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI
+
+
+def _require(path: Path, what: str = "official fixtures") -> Path:
     if path.exists():
         return path
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"official fixtures are required under CI but {path} is missing")
-    pytest.skip(f"official fixtures not found at {path}")
+    if under_ci():
+        pytest.fail(f"{what} are required under CI but {path} is missing")
+    pytest.skip(f"{what} not found at {path}")
+
+
+def shipped_checkpoint() -> Path:
+    """The checkpoint shipped in the repository: its absence skips locally and fails under CI."""
+    return _require(SHIPPED, "the shipped checkpoint and its files")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import numpy as np
+import torch
+
 from emsdeploy import __version__
+from emsdeploy.checkpoint import load_checkpoint
 
 
 def _run(*args):
@@ -23,7 +27,15 @@ def test_convert_prints_summary_and_writes(official, tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"time steps   : {official.T}" in r.stdout
     assert f"parameters   : {official.info['n_params']:,}" in r.stdout
-    assert out.is_file()
+    # the written file is ours, loads, and its model reproduces the official code's own outputs
+    ckpt = load_checkpoint(out)
+    assert ckpt.time_steps == official.T and ckpt.meta["source"]["format"] == "official-emsyolo"
+    model = ckpt.build()
+    with torch.no_grad():
+        pred, raws = model.predict(official.input(0))
+    for i, raw in enumerate(raws):
+        np.testing.assert_allclose(raw.numpy(), official.ref(0, "detect_raw", i), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(pred.numpy(), official.ref(0, "pred"), rtol=1e-5, atol=1e-4)
 
 
 def test_convert_bad_file_is_a_clear_error(tmp_path):

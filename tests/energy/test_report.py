@@ -48,6 +48,9 @@ def test_compute_only_profile_prices_exactly_ac_and_mac(counts):
 
 def test_formula_is_rate_times_T_times_flops_and_graded_layers_are_dense(counts):
     r = energy_report(counts, load_profile("45nm-fp32"))
+    kinds = [row["op_kind"] for row in r["layers"]]
+    assert "AC" in kinds and "MAC" in kinds  # both branches below run
+    assert all(row["sop_formula"] for row in r["layers"])  # so does the ratio check
     for row in r["layers"]:
         if row["op_kind"] == "AC":
             assert row["sop_formula"] == pytest.approx(row["firing_rate"] * 3 * row["flops"])
@@ -69,3 +72,26 @@ def test_loihi_prices_active_updates_and_memory_profile_prices_traffic(counts):
     assert mem["breakdown_pJ"]["membrane_write"] == pytest.approx(10.0 * mem["neuron_updates"])
     assert mem["energy_mJ"] > energy_report(counts, load_profile("45nm-fp32"))["total"]["energy_mJ"]
     assert math.isfinite(mem["energy_formula_mJ"])
+
+
+def test_neuron_rows_are_per_inference_by_hand():
+    """One LIF of 4 neurons, T = 3, two samples (the same input twice): per inference it makes
+    12 updates, 6 of them active (tests/simulators/test_sops.py counts them by hand) and 1 spike."""
+    import numpy as np
+
+    from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
+
+    g = Graph({"time_steps": 3})
+    g.add("input", Input((1, 1, 4), "frames"))
+    g.add("lif", LIF(0.25, 0.5), ["input"])
+    g.add("conv", Conv2d(np.ones((1, 1, 1, 1), np.float32)), ["lif"])
+    g.add("readout", Readout(), ["conv"])
+    g.outputs = ["readout"]
+    x = torch.tensor([[0.0, 0.3, 0.8, 0.0], [0.0, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0]]).view(1, 3, 1, 1, 4)
+    r = energy_report(count_sops(g.validate(), [x, x]), load_profile("loihi"))
+    (lif,) = r["neurons"]
+    assert r["samples"] == 2 and r["time_steps"] == 3
+    assert (lif["updates"], lif["active_updates"], lif["firing_rate"]) == (12.0, 6.0, 1 / 12)
+    assert lif["breakdown_pJ"]["active_neuron_update"] == pytest.approx(81.0 * 6)
+    (conv,) = r["layers"]
+    assert (conv["sop_exact"], conv["firing_rate"]) == (1.0, 1 / 12)  # one spike, one weight

@@ -9,10 +9,11 @@ from click.testing import CliRunner
 
 from emsdeploy.cli import cli
 from emsdeploy.models import DEFAULT_CHECKPOINT
+from tests.conftest import shipped_checkpoint
 
 
-@pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="the shipped checkpoint is not trained yet")
 def test_shipped_checkpoint_totals_match_its_rows():
+    assert shipped_checkpoint().resolve() == DEFAULT_CHECKPOINT.resolve()  # skips locally, fails under CI, when missing
     res = CliRunner().invoke(cli, ["energy", "--json", "--limit", "2"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)

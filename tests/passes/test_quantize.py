@@ -56,6 +56,8 @@ def test_values_fit_the_profile(mixed):
     _, q = mixed
     p = load_profile()
     lo, hi = p.weight_range
+    seen = {type(n.op) for n in q}
+    assert {SynConv, SynSparse, LoihiLIF, LoihiReadout} <= seen  # every branch below runs
     for n in q:
         op = n.op
         if isinstance(op, (SynConv, SynSparse)):

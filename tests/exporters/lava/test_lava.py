@@ -8,7 +8,6 @@ custom processes and the readouts' integer state. Zero mismatches, always.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from emsdeploy.exporters.lava.dag import dag_from_graph, write_dag
 from emsdeploy.exporters.lava.runner import run_in_subprocess
 from emsdeploy.simulators.ref_fixed import RefFixed
 from emsdeploy.tracer import trace
+from tests.conftest import shipped_checkpoint
 from tests.helpers import tiny_ee
 from tests.loihi_cases import chain_graph, lowered, mixed_graph
 
@@ -51,9 +51,11 @@ def compare(q, x, lava, time_steps=None) -> dict[str, int]:
             else:
                 stats["readout_values"] += got.size
         stats["populations"] += 1
-    for o, v in lava.outputs.items():
-        if o in ref.outputs and "decode" not in o:
-            np.testing.assert_array_equal(np.asarray(v), ref.outputs[o].numpy())
+    readouts = [o for o in ref.outputs if "decode" not in o]
+    assert set(readouts) <= set(lava.outputs), sorted(set(readouts) - set(lava.outputs))
+    for o in readouts:
+        np.testing.assert_array_equal(np.asarray(lava.outputs[o]), ref.outputs[o].numpy())
+    stats["outputs"] = len(readouts)
     print(f"bit-exact: {stats}")  # shown with pytest -s
     return stats
 
@@ -128,10 +130,7 @@ def test_random_config(tmp_path):
 
 def test_shipped_checkpoint(tmp_path):
     """The shipped checkpoint at 32×32, T=4. Required in CI (where the file is committed)."""
-    if not SHIPPED.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the shipped checkpoint {SHIPPED} is missing")
-        pytest.skip(f"{SHIPPED} does not exist yet")
+    shipped_checkpoint()  # skips locally, fails under CI, when it is missing
     from emsdeploy.pipeline import load_graph
 
     g = load_graph(SHIPPED, (32, 32), 4).graph

@@ -12,6 +12,7 @@ from emsdeploy.ir import LIF, Input, SiLUNeuron
 from emsdeploy.pipeline import load_graph
 from emsdeploy.simulators import RefFloat
 from emsdeploy.tracer import trace
+from tests.conftest import shipped_checkpoint
 
 from .conftest import SIZE, lif_margins, session
 
@@ -161,35 +162,45 @@ def test_traced_model_and_export_agree_on_a_frames_model(tiny_frames):
 
 
 def test_shipped_checkpoint_spike_exact_and_same_detections():
-    """The shipped checkpoint (once trained): node-isolated no unexcused mismatch, end to end
-    spike-exact where the reference keeps clear of V_th, and the PyTorch model's detections."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not trained yet")
-    loaded = load_graph(path)
+    """The shipped checkpoint: node-isolated no unexcused mismatch, end to end spike-exact on an
+    input whose reference membranes all keep clear of V_th (the comparison must run), and the
+    PyTorch model's detections."""
+    loaded = load_graph(shipped_checkpoint())
     g, model = loaded.graph, loaded.checkpoint.build()
     s, iso = session(g, spikes=True), session(g, isolate=True)
     c, h, w = g.input_node().op.shape
-    x = torch.rand(2, c, h, w, generator=torch.Generator().manual_seed(0))
-    ref = RefFloat(g).run(x, record="neurons")
+    # The first seed whose whole batch keeps every membrane more than MARGIN·V_th from V_th
+    # (seed 19 for the shipped weights; most batches of two have a membrane within 1e-5).
+    for seed in (19, *range(40, 48)):
+        x = torch.rand(2, c, h, w, generator=torch.Generator().manual_seed(seed))
+        ref = RefFloat(g).run(x, record="neurons")
+        if lif_margins(ref, g) > MARGIN:
+            break
+    else:
+        pytest.fail("no input among the seeds keeps its membranes clear of V_th; pick other seeds")
     isolated = iso.run_isolated(x, ref)
     for n in iso.meta.neurons:
         if n.type == "LIF":
             bad, near = _excused(ref.records[n.name], isolated.records[n.name]["s"], n.v_th)
             assert bad == near, f"{n.name}: {bad - near} mismatches not near threshold (node-isolated)"
     tr = s.run(x, record="neurons")
-    if lif_margins(ref, g) > MARGIN:
-        for n in s.meta.neurons:
-            if n.type == "LIF":
-                np.testing.assert_array_equal(tr.records[n.name]["s"], ref.records[n.name]["s"].numpy().astype(bool))
+    compared = 0
+    for n in s.meta.neurons:
+        if n.type == "LIF":
+            np.testing.assert_array_equal(
+                tr.records[n.name]["s"], ref.records[n.name]["s"].numpy().astype(bool), err_msg=n.name
+            )
+            compared += int(tr.records[n.name]["s"].sum())
+    assert compared > 1000, "the end-to-end spike comparison ran on a model that hardly fires"
     with torch.no_grad():
         boxes, _ = model.predict(x)
+    detections = 0
     for (xyxy, score, cls), det in zip(_torch_detections(boxes, 0.25, 0.45), s.nms(tr, 0.25, 0.45)):
         np.testing.assert_array_equal(det.classes, cls.numpy())
         np.testing.assert_allclose(det.boxes, xyxy.numpy(), rtol=0, atol=1e-3)
         np.testing.assert_allclose(det.scores, score.numpy(), rtol=0, atol=1e-5)
+        detections += len(det.classes)
+    assert detections > 0, "no detections to compare"
 
 
 def test_runtime_traces_plug_into_the_verify_comparison(fixture_b_graph, fixture_b):
