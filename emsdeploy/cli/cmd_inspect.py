@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .options import encoding_option
+
 
 def _shape(s) -> str:
     return "×".join(str(v) for v in s)
@@ -19,7 +21,8 @@ def _shape(s) -> str:
 @click.option("--custom-to-host", is_flag=True, help="Place ops without a standard chip model on the host.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON: {layers: [...], totals: {...}}.")
 @click.option("--support", is_flag=True, help="Print the support matrix (ops x targets) and exit.")
-def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -> None:
+@encoding_option
+def inspect(source, input_size, raw, target, custom_to_host, as_json, support, encoding) -> None:
     """Per-layer table of SOURCE (a .pt checkpoint or an .emsir IR file).
 
     Columns: node (module path), op, input -> output shape (per step, C×H×W), value kind
@@ -37,7 +40,7 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -
         return
     if source is None:
         raise click.UsageError("SOURCE is required (a .pt checkpoint or an .emsir file), unless --support")
-    loaded = load_graph(source, parse_size(input_size))
+    loaded = load_graph(source, parse_size(input_size), encoding=encoding)
     graph = loaded.graph
     if not raw:
         graph = run_pipeline(graph, "simplify")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option
 
 NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 
@@ -51,6 +51,7 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the detections as JSON.")
 @gen1_mode_option
+@encoding_option
 def run(
     model: str,
     input_spec: str,
@@ -62,6 +63,7 @@ def run(
     threads: int | None,
     as_json: bool,
     gen1_mode: str | None,
+    encoding: str | None,
 ) -> None:
     """Run MODEL (a stepwise .onnx from `emsdeploy export --target onnx`) on --input.
 
@@ -80,6 +82,10 @@ def run(
             f"`emsdeploy export {model} --target onnx -o model.onnx`"
         )
     session = StepwiseSession(model, threads=threads)
+    if encoding is not None:  # how inputs are fed (the graph is the same): an override for mis-recorded exports
+        import dataclasses
+
+        session.meta = dataclasses.replace(session.meta, encoding=encoding)
     meta = session.meta
     if meta.decode is None:
         raise InputError(f"{model}: the graph has no Decode (no anchors), so it cannot detect boxes")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option
 
 DEFAULT_SAMPLES = 2
 EXIT_MISMATCH = 1
@@ -61,7 +61,8 @@ EXIT_MISMATCH = 1
     "--save-json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file."
 )
 @gen1_mode_option
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode) -> None:  # fmt: skip
+@encoding_option
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -76,17 +77,20 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     from ..errors import InputError
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
+    from ..sizes import size_from_input
     from ..verify import VerifyOptions, render_report
     from ..verify import verify as run_verify
+    from .notices import warn_input_fallback
 
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     path = source_or_default(source)
     if not chosen:
         raise InputError("--targets is empty; choose from ref, onnx, lava")
-    loaded = load_graph(path, parse_size(input_size), time_steps)
+    loaded = load_graph(path, size_from_input(input_spec, parse_size(input_size)), time_steps, encoding)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
     inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
+    warn_input_fallback(inputs)
     model = loaded.checkpoint.build() if loaded.checkpoint is not None else None
     options = VerifyOptions(
         targets=chosen,

@@ -1,0 +1,104 @@
+"""Issue 19, a user's first hour: sizes, encodings, names and numbers, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from emsdeploy.checkpoint import from_model, save_checkpoint
+from emsdeploy.cli import cli
+from tests.conftest import FIXTURES
+from tests.helpers import tiny_ee
+
+SIZE = 64
+CHECKPOINT_COMMANDS = ("energy", "verify", "run", "eval", "export", "trace", "inspect")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("first_hour")
+    recipe = {
+        "kind": "shapes",
+        "seed": 3,
+        "size": SIZE,
+        "train": 2,
+        "val": 2,
+        "max_objects": 2,
+        "min_size": 8,
+        "max_size": 20,
+    }
+    meta = {"input_size": SIZE, "data": {**recipe, "split": "train"}}
+    return save_checkpoint(folder / "tiny.pt", from_model(tiny_ee(time_steps=2), meta))
+
+
+def cli_run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _one_line_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("size", ["7", "100", "64x70"])
+def test_sizes_are_checked_against_the_strides_up_front(ckpt, size, tmp_path):
+    for cmd in (
+        ("energy", ckpt, "--limit", "1"),
+        ("inspect", ckpt),
+        ("export", ckpt, "--target", "nir", "-o", tmp_path / "m.nir"),
+        ("trace", ckpt, "-o", tmp_path / "m.emsir"),
+        ("verify", ckpt, "--targets", "ref", "--limit", "1"),
+    ):
+        line = _one_line_error(cli_run(*cmd, "--input-size", size), "a multiple of 32, at least 32", "nearest")
+        assert "Add inputs" not in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_npy_input_gives_the_size(ckpt, tmp_path):
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.random.default_rng(0).random((1, 3, 32, 96), dtype=np.float32))
+    res = cli_run("energy", ckpt, "--input", npy, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model"]["input_shape"] == [3, 32, 96]
+    # the checkpoint was trained at 64x64: before, a 32x96 array was refused as the wrong shape
+    res = cli_run("verify", ckpt, "--input", npy, "--targets", "ref", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["input"]["kind"] == "user"
+
+
+def test_random_fallback_is_a_warning_line(ckpt):
+    res = cli_run("energy", ckpt, "--input-size", "96", "--limit", "1", "--json")
+    assert res.exit_code == 0, res.output
+    warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "random" in warnings[0] and "--input" in warnings[0]
+    assert json.loads(res.stdout)["input"]["kind"] == "random"  # stdout stays pure JSON
+    quiet = cli_run("energy", ckpt, "--limit", "1", "--json")  # the default set fits: no warning
+    assert quiet.exit_code == 0 and "warning" not in quiet.stderr
+
+
+@pytest.mark.parametrize("command", CHECKPOINT_COMMANDS)
+def test_every_checkpoint_command_takes_encoding(command):
+    res = cli_run(command, "--help")
+    assert res.exit_code == 0 and "--encoding [direct|frames]" in res.stdout
+
+
+def test_encoding_contradicting_our_checkpoint_is_one_line(ckpt, tmp_path):
+    for cmd in (("energy", ckpt), ("inspect", ckpt), ("trace", ckpt, "-o", tmp_path / "m.emsir"), ("eval", ckpt)):
+        _one_line_error(cli_run(*cmd, "--encoding", "frames"), "'direct' encoding", "--encoding frames")
+
+
+def test_official_checkpoint_read_with_event_frames():
+    ckpt = FIXTURES / "tiny_all_coco_T4" / "checkpoint_last_fp32.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"official fixture {ckpt} missing")
+    for encoding in ("direct", "frames"):
+        res = cli_run("inspect", ckpt, "--input-size", "64", "--json", "--encoding", encoding)
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["totals"]["encoding"] == encoding
