@@ -116,6 +116,8 @@ def energy(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return
-    render_table(report, Console(width=max(140, Console().width)))
+    from ..tables import stdout_console
+
+    render_table(report, stdout_console())
     if plot:
         click.echo(f"plot     : {plot}")

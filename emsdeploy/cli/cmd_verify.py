@@ -78,6 +78,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
     from ..sizes import size_from_input
+    from ..tables import stdout_console
     from ..verify import VerifyOptions, render_report
     from ..verify import verify as run_verify
     from .notices import warn_input_fallback
@@ -112,6 +113,6 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     if as_json:
         sys.stdout.write(json.dumps(report_json, indent=1) + "\n")
     else:
-        render_report(report, inputs.to_dict(), Console(width=max(120, Console().width)), show_nodes)
+        render_report(report, inputs.to_dict(), stdout_console(), show_nodes)
     if not report.ok:
         sys.exit(EXIT_MISMATCH)

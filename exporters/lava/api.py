@@ -25,7 +25,7 @@ from .report import format_mapping, mapping_report
 
 __all__ = ["build", "export", "export_cli", "load", "lower"]
 
-TARGET = "lava-loihi"
+TARGET = "lava"
 
 
 def lower(

@@ -102,3 +102,76 @@ def test_official_checkpoint_read_with_event_frames():
         res = cli_run("inspect", ckpt, "--input-size", "64", "--json", "--encoding", encoding)
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["totals"]["encoding"] == encoding
+
+
+def test_one_name_per_target():
+    from emsdeploy.cli.cmd_export import TARGETS
+    from emsdeploy.targets import builtin_targets
+
+    assert sorted(builtin_targets()) == sorted(TARGETS)
+    res = cli_run("inspect", "--support")
+    assert "lava:" in res.stdout and "lava-loihi" not in res.stdout
+
+
+def _rendered_names(text: str, names: list[str]) -> None:
+    """Every name appears whole at the start of a table line, and nothing is cut with an ellipsis."""
+    assert "…" not in text
+    starts = {line.split(" ")[0] for line in text.splitlines()}
+    for n in names:
+        assert n in starts, n
+
+
+def test_tables_fit_80_columns_and_keep_whole_names(ckpt, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    res = cli_run("inspect", ckpt)
+    assert res.exit_code == 0, res.output
+    assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
+    layers = json.loads(cli_run("inspect", ckpt, "--json").stdout)["layers"]
+    _rendered_names(res.stdout, [r["node"] for r in layers])
+    res = cli_run("energy", ckpt, "--limit", "1")
+    assert res.exit_code == 0, res.output
+    assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
+    report = json.loads(cli_run("energy", ckpt, "--limit", "1", "--json").stdout)
+    _rendered_names(res.stdout.split("model    :")[0], [r["name"] for r in report["layers"]])
+    assert "e+" not in res.stdout  # one plain notation for energies
+
+
+def test_verify_marks_skipped_checks_and_keeps_node_names(ckpt, tmp_path, monkeypatch):
+    onnx = tmp_path / "m.onnx"
+    assert cli_run("export", ckpt, "--target", "onnx", "--spikes", "-o", onnx).exit_code == 0
+    monkeypatch.setenv("COLUMNS", "80")
+    res = cli_run("verify", ckpt, "--targets", "onnx", "--onnx", onnx, "--limit", "1", "--nodes")
+    assert res.exit_code == 0, res.output
+    assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
+    skipped = [ln for ln in res.stdout.splitlines() if ln.startswith("onnx artifact (isolated)")]
+    assert len(skipped) == 1 and skipped[0].rstrip().endswith("skipped") and "exact" not in skipped[0]
+    report = json.loads(cli_run("verify", ckpt, "--targets", "onnx", "--limit", "1", "--json").stdout)
+    names = [n["node"] for c in report["comparisons"] for n in c["nodes"]]
+    _rendered_names(res.stdout, names)
+
+
+def _all_ints(value, key=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k != "breakdown_pJ":  # energies by cost kind (keys "ac", "mac" are pJ there)
+                yield from _all_ints(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _all_ints(v, key)
+    else:
+        yield key, value
+
+
+COUNT_KEYS = {"sop_exact", "ac", "mac", "flops", "dense_sops", "weight_reads", "sop_per_step", "updates",
+              "active_updates", "ops", "sop_ac", "neuron_updates", "active_neuron_updates", "elementwise",
+              "membrane_reads", "membrane_writes", "samples", "time_steps"}  # fmt: skip
+
+
+def test_energy_json_counts_are_integers(ckpt):
+    res = cli_run("energy", ckpt, "--limit", "2", "--json")
+    report = json.loads(res.stdout)
+    seen = [(k, v) for k, v in _all_ints({x: report[x] for x in ("layers", "neurons", "elementwise", "total", "ann")})
+            if k in COUNT_KEYS]  # fmt: skip
+    assert len(seen) > 100
+    assert all(isinstance(v, int) for _, v in seen), [kv for kv in seen if not isinstance(kv[1], int)][:5]
+    assert report["total"]["sop_ac"] == sum(r["ac"] for r in report["layers"])  # exact, not approximately
