@@ -175,3 +175,12 @@ def test_energy_json_counts_are_integers(ckpt):
     assert len(seen) > 100
     assert all(isinstance(v, int) for _, v in seen), [kv for kv in seen if not isinstance(kv[1], int)][:5]
     assert report["total"]["sop_ac"] == sum(r["ac"] for r in report["layers"])  # exact, not approximately
+
+
+def test_piped_training_logs_plain_epoch_lines(tmp_path):
+    out = tmp_path / "t.pt"
+    data = "shapes:size=64,train=2,val=1,max_objects=1,min_size=16,max_size=30"
+    res = cli_run("train", "--data", data, "--epochs", "2", "-b", "2", "-T", "1", "--no-eval", "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "━" not in res.stderr and "…" not in res.stderr  # no frozen bar in a log
+    assert [ln.split(":")[0] for ln in res.stderr.splitlines() if ln.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
