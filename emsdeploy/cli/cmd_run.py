@@ -153,18 +153,23 @@ def _echo(entry: dict) -> None:
         f"{entry['input']}: {len(dets)} detection{'s' if len(dets) != 1 else ''} "
         f"(T = {entry['time_steps']}, {entry['ms_per_step']:.1f} ms/step; boxes in {entry['box_pixels']} pixels)"
     )
+    if dets:
+        width = max(5, *(len(d["name"]) for d in dets))
+        click.echo(f"  {'class':<{width}} {'score':>5}  {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
     for d in dets:
         x1, y1, x2, y2 = d["box"]
-        click.echo(f"  {d['name']:<12} {d['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+        click.echo(f"  {d['name']:<{width}} {d['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
     if "drawn" in entry:
         click.echo(f"  drawn to {entry['drawn']}")
 
 
 def _draw(sample, input_spec: str, entry: dict, target: Path) -> None:
-    """Boxes on the original image (image inputs) or on a picture of the model input (.npy)."""
+    """Boxes on the original image (image inputs) or on a picture of the model input (.npy),
+    enlarged when small so that labels can be read (emsdeploy/drawing.py)."""
     import numpy as np
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
+    from ..drawing import draw_detections
     from ..fileio import atomic_write
 
     if sample.letterbox is not None:
@@ -178,10 +183,5 @@ def _draw(sample, input_spec: str, entry: dict, target: Path) -> None:
             x = x / max(float(x.max()), 1e-9)
         img = np.clip(x.mean(0) if x.shape[0] != 3 else x.transpose(1, 2, 0), 0, 1)
         canvas = Image.fromarray((img * 255).astype(np.uint8)).convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    palette = [(255, 56, 56), (56, 56, 255), (56, 200, 56), (255, 157, 151), (255, 178, 29), (72, 249, 10)]
-    for d in entry["detections"]:
-        color = palette[d["class"] % len(palette)]
-        draw.rectangle(d["box"], outline=color, width=2)
-        draw.text((d["box"][0] + 2, d["box"][1] + 1), f"{d['name']} {d['score']:.2f}", fill=color)
+    canvas = draw_detections(canvas, entry["detections"])
     atomic_write(target, lambda tmp: canvas.save(tmp, format="PNG"))

@@ -184,3 +184,27 @@ def test_piped_training_logs_plain_epoch_lines(tmp_path):
     assert res.exit_code == 0, res.output
     assert "━" not in res.stderr and "…" not in res.stderr  # no frozen bar in a log
     assert [ln.split(":")[0] for ln in res.stderr.splitlines() if ln.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_run_prints_a_header_and_draws_legibly_on_the_original_image(ckpt, tmp_path):
+    from PIL import Image
+
+    from emsdeploy.drawing import MIN_FONT, font_size
+
+    onnx = tmp_path / "m.onnx"
+    assert cli_run("export", ckpt, "--target", "onnx", "-o", onnx).exit_code == 0
+    rng = np.random.default_rng(0)
+    for name, (w, h) in (("big.png", (640, 480)), ("small.png", (96, 64))):
+        original = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(original).save(tmp_path / name)
+        out = tmp_path / f"det_{name}"
+        res = cli_run("run", onnx, "--input", tmp_path / name, "-o", out, "--conf", "0", "--max-det", "3")
+        assert res.exit_code == 0, res.output
+        lines = res.stdout.splitlines()
+        assert lines[1].split() == ["class", "score", "x1", "y1", "x2", "y2"] and len(lines) == 6  # header, 3 rows
+        with Image.open(out) as im:
+            assert im.size == (w, h)  # the original image at its size
+            drawn = np.asarray(im.convert("RGB")).astype(int)
+        # each label is a solid tab of one palette colour, at least a font height tall, inside the frame
+        rows = np.flatnonzero((np.abs(drawn - original).sum(-1) > 0).sum(1) > w // 20)
+        assert len(rows) >= font_size((w, h)) >= MIN_FONT
