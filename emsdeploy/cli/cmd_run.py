@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import encoding_option, gen1_mode_option
+from .options import encoding_option, gen1_mode_option, provider_option
 
 NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 
@@ -52,6 +52,7 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 @click.option("--json", "as_json", is_flag=True, help="Print the detections as JSON.")
 @gen1_mode_option
 @encoding_option
+@provider_option
 def run(
     model: str,
     input_spec: str,
@@ -64,6 +65,7 @@ def run(
     as_json: bool,
     gen1_mode: str | None,
     encoding: str | None,
+    provider: str,
 ) -> None:
     """Run MODEL (a stepwise .onnx from `emsdeploy export --target onnx`) on --input.
 
@@ -75,13 +77,14 @@ def run(
     from ..errors import InputError
     from ..exporters.onnx import StepwiseSession
     from ..inputs import count_inputs, iter_inputs
+    from ..providers import ort_providers
 
     if Path(model).suffix.lower() in NOT_ONNX:
         raise InputError(
             f"{model}: `emsdeploy run` takes a stepwise ONNX model; make one with "
             f"`emsdeploy export {model} --target onnx -o model.onnx`"
         )
-    session = StepwiseSession(model, threads=threads)
+    session = StepwiseSession(model, threads=threads, providers=ort_providers(provider))
     if encoding is not None:  # how inputs are fed (the graph is the same): an override for mis-recorded exports
         import dataclasses
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import encoding_option, gen1_mode_option
+from .options import encoding_option, gen1_mode_option, provider_option
 
 DEFAULT_SAMPLES = 2
 EXIT_MISMATCH = 1
@@ -62,7 +62,8 @@ EXIT_MISMATCH = 1
 )
 @gen1_mode_option
 @encoding_option
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding) -> None:  # fmt: skip
+@provider_option
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding, provider) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -77,6 +78,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     from ..errors import InputError
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
+    from ..providers import ort_providers
     from ..sizes import size_from_input
     from ..tables import stdout_console
     from ..verify import VerifyOptions, render_report
@@ -99,6 +101,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         time_steps=time_steps,
         onnx_model=Path(onnx_model) if onnx_model else None,
         lava_artifact=Path(lava_artifact) if lava_artifact else None,
+        providers=ort_providers(provider) if "onnx" in chosen else None,
     )
     err = Console(stderr=True)
     samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import click
 
-__all__ = ["ENCODING_CHOICES", "GEN1_MODE_CHOICES", "encoding_option", "gen1_mode_option"]
+__all__ = ["ENCODING_CHOICES", "GEN1_MODE_CHOICES", "encoding_option", "gen1_mode_option", "provider_option"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -37,4 +37,16 @@ def encoding_option(f: F) -> F:
         help="Input encoding of an official checkpoint: 'direct' (an image repeated T times) or 'frames' "
         "(event frames, one per step). Default: frames for Gen1 models, else direct. Our checkpoints record "
         "theirs; naming another is an error.",
+    )(f)
+
+
+def provider_option(f: F) -> F:
+    """``--provider``: the onnxruntime execution provider (emsdeploy/providers.py)."""
+    return click.option(
+        "--provider",
+        type=click.Choice(["cpu", "cuda"]),
+        default="cpu",
+        show_default=True,
+        help="onnxruntime execution provider: cpu, or cuda (needs onnxruntime-gpu and a GPU; "
+        "refused in one line when this installation lacks it).",
     )(f)

@@ -208,3 +208,21 @@ def test_run_prints_a_header_and_draws_legibly_on_the_original_image(ckpt, tmp_p
         # each label is a solid tab of one palette colour, at least a font height tall, inside the frame
         rows = np.flatnonzero((np.abs(drawn - original).sum(-1) > 0).sum(1) > w // 20)
         assert len(rows) >= font_size((w, h)) >= MIN_FONT
+
+
+def test_provider_unavailable_is_one_line_and_cpu_runs(ckpt, tmp_path):
+    import onnxruntime as ort
+
+    from emsdeploy.providers import ort_providers
+
+    assert ort_providers("cpu") == ["CPUExecutionProvider"]
+    onnx = tmp_path / "m.onnx"
+    assert cli_run("export", ckpt, "--target", "onnx", "--spikes", "-o", onnx).exit_code == 0
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32))
+    res = cli_run("run", onnx, "--input", npy, "--provider", "cpu")
+    assert res.exit_code == 0, res.output
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime offers CUDA: the refusal cannot be shown here")
+    for cmd in (("run", onnx, "--input", npy), ("verify", ckpt, "--targets", "onnx", "--limit", "1")):
+        _one_line_error(cli_run(*cmd, "--provider", "cuda"), "--provider cuda", "CUDAExecutionProvider", "offers: cpu")
