@@ -17,7 +17,13 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["allowed_sizes_text", "check_input_size", "model_stride", "size_from_input"]
+__all__ = ["NpySize", "allowed_sizes_text", "check_input_size", "model_stride", "size_from_input"]
+
+
+class NpySize(tuple):
+    """``(H, W)`` read from a ``.npy`` input; ``origin`` names that file for error messages."""
+
+    origin: Path
 
 
 def model_stride(model) -> int:
@@ -40,10 +46,14 @@ def check_input_size(model, size: tuple[int, int], source: str | Path) -> None:
     near = sorted(
         {max(stride, (v // stride) * stride) for v in size} | {max(stride, -(-v // stride) * stride) for v in size}
     )
-    raise InputError(
-        f"{source}: input size {h}x{w} does not fit the model: H and W must each be "
-        f"{allowed_sizes_text(stride)} (the model downsamples by {stride}); nearest: {', '.join(map(str, near))}"
+    rule = (
+        f"H and W must each be {allowed_sizes_text(stride)} (the model downsamples by {stride}); "
+        f"nearest: {', '.join(map(str, near))}"
     )
+    origin = getattr(size, "origin", None)
+    if origin is not None:  # the size came from the user's array: name that file
+        raise InputError(f"{origin}: inputs of {h}x{w} do not fit {source}: {rule}")
+    raise InputError(f"{source}: input size {h}x{w} does not fit the model: {rule}")
 
 
 def size_from_input(input_spec: str | Path | None, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -59,4 +69,6 @@ def size_from_input(input_spec: str | Path | None, input_size: tuple[int, int] |
         raise InputError(f"{path}: not a readable .npy array ({e})") from None
     if arr.ndim not in (4, 5):
         raise InputError(f"{path}: array of shape {arr.shape}; expected [B, C, H, W] images or [B, T, C, H, W] frames")
-    return int(arr.shape[-2]), int(arr.shape[-1])
+    size = NpySize((int(arr.shape[-2]), int(arr.shape[-1])))
+    size.origin = path
+    return size

@@ -226,3 +226,9 @@ def test_provider_unavailable_is_one_line_and_cpu_runs(ckpt, tmp_path):
         pytest.skip("this onnxruntime offers CUDA: the refusal cannot be shown here")
     for cmd in (("run", onnx, "--input", npy), ("verify", ckpt, "--targets", "onnx", "--limit", "1")):
         _one_line_error(cli_run(*cmd, "--provider", "cuda"), "--provider cuda", "CUDAExecutionProvider", "offers: cpu")
+
+
+def test_a_npy_of_a_bad_size_is_named(ckpt, tmp_path):
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros((1, 3, 8, 8), np.float32))
+    _one_line_error(cli_run("energy", ckpt, "--input", npy), f"{npy}: inputs of 8x8 do not fit", "a multiple of 32")
