@@ -232,3 +232,20 @@ def test_a_npy_of_a_bad_size_is_named(ckpt, tmp_path):
     npy = tmp_path / "x.npy"
     np.save(npy, np.zeros((1, 3, 8, 8), np.float32))
     _one_line_error(cli_run("energy", ckpt, "--input", npy), f"{npy}: inputs of 8x8 do not fit", "a multiple of 32")
+
+
+def test_lava_mapping_report_keeps_whole_names():
+    from emsdeploy.exporters.lava.report import format_mapping
+
+    long = "model.10.residual_function.3<-model.10.residual_function.0.with.a.long.tail"
+    procs = [
+        {"process": long + suffix, "class": "Conv", "kind": "standard", "neurons": 0, "synapses": 9,
+         "weight_bytes": 9, "latency": 1, "delay": 0}
+        for suffix in ("_a", "_b")
+    ]  # fmt: skip
+    empty = {"processes": 0, "neurons": 0, "synapses": 0, "weight_bytes": 0}
+    totals = {"standard": empty, "custom": empty, "host": empty, "latency_steps": 1, "run_steps": "T + 1"}
+    nodes = [{"node": long + "_node", "op": "Conv2d", "placement": "chip", "processes": [long + "_a"]}]
+    text = format_mapping({"processes": procs, "totals": totals, "ir_nodes": nodes})
+    for name in (long + "_a", long + "_b", long + "_node"):
+        assert any(line.startswith(name + " ") for line in text.splitlines()), name
