@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.scale_bits is not None:
         opts = dataclasses.replace(opts, scale_bits_max=a.scale_bits)
     q = lower(graph, options=opts)
-    fg = partition(run_pipeline(graph, "simplify"), load_target("lava-loihi"))
+    fg = partition(run_pipeline(graph, "simplify"), load_target("lava"))
     inputs = default_inputs(graph, meta, a.images, None)  # the checkpoint's synthetic val split, else random
     source = inputs.description + (f" ({inputs.note})" if inputs.note else "")
     images = list(inputs.samples())

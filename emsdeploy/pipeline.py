@@ -83,6 +83,7 @@ def load_graph(
     encoding: str | None = None,
 ) -> Loaded:
     """Load ``source`` (checkpoint or IR file) as a validated IR graph."""
+    from .sizes import check_input_size
     from .tracer import trace
 
     path = Path(source)
@@ -102,5 +103,6 @@ def load_graph(
     model = ckpt.build()
     size = input_size or default_input_size(ckpt)
     check_run_size(ckpt.time_steps, size, f"{path}: ")
+    check_input_size(model, size, path)
     graph = trace(model, size, source=path.name)
     return Loaded(graph, ckpt, path)

@@ -2,7 +2,7 @@
 
 A target lives in ``emsdeploy/profiles/targets/<name>.toml``::
 
-    name = "lava-loihi"
+    name = "lava"
     description = "..."
     [chip]      # op type -> input kinds run by standard processes
     Conv2d = ["spike", "current"]

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..energy.measure import DEFAULT_SAMPLES
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option
 
 
 @click.command()
@@ -43,6 +43,7 @@ from .options import gen1_mode_option
     "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
 )
 @gen1_mode_option
+@encoding_option
 def energy(
     source: str | None,
     input_spec: str | None,
@@ -54,6 +55,7 @@ def energy(
     input_size: str | None,
     time_steps: int | None,
     gen1_mode: str | None,
+    encoding: str | None,
 ) -> None:
     """Count the synaptic operations of SOURCE exactly and report energy per frame.
 
@@ -71,13 +73,16 @@ def energy(
     from ..energy.render import render_table, write_plot
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
+    from ..sizes import size_from_input
+    from .notices import warn_input_fallback
 
     prof = load_profile(profile)  # fail on a bad profile before any simulation
     path = source_or_default(source)
-    loaded = load_graph(path, parse_size(input_size), time_steps)
+    loaded = load_graph(path, size_from_input(input_spec, parse_size(input_size)), time_steps, encoding)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
     inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
+    warn_input_fallback(inputs)
     err = Console(stderr=True)
     with Progress(
         TextColumn("counting"),
@@ -111,6 +116,8 @@ def energy(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
         return
-    render_table(report, Console(width=max(140, Console().width)))
+    from ..tables import stdout_console
+
+    render_table(report, stdout_console())
     if plot:
         click.echo(f"plot     : {plot}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option
 
 
 @click.command(name="eval")
@@ -29,6 +29,7 @@ from .options import gen1_mode_option
     help="Also write a Markdown model card from the checkpoint's meta and these measurements.",
 )
 @gen1_mode_option
+@encoding_option
 def eval_(
     checkpoint: str | None,
     data: str | None,
@@ -39,6 +40,7 @@ def eval_(
     as_json: bool,
     card: str | None,
     gen1_mode: str | None,
+    encoding: str | None,
 ) -> None:
     """Evaluate CHECKPOINT (default: the shipped models/checkpoints/emsyolo-tiny-synth.pt).
 
@@ -54,7 +56,7 @@ def eval_(
     if threads:
         torch.set_num_threads(threads)
     path = str(source_or_default(checkpoint))
-    ckpt = load_any(path)
+    ckpt = load_any(path, None, encoding)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split, gen1_mode)
     result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)

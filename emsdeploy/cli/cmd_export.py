@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import encoding_option
+
 TARGETS = ("lava", "onnx", "nir")
 
 
@@ -31,6 +33,7 @@ TARGETS = ("lava", "onnx", "nir")
     is_flag=True,
     help="lava: clip values that do not fit Loihi's widths (each clip is reported) instead of failing.",
 )
+@encoding_option
 def export(
     source: str,
     target: str,
@@ -40,6 +43,7 @@ def export(
     spikes: bool,
     custom_to_host: bool,
     allow_clip: bool,
+    encoding: str | None,
 ) -> None:
     """Export SOURCE (a .pt checkpoint or an .emsir IR file) to --target.
 
@@ -50,7 +54,7 @@ def export(
     """
     from ..pipeline import load_graph, parse_size
 
-    loaded = load_graph(source, parse_size(input_size), time_steps)
+    loaded = load_graph(source, parse_size(input_size), time_steps, encoding)
     exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
     options = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip}
     lines = exporter.export_cli(loaded.graph, Path(output), options)

@@ -6,6 +6,10 @@ import json
 
 import click
 
+from .options import encoding_option
+
+WIDE = 110  # columns needed for the shapes column beside the others
+
 
 def _shape(s) -> str:
     return "×".join(str(v) for v in s)
@@ -15,11 +19,17 @@ def _shape(s) -> str:
 @click.argument("source", type=click.Path(dir_okay=False), required=False)
 @click.option("--input-size", default=None, help="H or HxW (default: the checkpoint's training size).")
 @click.option("--raw", is_flag=True, help="Show the graph as traced (BN unfolded, sums as Add nodes).")
-@click.option("--target", default="lava-loihi", show_default=True, help="Target whose chip/custom/host split to show.")
+@click.option(
+    "--target",
+    default="lava",
+    show_default=True,
+    help="Target whose chip/custom/host split to show: lava, onnx, nir (the names `export --target` takes) or a .toml.",
+)
 @click.option("--custom-to-host", is_flag=True, help="Place ops without a standard chip model on the host.")
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON: {layers: [...], totals: {...}}.")
 @click.option("--support", is_flag=True, help="Print the support matrix (ops x targets) and exit.")
-def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -> None:
+@encoding_option
+def inspect(source, input_size, raw, target, custom_to_host, as_json, support, encoding) -> None:
     """Per-layer table of SOURCE (a .pt checkpoint or an .emsir IR file).
 
     Columns: node (module path), op, input -> output shape (per step, C×H×W), value kind
@@ -37,7 +47,7 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -
         return
     if source is None:
         raise click.UsageError("SOURCE is required (a .pt checkpoint or an .emsir file), unless --support")
-    loaded = load_graph(source, parse_size(input_size))
+    loaded = load_graph(source, parse_size(input_size), encoding=encoding)
     graph = loaded.graph
     if not raw:
         graph = run_pipeline(graph, "simplify")
@@ -50,27 +60,35 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support) -
     if as_json:
         click.echo(json.dumps({"layers": rows, "totals": tot}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from ..tables import count_text, name_table, stdout_console
 
     mode = f", Gen1 mode {gen1_mode}" if gen1_mode else ""
-    table = Table(title=f"{source}: {tot['nodes']} nodes, T = {tot['time_steps']}, {tot['encoding']} encoding{mode}")
-    for col in ("node", "op", "in → out", "kind", "params", "neurons", "fan-in", target):
-        table.add_column(col, justify="right" if col in ("params", "neurons", "fan-in") else "left")
+    console = stdout_console()
+    wide = console.width >= WIDE  # narrower terminals get the table without the shapes column
+    headers = ("node", "op", "in → out", "kind", "params", "neurons", "fan-in", target)
+    table = name_table(
+        f"{source}: {tot['nodes']} nodes, T = {tot['time_steps']}, {tot['encoding']} encoding{mode}",
+        [(c, "right" if c in ("params", "neurons", "fan-in") else "left") for c in headers if wide or c != "in → out"],
+        names=[r["node"] for r in rows],
+        name_columns=["node"],
+        fold_columns=["in → out"],
+    )
     for r in rows:
         ins = ", ".join(_shape(s) for s in r["input_shapes"]) or "-"
+        shapes = [f"{ins} → {_shape(r['output_shape'])}"] if wide else []
         table.add_row(
             r["node"],
             r["op"],
-            f"{ins} → {_shape(r['output_shape'])}",
+            *shapes,
             r["kind"],
-            f"{r['parameters']:,}",
-            f"{r['neurons']:,}" if r["neurons"] else "",
+            count_text(r["parameters"]),
+            count_text(r["neurons"]) if r["neurons"] else "",
             "" if r["fan_in"] is None else str(r["fan_in"]),
             r["partition"] or "",
         )
-    console = Console(width=160)
     console.print(table)
+    if not wide:
+        console.print(f"(shapes: a terminal of {WIDE}+ columns shows them, or --json)", highlight=False)
     split = ", ".join(f"{k} {v}" for k, v in (tot["partition"] or {}).items())
     console.print(
         f"totals: {tot['parameters']:,} parameters{'' if raw else ' (tdBN folded into the convs)'}, {tot['neurons']:,} neurons in "

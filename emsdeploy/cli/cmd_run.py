@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option, provider_option
 
 NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 
@@ -51,6 +51,8 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the detections as JSON.")
 @gen1_mode_option
+@encoding_option
+@provider_option
 def run(
     model: str,
     input_spec: str,
@@ -62,6 +64,8 @@ def run(
     threads: int | None,
     as_json: bool,
     gen1_mode: str | None,
+    encoding: str | None,
+    provider: str,
 ) -> None:
     """Run MODEL (a stepwise .onnx from `emsdeploy export --target onnx`) on --input.
 
@@ -74,6 +78,7 @@ def run(
     from ..exporters.onnx import StepwiseSession
     from ..inputs import count_inputs, iter_inputs
     from ..pipeline import check_run_size
+    from ..providers import ort_providers
 
     check_run_size(time_steps, None)
     if Path(model).suffix.lower() in NOT_ONNX:
@@ -81,7 +86,11 @@ def run(
             f"{model}: `emsdeploy run` takes a stepwise ONNX model; make one with "
             f"`emsdeploy export {model} --target onnx -o model.onnx`"
         )
-    session = StepwiseSession(model, threads=threads)
+    session = StepwiseSession(model, threads=threads, providers=ort_providers(provider))
+    if encoding is not None:  # how inputs are fed (the graph is the same): an override for mis-recorded exports
+        import dataclasses
+
+        session.meta = dataclasses.replace(session.meta, encoding=encoding)
     meta = session.meta
     if meta.decode is None:
         raise InputError(f"{model}: the graph has no Decode (no anchors), so it cannot detect boxes")
@@ -149,18 +158,23 @@ def _echo(entry: dict) -> None:
         f"{entry['input']}: {len(dets)} detection{'s' if len(dets) != 1 else ''} "
         f"(T = {entry['time_steps']}, {entry['ms_per_step']:.1f} ms/step; boxes in {entry['box_pixels']} pixels)"
     )
+    if dets:
+        width = max(5, *(len(d["name"]) for d in dets))
+        click.echo(f"  {'class':<{width}} {'score':>5}  {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
     for d in dets:
         x1, y1, x2, y2 = d["box"]
-        click.echo(f"  {d['name']:<12} {d['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
+        click.echo(f"  {d['name']:<{width}} {d['score']:.3f}  {x1:7.1f} {y1:7.1f} {x2:7.1f} {y2:7.1f}")
     if "drawn" in entry:
         click.echo(f"  drawn to {entry['drawn']}")
 
 
 def _draw(sample, input_spec: str, entry: dict, target: Path) -> None:
-    """Boxes on the original image (image inputs) or on a picture of the model input (.npy)."""
+    """Boxes on the original image (image inputs) or on a picture of the model input (.npy),
+    enlarged when small so that labels can be read (emsdeploy/drawing.py)."""
     import numpy as np
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
+    from ..drawing import draw_detections
     from ..fileio import atomic_write, open_image
 
     if sample.letterbox is not None:
@@ -174,10 +188,5 @@ def _draw(sample, input_spec: str, entry: dict, target: Path) -> None:
             x = x / max(float(x.max()), 1e-9)
         img = np.clip(x.mean(0) if x.shape[0] != 3 else x.transpose(1, 2, 0), 0, 1)
         canvas = Image.fromarray((img * 255).astype(np.uint8)).convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    palette = [(255, 56, 56), (56, 56, 255), (56, 200, 56), (255, 157, 151), (255, 178, 29), (72, 249, 10)]
-    for d in entry["detections"]:
-        color = palette[d["class"] % len(palette)]
-        draw.rectangle(d["box"], outline=color, width=2)
-        draw.text((d["box"][0] + 2, d["box"][1] + 1), f"{d['name']} {d['score']:.2f}", fill=color)
+    canvas = draw_detections(canvas, entry["detections"])
     atomic_write(target, lambda tmp: canvas.save(tmp, format="PNG"))

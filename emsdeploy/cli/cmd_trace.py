@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import encoding_option
+
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
@@ -11,7 +13,8 @@ import click
 @click.option("--input-size", default=None, help="H or HxW (default: the checkpoint's training size).")
 @click.option("--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Default T stored in the IR.")
 @click.option("--simplify", is_flag=True, help="Fold tdBN into convs and flatten sums into fan-in before writing.")
-def trace(checkpoint, output, input_size, time_steps, simplify) -> None:
+@encoding_option
+def trace(checkpoint, output, input_size, time_steps, simplify, encoding) -> None:
     """Trace CHECKPOINT (ours or official) into the spiking graph IR and write it to -o."""
     import time
 
@@ -20,7 +23,7 @@ def trace(checkpoint, output, input_size, time_steps, simplify) -> None:
     from ..pipeline import load_graph, parse_size
 
     t0 = time.perf_counter()
-    loaded = load_graph(checkpoint, parse_size(input_size), time_steps)
+    loaded = load_graph(checkpoint, parse_size(input_size), time_steps, encoding)
     graph = run_pipeline(loaded.graph, "simplify") if simplify else loaded.graph
     elapsed = time.perf_counter() - t0
     write_ir(graph, output)

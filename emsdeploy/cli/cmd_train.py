@@ -150,7 +150,8 @@ def run_training(**opts) -> None:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console) as progress:
+    piped = not console.is_terminal  # piped or logged: no bar, one plain line per epoch instead
+    with Progress(*columns, console=console, disable=piped) as progress:
         task = progress.add_task("epoch 1", total=None)
 
         def on_step(s) -> None:
@@ -170,6 +171,12 @@ def run_training(**opts) -> None:
         def on_epoch_end(info, m) -> None:
             meta["train"].update(epochs_done=info.epoch + 1, seconds=round(time.perf_counter() - started, 1))
             meta["train"].setdefault("epoch_loss", []).append(round(info.mean_loss, 5))
+            if piped:
+                click.echo(
+                    f"epoch {info.epoch + 1}/{cfg.epochs}: mean loss {info.mean_loss:.4f}, "
+                    f"{time.perf_counter() - started:.0f} s",
+                    err=True,
+                )
             save_checkpoint(output, from_model(m, meta))
 
         result = train(model, train_set, cfg, on_step, on_epoch_end)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import gen1_mode_option
+from .options import encoding_option, gen1_mode_option, provider_option
 
 DEFAULT_SAMPLES = 2
 EXIT_MISMATCH = 1
@@ -61,7 +61,9 @@ EXIT_MISMATCH = 1
     "--save-json", type=click.Path(dir_okay=False), default=None, help="Also write the JSON report to this file."
 )
 @gen1_mode_option
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode) -> None:  # fmt: skip
+@encoding_option
+@provider_option
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding, provider) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -76,17 +78,22 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     from ..errors import InputError
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
+    from ..providers import ort_providers
+    from ..sizes import size_from_input
+    from ..tables import stdout_console
     from ..verify import VerifyOptions, render_report
     from ..verify import verify as run_verify
+    from .notices import warn_input_fallback
 
     chosen = tuple(t.strip() for t in targets.split(",") if t.strip())
     path = source_or_default(source)
     if not chosen:
         raise InputError("--targets is empty; choose from ref, onnx, lava")
-    loaded = load_graph(path, parse_size(input_size), time_steps)
+    loaded = load_graph(path, size_from_input(input_spec, parse_size(input_size)), time_steps, encoding)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
     inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
+    warn_input_fallback(inputs)
     model = loaded.checkpoint.build() if loaded.checkpoint is not None else None
     options = VerifyOptions(
         targets=chosen,
@@ -94,6 +101,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         time_steps=time_steps,
         onnx_model=Path(onnx_model) if onnx_model else None,
         lava_artifact=Path(lava_artifact) if lava_artifact else None,
+        providers=ort_providers(provider) if "onnx" in chosen else None,
     )
     err = Console(stderr=True)
     samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))
@@ -108,6 +116,6 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     if as_json:
         sys.stdout.write(json.dumps(report_json, indent=1) + "\n")
     else:
-        render_report(report, inputs.to_dict(), Console(width=max(120, Console().width)), show_nodes)
+        render_report(report, inputs.to_dict(), stdout_console(), show_nodes)
     if not report.ok:
         sys.exit(EXIT_MISMATCH)

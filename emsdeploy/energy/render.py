@@ -5,8 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import atomic_write
+from ..tables import ENERGY_DIGITS
 
 __all__ = ["eng", "render_table", "write_plot"]
+
+# headers break into lines so that the table fits 80 columns; below NARROW the input kind is left
+# out (the op kind says it: AC reads spikes, MAC reads currents or analog values)
+COLUMNS = (
+    "layer",
+    "input",
+    "firing\nrate",
+    "SOP\nexact",
+    "SOP\nformula",
+    "exact /\nformula",
+    "dense\nMAC/step",
+    "energy\nnJ",
+)
+NARROW = 100
 
 
 def eng(value: float | None, digits: int = 3) -> str:
@@ -22,39 +37,39 @@ def eng(value: float | None, digits: int = 3) -> str:
 
 def render_table(report: dict, console) -> None:
     """Print the per-layer table and the totals of ``report`` on a rich ``console``."""
-    from rich.table import Table
+    from ..tables import energy_text, name_table
 
     T, n = report["time_steps"], report["samples"]
-    table = Table(
-        title=f"Synapse groups, per frame ({T} steps, mean of {n} sample{'s' * (n != 1)})", title_justify="left"
+    wide = console.width >= NARROW
+    table = name_table(
+        f"Synapse groups, per frame ({T} steps, mean of {n} sample{'s' * (n != 1)}; energy in nJ, "
+        f"{ENERGY_DIGITS} significant digits)",
+        [(c if wide or c != "input" else "op", "left" if c in ("layer", "input") else "right") for c in COLUMNS],
+        names=[r["name"] for r in report["layers"]],
+        name_columns=["layer"],
+        fold_columns=["input"],
     )
-    for col, justify in (
-        ("layer", "left"),
-        ("input", "left"),
-        ("firing rate", "right"),
-        ("SOP exact", "right"),
-        ("SOP formula", "right"),
-        ("exact/formula", "right"),
-        ("dense MAC/step", "right"),
-        ("energy nJ", "right"),
-    ):
-        table.add_column(col, justify=justify, no_wrap=col == "layer")
     for r in report["layers"]:
         ratio = r["exact_over_formula"]
         table.add_row(
             r["name"],
-            f"{r['input_kind']} ({r['op_kind']})",
+            f"{r['input_kind']} ({r['op_kind']})" if wide else r["op_kind"],
             f"{r['firing_rate']:.3f}",
             eng(r["sop_exact"]),
             eng(r["sop_formula"]),
             "-" if ratio is None else f"{ratio:.3f}",
             eng(r["flops"]),
-            f"{r['energy_pj'] / 1e3:.4g}",
+            energy_text(r["energy_pj"], "nJ"),
         )
     console.print(table)
     t, ann, prof = report["total"], report["ann"], report["profile"]
-    neurons_nj = sum(x["energy_pj"] for x in report["neurons"]) / 1e3
-    elem_nj = sum(x["energy_pj"] for x in report["elementwise"]) / 1e3
+    neurons_pj = sum(x["energy_pj"] for x in report["neurons"])
+    elem_pj = sum(x["energy_pj"] for x in report["elementwise"])
+    syn_pj = sum(x["energy_pj"] for x in report["layers"])
+
+    def mj(pj: float) -> str:
+        return energy_text(pj, "mJ")
+
     inp = report["input"]
     lines = [
         f"model    : {report['model']['source']}  input {tuple(report['model']['input_shape'])}, "
@@ -65,9 +80,9 @@ def render_table(report: dict, console) -> None:
         f"counts   : {eng(t['sop_ac'])} AC, {eng(t['mac'])} MAC (exact; formula {eng(t['sop_formula'])}), "
         f"{eng(t['neuron_updates'])} neuron updates ({eng(t['active_neuron_updates'])} active), "
         f"{eng(t['elementwise'])} elementwise ops",
-        f"energy   : {t['energy_mJ']:.4g} mJ per frame (synapses {sum(x['energy_pj'] for x in report['layers']) / 1e3:.4g} nJ, "
-        f"neurons {neurons_nj:.4g} nJ, elementwise {elem_nj:.4g} nJ); paper formula {t['energy_formula_mJ']:.4g} mJ",
-        f"ANN      : {eng(ann['mac'])} MAC per frame -> {ann['energy_mJ']:.4g} mJ; "
+        f"energy   : {mj(t['energy_pj'])} mJ per frame (synapses {mj(syn_pj)} mJ, neurons {mj(neurons_pj)} mJ, "
+        f"elementwise {mj(elem_pj)} mJ); paper formula {mj(t['energy_formula_mJ'] * 1e9)} mJ",
+        f"ANN      : {eng(ann['mac'])} MAC per frame -> {mj(ann['energy_pj'])} mJ; "
         f"ANN/SNN = {_times(report['ratio_ann_over_snn'])} (paper formula: {_times(report['ratio_ann_over_snn_formula'])})",
     ]
     for line in lines:

@@ -37,7 +37,7 @@ DEFINITIONS = {
     "neuron_updates": "LIF and SiLU neurons × T",
     "active_neuron_updates": "updates where the neuron received a nonzero input or its membrane U[t] is nonzero",
     "elementwise": "(n−1) adds per element of each Add and each neuron fan-in of n inputs, (k²−1) compares per max-pool output, one add per readout element",
-    "per_sample": "counts are summed over a sample's T steps and averaged over the samples",
+    "per_sample": "counts are summed over a sample's T steps, averaged over the samples and rounded to the nearest integer",
 }
 
 
@@ -54,11 +54,14 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
     c = {k: profile.pj(k) for k in COSTS}
     layers = []
     for row in counts.synapses:
-        sops = float(row.sops.sum()) / n
+        # counts are integers in the report: each step's mean over the samples, rounded; a row's
+        # count is the sum of its steps, a total the sum of its rows (so every sum holds exactly)
+        per_step = np.rint(row.sops / n).astype(np.int64)
+        sops = int(per_step.sum())
         nonzero = float(row.nonzero.sum()) / n
         fr = nonzero / (row.input_size * T)
-        formula = fr * T * row.flops if row.is_ac else float(T * row.flops)
-        ac, mac = (sops, 0.0) if row.is_ac else (0.0, sops)
+        formula = fr * T * row.flops if row.is_ac else float(T * row.flops)  # an estimate, not a count
+        ac, mac = (sops, 0) if row.is_ac else (0, sops)
         e_ac, e_mac, e_wr = ac * c["ac"], mac * c["mac"], sops * c["weight_read"]
         layers.append(
             {
@@ -78,15 +81,15 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
                 "energy_pj": e_ac + e_mac + e_wr,
                 "energy_formula_pj": formula * (c["ac"] if row.is_ac else c["mac"]),
                 "breakdown_pJ": {"ac": e_ac, "mac": e_mac, "weight_read": e_wr},
-                "sop_per_step": (row.sops / n).tolist(),
+                "sop_per_step": per_step.tolist(),
                 "input_shape": list(row.input_shape),
                 "output_shape": list(row.output_shape),
             }
         )
     neurons = []
     for nr in counts.neurons:
-        updates = float(nr.size * T)
-        active = float(nr.active.sum()) / n
+        updates = int(nr.size * T)
+        active = round(float(nr.active.sum()) / n)
         e = {
             "neuron_update": updates * c["neuron_update"],
             "active_neuron_update": active * c["active_neuron_update"],
@@ -108,13 +111,13 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
         )
     elementwise = []
     for el in counts.elementwise:
-        ops = float(el.ops_per_step * T)
+        ops = int(el.ops_per_step * T)
         elementwise.append(
             {"name": el.name, "op": el.op, "rule": el.rule, "ops": ops, "energy_pj": ops * c["elementwise"]}
         )
 
     def total(rows: list[dict], key: str) -> float:
-        return float(sum(r[key] for r in rows))
+        return sum(r[key] for r in rows)  # integers stay integers (counts), energies stay floats
 
     breakdown = {k: 0.0 for k in COSTS if k != "ann_mac"}
     for r in layers + neurons:
@@ -124,8 +127,9 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
     energy = total(layers, "energy_pj") + total(neurons, "energy_pj") + total(elementwise, "energy_pj")
     energy_formula = total(layers, "energy_formula_pj")
     updates = total(neurons, "updates")
-    per_step_ac = sum((r.sops for r in counts.synapses if r.is_ac), np.zeros(T)) / n
-    per_step_mac = sum((r.sops for r in counts.synapses if not r.is_ac), np.zeros(T)) / n
+    zero = np.zeros(T, dtype=np.int64)
+    per_step_ac = sum((np.asarray(r["sop_per_step"]) for r in layers if r["op_kind"] == "AC"), zero)
+    per_step_mac = sum((np.asarray(r["sop_per_step"]) for r in layers if r["op_kind"] == "MAC"), zero)
     totals = {
         "sop_ac": total(layers, "ac"),
         "mac": total(layers, "mac"),
@@ -141,10 +145,13 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
         "energy_mJ": energy / PJ_PER_MJ,
         "energy_formula_mJ": energy_formula / PJ_PER_MJ,
         "breakdown_pJ": breakdown,
-        "per_step": {"sop_ac": per_step_ac.tolist(), "mac": per_step_mac.tolist()},
+        "per_step": {
+            "sop_ac": [int(v) for v in per_step_ac],
+            "mac": [int(v) for v in per_step_mac],
+        },
     }
-    ann_mac = float(sum(r.flops for r in counts.synapses))
-    ann_elementwise = float(sum(el.ops_per_step for el in counts.elementwise))
+    ann_mac = int(sum(r.flops for r in counts.synapses))
+    ann_elementwise = int(sum(el.ops_per_step for el in counts.elementwise))
     ann_breakdown = {
         "mac": ann_mac * c["ann_mac"],
         "weight_read": ann_mac * c["weight_read"],

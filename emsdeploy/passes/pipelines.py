@@ -20,8 +20,8 @@ Pass = Callable[[Graph], Graph]
 
 
 def partition_lava(graph: Graph) -> Graph:
-    """partition for the lava-loihi target, custom ops as custom processes."""
-    return partition(graph, load_target("lava-loihi"))
+    """partition for the lava target, custom ops as custom processes."""
+    return partition(graph, load_target("lava"))
 
 
 PIPELINES: dict[str, list[Pass]] = {

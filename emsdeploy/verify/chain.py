@@ -39,6 +39,7 @@ class VerifyOptions:
     onnx_model: Path | None = None  # verify this artifact instead of a fresh export
     lava_artifact: Path | None = None
     workdir: Path | None = None
+    providers: list[str] | None = None  # onnxruntime execution providers (default: CPU)
 
 
 @dataclass
@@ -168,16 +169,16 @@ class _OnnxLevel:
 
         self.available = True
         if options.onnx_model is not None:
-            self.session = StepwiseSession(options.onnx_model)
+            self.session = StepwiseSession(options.onnx_model, providers=options.providers)
             if not self.session.meta.spikes:
                 raise InputError(f"{options.onnx_model}: exported without spikes; re-export with --spikes to verify it")
         else:
             path = workdir / "model.onnx"
             export_onnx(graph, path, spikes=True)
-            self.session = StepwiseSession(path)
+            self.session = StepwiseSession(path, providers=options.providers)
         iso_path = workdir / "model-isolated.onnx"
         export_onnx(graph, iso_path, isolate=True)
-        self.isolated = StepwiseSession(iso_path)
+        self.isolated = StepwiseSession(iso_path, providers=options.providers)
         if options.onnx_model is not None:
             skipped["onnx-isolated"] = (
                 f"node isolation runs a graph exported from the IR, not {options.onnx_model.name}; "

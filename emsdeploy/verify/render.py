@@ -5,12 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from ..tables import name_table
 from .chain import VerifyReport
 from .compare import Comparison
 
 __all__ = ["render_report"]
+
+SUMMARY_COLUMNS = (
+    "reference → tested",
+    "mode",
+    "values\ncompared",
+    "mis-\nmatches",
+    "first\ndivergence",
+    "outputs\nmax |Δ|",
+    "result",
+)
+# headers break into lines so that the node table fits 80 columns beside full node names
+NODE_COLUMNS = (
+    "node",
+    "spikes\nref",
+    "spikes\ntested",
+    "mis-\nmatches",
+    "near-\nthr",
+    "first\nstep",
+    "rate\nref",
+    "rate\ntested",
+    "max\n|ΔU|",
+)
+
+
+def _skipped_label(level: str) -> str:
+    """``onnx-isolated`` -> ``onnx artifact (isolated)``: the check that did not run, by the name the table uses."""
+    base, _, mode = level.partition("-")
+    return f"{base} artifact ({mode})" if mode else base
 
 
 def _verdict(c: Comparison) -> str:
@@ -35,23 +63,24 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
     console.print(f"inputs: {inputs.get('description', '')}; T = {report.time_steps}; input {shape}")
     if inputs.get("note"):
         console.print(f"        ({inputs['note']})")
-    table = Table(show_lines=False)
-    for col in (
-        "reference → tested",
-        "mode",
-        "values compared",
-        "mismatches",
-        "first divergence",
-        "outputs max |Δ|",
-        "result",
-    ):
-        table.add_column(col, justify="right" if col in ("values compared", "mismatches") else "left")
+    pairs = [f"{c.a} → {c.b}" for c in report.comparisons] + [_skipped_label(k) for k in report.skipped]
+    table = name_table(
+        None,
+        [(col, "right" if col in ("values\ncompared", "mis-\nmatches") else "left") for col in SUMMARY_COLUMNS],
+        names=pairs,
+        name_columns=[SUMMARY_COLUMNS[0]],
+        fold_columns=["mode", "first\ndivergence", "result"],
+    )
     for c in report.comparisons:
         out = max(c.outputs.values(), default=0.0)
         mode = c.mode + (", integer" if c.integer else "")
+        if f"{c.b}-{c.mode}" in report.skipped:  # ran on a fresh export, not on the artifact given
+            mode += ", fresh export"
         table.add_row(
             f"{c.a} → {c.b}", mode, f"{c.spikes_compared:,}", f"{c.mismatches:,}", _first(c), f"{out:.3g}", _verdict(c)
         )
+    for level in report.skipped:  # a skipped check is a row that says so, never "exact"
+        table.add_row(_skipped_label(level), "-", "-", "-", "-", "-", "[dim]skipped[/dim]")
     console.print(table)
     q = report.quantization
     if q:
@@ -61,24 +90,18 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
             f"mean |Δ| {q.get('readout_mean_abs_diff', 0):.4g}"
         )
     for level, why in report.skipped.items():
-        console.print(f"[dim]skipped {level}: {why}[/dim]")
+        console.print(f"[dim]skipped {_skipped_label(level)}: {why}[/dim]")
     for c in report.comparisons:
         rows = [n for n in c.nodes if show_nodes or n.mismatches]
         if not rows:
             continue
-        t = Table(title=f"{c.a} → {c.b} ({c.mode})")
-        for col in (
-            "node",
-            "spikes ref",
-            "spikes tested",
-            "mismatches",
-            "near-thr",
-            "first step",
-            "rate ref",
-            "rate tested",
-            "max |ΔU|",
-        ):
-            t.add_column(col, justify="left" if col == "node" else "right")
+        t = name_table(
+            f"{c.a} → {c.b} ({c.mode})",
+            [(col, "left" if col == "node" else "right") for col in NODE_COLUMNS],
+            names=[n.node for n in rows],
+            name_columns=["node"],
+            fold_columns=[NODE_COLUMNS[-1]],
+        )
         for n in rows:
             t.add_row(
                 n.node, f"{n.spikes_a:,}", f"{n.spikes_b:,}", f"{n.mismatches:,}",

@@ -1,6 +1,6 @@
 """Lava exporter: a quantized IR graph as a lava-nc process network in Loihi fixed point.
 
-    float IR -> simplify -> partition(lava-loihi) -> quantize -> align_delays -> DRC ->
+    float IR -> simplify -> partition(lava) -> quantize -> align_delays -> DRC ->
         a chain:        network.net (netx.hdf5.Network loads it) + host.lava.h5
         anything else:  network.lava.h5 (format emsdeploy.lava-dag) + :func:`load`
     plus quantized.emsir, mapping.{txt,json} and quantization.{txt,json}

@@ -25,7 +25,7 @@ from .report import format_mapping, mapping_report
 
 __all__ = ["build", "export", "export_cli", "load", "lower"]
 
-TARGET = "lava-loihi"
+TARGET = "lava"
 # What an export writes; an existing folder holding anything else is refused, not replaced.
 OWNED = frozenset(
     {"network.lava.h5", "network.net", "host.lava.h5", "quantized.emsir", "mapping.txt", "mapping.json",

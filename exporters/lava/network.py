@@ -130,6 +130,11 @@ class LavaNetwork:
         self.dag = dag
         self.fast_models = fast_models
 
+    def __repr__(self) -> str:  # print(net): the process table, as netx prints its layers
+        from .describe import describe
+
+        return describe(self)
+
     # -- building -----------------------------------------------------------------------------
     def build(
         self, frames: list[np.ndarray | None], time_steps: int, record: Collection[str] = (), folder: str | None = None

@@ -134,12 +134,16 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
 
 
 def format_mapping(report: dict[str, Any]) -> str:
+    """The mapping report as text; name columns are as wide as their longest name (never cut:
+    a cut name can read as another process)."""
+    pw = max([len("process"), *(len(r["process"]) for r in report["processes"])])
+    cw = max([len("class"), *(len(r["class"]) for r in report["processes"])])
     lines = [
-        f"{'process':<52} {'class':<24} {'kind':<8} {'neurons':>8} {'synapses':>9} {'w bytes':>8} {'lat':>4} {'dly':>4}"
+        f"{'process':<{pw}} {'class':<{cw}} {'kind':<8} {'neurons':>8} {'synapses':>9} {'w bytes':>8} {'lat':>4} {'dly':>4}"
     ]
     for r in report["processes"]:
         lines.append(
-            f"{r['process'][:52]:<52} {r['class']:<24} {r['kind']:<8} {r['neurons']:>8} {r['synapses']:>9} {r['weight_bytes']:>8} {r['latency']:>4} {r.get('delay', ''):>4}"
+            f"{r['process']:<{pw}} {r['class']:<{cw}} {r['kind']:<8} {r['neurons']:>8} {r['synapses']:>9} {r['weight_bytes']:>8} {r['latency']:>4} {r.get('delay', ''):>4}"
         )
     t = report["totals"]
     lines.append("")
@@ -151,10 +155,11 @@ def format_mapping(report: dict[str, Any]) -> str:
     lines.append(f"latency: {t['latency_steps']} steps; a run lasts {t['run_steps']} steps")
     if report["ir_nodes"]:
         lines.append("")
-        lines.append(f"{'IR node':<44} {'op':<11} {'placement':<9} carried by")
+        nw = max([len("IR node"), *(len(r["node"]) for r in report["ir_nodes"])])
+        lines.append(f"{'IR node':<{nw}} {'op':<11} {'placement':<9} carried by")
         for r in report["ir_nodes"]:
             procs = ", ".join(r["processes"][:4]) + (
                 f" (+{len(r['processes']) - 4})" if len(r["processes"]) > 4 else ""
             )
-            lines.append(f"{r['node'][:44]:<44} {r['op']:<11} {r['placement']:<9} {procs or '-'}")
+            lines.append(f"{r['node']:<{nw}} {r['op']:<11} {r['placement']:<9} {procs or '-'}")
     return "\n".join(lines)

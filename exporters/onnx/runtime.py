@@ -84,7 +84,15 @@ class StepwiseTrace:
 
 
 class _OrtEngine:
-    def __init__(self, model: str | bytes, threads: int | None, optimization: str, spin: bool, where: str) -> None:
+    def __init__(
+        self,
+        model: str | bytes,
+        threads: int | None,
+        optimization: str,
+        spin: bool,
+        where: str,
+        providers: list[str] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         levels = {
@@ -105,7 +113,7 @@ class _OrtEngine:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model, opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... classes
             raise ExportError(f"{where}: onnxruntime cannot load it: {str(e).strip()[:500]}") from None
         self.props = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -135,6 +143,7 @@ class StepwiseSession:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
         optimization: onnxruntime graph optimisation: ``all`` (default), ``extended``, ``basic``, ``none``.
         spin: let idle onnxruntime threads spin-wait (its default); False makes them sleep.
+        providers: onnxruntime execution providers (default: CPU; see :mod:`emsdeploy.providers`).
         engine: ``onnxruntime`` (default) or ``reference`` (``onnx.reference``, e.g. for float64 graphs).
 
     Attributes:
@@ -151,6 +160,7 @@ class StepwiseSession:
         optimization: str = "all",
         engine: str = "onnxruntime",
         spin: bool = True,
+        providers: list[str] | None = None,
     ) -> None:
         where = str(model) if isinstance(model, (str, Path)) else "ONNX model"
         # Files and bytes go through the checked reader (no external data, bounded tensors,
@@ -163,7 +173,7 @@ class StepwiseSession:
             source = bytes(model)
             proto = check_onnx_bytes(source, where)
         if engine == "onnxruntime":
-            self._engine: Any = _OrtEngine(source, threads, optimization, spin, where)
+            self._engine: Any = _OrtEngine(source, threads, optimization, spin, where, providers)
             self._ort = True
         elif engine == "reference":
             self._engine = _ReferenceEngine(proto)

@@ -69,6 +69,6 @@ def test_inspect_rows_for_every_shipped_config(name):
     model = build_model(name)
     raw = trace(model, (64, 64))
     assert totals(raw, layer_rows(raw))["parameters"] == sum(p.numel() for p in model.parameters())
-    g = partition(run_pipeline(raw, "simplify"), load_target("lava-loihi"))
+    g = partition(run_pipeline(raw, "simplify"), load_target("lava"))
     rows = layer_rows(g)
     assert totals(g, rows)["lif_populations"] > 0 and all(r["partition"] for r in rows)

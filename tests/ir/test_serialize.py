@@ -25,7 +25,7 @@ def test_round_trip_is_identical(graph, tmp_path):
 
 
 def test_round_trip_keeps_float64_folded_weights_and_meta(graph, tmp_path):
-    g = partition(fold_affine(graph), load_target("lava-loihi"))
+    g = partition(fold_affine(graph), load_target("lava"))
     back = read_ir(write_ir(g, tmp_path / "f.emsir"))
     assert back.same_as(g)
     conv = back["model.0.conv"]

@@ -15,18 +15,18 @@ def graph():
 
 
 def test_lava_placements(graph):
-    g = partition(graph, load_target("lava-loihi"))
+    g = partition(graph, load_target("lava"))
     where = {n.name: n.meta["partition"] for n in g}
     assert where["input"] == "host" and where["model.0.conv"] == "host"  # conv of analog pixels
     assert where["model.1.residual_function.0"] == "chip"  # LIF
     assert where["model.1.shortcut.0"] == "custom"  # EMS-Block1 shortcut: max-pool of currents
     assert where["model.10.act"] == "custom"  # SiLU neuron
     assert where[g.outputs[-1]] == "host"  # box decoding
-    assert g.attrs["target"] == "lava-loihi"
+    assert g.attrs["target"] == "lava"
 
 
 def test_custom_to_host(graph):
-    g = partition(graph, load_target("lava-loihi"), custom_to_host=True)
+    g = partition(graph, load_target("lava"), custom_to_host=True)
     assert {n.meta["partition"] for n in g} == {"chip", "host"}
     assert g["model.10.act"].meta["partition"] == "host"
 
@@ -37,7 +37,7 @@ def test_onnx_target_runs_everything_but_decode(graph):
 
 
 def test_target_files(tmp_path):
-    assert {"lava-loihi", "onnx"} <= set(builtin_targets())
+    assert {"lava", "onnx"} <= set(builtin_targets())
     with pytest.raises(EmsdeployError, match="unknown target 'tpu'"):
         load_target("tpu")
     bad = tmp_path / "t.toml"
