@@ -38,6 +38,8 @@ __all__ = [
     "SparseMap",
     "Term",
     "add_maps",
+    "chain_cost",
+    "choose_cuts",
     "apply_map",
     "compose",
     "expand_fanin",
@@ -242,9 +244,38 @@ def add_maps(a: LinearMap, b: LinearMap) -> LinearMap:
         )
         if same:
             return ConvMap(a.weight + b.weight, a.stride, a.padding, a.dilation, a.groups, a.in_shape, a.out_shape)
+        big, small = (a, b) if a.weight.shape[2] >= b.weight.shape[2] else (b, a)
+        merged = _embed_kernel(small, big)
+        if merged is not None:
+            return ConvMap(big.full_weight() + merged, big.stride, big.padding, big.dilation, 1, a.in_shape, a.out_shape)
     m = (to_sparse(a).matrix + to_sparse(b).matrix).tocsr()
     m.eliminate_zeros()
     return SparseMap(m, tuple(a.in_shape), tuple(a.out_shape))
+
+
+def _embed_kernel(small: ConvMap, big: ConvMap) -> np.ndarray | None:
+    """``small``'s kernel placed inside ``big``'s window (zeros around) when both maps are the
+    same sum over the input (equal stride; a k×k window padded p reads the same positions as a
+    K×K one padded P when (K − k)/2 · dilation = P − p), else None. Keeps a shortcut plus a
+    branch of one source a single convolution."""
+    if small.stride != big.stride or small.out_shape != big.out_shape:
+        return None
+    ws, wb = small.full_weight(), big.full_weight()
+    if ws.shape[:2] != wb.shape[:2]:
+        return None
+    out = np.zeros_like(wb)
+    offs = []
+    for ax in range(2):
+        ks, kb = ws.shape[2 + ax], wb.shape[2 + ax]
+        ds = small.dilation[ax] if ks > 1 else big.dilation[ax]
+        if ds != big.dilation[ax] or (kb - ks) % 2:
+            return None
+        off = (kb - ks) // 2
+        if off * big.dilation[ax] != big.padding[ax] - small.padding[ax]:
+            return None
+        offs.append(off)
+    out[:, :, offs[0] : offs[0] + ws.shape[2], offs[1] : offs[1] + ws.shape[3]] = ws
+    return out
 
 
 def apply_map(m: LinearMap, x: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -270,6 +301,7 @@ class Term:
     source: str
     map: LinearMap
     path: tuple[str, ...] = ()
+    hops: tuple[str, ...] = ()  # while a chain: the IR node of each map, outermost first
 
 
 @dataclass
@@ -288,7 +320,7 @@ def is_population(graph: Graph, name: str) -> bool:
 def _map_terms(fanin: Fanin, m: LinearMap, node: str) -> list[Term]:
     # Maps stay chains (outermost first) until the population collapses them, so products
     # are formed from the destination side, where the matrices have the fewest rows.
-    return [Term(t.source, (m, *t.map), (*t.path, node)) for t in fanin.terms]  # type: ignore[arg-type]
+    return [Term(t.source, (m, *t.map), (*t.path, node), (node, *t.hops)) for t in fanin.terms]  # type: ignore[arg-type]
 
 
 def _bias_through(m: LinearMap, bias: np.ndarray | None) -> np.ndarray | None:
@@ -313,6 +345,15 @@ def _collapse(chain: tuple[LinearMap, ...]) -> LinearMap:
     """Compose a chain (outermost first) cheaply: move 1×1 maps inward past upsamplings (they
     commute), merge convolutions with their 1×1 neighbours, then multiply the rest from the
     destination side. The result is the same linear map whatever the order."""
+    items = _reduce(chain)
+    acc = items[0]
+    for m in items[1:]:
+        acc = compose(acc, m)
+    return acc
+
+
+def _reduce(chain: tuple[LinearMap, ...]) -> list[LinearMap]:
+    """The cheap part of :func:`_collapse`: what is left to multiply (one item: a single map)."""
     items = list(chain)
     changed = True
     while changed:
@@ -329,10 +370,38 @@ def _collapse(chain: tuple[LinearMap, ...]) -> LinearMap:
                 items[i : i + 2] = [compose(a, b)]
                 changed = True
                 break
-    acc = items[0]
-    for m in items[1:]:
-        acc = compose(acc, m)
-    return acc
+    return items
+
+
+def chain_cost(chain: tuple[LinearMap, ...]) -> tuple[str, int]:
+    """``("conv", weights)`` when a chain folds into one convolution, else ``("sparse", nnz)``
+    with nnz the unrolled matrix's size, estimated from the receptive field without building it."""
+    items = _reduce(chain)
+    if len(items) == 1:
+        m = items[0]
+        if isinstance(m, ConvMap):
+            return "conv", int(m.weight.size)
+        if isinstance(m, SparseMap):
+            return "sparse", int(m.matrix.nnz)
+        return "sparse", int(np.prod(m.out_shape))
+    n_out = int(np.prod(items[0].out_shape))
+    rh = rw = 1
+    per = 1.0
+    chans = items[0].out_shape[0]
+    for m in items:
+        if isinstance(m, ConvMap):
+            (kh, kw), (sh, sw), (dh, dw) = m.weight.shape[2:], m.stride, m.dilation
+            rh, rw = (rh - 1) * sh + (kh - 1) * dh + 1, (rw - 1) * sw + (kw - 1) * dw + 1
+            chans = m.in_shape[0] if m.groups == 1 else m.weight.shape[1]
+        elif isinstance(m, UpsampleMap):
+            rh, rw = (rh - 1) // m.scale + 2 if rh > 1 else 1, (rw - 1) // m.scale + 2 if rw > 1 else 1
+            chans = m.in_shape[0]
+        else:
+            per *= m.matrix.nnz / max(1, m.matrix.shape[0])
+            rh = rw = 1
+            chans = 1
+    n_in = int(np.prod(items[-1].in_shape))
+    return "sparse", int(n_out * min(n_in, rh * rw * chans * per))
 
 
 def _merge(terms: list[Term]) -> list[Term]:
@@ -350,12 +419,17 @@ def _merge(terms: list[Term]) -> list[Term]:
     return list(by_source.values())
 
 
-def expand_fanin(graph: Graph) -> dict[str, Fanin]:
+def expand_fanin(graph: Graph, cuts: frozenset[str] | set[str] = frozenset(), collapse: bool = True) -> dict[str, Fanin]:
     """The input current of every population (LIF, SiLU, Readout, MaxPool2d) as terms.
 
     Sources are the Input and the populations with a per-step output (everything but Readout).
     A max-pool of spikes gets the all-ones window synapse (it becomes a LIF with threshold 0);
     a max-pool of currents gets the current itself (it becomes a custom or host population).
+
+    ``cuts`` are current-valued linear nodes carried by relay populations: each is a source for
+    the nodes that read it and gets its own entry (its value expanded as terms plus bias).
+    ``collapse=False`` leaves each term's maps as a chain (outermost first, ``Term.hops`` naming
+    each map's node) and terms unmerged: what :func:`choose_cuts` inspects before building.
     """
     memo: dict[str, Fanin] = {}
 
@@ -364,9 +438,17 @@ def expand_fanin(graph: Graph) -> dict[str, Fanin]:
             return memo[name]
         node = graph[name]
         op, shape = node.op, graph.shape(name)
-        if isinstance(op, (Input, LIF, SiLUNeuron, MaxPool2d)):
-            out = Fanin([Term(name, (identity(shape),))], None)  # type: ignore[arg-type]
-        elif isinstance(op, Conv2d):
+        if isinstance(op, (Input, LIF, SiLUNeuron, MaxPool2d)) or name in cuts:
+            out = Fanin([Term(name, (identity(shape),), (), (name,))], None)  # type: ignore[arg-type]
+        else:
+            out = own(name)
+        memo[name] = out
+        return out
+
+    def own(name: str) -> Fanin:
+        node = graph[name]
+        op, shape = node.op, graph.shape(name)
+        if isinstance(op, Conv2d):
             inner = value(node.inputs[0])
             m = conv_map(op, graph.shape(node.inputs[0]))
             bias = _bias_through(m, inner.bias)
@@ -384,7 +466,7 @@ def expand_fanin(graph: Graph) -> dict[str, Fanin]:
             bias = None
             for i in node.inputs:
                 v = value(i)
-                terms += [Term(t.source, t.map, (*t.path, name)) for t in v.terms]
+                terms += [Term(t.source, t.map, (*t.path, name), t.hops) for t in v.terms]
                 bias = _add_bias(bias, v.bias)
             out = Fanin(terms, bias)
         elif isinstance(op, Concat):
@@ -410,25 +492,107 @@ def expand_fanin(graph: Graph) -> dict[str, Fanin]:
                 f"{name} ({op.type_name}): no linear lowering to synapse groups; "
                 "linear ops: Conv2d, Affine, Add, Concat, Upsample; populations: LIF, SiLUNeuron, MaxPool2d, Readout"
             )
-        memo[name] = out
         return out
 
+    merge = _merge if collapse else (lambda terms: terms)
     result: dict[str, Fanin] = {}
     for node in graph:
         op = node.op
-        if isinstance(op, (LIF, SiLUNeuron, Readout)):
+        if node.name in cuts:
+            fi = own(node.name)
+            result[node.name] = Fanin(merge(fi.terms), fi.bias)
+        elif isinstance(op, (LIF, SiLUNeuron, Readout)):
             terms, bias = [], None
             for i in node.inputs:
                 v = value(i)
                 terms += v.terms
                 bias = _add_bias(bias, v.bias)
-            result[node.name] = Fanin(_merge(terms), bias)
+            result[node.name] = Fanin(merge(terms), bias)
         elif isinstance(op, MaxPool2d):
             src = node.inputs[0]
             v = value(src)
             if graph.kind(src) == Kind.SPIKE:
                 m = window_map(op.kernel, graph.shape(src))  # stride k, no padding: floor(H/k) like the pool
-                result[node.name] = Fanin(_merge(_map_terms(v, m, node.name)), None)
+                result[node.name] = Fanin(merge(_map_terms(v, m, node.name)), None)
             else:
-                result[node.name] = Fanin(_merge(v.terms), v.bias)
+                result[node.name] = Fanin(merge(v.terms), v.bias)
     return result
+
+
+def _source_cost(terms: list[Term]) -> tuple[str, int]:
+    """Form and size of the one group that the terms of one source merge into."""
+    costs = [chain_cost(t.map) for t in terms]  # type: ignore[arg-type]
+    if all(f == "conv" for f, _ in costs):
+        if len(terms) == 1:
+            return costs[0]
+        maps = [_collapse(t.map) for t in terms]  # type: ignore[arg-type]
+        acc = maps[0]
+        for m in maps[1:]:
+            if not isinstance(acc, ConvMap) or not isinstance(m, ConvMap):
+                break
+            pad = _embed_kernel(m, acc) if m.weight.shape[2] <= acc.weight.shape[2] else _embed_kernel(acc, m)
+            same = (acc.stride, acc.padding, acc.dilation, acc.groups, acc.weight.shape) == (
+                m.stride,
+                m.padding,
+                m.dilation,
+                m.groups,
+                m.weight.shape,
+            )
+            if not same and pad is None:
+                break
+            acc = add_maps(acc, m)
+        else:
+            return "conv", int(acc.weight.size)  # type: ignore[union-attr]
+        n_out = int(np.prod(maps[0].out_shape))
+        return "sparse", sum(n_out * int(np.prod(m.weight.shape[1:])) * m.groups for m in maps)  # type: ignore[union-attr]
+    return "sparse", sum(n for _, n in costs)
+
+
+def _cut_for(graph: Graph, term: Term, limit: int) -> str | None:
+    """The node to carry by a relay so that ``term``'s chain stops unrolling: the value read by
+    the innermost op at which the chain stops being a convolution and grows past ``limit``."""
+    chain = term.map  # outermost first
+    for j in range(len(chain) - 1, -1, -1):
+        form, nnz = chain_cost(chain[j:])  # type: ignore[arg-type]
+        if form == "sparse" and nnz > limit:
+            breaking = term.hops[j]
+            k = term.path.index(breaking) if breaking in term.path else -1
+            if k <= 0:
+                return None  # the op reads the source itself: nothing to cut
+            cut = term.path[k - 1]
+            if isinstance(graph[cut].op, Concat) and k >= 2:
+                cut = term.path[k - 2]  # relay the concatenated part, not the whole concat
+            return cut
+    return None
+
+
+def choose_cuts(graph: Graph, limit: int) -> dict[str, str]:
+    """Current-valued nodes to carry by relays (name -> why) so that no synapse group unrolls
+    into a matrix of more than ``limit`` synapses where a weight-shared form exists.
+
+    Greedy: expand the fan-in without building matrices, take every source whose merged group
+    would be a matrix above ``limit``, cut the value its chain unrolls at (:func:`_cut_for`),
+    repeat. The old folding stays wherever it is a convolution or a matrix within ``limit``."""
+    cuts: dict[str, str] = {}
+    for _ in range(len(graph)):
+        fanins = expand_fanin(graph, frozenset(cuts), collapse=False)
+        new: dict[str, str] = {}
+        for pop, fi in fanins.items():
+            by_source: dict[str, list[Term]] = {}
+            for t in fi.terms:
+                by_source.setdefault(t.source, []).append(t)
+            for src, terms in by_source.items():
+                form, nnz = _source_cost(terms)
+                if form != "sparse" or nnz <= limit:
+                    continue
+                for t in sorted(terms, key=lambda t: -chain_cost(t.map)[1]):  # type: ignore[arg-type]
+                    cut = _cut_for(graph, t, limit)
+                    if cut is not None and cut not in cuts:
+                        new.setdefault(
+                            cut, f"folded, {pop}<-{src} would be a {nnz}-synapse matrix (> {limit}); relayed at {cut}"
+                        )
+                        break
+        if not new:
+            return cuts
+        cuts.update(new)
+    return cuts

@@ -13,7 +13,8 @@ File layout (format ``emsdeploy.lava-dag``, version 1; documented in docs/lava.m
                        datasets: the arrays of that process (weight, bias_mant, data/indices/indptr, ...)
     /connections      attr "edges": JSON list of [src, src_port, dst, dst_port, adapter]
 
-Kinds: ``lif``/``readout`` (LIFReset), ``conv`` (Conv), ``sparse`` (Sparse), ``delay_sparse``
+Kinds: ``lif``/``readout`` (LIFReset), ``relay`` (GradedVec, plus a constant RingBuffer for its
+bias), ``conv`` (Conv; graded input: ``num_message_bits > 0``), ``sparse`` (Sparse), ``delay_sparse``
 (DelaySparse), ``host_source`` (RingBuffer fed by the host term, computed from the input at run
 time), ``maxpool_current`` and ``silu`` (custom processes). Adapters: ``""`` (direct),
 ``"flatten"`` (``OutPort.flatten()`` into a Sparse), ``"reshape"`` (Sparse ``a_out`` reshaped to
@@ -37,6 +38,7 @@ from emsdeploy.ir import Decode, Graph, Input, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -108,7 +110,7 @@ class LavaDag:
         raise ExportError(f"the Lava DAG has no process {name!r}")
 
     def populations(self) -> list[ProcSpec]:
-        return [p for p in self.procs if p.kind in ("lif", "readout", "maxpool_current", "silu")]
+        return [p for p in self.procs if p.kind in ("lif", "readout", "maxpool_current", "silu", "relay")]
 
 
 GRADED_BITS_KEY = "graded_message_bits"
@@ -175,6 +177,17 @@ def dag_from_graph(graph: Graph) -> LavaDag:
                         "out_shift": op.out_shift_u5,
                         "latency": op.latency,
                     },
+                    {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
+                )
+            )
+        elif isinstance(op, GradedRelay):
+            procs.append(
+                ProcSpec(
+                    name,
+                    "relay",
+                    place,
+                    ir_node,
+                    {"shape": whc(op.in_shape()), "latency": op.latency, "scale": op.scale},
                     {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
                 )
             )

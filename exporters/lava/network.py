@@ -137,6 +137,7 @@ class LavaNetwork:
         """Instantiate the processes for one sample; returns (processes by name, recording files
         by population name). ``record`` needs ``folder`` for the recording files."""
         from lava.proc.conv.process import Conv
+        from lava.proc.graded.process import GradedVec
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIFReset
         from lava.proc.sparse.process import DelaySparse, Sparse
@@ -197,6 +198,13 @@ class LavaNetwork:
                     out_shift=int(q["out_shift"]),
                     name=p.name,
                 )
+            elif p.kind == "relay":
+                procs[p.name] = GradedVec(shape=tuple(q["shape"]), vth=0)  # (no name argument in lava-nc 0.10)
+                bias = a["bias"].astype(np.int32)
+                if np.any(bias):  # a constant source into a_in adds the bias (InPorts sum)
+                    src = Source(data=np.repeat(bias[..., None], n_steps, axis=-1))
+                    src.s_out.connect(procs[p.name].a_in)
+                    procs[f"{p.name}:bias"] = src
             elif p.kind == "silu":
                 procs[p.name] = SiLUFixed(
                     shape=tuple(q["shape"]),
