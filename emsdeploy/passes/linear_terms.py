@@ -221,10 +221,11 @@ def compose(outer: LinearMap, inner: LinearMap) -> LinearMap:
         return inner
     if isinstance(outer, ConvMap) and isinstance(inner, ConvMap):
         if outer.is_pointwise:
-            w = np.einsum("om,mikl->oikl", outer.matrix(), inner.full_weight())
+            inw = inner.full_weight()
+            w = (outer.matrix() @ inw.reshape(inw.shape[0], -1)).reshape(-1, *inw.shape[1:])  # BLAS, not einsum
             return ConvMap(w, inner.stride, inner.padding, inner.dilation, 1, inner.in_shape, outer.out_shape)
         if inner.is_pointwise:
-            w = np.einsum("omkl,mi->oikl", outer.full_weight(), inner.matrix())
+            w = (outer.full_weight().transpose(0, 2, 3, 1) @ inner.matrix()).transpose(0, 3, 1, 2)
             return ConvMap(w, outer.stride, outer.padding, outer.dilation, 1, inner.in_shape, outer.out_shape)
     a, b = to_sparse(outer), to_sparse(inner)
     m = (a.matrix @ b.matrix).tocsr()
@@ -247,7 +248,9 @@ def add_maps(a: LinearMap, b: LinearMap) -> LinearMap:
         big, small = (a, b) if a.weight.shape[2] >= b.weight.shape[2] else (b, a)
         merged = _embed_kernel(small, big)
         if merged is not None:
-            return ConvMap(big.full_weight() + merged, big.stride, big.padding, big.dilation, 1, a.in_shape, a.out_shape)
+            return ConvMap(
+                big.full_weight() + merged, big.stride, big.padding, big.dilation, 1, a.in_shape, a.out_shape
+            )
     m = (to_sparse(a).matrix + to_sparse(b).matrix).tocsr()
     m.eliminate_zeros()
     return SparseMap(m, tuple(a.in_shape), tuple(a.out_shape))
@@ -373,31 +376,110 @@ def _reduce(chain: tuple[LinearMap, ...]) -> list[LinearMap]:
     return items
 
 
+def _is_selection(m: LinearMap) -> bool:
+    """A pointwise map picking at most one input channel per output (a concat embedding)."""
+    if not isinstance(m, ConvMap) or not m.is_pointwise:
+        return False
+    w = m.matrix()
+    return bool(np.all(np.count_nonzero(w, axis=1) <= 1))
+
+
+@dataclass
+class _Sym:
+    """Shape-only stand-in of a map for :func:`chain_cost` (no weights, no products)."""
+
+    kind: str  # "conv" | "up" | "sparse"
+    in_shape: Shape
+    out_shape: Shape
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    pointwise: bool = False
+    selection: bool = False
+    nnz_per_row: float = 1.0
+    scale: int = 1
+
+
+def _sym(m: LinearMap) -> _Sym:
+    if isinstance(m, ConvMap):
+        return _Sym(
+            "conv",
+            tuple(m.in_shape),
+            tuple(m.out_shape),
+            tuple(m.weight.shape[2:]),
+            m.stride,
+            m.dilation,
+            m.groups,
+            m.is_pointwise,
+            _is_selection(m),
+        )
+    if isinstance(m, UpsampleMap):
+        return _Sym("up", tuple(m.in_shape), tuple(m.out_shape), scale=m.scale)
+    return _Sym("sparse", tuple(m.in_shape), tuple(m.out_shape), nnz_per_row=m.matrix.nnz / max(1, m.matrix.shape[0]))
+
+
+def _sym_reduce(chain: tuple[LinearMap, ...]) -> list[_Sym]:
+    """:func:`_reduce` on shapes: the same moves (1×1 maps inward past upsamplings, 1×1 maps
+    merged into their conv neighbours), so the same number of items is left."""
+    items = [_sym(m) for m in chain]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(items) - 1):
+            a, b = items[i], items[i + 1]
+            if a.kind == "conv" and a.pointwise and b.kind == "up":
+                low = _Sym("conv", b.in_shape, (a.out_shape[0], *b.in_shape[1:]), pointwise=True, selection=a.selection)
+                items[i : i + 2] = [_Sym("up", low.out_shape, a.out_shape, scale=b.scale), low]
+                changed = True
+            elif a.kind == "conv" and b.kind == "conv" and (a.pointwise or b.pointwise):
+                geo = b if a.pointwise else a
+                items[i : i + 2] = [
+                    _Sym(
+                        "conv",
+                        b.in_shape,
+                        a.out_shape,
+                        geo.kernel,
+                        geo.stride,
+                        geo.dilation,
+                        1,
+                        a.pointwise and b.pointwise,
+                        a.selection and b.selection,
+                    )
+                ]
+                changed = True
+                break
+    return items
+
+
 def chain_cost(chain: tuple[LinearMap, ...]) -> tuple[str, int]:
-    """``("conv", weights)`` when a chain folds into one convolution, else ``("sparse", nnz)``
-    with nnz the unrolled matrix's size, estimated from the receptive field without building it."""
-    items = _reduce(chain)
+    """``("conv", weights)`` when a chain folds into one convolution, ``("index", outputs)`` for
+    a nearest upsampling of a channel selection (a one-hot map), else ``("sparse", nnz)`` with
+    nnz the unrolled matrix's size, estimated from the receptive field. Works on shapes only."""
+    items = _sym_reduce(chain)
     if len(items) == 1:
         m = items[0]
-        if isinstance(m, ConvMap):
-            return "conv", int(m.weight.size)
-        if isinstance(m, SparseMap):
-            return "sparse", int(m.matrix.nnz)
-        return "sparse", int(np.prod(m.out_shape))
+        if m.kind == "conv":
+            return "conv", int(m.out_shape[0] * m.in_shape[0] // max(1, m.groups) * m.kernel[0] * m.kernel[1])
+        if m.kind == "sparse":
+            return "sparse", int(np.prod(m.out_shape) * m.nnz_per_row)
+        return "index", int(np.prod(m.out_shape))
+    if all(m.kind == "up" or (m.kind == "conv" and m.selection) for m in items):
+        return "index", int(np.prod(items[0].out_shape))
     n_out = int(np.prod(items[0].out_shape))
     rh = rw = 1
     per = 1.0
     chans = items[0].out_shape[0]
     for m in items:
-        if isinstance(m, ConvMap):
-            (kh, kw), (sh, sw), (dh, dw) = m.weight.shape[2:], m.stride, m.dilation
+        if m.kind == "conv":
+            (kh, kw), (sh, sw), (dh, dw) = m.kernel, m.stride, m.dilation
             rh, rw = (rh - 1) * sh + (kh - 1) * dh + 1, (rw - 1) * sw + (kw - 1) * dw + 1
-            chans = m.in_shape[0] if m.groups == 1 else m.weight.shape[1]
-        elif isinstance(m, UpsampleMap):
+            chans = m.in_shape[0] if m.groups == 1 else m.in_shape[0] // m.groups
+        elif m.kind == "up":
             rh, rw = (rh - 1) // m.scale + 2 if rh > 1 else 1, (rw - 1) // m.scale + 2 if rw > 1 else 1
             chans = m.in_shape[0]
         else:
-            per *= m.matrix.nnz / max(1, m.matrix.shape[0])
+            per *= m.nnz_per_row
             rh = rw = 1
             chans = 1
     n_in = int(np.prod(items[-1].in_shape))
@@ -419,7 +501,9 @@ def _merge(terms: list[Term]) -> list[Term]:
     return list(by_source.values())
 
 
-def expand_fanin(graph: Graph, cuts: frozenset[str] | set[str] = frozenset(), collapse: bool = True) -> dict[str, Fanin]:
+def expand_fanin(
+    graph: Graph, cuts: frozenset[str] | set[str] = frozenset(), collapse: bool = True
+) -> dict[str, Fanin]:
     """The input current of every population (LIF, SiLU, Readout, MaxPool2d) as terms.
 
     Sources are the Input and the populations with a per-step output (everything but Readout).
@@ -522,29 +606,20 @@ def expand_fanin(graph: Graph, cuts: frozenset[str] | set[str] = frozenset(), co
 def _source_cost(terms: list[Term]) -> tuple[str, int]:
     """Form and size of the one group that the terms of one source merge into."""
     costs = [chain_cost(t.map) for t in terms]  # type: ignore[arg-type]
+    if len(costs) == 1 and costs[0][0] == "index":
+        return costs[0]
     if all(f == "conv" for f, _ in costs):
         if len(terms) == 1:
             return costs[0]
-        maps = [_collapse(t.map) for t in terms]  # type: ignore[arg-type]
-        acc = maps[0]
-        for m in maps[1:]:
-            if not isinstance(acc, ConvMap) or not isinstance(m, ConvMap):
-                break
-            pad = _embed_kernel(m, acc) if m.weight.shape[2] <= acc.weight.shape[2] else _embed_kernel(acc, m)
-            same = (acc.stride, acc.padding, acc.dilation, acc.groups, acc.weight.shape) == (
-                m.stride,
-                m.padding,
-                m.dilation,
-                m.groups,
-                m.weight.shape,
-            )
-            if not same and pad is None:
-                break
-            acc = add_maps(acc, m)
-        else:
-            return "conv", int(acc.weight.size)  # type: ignore[union-attr]
-        n_out = int(np.prod(maps[0].out_shape))
-        return "sparse", sum(n_out * int(np.prod(m.weight.shape[1:])) * m.groups for m in maps)  # type: ignore[union-attr]
+        syms = [_sym_reduce(t.map)[0] for t in terms]  # type: ignore[arg-type]
+        first = syms[0]
+        if all(m.stride == first.stride and m.dilation == first.dilation and m.groups == 1 for m in syms):
+            # one source on several paths: add_maps embeds the smaller kernels (same-padded convs)
+            kh = max(m.kernel[0] for m in syms)
+            kw = max(m.kernel[1] for m in syms)
+            return "conv", int(first.out_shape[0] * first.in_shape[0] * kh * kw)
+        n_out = int(np.prod(first.out_shape))
+        return "sparse", sum(n_out * m.in_shape[0] * m.kernel[0] * m.kernel[1] for m in syms)
     return "sparse", sum(n for _, n in costs)
 
 
@@ -593,6 +668,62 @@ def choose_cuts(graph: Graph, limit: int) -> dict[str, str]:
                         )
                         break
         if not new:
-            return cuts
+            new = _duplication_cuts(graph, fanins, cuts, limit)
+            if not new:
+                return cuts
         cuts.update(new)
     return cuts
+
+
+def _chain_weights(chain: tuple[LinearMap, ...]) -> int:
+    """Weights of a chain folded into one convolution, from the shapes alone (no products):
+    out channels × in channels × the spatial kernel's size."""
+    kh = kw = 1
+    for m in chain:
+        if isinstance(m, ConvMap) and not m.is_pointwise:
+            kh, kw = m.weight.shape[2:]
+        elif not isinstance(m, ConvMap):
+            return chain_cost(chain)[1]
+    return int(chain[0].out_shape[0] * chain[-1].in_shape[0] * kh * kw)
+
+
+def _duplication_cuts(graph: Graph, fanins: dict[str, Fanin], cuts: dict[str, str], limit: int) -> dict[str, str]:
+    """Currents whose folding copies the most weights: folding a shortcut sum into every
+    population that reads it (directly or through later sums) copies the convolutions that
+    built it into each, so weights grow with depth (quadratically along a ResNet stage). A relay
+    holds them once; its readers get one small group each. Returns the cuts (node -> why) that
+    save more than ``limit`` weights each, largest first, at most one per folded term."""
+    per: dict[str, dict[str, int]] = {}
+    users: dict[str, set[int]] = {}
+    tid = 0
+    for pop, fi in fanins.items():
+        for t in fi.terms:
+            tid += 1
+            w = _chain_weights(t.map)  # type: ignore[arg-type]
+            for v in set(t.path):
+                if v in cuts or v == pop or graph.kind(v) != Kind.CURRENT:
+                    continue
+                if isinstance(graph[v].op, (Concat, Upsample)):
+                    continue  # relays of these go through choose_cuts' unrolling rule
+                per.setdefault(v, {}).setdefault(pop, 0)
+                per[v][pop] += w
+                users.setdefault(v, set()).add(tid)
+    savings = []
+    for v, readers in per.items():
+        if len(readers) < 2:
+            continue
+        c = graph.shape(v)
+        saving = sum(readers.values()) - max(readers.values()) - int(np.prod(c)) - len(readers) * c[0] * c[0]
+        if saving > limit:
+            savings.append((saving, v))
+    chosen: dict[str, str] = {}
+    taken: set[int] = set()
+    for saving, v in sorted(savings, reverse=True):
+        if users[v] & taken:
+            continue  # its terms change once the bigger cut is made: decide next round
+        taken |= users[v]
+        chosen[v] = (
+            f"duplicated, {len(per[v])} populations would each hold a copy of the convolutions that "
+            f"build {v} (about {int(saving)} weights saved by one relay)"
+        )
+    return chosen

@@ -53,7 +53,7 @@ from ..ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, to_sparse
+from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, identity, to_sparse
 from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
@@ -127,7 +127,9 @@ class _Ctx:
                 f"{node}: {fld} can reach {bound} but Lava wraps at {limit} (signed 24 bits); "
                 "pass allow_clip (--allow-clip) to accept a reported wrap, or lower scale_bits_max"
             )
-        self.clips.append({"node": node, "field": fld, "count": 1, "observed": [-bound, bound], "allowed": [-limit, limit]})
+        self.clips.append(
+            {"node": node, "field": fld, "count": 1, "observed": [-bound, bound], "allowed": [-limit, limit]}
+        )
 
 
 def _rint(x: np.ndarray | float) -> np.ndarray:
@@ -162,6 +164,8 @@ def _source_info(
 ) -> tuple[str, float, float]:
     """(kind, scale, bound on |value| in its units) of a term's source: 'input' (host),
     'spike' (0/1) or 'graded' (integers: a relay, max-pool or SiLU output)."""
+    if src in bounds:
+        return "graded", scales[src], float(bounds[src])
     op = graph[src].op
     if isinstance(op, Input):
         return "input", options.input_scale, math.ceil(options.input_scale)
@@ -231,9 +235,7 @@ def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
     return float(np.abs(m * 2.0**e - v).max()) / peak
 
 
-def _relay_bits(
-    reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]], k_hi: int, ctx: _Ctx
-) -> int:
+def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]], k_hi: int, ctx: _Ctx) -> int:
     """A relay's scale 2**k (0 <= k <= k_hi): no right shift on either side, so a coarse relay
     costs its graded Conv readers nothing but rounds its own input weights, and a fine one the
     reverse. Picks the k with the smallest worse relative weight error of the two sides
@@ -301,6 +303,16 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
             w = _weights(t.map)
             if w.size and np.abs(w).max() > 0:
                 readers.setdefault(t.source, []).append((forms[(reader, t.source)][0], w * 2.0**bits))
+    # Lava's Conv on a custom process's graded output would need a right shift: such readers go
+    # through a GradedVec relay fed 1:1 by a diagonal Sparse (whose exponent does the shift)
+    custom_relays = {
+        src
+        for (reader, src), (form, _) in forms.items()
+        if form == "conv"
+        and src not in cuts
+        and isinstance(graph[src].op, (MaxPool2d, SiLUNeuron))
+        and graph.kind(src) != Kind.SPIKE
+    }
     out = Graph({**graph.attrs})
     scales: dict[str, float] = {}
     bounds: dict[str, int] = {}
@@ -311,10 +323,29 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
             out.add(node.name, op, (), {**node.meta})
         elif node.name in fanins:
             why = cuts.get(node.name)
-            rep = _population(
-                graph, out, node.name, fanins[node.name], scales, ctx, readers.get(node.name, []), forms, bounds, why
+            fi = fanins[node.name]
+            # graded Conv readers of a custom population read it through a relay (below)
+            fi = Fanin(
+                [
+                    Term(f"{t.source}@relay", t.map, t.path)
+                    if t.source in custom_relays and forms[(node.name, t.source)][0] == "conv"
+                    else t
+                    for t in fi.terms
+                ],
+                fi.bias,
             )
+            for t in fi.terms:
+                if t.source.endswith("@relay") and t.source[: -len("@relay")] in custom_relays:
+                    forms[(node.name, t.source)] = forms[(node.name, t.source[: -len("@relay")])]
+            own_readers = readers.get(node.name, [])
+            if node.name in custom_relays:  # its conv readers read the relay; the relay reads it 1:1
+                own_readers = [r for r in own_readers if r[0] != "conv"]
+                own_readers.append(("sparse", np.ones(1) * 2.0**options.scale_bits_max))
+            rep = _population(graph, out, node.name, fi, scales, ctx, own_readers, forms, bounds, why)
             report_pops.append(rep)
+            if node.name in custom_relays:
+                conv_rs = [w for f, w in readers.get(node.name, []) if f == "conv"]
+                report_pops.append(_custom_relay(graph, out, node.name, scales, bounds, ctx, conv_rs))
         elif isinstance(op, Decode):
             out.add(node.name, op, node.inputs, {**node.meta})
         # linear ops live on in the synapse groups
@@ -533,6 +564,69 @@ def _population(
     rep["terms"] = term_reports
     out.add(name, qop, inputs, meta)
     return rep
+
+
+def _custom_relay(
+    graph: Graph,
+    out: Graph,
+    src: str,
+    scales: dict[str, float],
+    bounds: dict[str, int],
+    ctx: _Ctx,
+    conv_readers: list[np.ndarray],
+) -> dict[str, Any]:
+    """``<src>@relay``: a GradedVec carrying a custom population's graded output to its graded
+    Conv readers, fed by a diagonal Sparse from ``src`` (its exponent rescales, as Conv cannot)."""
+    p, opts = ctx.profile, ctx.options
+    g_half = (1 << (p.graded_message_bits - 1)) - 1
+    name = f"{src}@relay"
+    shape = tuple(graph.shape(src))
+    s_src, b_src = scales[src], float(bounds[src])
+    limits = {"scale_bits_max": opts.scale_bits_max}
+    if b_src > 0:
+        limits["relay payload s24"] = math.floor(math.log2(g_half * s_src / (b_src * (1 + 2.0**-7))))
+    k_hi = min(limits.values())
+    limits["balance: graded Conv readers vs relay inputs"] = _relay_bits(
+        conv_readers, [(np.ones(1) / s_src, False)], k_hi, ctx
+    )
+    limited = min(limits, key=limits.__getitem__)
+    k = max(0, int(limits[limited]))
+    scale = 2.0**k
+    t = Term(src, identity(shape), ())
+    tname = f"{name}<-{src}"
+    rep_t, top = _term(tname, t, "graded", s_src, scale, ctx)
+    rep_t["why"] = "diagonal Sparse: rescales the custom output for its Conv readers"
+    out.add(
+        tname,
+        top,
+        [src],
+        {"partition": "chip", "source": src, "ir_path": [], "population": name, "form_why": rep_t["why"]},
+    )
+    bound = _payload_bound(top, int(bounds[src]))
+    if bound > g_half:
+        ctx.fail(name, "relay_payload_s24", bound, g_half)
+    bounds[name], scales[name] = bound, scale
+    why = f"carries {src}'s graded output to its graded Conv readers"
+    out.add(
+        name,
+        GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
+        [tname],
+        {"partition": "chip", "ir_op": f"relay({graph[src].op.type_name})", "out_bound": bound},
+    )
+    return {
+        "name": name,
+        "op": "GradedRelay",
+        "placement": "chip",
+        "scale": scale,
+        "scale_bits": k,
+        "limited_by": limited,
+        "bias_range": [0, 0],
+        "scale_out": scale,
+        "bound": bound,
+        "why": why,
+        "neurons": int(np.prod(shape)),
+        "terms": [rep_t],
+    }
 
 
 def fanin_shape(graph: Graph, name: str) -> tuple[int, ...]:

@@ -337,6 +337,21 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+COMPRESS_ABOVE = 1 << 16  # bytes: larger arrays are stored gzip-1 + shuffle (weights, per-neuron biases)
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """An integer array in the smallest signed type holding its values (the loader casts every
+    array to Lava's type): 8-bit mantissas take one byte, not four."""
+    if a.dtype.kind not in "iu" or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return a.astype(t) if np.dtype(t).itemsize < a.dtype.itemsize else a
+    return a
+
+
 def write_dag(dag: LavaDag, path: str | Path) -> Path:
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w", track_order=True) as f:
@@ -360,7 +375,17 @@ def write_dag(dag: LavaDag, path: str | Path) -> Path:
                 pg.attrs["ir_node"] = p.ir_node
                 pg.attrs["params"] = json.dumps(_jsonable(p.params))
                 for k, a in p.arrays.items():
-                    pg.create_dataset(k, data=a, fletcher32=a.size > 0, chunks=True if a.size > 0 else None)
+                    a = _compact(a)
+                    big = a.nbytes >= COMPRESS_ABOVE
+                    pg.create_dataset(
+                        k,
+                        data=a,
+                        fletcher32=a.size > 0,
+                        chunks=True if a.size > 0 else None,
+                        compression="gzip" if big else None,
+                        compression_opts=1 if big else None,
+                        shuffle=big,
+                    )
             c = f.create_group("connections")
             c.attrs["edges"] = json.dumps([list(e) for e in dag.edges])
 

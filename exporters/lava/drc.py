@@ -11,8 +11,9 @@ source                 synapse group              why
 =====================  =========================  ==============================================
 Input (host)           HostConv, HostSparse       the host computes it and injects into a_in
 LoihiLIF (spikes)      SynConv, SynSparse         binary spikes into Conv / (Delay)Sparse
-FixedMaxPool, FixedSiLU SynSparse, SynConv       graded spikes: Sparse (exponent shift) or Conv
-GradedRelay            SynSparse, SynConv         graded spikes (num_message_bits > 0)
+FixedMaxPool, FixedSiLU SynSparse                 graded spikes need Sparse's exponent shift
+GradedRelay            SynSparse, SynConv         graded spikes (num_message_bits > 0); a relay is
+                                                  scaled for its Conv readers (no shift needed)
 =====================  =========================  ==============================================
 
 A Conv reading graded spikes cannot shift right and wraps at 24 bits: its worst-case sum (the
@@ -56,8 +57,6 @@ LEGAL_EDGES: dict[tuple[type, type], str] = {
     (LoihiLIF, SynSparse): "binary spikes through lava Sparse / DelaySparse",
     (FixedMaxPool, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
     (FixedSiLU, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
-    (FixedMaxPool, SynConv): "graded spikes through a weight-shared Conv (no shift, 24-bit sum)",
-    (FixedSiLU, SynConv): "graded spikes through a weight-shared Conv (no shift, 24-bit sum)",
     (GradedRelay, SynSparse): "a relayed current through Sparse (index maps, small matrices)",
     (GradedRelay, SynConv): "a relayed current through a weight-shared Conv (no shift, 24-bit sum)",
 }
