@@ -9,5 +9,6 @@ mkdir -p bench/results
 "$PY" bench/onnx_vs_torch.py    # stepwise ONNX vs PyTorch eager: ms/frame and peak memory
 "$PY" bench/sop_overhead.py     # exact SOP counting vs a plain ref-float run: overhead per frame
 "$PY" bench/lava_vs_ref_fixed.py # ref-fixed vs lava-nc (fast and stock models): ms/step, bit-exact
+"$PY" bench/lava_scale.py --check # Lava export at paper sizes (time, RSS, artifact) + full-size bit-exact check
 
 echo "== results in bench/results/ =="

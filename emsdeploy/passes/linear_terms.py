@@ -647,8 +647,12 @@ def choose_cuts(graph: Graph, limit: int) -> dict[str, str]:
 
     Greedy: expand the fan-in without building matrices, take every source whose merged group
     would be a matrix above ``limit``, cut the value its chain unrolls at (:func:`_cut_for`),
-    repeat. The old folding stays wherever it is a convolution or a matrix within ``limit``."""
+    repeat. The old folding stays wherever it is a convolution or a matrix within ``limit``.
+    Then, while folding copies the convolutions of shortcut sums into their readers so often
+    that the chip would hold more than ``DUPLICATION_MAX`` times the model's weights, relay the
+    currents whose copies cost most (:func:`_duplication_cuts`)."""
     cuts: dict[str, str] = {}
+    model_weights = sum(int(n.op.weight.size) for n in graph if isinstance(n.op, Conv2d))
     for _ in range(len(graph)):
         fanins = expand_fanin(graph, frozenset(cuts), collapse=False)
         new: dict[str, str] = {}
@@ -668,11 +672,17 @@ def choose_cuts(graph: Graph, limit: int) -> dict[str, str]:
                         )
                         break
         if not new:
+            folded = sum(_chain_weights(t.map) for fi in fanins.values() for t in fi.terms)  # type: ignore[arg-type]
+            if folded <= DUPLICATION_MAX * model_weights:
+                return cuts
             new = _duplication_cuts(graph, fanins, cuts, limit)
             if not new:
                 return cuts
         cuts.update(new)
     return cuts
+
+
+DUPLICATION_MAX = 2.0  # folded weights allowed, in model weights, before shortcut sums are relayed
 
 
 def _chain_weights(chain: tuple[LinearMap, ...]) -> int:
