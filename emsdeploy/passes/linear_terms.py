@@ -20,6 +20,7 @@ not a pass itself. :func:`expand_fanin` is the entry point.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,9 +132,15 @@ def pointwise(matrix: np.ndarray, in_shape: Shape) -> ConvMap:
     )
 
 
+_WEIGHTS64: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # op -> float64 weight (expanded often)
+
+
 def conv_map(op: Conv2d, in_shape: Shape) -> ConvMap:
+    w = _WEIGHTS64.get(op)
+    if w is None:
+        w = _WEIGHTS64[op] = op.weight.astype(np.float64)
     return ConvMap(
-        op.weight.astype(np.float64),
+        w,
         op.stride,
         op.padding,
         op.dilation,

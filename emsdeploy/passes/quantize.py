@@ -185,7 +185,7 @@ def _form(graph: Graph, t: Term, cuts: dict[str, str], limit: int) -> tuple[str,
             return "conv", "a convolution of spikes"
         return "sparse", f"folded map is not a convolution; {to_sparse(m).matrix.nnz} synapses <= {limit}"
     if isinstance(m, ConvMap):
-        n = int(np.prod(m.out_shape)) * int(np.prod(m.weight.shape[1:]))
+        n = int(np.prod(m.out_shape[1:])) * int(np.count_nonzero(m.weight))  # the matrix's size, borders aside
         if n > limit:
             return "conv", f"graded Conv: as a matrix {n} synapses > {limit}"
         return "sparse", f"graded Sparse (finer exponent): {n} synapses <= {limit}"
