@@ -10,5 +10,6 @@ mkdir -p bench/results
 "$PY" bench/sop_overhead.py     # exact SOP counting vs a plain ref-float run: overhead per frame
 "$PY" bench/lava_vs_ref_fixed.py # ref-fixed vs lava-nc (fast and stock models): ms/step, bit-exact
 "$PY" bench/export_memory.py    # trace / ONNX / NIR export of resnet34-cat @640: wall time and peak RSS (budgets)
+"$PY" bench/lava_scale.py --check # Lava export at paper sizes (time, RSS, artifact) + full-size bit-exact check
 
 echo "== results in bench/results/ =="

@@ -34,6 +34,7 @@ __all__ = [
     "Profile",
     "conv_payload",
     "effective_bias",
+    "graded_conv_payload",
     "host_payload",
     "lif_step",
     "quantize_input",
@@ -132,6 +133,14 @@ def conv_payload(
     if bound is not None and bound < 1 << (bits - 1):
         return acc
     return wrap(acc, bits)
+
+
+def graded_conv_payload(op: SynConv, weight: torch.Tensor, x: torch.Tensor, p: Profile) -> torch.Tensor:
+    """A Lava ``Conv`` with ``num_message_bits > 0`` on graded integers ``x``: the float64 sum of
+    x·(m·2**e) (exact: the quantizer bounds it below 2**23), cast to int and wrapped to 24 bits
+    (no shift: graded payloads enter as they are)."""
+    acc = F.conv2d(x.to(torch.float64), weight, None, op.stride, op.padding, op.dilation, op.groups)
+    return wrap(acc.to(torch.int64), p["conv_accumulator_bits"])
 
 
 def diagonal(op: SynSparse) -> torch.Tensor | None:

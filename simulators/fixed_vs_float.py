@@ -22,9 +22,18 @@ import scipy.sparse as sp
 import torch
 
 from emsdeploy.ir import Decode, Graph, Input, Kind
-from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU, HostConv, HostSparse, LoihiLIF, SynConv
+from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU, GradedRelay, HostConv, HostSparse, LoihiLIF, SynConv
 
-from .fixed_kernels import conv_payload, effective_bias, host_payload, lif_step, quantize_input, sparse_payload, wrap
+from .fixed_kernels import (
+    conv_payload,
+    effective_bias,
+    graded_conv_payload,
+    host_payload,
+    lif_step,
+    quantize_input,
+    sparse_payload,
+    wrap,
+)
 from .ref_fixed import RefFixed
 from .ref_float import RefFloat
 
@@ -104,13 +113,14 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
         v = torch.zeros_like(u)
         bias = effective_bias(op)
         bad = 0
+        if any(_float_source(fixed, fixed[i].inputs[0], f) is None for i in node.inputs):
+            continue  # reads a relayed current ref-float did not record: not isolated
         for t in range(T):
             a = torch.zeros_like(u)
             for i in node.inputs:
                 term = fixed[i]
                 top, src = term.op, term.inputs[0]
-                while "relay_delay" in fixed[src].meta:  # a delay relay re-emits its source's spikes
-                    src = fixed[fixed[src].inputs[0]].inputs[0]
+                src, relay_scale = _float_source(fixed, src, f)  # type: ignore[misc]
                 rec = f.records[src]
                 if isinstance(fixed[src].op, Input):
                     w: Any = _weights(top)
@@ -121,8 +131,12 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
                 else:  # graded: the float value at the source's output scale
                     sop = fixed[src].op
                     scale = sop.scale_out if isinstance(sop, (FixedMaxPool, FixedSiLU)) else 1.0
+                    scale = relay_scale or scale
                     xs = torch.round(rec["y"][t].to(torch.float64) * scale).to(torch.int64)
-                if isinstance(top, SynConv):
+                if isinstance(top, SynConv) and fixed.kind(term.inputs[0]) != Kind.SPIKE:
+                    w64 = torch.from_numpy(top.effective_weight().astype(np.float64))
+                    a = a + graded_conv_payload(top, w64, xs, p)
+                elif isinstance(top, SynConv):
                     a = a + conv_payload(top, torch.from_numpy(top.weight_s8.astype(np.float32)), xs, p)
                 else:
                     a = a + sparse_payload(top, _weights(top), xs, p)
@@ -130,6 +144,21 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
             bad += int((s.to(want.dtype) != want[t]).sum())
         out[node.name] = 1 - bad / want.numel()
     return out
+
+
+def _float_source(fixed: Graph, src: str, f: Any) -> tuple[str, float | None] | None:
+    """(the float node whose recorded value feeds ``src``, the relay's scale or None) through
+    delay relays and GradedVec relays; None when ref-float has no record of it."""
+    while "relay_delay" in fixed[src].meta:  # a delay relay re-emits its source's values
+        src = fixed[fixed[src].inputs[0]].inputs[0]
+    scale = None
+    if isinstance(fixed[src].op, GradedRelay):
+        scale = fixed[src].op.scale
+        if src.endswith("@relay"):
+            src = src[: -len("@relay")]
+    if src not in f.records or not ({"s", "y"} & set(f.records[src])):
+        return None
+    return src, scale
 
 
 def _weights(op: Any) -> Any:

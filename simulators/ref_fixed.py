@@ -36,6 +36,7 @@ from emsdeploy.ir import Decode, Graph, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -50,6 +51,7 @@ from .fixed_kernels import (
     conv_payload,
     diagonal,
     effective_bias,
+    graded_conv_payload,
     host_payload,
     lif_step,
     payload_bound,
@@ -61,15 +63,15 @@ from .float_kernels import decode_boxes
 
 __all__ = ["RefFixed", "population_names"]
 
-_POPS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)
+_POPS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)
 
 
 def population_names(graph: Graph, record: Any) -> set[str]:
-    """``"neurons"``: LIF, max-pool and SiLU populations; ``"all"``: also readouts; or names."""
+    """``"neurons"``: LIF, max-pool, SiLU and relay populations; ``"all"``: also readouts; or names."""
     if record is None:
         return set()
     if record == "neurons":
-        return {n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU))}
+        return {n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU, GradedRelay))}
     if record == "all":
         return {n.name for n in graph if isinstance(n.op, _POPS)}
     names = set(record)
@@ -103,7 +105,9 @@ class RefFixed(Backend):
         self._weights: dict[str, Any] = {}
         for name, node in self._terms.items():
             op = node.op
-            if isinstance(op, SynConv):
+            if isinstance(op, SynConv) and graph.kind(node.inputs[0]) != Kind.SPIKE:
+                self._weights[name] = torch.from_numpy(op.effective_weight().astype(np.float64))
+            elif isinstance(op, SynConv):
                 self._weights[name] = torch.from_numpy(op.weight_s8.astype(np.float32))
             elif isinstance(op, HostConv):
                 self._weights[name] = torch.from_numpy(op.weight_s24.astype(np.float64))
@@ -136,7 +140,7 @@ class RefFixed(Backend):
         self._graded_bias = {
             n.name: torch.from_numpy(n.op.bias_s24.astype(np.int64))
             for n in self._pops
-            if isinstance(n.op, FixedMaxPool)
+            if isinstance(n.op, (FixedMaxPool, GradedRelay))
         }
         self.stats: dict[str, dict[str, int]] = {}
 
@@ -222,6 +226,8 @@ class RefFixed(Backend):
                         op, a, u[node.name], v[node.name], self._bias[node.name], p, st, sb
                     )
                     out = s.to(torch.int64)
+                elif isinstance(op, GradedRelay):
+                    out = a + self._graded_bias[node.name]  # GradedVec: v = a_in (+ the bias buffer), sent as is
                 elif isinstance(op, FixedMaxPool):
                     k = op.kernel
                     c, h, w = op.in_shape()
@@ -251,6 +257,8 @@ class RefFixed(Backend):
                 xs = outs[src]
                 if xs is None:  # a skipped step of the source: nothing valid to deliver
                     line.append(term_zero[name])
+                elif isinstance(top, SynConv) and self._weights[name].dtype == torch.float64:
+                    line.append(graded_conv_payload(top, self._weights[name], xs, p))
                 elif isinstance(top, SynConv):
                     line.append(conv_payload(top, self._weights[name], xs, p, self._bound[name]))
                 else:

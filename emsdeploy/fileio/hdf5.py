@@ -75,8 +75,10 @@ def open_hdf5(
     """Open ``path`` read-only after :func:`check_hdf5`; yields the ``h5py.File``.
 
     ``error``: the error class raised (e.g. ``IRFormatError``); every message names the file.
-    ``compressed``: accept deflate/LZF datasets (NIR files); our IR and Lava writers never
-    compress, so their readers refuse compression, the one way a small file can hold a large array.
+    ``compressed``: accept deflate/LZF datasets (NIR files, and the large arrays of our IR and
+    Lava files, which at paper sizes are mostly constant per-neuron parameters). Compression is
+    the one way a small file can hold a large array, so it is bounded: every chunk must be stored
+    and all compressed datasets together may declare at most MAX_COMPRESSION_RATIO × the file.
     """
     import h5py
 

@@ -57,7 +57,16 @@ def _write(graph: Graph, path: Path) -> None:
                 value = getattr(node.op, fld.name)
                 if isinstance(value, np.ndarray):
                     checked = value.ndim > 0 and value.size > 0
-                    g.create_dataset(fld.name, data=value, fletcher32=checked, chunks=True if checked else None)
+                    big = checked and value.nbytes >= 1 << 16  # weights, per-neuron arrays: gzip-1 + shuffle
+                    g.create_dataset(
+                        fld.name,
+                        data=value,
+                        fletcher32=checked,
+                        chunks=True if checked else None,
+                        compression="gzip" if big else None,
+                        compression_opts=1 if big else None,
+                        shuffle=big,
+                    )
                 else:
                     params[fld.name] = list(value) if isinstance(value, tuple) else value
             g.attrs["params"] = _json(params)
@@ -82,7 +91,7 @@ def write_ir(graph: Graph, path: str | Path) -> Path:
 def read_ir(path: str | Path) -> Graph:
     """Read an IR file. Raises :class:`IRFormatError` for damaged, foreign or too-new files."""
     path = Path(path)
-    with open_hdf5(path, error=IRFormatError) as f:
+    with open_hdf5(path, error=IRFormatError, compressed=True) as f:
         if f.attrs.get("format") != FORMAT:
             raise IRFormatError(f"{path}: not an emsdeploy IR file (format attribute {f.attrs.get('format')!r})")
         version = f.attrs.get("schema_version")

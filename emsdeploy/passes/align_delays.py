@@ -15,8 +15,9 @@ Lava's ``Conv`` has no delay. A delayed :class:`SynConv` stays a conv in the IR 
 lowers it to a ``DelaySparse`` with the same integers (the op's docstring states the arithmetic)
 unless its unrolled matrix would exceed ``relay_above`` synapses (large inputs): then the
 spikes go through a **relay** instead — an identity ``SynSparse`` with delay d − 1 into a LIF
-with threshold 0 (it re-emits its input spikes; ``node.meta["relay_delay"] = d``), which the
-conv then reads undelayed. One relay serves every group reading the same source with the same
+with threshold 0 (it re-emits its input spikes; ``node.meta["relay_delay"] = d``), or, for a
+graded source, into a :class:`GradedRelay` (it passes the integers on), which the conv then
+reads undelayed. One relay serves every group reading the same source with the same
 delay.
 
 Pre: the output of :func:`~emsdeploy.passes.quantize`. Post: the same graph with ``latency`` on
@@ -32,8 +33,17 @@ import dataclasses
 import numpy as np
 
 from ..errors import PassError
-from ..ir import Graph, Input
-from ..ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv, SynSparse
+from ..ir import Graph, Input, Kind
+from ..ir.ops.loihi import (
+    CHIP_SYNAPSES,
+    HOST_TERMS,
+    POPULATIONS,
+    GradedRelay,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
 
 __all__ = ["RELAY_ABOVE", "align_delays", "hops"]
 
@@ -78,6 +88,7 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
     p = g.attrs["loihi"]
     du_max, dv_max = (1 << p["du_bits"]) - 1, (1 << p["dv_bits"]) - 1
     shapes = {n: g.shape(n) for n in g.names()}  # before rewiring (the graph is reordered at the end)
+    kinds = {n: g.kind(n) for n in g.names()}
     for node in list(g):
         if not isinstance(node.op, POPULATIONS):
             continue
@@ -98,8 +109,14 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
                     [src],
                     {"partition": "chip", "source": src, "ir_path": [], "population": relay},
                 )
-                lif = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
-                g.add(relay, lif, [f"{relay}<-{src}"], {"partition": "chip", "ir_op": "relay", "relay_delay": delay})
+                meta = {"partition": "chip", "ir_op": "relay", "relay_delay": delay}
+                if kinds[src] == Kind.SPIKE:
+                    pop: object = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+                else:  # graded values: a GradedVec passes them on unchanged
+                    bound = int(g[src].meta.get("out_bound", 0))
+                    pop = GradedRelay(np.zeros(shape, np.int32), float(getattr(g[src].op, "scale_out", getattr(g[src].op, "scale", 1.0))), 0, bound)
+                    meta["out_bound"] = bound
+                g.add(relay, pop, [f"{relay}<-{src}"], meta)
                 latency[f"{relay}<-{src}"] = latency[src] + 1
                 latency[relay] = latency[src] + delay
             g.replace(i, inputs=[relay])

@@ -45,6 +45,7 @@ from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
 from ..ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -52,12 +53,14 @@ from ..ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from .linear_terms import ConvMap, Fanin, LinearMap, Term, expand_fanin, to_sparse
+from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, identity, to_sparse
 from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 
 GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
+FOLD_MAX_SYNAPSES = 1 << 18  # an unrolled group above this goes weight-shared (relays, graded Conv)
+CONV_READER_ERROR = 1.0 / 128  # relative weight error a graded Conv reader may take (7-bit mantissa)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class QuantizeOptions:
         bias_exp: fixed bias exponent for every population (netx hard-codes 6), or None to pick
             the finest that fits per population.
         allow_clip: clip values that do not fit (each clip is reported) instead of raising.
+        fold_max_synapses: a synapse group whose folded form would be a matrix of more synapses
+            than this is made weight-shared instead: the current it unrolls at is carried by a
+            relay population and read through convolutions (``linear_terms.choose_cuts``), and a
+            graded source is read through a Conv instead of a Sparse.
     """
 
     profile: str = "loihi_bitacc"
@@ -81,6 +88,7 @@ class QuantizeOptions:
     input_scale: float = 255.0
     bias_exp: int | None = None
     allow_clip: bool = False
+    fold_max_synapses: int = FOLD_MAX_SYNAPSES
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,6 +119,18 @@ class _Ctx:
         self.clips.append({"node": node, "field": fld, "count": n, "observed": [vmin, vmax], "allowed": [lo, hi]})
         return np.clip(values, lo, hi)
 
+    def fail(self, node: str, fld: str, bound: int, limit: int) -> None:
+        """A worst-case sum that Lava would wrap: raise, or record it under allow_clip (Lava and
+        ref-fixed then wrap it the same way, bit-exact but not the float value)."""
+        if not self.options.allow_clip:
+            raise QuantizationError(
+                f"{node}: {fld} can reach {bound} but Lava wraps at {limit} (signed 24 bits); "
+                "pass allow_clip (--allow-clip) to accept a reported wrap, or lower scale_bits_max"
+            )
+        self.clips.append(
+            {"node": node, "field": fld, "count": 1, "observed": [-bound, bound], "allowed": [-limit, limit]}
+        )
+
 
 def _rint(x: np.ndarray | float) -> np.ndarray:
     return np.rint(np.asarray(x, dtype=np.float64)).astype(np.int64)
@@ -139,14 +159,113 @@ def _bits(m: np.ndarray) -> float:
     return round(math.log2(peak) + 1, 2) if peak else 0.0
 
 
-def _source_info(graph: Graph, src: str, scales: dict[str, float], options: QuantizeOptions) -> tuple[str, float]:
-    """(kind, scale) of a term's source: 'input' (host), 'spike' (0/1) or 'graded' (integers)."""
+def _source_info(
+    graph: Graph, src: str, scales: dict[str, float], options: QuantizeOptions, bounds: dict[str, int]
+) -> tuple[str, float, float]:
+    """(kind, scale, bound on |value| in its units) of a term's source: 'input' (host),
+    'spike' (0/1) or 'graded' (integers: a relay, max-pool or SiLU output)."""
+    if src in bounds:
+        return "graded", scales[src], float(bounds[src])
     op = graph[src].op
     if isinstance(op, Input):
-        return "input", options.input_scale
-    if graph.kind(src) == Kind.SPIKE:
-        return "spike", 1.0
-    return "graded", scales[src]  # the graded output's scale
+        return "input", options.input_scale, math.ceil(options.input_scale)
+    if src not in bounds and graph.kind(src) == Kind.SPIKE:
+        return "spike", 1.0, 1.0
+    return "graded", scales[src], float(bounds[src])  # the graded output's scale
+
+
+def _form(graph: Graph, t: Term, cuts: dict[str, str], limit: int) -> tuple[str, str]:
+    """(form, why) of the group for term ``t``: ``conv`` (weight-shared), ``sparse`` or ``host``."""
+    src = graph[t.source].op
+    m = t.map
+    if isinstance(src, Input):
+        return "host", "reads the input image"
+    if t.source not in cuts and graph.kind(t.source) == Kind.SPIKE:
+        if isinstance(m, ConvMap):
+            return "conv", "a convolution of spikes"
+        return "sparse", f"folded map is not a convolution; {to_sparse(m).matrix.nnz} synapses <= {limit}"
+    if isinstance(m, ConvMap):
+        n = int(np.prod(m.out_shape[1:])) * int(np.count_nonzero(m.weight))  # the matrix's size, borders aside
+        if n > limit:
+            return "conv", f"graded Conv: as a matrix {n} synapses > {limit}"
+        return "sparse", f"graded Sparse (finer exponent): {n} synapses <= {limit}"
+    return "sparse", "index map (one-hot upsampling) or small folded matrix"
+
+
+def _row_abs_max(m: LinearMap) -> float:
+    """max over outputs of Σ|w| (float): the worst case gain of a map."""
+    if isinstance(m, ConvMap):
+        w = np.abs(m.weight)
+        return float(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0.0
+    mat = to_sparse(m).matrix
+    return float(np.asarray(abs(mat).sum(axis=1)).max()) if mat.nnz else 0.0
+
+
+def _csr_row_max(data: np.ndarray, indptr: np.ndarray) -> int:
+    """max over rows of Σ|data| of a CSR matrix (0 when empty)."""
+    c = np.concatenate(([0], np.cumsum(np.abs(data.astype(np.int64)))))
+    return int((c[indptr[1:]] - c[indptr[:-1]]).max()) if len(indptr) > 1 else 0
+
+
+def _payload_bound(op: Any, src_bound: int) -> int:
+    """A proven bound on |payload| of a quantized group whose source values satisfy |x| <= src_bound."""
+    if isinstance(op, SynConv):
+        w = np.abs(op.effective_weight())
+        return int(w.reshape(w.shape[0], -1).sum(1).max()) * src_bound if w.size else 0
+    if isinstance(op, SynSparse):
+        acc = _csr_row_max(op.weight_s8, op.indptr)
+        acc *= src_bound
+        e = op.weight_exp_s4
+        return acc << e if e >= 0 else (acc >> -e) + 1
+    if isinstance(op, HostConv):
+        w = np.abs(op.weight_s24.astype(np.int64))
+        rows = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+    else:
+        rows = _csr_row_max(op.weight_s24, op.indptr)
+    return ((rows * math.ceil(op.in_scale)) >> op.shift_u5) + 1
+
+
+def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
+    """Relative error (to the largest weight) of ``v`` as 8-bit mantissas with exponent >= e_min."""
+    peak = float(np.abs(v).max()) if v.size else 0.0
+    if peak == 0.0:
+        return 0.0
+    lo, hi = ctx.profile.weight_range
+    m, e = _mantissa_exp(v, lo, hi, e_min, ctx.profile.weight_exp_max)
+    return float(np.abs(m * 2.0**e - v).max()) / peak
+
+
+def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]], k_hi: int, ctx: _Ctx) -> int:
+    """A relay's scale 2**k (0 <= k <= k_hi): no right shift on either side, so a coarse relay
+    costs its graded Conv readers nothing but rounds its own input weights, and a fine one the
+    reverse. Picks the k with the smallest worse relative weight error of the two sides
+    (the finest on ties); ``in_ws`` are (weights per source unit, read by a Conv)."""
+    best, best_err = 0, math.inf
+    for k in range(k_hi, -1, -1):
+        err = max((_rel_error(w / 2.0**k, 0, ctx) for w in reader_ws), default=0.0)
+        for w, conv in in_ws:
+            err = max(err, _rel_error(w * 2.0**k, 0 if conv else ctx.profile.weight_exp_min, ctx))
+        if err < best_err - 1e-12:
+            best, best_err = k, err
+    return best
+
+
+def _conv_reader_bits(reader_ws: list[np.ndarray], k_hi: int, ctx: _Ctx) -> int:
+    """The finest output scale 2**k (k <= k_hi, k >= 0) at which every graded Conv reader's
+    weights (given per unit of the source at scale 1) keep a relative error <= CONV_READER_ERROR
+    with an 8-bit mantissa and no right shift (Lava's Conv): coarser sources, finer weights."""
+    lo, hi = ctx.profile.weight_range
+    for k in range(k_hi, 0, -1):
+        ok = True
+        for w in reader_ws:
+            v = w / 2.0**k
+            m, e = _mantissa_exp(v, lo, hi, 0, ctx.profile.weight_exp_max)
+            if float(np.abs(m * 2.0**e - v).max()) > CONV_READER_ERROR * float(np.abs(v).max()):
+                ok = False
+                break
+        if ok:
+            return k
+    return 0
 
 
 # ---- the pass ---------------------------------------------------------------------------------
@@ -166,26 +285,67 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
                 f"output {name} ({graph[name].op.type_name}) is not a population; "
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
             )
-    fanins = expand_fanin(graph)
-    # the largest weight of each group reading a graded source, times the reader's nominal
-    # scale: what its integer weights will be per unit of the source (to pick the output scale)
-    readers: dict[str, list[float]] = {}
+    cuts = choose_cuts(graph, options.fold_max_synapses)
+    fanins = expand_fanin(graph, frozenset(cuts))
+    forms = {
+        (reader, t.source): _form(graph, t, cuts, options.fold_max_synapses)
+        for reader, fi in fanins.items()
+        for t in fi.terms
+    }
+    # the weights of each group reading a graded source, times the reader's nominal scale:
+    # what its integer weights will be per unit of the source (to pick the output scale)
+    readers: dict[str, list[tuple[str, np.ndarray]]] = {}
     for reader, fi in fanins.items():
         bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
+            if (t.source not in cuts and graph.kind(t.source) == Kind.SPIKE) or isinstance(graph[t.source].op, Input):
+                continue
             w = _weights(t.map)
             if w.size and np.abs(w).max() > 0:
-                readers.setdefault(t.source, []).append(float(np.abs(w).max()) * 2.0**bits)
+                readers.setdefault(t.source, []).append((forms[(reader, t.source)][0], w * 2.0**bits))
+    # Lava's Conv on a custom process's graded output would need a right shift: such readers go
+    # through a GradedVec relay fed 1:1 by a diagonal Sparse (whose exponent does the shift)
+    custom_relays = {
+        src
+        for (reader, src), (form, _) in forms.items()
+        if form == "conv"
+        and src not in cuts
+        and isinstance(graph[src].op, (MaxPool2d, SiLUNeuron))
+        and graph.kind(src) != Kind.SPIKE
+    }
     out = Graph({**graph.attrs})
     scales: dict[str, float] = {}
+    bounds: dict[str, int] = {}
     report_pops: list[dict[str, Any]] = []
     for node in graph:
         op = node.op
         if isinstance(op, Input):
             out.add(node.name, op, (), {**node.meta})
         elif node.name in fanins:
-            rep = _population(graph, out, node.name, fanins[node.name], scales, ctx, readers.get(node.name, []))
+            why = cuts.get(node.name)
+            fi = fanins[node.name]
+            # graded Conv readers of a custom population read it through a relay (below)
+            fi = Fanin(
+                [
+                    Term(f"{t.source}@relay", t.map, t.path)
+                    if t.source in custom_relays and forms[(node.name, t.source)][0] == "conv"
+                    else t
+                    for t in fi.terms
+                ],
+                fi.bias,
+            )
+            for t in fi.terms:
+                if t.source.endswith("@relay") and t.source[: -len("@relay")] in custom_relays:
+                    forms[(node.name, t.source)] = forms[(node.name, t.source[: -len("@relay")])]
+            own_readers = readers.get(node.name, [])
+            if node.name in custom_relays:  # its conv readers read the relay; the relay reads it 1:1
+                own_readers = [r for r in own_readers if r[0] != "conv"]
+                own_readers.append(("sparse", np.ones(1) * 2.0**options.scale_bits_max))
+            rep = _population(graph, out, node.name, fi, scales, ctx, own_readers, forms, bounds, why)
             report_pops.append(rep)
+            if node.name in custom_relays:
+                conv_rs = [w for f, w in readers.get(node.name, []) if f == "conv"]
+                report_pops.append(_custom_relay(graph, out, node.name, scales, bounds, ctx, conv_rs))
         elif isinstance(op, Decode):
             out.add(node.name, op, node.inputs, {**node.meta})
         # linear ops live on in the synapse groups
@@ -197,35 +357,70 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
         "options": options.as_dict(),
         "profile": profile.name,
         "populations": report_pops,
+        "relays": dict(cuts),
         "clips": ctx.clips,
     }
     return out.validate()
 
 
 def _population(
-    graph: Graph, out: Graph, name: str, fanin: Fanin, scales: dict[str, float], ctx: _Ctx, reader_weights: list[float]
+    graph: Graph,
+    out: Graph,
+    name: str,
+    fanin: Fanin,
+    scales: dict[str, float],
+    ctx: _Ctx,
+    readers: list[tuple[str, np.ndarray]],
+    forms: dict[tuple[str, str], tuple[str, str]],
+    bounds: dict[str, int],
+    relay_why: str | None = None,
 ) -> dict[str, Any]:
     node = graph[name]
     op = node.op
     p, opts = ctx.profile, ctx.options
     hi = p.weight_range[1]
-    spike_pool = isinstance(op, MaxPool2d) and graph.kind(node.inputs[0]) == Kind.SPIKE
-    terms = [(t, *_source_info(graph, t.source, scales, opts)) for t in fanin.terms]
+    relay = relay_why is not None
+    spike_pool = not relay and isinstance(op, MaxPool2d) and graph.kind(node.inputs[0]) == Kind.SPIKE
+    terms = [(t, *_source_info(graph, t.source, scales, opts, bounds)) for t in fanin.terms]
+    reader_weights = [float(np.abs(w).max()) for f, w in readers if f == "sparse"]
+    conv_readers = [w for f, w in readers if f == "conv"]
+    g_half = (1 << (p.graded_message_bits - 1)) - 1  # a graded payload and a Conv sum: signed 24 bits
 
     # -- the population scale S = 2**k: as large as the limits allow, up to scale_bits_max ------
     # (a larger S never costs weight precision, since each group has its own exponent, but
     # it sharpens threshold, bias and graded inputs; scale_bits_max keeps headroom for currents)
-    if isinstance(op, Readout):
+    if isinstance(op, Readout) and not relay:
         limits: dict[str, int] = {"readout_scale_bits_max": opts.readout_scale_bits_max}
     else:
         limits = {"scale_bits_max": opts.scale_bits_max}
-    for t, kind, s_src in terms:
+    bias = fanin.bias
+    bmax = float(np.abs(bias).max()) if bias is not None and bias.size else 0.0
+    gain = bmax  # worst case |input current| (current units), for relays' 24-bit payload
+    for t, kind, s_src, b_src in terms:
         w = _weights(t.map)
         r = float(np.abs(w).max()) / s_src if w.size else 0.0
         if kind != "input" and r > 0.0:
             limits[f"weight exponent ({t.source})"] = math.floor(math.log2((hi + 0.5) * 2.0**p.weight_exp_max / r))
-    bias = fanin.bias
-    bmax = float(np.abs(bias).max()) if bias is not None and bias.size else 0.0
+        row = _row_abs_max(t.map) * b_src / s_src
+        gain += row
+        if kind == "graded" and forms[(name, t.source)][0] == "conv" and row > 0:
+            # Lava's Conv wraps its sum at 24 bits: bound it (src values x weights, in our units)
+            limits[f"conv sum s24 ({t.source})"] = math.floor(math.log2(g_half / (row * (1 + 2.0**-7))))
+    if relay:
+        if gain > 0:
+            limits["relay payload s24"] = math.floor(math.log2(g_half / (gain * (1 + 2.0**-7))))
+        if conv_readers:
+            ins = [
+                (_weights(t.map) * (1.0 / s_src), forms[(name, t.source)][0] == "conv" or kind == "spike")
+                for t, kind, s_src, _ in terms
+                if kind != "input"
+            ]
+            kc = _relay_bits(conv_readers, ins, min(limits.values()), ctx)
+            limits["balance: graded Conv readers vs relay inputs"] = kc
+        if reader_weights:
+            limits["graded Sparse readers (weight_exp_min)"] = math.floor(
+                math.log2(min(reader_weights) / ((hi + 1) / 2 * 2.0**p.weight_exp_min))
+            )
     if isinstance(op, LIF) and op.v_th > 0:
         limits["vth_u17"] = math.floor(math.log2((p.vth_max + 0.5) / op.v_th))
     if bmax > 0 and isinstance(op, (LIF, Readout)):
@@ -239,30 +434,44 @@ def _population(
     k = int(limits[limited])
     if spike_pool:
         k, limited = 0, "spike max-pool (OR of 0/1 inputs)"
+    if relay and k < 0:
+        k = 0  # coarser than one unit per current unit: the 24-bit checks below report it
     scale = 2.0**k
     scales[name] = scale
     k_out = k
-    if isinstance(op, (SiLUNeuron, MaxPool2d)) and not spike_pool and reader_weights:
+    if isinstance(op, (SiLUNeuron, MaxPool2d)) and not spike_pool and not relay and (reader_weights or conv_readers):
         # Graded outputs are read through Sparse synapses whose exponent cannot go below
         # weight_exp_min: send them at a scale where the smallest reading weights still fill
         # most of the mantissa, w·S_reader/S_out >= 2**(weight_bits-2) · 2**weight_exp_min,
         # but never more than GRADED_MAX_COARSENING bits coarser than the population's input.
-        target = math.floor(math.log2(min(reader_weights) / ((hi + 1) / 2 * 2.0**p.weight_exp_min)))
-        k_out = max(0, k - GRADED_MAX_COARSENING, min(k, target))
+        # Graded Conv readers (no right shift) may need a coarser output still.
+        if reader_weights:
+            target = math.floor(math.log2(min(reader_weights) / ((hi + 1) / 2 * 2.0**p.weight_exp_min)))
+            k_out = max(0, k - GRADED_MAX_COARSENING, min(k, target))
+        if conv_readers:
+            k_out = min(k_out, _conv_reader_bits(conv_readers, k_out, ctx))
         scales[name] = 2.0**k_out
 
     # -- synapse groups -----------------------------------------------------------------------------
     inputs: list[str] = []
     term_reports = []
-    for t, kind, s_src in terms:
+    a_bound = 0
+    for t, kind, s_src, _ in terms:
         tname = f"{name}<-{t.source}"
-        rep, top = _term(tname, t, kind, s_src, scale, ctx)
+        form, why = forms[(name, t.source)]
+        rep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
+        rep["why"] = why
         meta = {
             "partition": "host" if kind == "input" else "chip",
             "source": t.source,
             "ir_path": list(t.path),
             "population": name,
+            "form_why": why,
         }
+        pb = _payload_bound(top, 1 if kind == "spike" else bounds.get(t.source, 0))
+        if kind == "graded" and isinstance(top, SynConv) and pb > g_half:
+            ctx.fail(tname, "conv_sum_s24", pb, g_half)
+        a_bound += pb
         out.add(tname, top, [t.source], meta)
         inputs.append(tname)
         term_reports.append(rep)
@@ -279,7 +488,17 @@ def _population(
         "scale_bits": k,
         "limited_by": limited,
     }
-    if isinstance(op, (LIF, Readout)) or spike_pool:
+    if relay:
+        bq = ctx.fit(name, "bias_s24", _rint(b * scale), -g_half - 1, g_half, "s24")
+        bound = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
+        if bound > g_half:
+            ctx.fail(name, "relay_payload_s24", bound, g_half)
+        bounds[name] = bound
+        qop: Any = GradedRelay(bq, scale, 0, bound)
+        meta.update({"ir_op": f"relay({op.type_name})", "partition": "chip"})
+        rep["placement"] = "chip"
+        rep.update({"bias_range": [int(bq.min()), int(bq.max())], "scale_out": scale, "bound": bound, "why": relay_why})
+    elif isinstance(op, (LIF, Readout)) or spike_pool:
         if spike_pool:
             du, dv, vth = p.du_max, p.dv_max, 0  # v = a<<6 each step (it never holds a charge): fires iff a > 0
             tau, v_th = 0.0, 0.0
@@ -330,10 +549,16 @@ def _population(
         )
         rep["bias_range"] = [int(bq.min()), int(bq.max())]
         rep["scale_out"] = 2.0**k_out
+        pre = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if isinstance(op, MaxPool2d):
             qop = FixedMaxPool(bq, op.kernel, scale, k - k_out)
+            bounds[name] = (pre >> (k - k_out)) + 1
         else:
             qop = FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
+            # |silu output| <= |input| + 0.5 whatever the recurrence (docs/lava.md §1)
+            bounds[name] = math.ceil((pre / scale + 0.5) * 2.0**k_out) + 1
+    if name in bounds:
+        meta["out_bound"] = int(bounds[name])  # |graded output| <= this (the DRC's 24-bit Conv check)
     rep["op"] = qop.type_name
     rep["neurons"] = int(np.prod(shape))
     rep["terms"] = term_reports
@@ -341,22 +566,90 @@ def _population(
     return rep
 
 
+def _custom_relay(
+    graph: Graph,
+    out: Graph,
+    src: str,
+    scales: dict[str, float],
+    bounds: dict[str, int],
+    ctx: _Ctx,
+    conv_readers: list[np.ndarray],
+) -> dict[str, Any]:
+    """``<src>@relay``: a GradedVec carrying a custom population's graded output to its graded
+    Conv readers, fed by a diagonal Sparse from ``src`` (its exponent rescales, as Conv cannot)."""
+    p, opts = ctx.profile, ctx.options
+    g_half = (1 << (p.graded_message_bits - 1)) - 1
+    name = f"{src}@relay"
+    shape = tuple(graph.shape(src))
+    s_src, b_src = scales[src], float(bounds[src])
+    limits = {"scale_bits_max": opts.scale_bits_max}
+    if b_src > 0:
+        limits["relay payload s24"] = math.floor(math.log2(g_half * s_src / (b_src * (1 + 2.0**-7))))
+    k_hi = min(limits.values())
+    limits["balance: graded Conv readers vs relay inputs"] = _relay_bits(
+        conv_readers, [(np.ones(1) / s_src, False)], k_hi, ctx
+    )
+    limited = min(limits, key=limits.__getitem__)
+    k = max(0, int(limits[limited]))
+    scale = 2.0**k
+    t = Term(src, identity(shape), ())
+    tname = f"{name}<-{src}"
+    rep_t, top = _term(tname, t, "graded", s_src, scale, ctx)
+    rep_t["why"] = "diagonal Sparse: rescales the custom output for its Conv readers"
+    out.add(
+        tname,
+        top,
+        [src],
+        {"partition": "chip", "source": src, "ir_path": [], "population": name, "form_why": rep_t["why"]},
+    )
+    bound = _payload_bound(top, int(bounds[src]))
+    if bound > g_half:
+        ctx.fail(name, "relay_payload_s24", bound, g_half)
+    bounds[name], scales[name] = bound, scale
+    why = f"carries {src}'s graded output to its graded Conv readers"
+    out.add(
+        name,
+        GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
+        [tname],
+        {"partition": "chip", "ir_op": f"relay({graph[src].op.type_name})", "out_bound": bound},
+    )
+    return {
+        "name": name,
+        "op": "GradedRelay",
+        "placement": "chip",
+        "scale": scale,
+        "scale_bits": k,
+        "limited_by": limited,
+        "bias_range": [0, 0],
+        "scale_out": scale,
+        "bound": bound,
+        "why": why,
+        "neurons": int(np.prod(shape)),
+        "terms": [rep_t],
+    }
+
+
 def fanin_shape(graph: Graph, name: str) -> tuple[int, ...]:
     """The shape of a population's a_in (a max-pool sums at its input resolution)."""
     node = graph[name]
     if isinstance(node.op, MaxPool2d) and graph.kind(node.inputs[0]) != Kind.SPIKE:
         return tuple(graph.shape(node.inputs[0]))
+    if not isinstance(node.op, (LIF, Readout, MaxPool2d, SiLUNeuron)):  # a relay carries the node's value
+        return tuple(graph.shape(name))
     if isinstance(node.op, Readout):
         return tuple(graph.shape(node.inputs[0]))
     return tuple(graph.shape(name))
 
 
-def _term(tname: str, t: Term, kind: str, s_src: float, scale: float, ctx: _Ctx) -> tuple[dict[str, Any], Any]:
+def _term(
+    tname: str, t: Term, kind: str, s_src: float, scale: float, ctx: _Ctx, graded_conv: bool = False
+) -> tuple[dict[str, Any], Any]:
     p = ctx.profile
     lo, hi = p.weight_range
     m = t.map
     rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
-    conv = isinstance(m, ConvMap) and kind in ("spike", "input")  # graded chip groups need Sparse's right shift
+    # graded chip groups are Sparse (its right shift) unless weight-sharing is needed (a Conv)
+    conv = isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv)
     sm = None if conv else to_sparse(m).matrix
     w_all = (m.weight if conv else sm.data).astype(np.float64) * (scale / s_src)  # type: ignore[union-attr]
     if kind == "input":

@@ -13,7 +13,8 @@ File layout (format ``emsdeploy.lava-dag``, version 1; documented in docs/lava.m
                        datasets: the arrays of that process (weight, bias_mant, data/indices/indptr, ...)
     /connections      attr "edges": JSON list of [src, src_port, dst, dst_port, adapter]
 
-Kinds: ``lif``/``readout`` (LIFReset), ``conv`` (Conv), ``sparse`` (Sparse), ``delay_sparse``
+Kinds: ``lif``/``readout`` (LIFReset), ``relay`` (GradedVec, plus a constant RingBuffer for its
+bias), ``conv`` (Conv; graded input: ``num_message_bits > 0``), ``sparse`` (Sparse), ``delay_sparse``
 (DelaySparse), ``host_source`` (RingBuffer fed by the host term, computed from the input at run
 time), ``maxpool_current`` and ``silu`` (custom processes). Adapters: ``""`` (direct),
 ``"flatten"`` (``OutPort.flatten()`` into a Sparse), ``"reshape"`` (Sparse ``a_out`` reshaped to
@@ -37,6 +38,7 @@ from emsdeploy.ir import Decode, Graph, Input, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -108,7 +110,7 @@ class LavaDag:
         raise ExportError(f"the Lava DAG has no process {name!r}")
 
     def populations(self) -> list[ProcSpec]:
-        return [p for p in self.procs if p.kind in ("lif", "readout", "maxpool_current", "silu")]
+        return [p for p in self.procs if p.kind in ("lif", "readout", "maxpool_current", "silu", "relay")]
 
 
 GRADED_BITS_KEY = "graded_message_bits"
@@ -175,6 +177,17 @@ def dag_from_graph(graph: Graph) -> LavaDag:
                         "out_shift": op.out_shift_u5,
                         "latency": op.latency,
                     },
+                    {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
+                )
+            )
+        elif isinstance(op, GradedRelay):
+            procs.append(
+                ProcSpec(
+                    name,
+                    "relay",
+                    place,
+                    ir_node,
+                    {"shape": whc(op.in_shape()), "latency": op.latency, "scale": op.scale},
                     {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
                 )
             )
@@ -324,6 +337,21 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+COMPRESS_ABOVE = 1 << 16  # bytes: larger arrays are stored gzip-1 + shuffle (weights, per-neuron biases)
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """An integer array in the smallest signed type holding its values (the loader casts every
+    array to Lava's type): 8-bit mantissas take one byte, not four."""
+    if a.dtype.kind not in "iu" or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return a.astype(t) if np.dtype(t).itemsize < a.dtype.itemsize else a
+    return a
+
+
 def write_dag(dag: LavaDag, path: str | Path) -> Path:
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w", track_order=True) as f:
@@ -347,7 +375,17 @@ def write_dag(dag: LavaDag, path: str | Path) -> Path:
                 pg.attrs["ir_node"] = p.ir_node
                 pg.attrs["params"] = json.dumps(_jsonable(p.params))
                 for k, a in p.arrays.items():
-                    pg.create_dataset(k, data=a, fletcher32=a.size > 0, chunks=True if a.size > 0 else None)
+                    a = _compact(a)
+                    big = a.nbytes >= COMPRESS_ABOVE
+                    pg.create_dataset(
+                        k,
+                        data=a,
+                        fletcher32=a.size > 0,
+                        chunks=True if a.size > 0 else None,
+                        compression="gzip" if big else None,
+                        compression_opts=1 if big else None,
+                        shuffle=big,
+                    )
             c = f.create_group("connections")
             c.attrs["edges"] = json.dumps([list(e) for e in dag.edges])
 
@@ -356,7 +394,7 @@ def write_dag(dag: LavaDag, path: str | Path) -> Path:
 
 def read_dag(path: str | Path) -> LavaDag:
     path = Path(path)
-    with open_hdf5(path, error=ExportError) as f:  # the checked reader: no links, bounded sizes
+    with open_hdf5(path, error=ExportError, compressed=True) as f:  # the checked reader: no links, bounded sizes
         if f.attrs.get("format") != FORMAT:
             raise ExportError(f"{path}: not an emsdeploy Lava DAG (format {f.attrs.get('format')!r})")
         if int(f.attrs["version"]) > VERSION:

@@ -12,7 +12,12 @@ source                 synapse group              why
 Input (host)           HostConv, HostSparse       the host computes it and injects into a_in
 LoihiLIF (spikes)      SynConv, SynSparse         binary spikes into Conv / (Delay)Sparse
 FixedMaxPool, FixedSiLU SynSparse                 graded spikes need Sparse's exponent shift
+GradedRelay            SynSparse, SynConv         graded spikes (num_message_bits > 0); a relay is
+                                                  scaled for its Conv readers (no shift needed)
 =====================  =========================  ==============================================
+
+A Conv reading graded spikes cannot shift right and wraps at 24 bits: its worst-case sum (the
+source's proven bound ``meta["out_bound"]`` times the largest Σ|weight| of an output) must fit.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from emsdeploy.ir.ops.loihi import (
     POPULATIONS,
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -51,6 +57,8 @@ LEGAL_EDGES: dict[tuple[type, type], str] = {
     (LoihiLIF, SynSparse): "binary spikes through lava Sparse / DelaySparse",
     (FixedMaxPool, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
     (FixedSiLU, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
+    (GradedRelay, SynSparse): "a relayed current through Sparse (index maps, small matrices)",
+    (GradedRelay, SynConv): "a relayed current through a weight-shared Conv (no shift, 24-bit sum)",
 }
 
 
@@ -71,7 +79,7 @@ def populations_are_placed(graph: Graph, p: LoihiProfile) -> None:
     """Standard populations run on the chip; the others are marked custom or host."""
     for n in graph:
         where = n.meta.get("partition")
-        if isinstance(n.op, (LoihiLIF, LoihiReadout)) and where != "chip":
+        if isinstance(n.op, (LoihiLIF, LoihiReadout, GradedRelay)) and where != "chip":
             raise DRCError(
                 "populations_are_placed",
                 f"{n.name}: a {n.op.type_name} is a standard Lava LIF; it must be on the chip, not {where!r}",
@@ -156,7 +164,7 @@ def neuron_params_fit(graph: Graph, p: LoihiProfile) -> None:
             _range(n.name, "neuron_params_fit", "vth_u17", np.array([op.vth_u17]), 0, p.vth_max, "u17")
             _range(n.name, "neuron_params_fit", "bias_mant_s13", op.bias_mant_s13, blo, bhi, "s13")
             _range(n.name, "neuron_params_fit", "bias_exp_u3", np.array([op.bias_exp_u3]), 0, p.bias_exp_max, "u3")
-        elif isinstance(op, (FixedMaxPool, FixedSiLU)):
+        elif isinstance(op, (FixedMaxPool, FixedSiLU, GradedRelay)):
             _range(n.name, "neuron_params_fit", "bias_s24", op.bias_s24, -half, half - 1, f"s{p.graded_message_bits}")
 
 
@@ -184,6 +192,16 @@ def accumulators_exact(graph: Graph, p: LoihiProfile) -> None:
         if isinstance(op, SynConv):
             w = np.abs(op.effective_weight())
             bound = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+            if not isinstance(src, LoihiLIF):  # graded input: Lava's Conv wraps its sum at 24 bits
+                x_max = graph[n.inputs[0]].meta.get("out_bound")
+                lim24 = 1 << (p.conv_accumulator_bits - 1)
+                if x_max is None or bound * int(x_max) >= lim24:
+                    allowed = any(c["node"] == n.name for c in graph.attrs.get("quantization", {}).get("clips", []))
+                    if not allowed:
+                        raise DRCError(
+                            "accumulators_exact",
+                            f"{n.name}: a graded Conv sum can reach {bound} x {x_max} >= 2**23 (it would wrap)",
+                        )
             if bound >= lim32:
                 raise DRCError(
                     "accumulators_exact", f"{n.name}: a Conv output can reach {bound} >= 2**31 before its 24-bit wrap"

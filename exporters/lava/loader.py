@@ -55,6 +55,6 @@ def _load(path: Path, fast_models: bool) -> LavaNetwork:
 
 
 def _netx(net: Path) -> NetxNetwork:
-    with open_hdf5(net, error=ExportError):
+    with open_hdf5(net, error=ExportError, compressed=True):
         pass  # lava-dl's netx opens it itself later; the checked reader vets it first
     return NetxNetwork(net, read_dag(net.with_name("host.lava.h5")))

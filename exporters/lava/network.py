@@ -85,7 +85,11 @@ def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: i
             else:
                 n_out, n_in = int(np.prod(p["out_shape"])), int(np.prod(p["in_shape"]))
                 m = sp.csr_matrix(
-                    (spec.arrays["data"].astype(np.int64), spec.arrays["indices"], spec.arrays["indptr"]),
+                    (
+                        spec.arrays["data"].astype(np.int64),
+                        spec.arrays["indices"].astype(np.int64),
+                        spec.arrays["indptr"].astype(np.int64),
+                    ),
                     shape=(n_out, n_in),
                 )
                 acc = np.asarray(m @ x.reshape(-1).astype(np.int64)).reshape(p["out_shape"])
@@ -142,6 +146,7 @@ class LavaNetwork:
         """Instantiate the processes for one sample; returns (processes by name, recording files
         by population name). ``record`` needs ``folder`` for the recording files."""
         from lava.proc.conv.process import Conv
+        from lava.proc.graded.process import GradedVec
         from lava.proc.io.source import RingBuffer as Source
         from lava.proc.lif.process import LIFReset
         from lava.proc.sparse.process import DelaySparse, Sparse
@@ -178,7 +183,10 @@ class LavaNetwork:
                 )
             elif p.kind in ("sparse", "delay_sparse"):
                 shape = tuple(q["shape"])
-                w = sp.csr_matrix((a["data"].astype(np.int32), a["indices"], a["indptr"]), shape=shape)
+                w = sp.csr_matrix(
+                    (a["data"].astype(np.int32), a["indices"].astype(np.int32), a["indptr"].astype(np.int64)),
+                    shape=shape,
+                )
                 common = dict(
                     weights=w,
                     weight_exp=int(q["weight_exp"]),
@@ -198,14 +206,21 @@ class LavaNetwork:
                 procs[p.name] = CurrentMaxPool(
                     in_shape=tuple(q["in_shape"]),
                     kernel=int(q["kernel"]),
-                    bias=a["bias"],
+                    bias=a["bias"].astype(np.int32),
                     out_shift=int(q["out_shift"]),
                     name=p.name,
                 )
+            elif p.kind == "relay":
+                procs[p.name] = GradedVec(shape=tuple(q["shape"]), vth=0)  # (no name argument in lava-nc 0.10)
+                bias = a["bias"].astype(np.int32)
+                if np.any(bias):  # a constant source into a_in adds the bias (InPorts sum)
+                    src = Source(data=np.repeat(bias[..., None], n_steps, axis=-1))
+                    src.s_out.connect(procs[p.name].a_in)
+                    procs[f"{p.name}:bias"] = src
             elif p.kind == "silu":
                 procs[p.name] = SiLUFixed(
                     shape=tuple(q["shape"]),
-                    bias=a["bias"],
+                    bias=a["bias"].astype(np.int32),
                     tau=float(q["tau"]),
                     inplace=bool(q["inplace"]),
                     scale_in=float(q["scale_in"]),

@@ -18,6 +18,7 @@ from emsdeploy.ir import Graph, Input
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -25,7 +26,6 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from emsdeploy.passes.linear_terms import ConvMap, to_sparse
 
 __all__ = ["format_mapping", "mapping_report"]
 
@@ -35,23 +35,28 @@ _CLASS = {
     SynConv: ("Conv", "standard"),
     FixedMaxPool: ("CurrentMaxPool", "custom"),
     FixedSiLU: ("SiLUFixed", "custom"),
+    GradedRelay: ("GradedVec (relay)", "standard"),
     HostConv: ("RingBuffer <- host conv", "host"),
     HostSparse: ("RingBuffer <- host matrix", "host"),
 }
 
 
 def _conv_connections(op: SynConv | HostConv, graph: Graph, name: str) -> int:
+    """Connections with a non-zero weight, counted per kernel tap (no unrolled matrix: at paper
+    sizes that matrix is what the weight-shared lowering avoids)."""
     w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
-    m = ConvMap(
-        (w != 0).astype(np.float64),
-        op.stride,
-        op.padding,
-        op.dilation,
-        op.groups,
-        graph.shape(graph[name].inputs[0]),
-        graph.shape(name),
-    )
-    return int(to_sparse(m).matrix.nnz)
+    _, hi, wi = graph.shape(graph[name].inputs[0])
+    _, ho, wo = graph.shape(name)
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    total = 0
+    for ky in range(w.shape[2]):
+        iy = np.arange(ho) * sh - ph + ky * dh
+        ny = int(np.count_nonzero((iy >= 0) & (iy < hi)))
+        for kx in range(w.shape[3]):
+            ix = np.arange(wo) * sw - pw + kx * dw
+            nx = int(np.count_nonzero((ix >= 0) & (ix < wi)))
+            total += int(np.count_nonzero(w[:, :, ky, kx])) * ny * nx
+    return total
 
 
 def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, Any]:
@@ -77,12 +82,15 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
             "kind": kind,
             "latency": int(n.meta.get("latency", getattr(op, "latency", 0))),
         }
-        if isinstance(op, (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)):
+        if isinstance(op, (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)):
             row.update({"neurons": int(np.prod(op.in_shape())), "synapses": 0, "weight_bytes": 0})
             ir_nodes = [n.name]
             if "relay_delay" in n.meta:  # a delay line inserted by align_delays, no IR node of its own
-                row["class"] = f"LIFReset (relay, +{n.meta['relay_delay']} steps)"
+                base = "GradedVec" if isinstance(op, GradedRelay) else "LIFReset"
+                row["class"] = f"{base} (relay, +{n.meta['relay_delay']} steps)"
                 ir_nodes = []
+            elif isinstance(op, GradedRelay):
+                row["why"] = "carries the current of " + n.name + " as graded spikes (weight-shared readers)"
         else:
             if isinstance(op, (SynConv, HostConv)):
                 w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
@@ -103,6 +111,8 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
                     "source": n.inputs[0],
                 }
             )
+            if "form_why" in n.meta:
+                row["why"] = n.meta["form_why"]
             ir_nodes = list(n.meta.get("ir_path", []))
         row["ir_nodes"] = ir_nodes
         for i in ir_nodes:
@@ -139,11 +149,11 @@ def format_mapping(report: dict[str, Any]) -> str:
     pw = max([len("process"), *(len(r["process"]) for r in report["processes"])])
     cw = max([len("class"), *(len(r["class"]) for r in report["processes"])])
     lines = [
-        f"{'process':<{pw}} {'class':<{cw}} {'kind':<8} {'neurons':>8} {'synapses':>9} {'w bytes':>8} {'lat':>4} {'dly':>4}"
+        f"{'process':<{pw}} {'class':<{cw}} {'kind':<8} {'neurons':>8} {'synapses':>9} {'w bytes':>8} {'lat':>4} {'dly':>4} form: why"
     ]
     for r in report["processes"]:
         lines.append(
-            f"{r['process']:<{pw}} {r['class']:<{cw}} {r['kind']:<8} {r['neurons']:>8} {r['synapses']:>9} {r['weight_bytes']:>8} {r['latency']:>4} {r.get('delay', ''):>4}"
+            f"{r['process']:<{pw}} {r['class']:<{cw}} {r['kind']:<8} {r['neurons']:>8} {r['synapses']:>9} {r['weight_bytes']:>8} {r['latency']:>4} {r.get('delay', ''):>4} {r.get('why', '')}"
         )
     t = report["totals"]
     lines.append("")

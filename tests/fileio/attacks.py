@@ -81,6 +81,6 @@ ATTACKS = {
     "virtual": "virtual dataset",
     "unwritten": "unwritten or cut",
     "huge_declared": "the limit is",
-    "compression_bomb": "is compressed",
+    "compression_bomb": "unwritten chunks",
     "hard_link_twice": "hard links",
 }

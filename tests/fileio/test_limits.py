@@ -86,7 +86,7 @@ def cases(f: dict[str, Path], ckpt: Path, tmp: Path) -> dict[str, tuple[list[str
         "nc": (["inspect", str(f["nc"])], [str(f["nc"]), "nc is 1,500,000", "limit is 4,096"]),
         "width": (["export", str(f["width"]), "--target", "onnx", "-o", str(tmp / "w.onnx")], [str(f["width"]), "4,096 channels", "limit is 2,048"]),
         "ir_unwritten": (["inspect", str(f["unwritten"])], [str(f["unwritten"]), "stores 0 bytes"]),
-        "ir_bomb": (["export", str(f["bomb"]), "--target", "onnx", "-o", str(tmp / "b.onnx")], [str(f["bomb"]), "is compressed"]),
+        "ir_bomb": (["export", str(f["bomb"]), "--target", "onnx", "-o", str(tmp / "b.onnx")], [str(f["bomb"]), "unwritten chunks"]),
         "ir_input_shape": (["energy", str(f["input_ir"])], [str(f["input_ir"]), "limit is 2,048"]),
         "npy_run": (["run", str(f["onnx"]), "--input", str(f["npy"])], [str(f["npy"]), "limit is"]),
         "npy_verify": (["verify", str(ckpt), "--input", str(f["npy"]), "--targets", "ref"], [str(f["npy"]), "limit is"]),

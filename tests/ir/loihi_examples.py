@@ -6,6 +6,7 @@ from emsdeploy.ir import Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
+    GradedRelay,
     HostConv,
     HostSparse,
     LoihiLIF,
@@ -22,6 +23,7 @@ LOIHI_EXAMPLES = {
     "LoihiReadout": (LoihiReadout(4095, 0, 131071, _B, 0, 64.0), [(4, 4, 4)], [Kind.CURRENT], (4, 4, 4), Kind.ANALOG),
     "FixedMaxPool": (FixedMaxPool(_B, 2, 64.0), [(4, 4, 4)], [Kind.CURRENT], (4, 2, 2), Kind.ANALOG),
     "FixedSiLU": (FixedSiLU(_B, 0.25, True, 64.0, 64.0), [(4, 4, 4)], [Kind.CURRENT], (4, 4, 4), Kind.ANALOG),
+    "GradedRelay": (GradedRelay(_B, 64.0), [(4, 4, 4)] * 2, [Kind.CURRENT] * 2, (4, 4, 4), Kind.ANALOG),
     "SynConv": (SynConv(np.ones((4, 3, 3, 3)), 1, 2, 1), [(3, 8, 8)], [Kind.SPIKE], (4, 4, 4), Kind.CURRENT),
     "SynSparse": (SynSparse(np.ones(64), **_EYE), [(4, 4, 4)], [Kind.ANALOG], (4, 4, 4), Kind.CURRENT),
     "HostConv": (HostConv(np.ones((4, 3, 3, 3)), 4, 255.0, 2, 1), [(3, 8, 8)], [Kind.ANALOG], (4, 4, 4), Kind.CURRENT),

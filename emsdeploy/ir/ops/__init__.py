@@ -2,7 +2,17 @@
 
 from .base import Op, Shape
 from .io import Decode, Input, Readout
-from .loihi import FixedMaxPool, FixedSiLU, HostConv, HostSparse, LoihiLIF, LoihiReadout, SynConv, SynSparse
+from .loihi import (
+    FixedMaxPool,
+    FixedSiLU,
+    GradedRelay,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
 from .neuron import LIF, SiLUNeuron
 from .shape import Add, Concat, MaxPool2d, Upsample
 from .synapse import Affine, Conv2d
@@ -16,7 +26,7 @@ OPS: dict[str, type[Op]] = {
 OPS.update(
     {
         cls.__name__: cls
-        for cls in (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, SynConv, SynSparse, HostConv, HostSparse)
+        for cls in (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay, SynConv, SynSparse, HostConv, HostSparse)
     }
 )
 

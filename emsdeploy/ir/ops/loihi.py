@@ -40,6 +40,7 @@ __all__ = [
     "POPULATIONS",
     "FixedMaxPool",
     "FixedSiLU",
+    "GradedRelay",
     "HostConv",
     "HostSparse",
     "LoihiLIF",
@@ -237,6 +238,36 @@ class FixedSiLU(_Population):
         return Kind.ANALOG
 
 
+@dataclass(frozen=True, eq=False)
+class GradedRelay(_Population):
+    r"""A current carried as graded spikes (lava ``GradedVec`` with ``vth = 0``, plus a constant
+    ``RingBuffer`` into its ``a_in`` for the bias): :math:`y = a + b`, sent in the same step.
+
+    Relays carry current-valued intermediates (BN outputs, shortcut sums, concatenations,
+    upsampled values) so that the groups reading them stay weight-shared convolutions instead
+    of unrolled matrices. Neither GradedVec nor Conv shifts right: ``y`` is already in the
+    units (``scale``) its readers' integer weights expect. Stateless; valid from ``latency``.
+    """
+
+    bias_s24: np.ndarray = param(shape="(C, H, W)", unit="weight units")
+    scale: float = param(default=1.0, unit="weight units per unit current")
+    latency: int = param(default=0, unit="steps")
+    bound: int = param(default=0, unit="weight units", doc="proven bound on |y| (0: not computed)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bias_s24", _ints(self.bias_s24, np.int32))
+        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "latency", int(self.latency))
+        object.__setattr__(self, "bound", int(self.bound))
+        _shape3(self.bias_s24.shape, "GradedRelay bias_s24")
+
+    def in_shape(self) -> Shape:
+        return tuple(self.bias_s24.shape)
+
+    def output_kind(self, in_kinds) -> Kind:
+        return Kind.ANALOG
+
+
 def silu_fixed_step(op: FixedSiLU, a: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
     """One step of :class:`FixedSiLU`: ``a`` is the int sum of its inputs (any leading axes ending
     in (C, H, W)); ``state`` is ``None`` right after a reset. Returns (graded int64 output, state)."""
@@ -285,7 +316,8 @@ def _conv_shape(op: Any, weight: np.ndarray, in_shapes: Sequence[Shape]) -> Shap
 class SynConv(_Term):
     r"""Chip synapse group as a convolution, delivering at step t + 1 + ``delay_u6``.
 
-    ``x`` is 0/1 spikes (graded sources go through :class:`SynSparse`); ``W = m · 2**e``
+    ``x`` is 0/1 spikes, or the graded integers of a relay or custom population (Lava's Conv with
+    ``num_message_bits > 0``: the same sum, no shift); ``W = m · 2**e``
     (``weight_s8`` · 2**``weight_exp_s4``, e >= 0). Undelayed it is a lava ``Conv`` (which
     ignores ``weight_exp``, so the exporter passes the product):
     :math:`a = \mathrm{wrap}_{24}(W \star x)`. Lava's Conv has no delay, so a delayed one is
@@ -455,6 +487,6 @@ class HostSparse(_Term):
         return int(np.count_nonzero(self.weight_s24))
 
 
-POPULATIONS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU)
+POPULATIONS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)
 CHIP_SYNAPSES = (SynConv, SynSparse)
 HOST_TERMS = (HostConv, HostSparse)
