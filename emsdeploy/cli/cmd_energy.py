@@ -92,7 +92,7 @@ def energy(
         disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("count", total=inputs.count)
-        if sweep_wanted(results):
+        if sweep_wanted(results, resume):
             what = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict()}
             fingerprint = {**what, "input_size": input_size, "time_steps": time_steps}
             counts = energy_sweep(graph, inputs, SweepArgs(results, resume), fingerprint, lambda: progress.advance(task))

@@ -60,7 +60,7 @@ def eval_(
     ckpt = load_any(path)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split)
-    if sweep_wanted(results):
+    if sweep_wanted(results, resume):
         fingerprint = {"checkpoint": path, "sha256": file_digest(path), "data": data, "split": split}
         args = SweepArgs(results, resume)
         result = validation_sweep(model, dataset, data or "checkpoint recipe", batch_size, device, args, fingerprint)

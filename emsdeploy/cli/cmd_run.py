@@ -131,7 +131,7 @@ def run(
         return entry
 
     samples = iter_inputs(input_spec, meta.input_shape, meta.encoding)
-    if sweep_wanted(results):
+    if sweep_wanted(results, resume):
         options = {"conf": conf, "iou": iou, "max_det": max_det, "time_steps": time_steps, "output": output}
         fingerprint = {"model": str(model), "sha256": file_digest(model), "input": str(input_spec), **options}
         swept = run_sweep_entries(samples, n_inputs, detect, SweepArgs(results, resume), fingerprint)

@@ -104,7 +104,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         def say(msg: str) -> None:
             status.update(f"verifying: {msg}")
 
-        if sweep_wanted(results):
+        if sweep_wanted(results, resume):
             artifacts = {"onnx": file_digest(onnx_model), "lava": str(lava_artifact) if lava_artifact else None}
             fingerprint = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict(), **artifacts}
             fingerprint.update(targets=chosen, margin=margin, time_steps=time_steps, input_size=input_size)

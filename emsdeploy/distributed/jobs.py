@@ -70,8 +70,9 @@ class SweepArgs:
         self.resume = resume
 
 
-def sweep_wanted(results: str | None) -> bool:
+def sweep_wanted(results: str | None, resume: bool = False) -> bool:
     """Use the sharded path under torchrun or with ``--results``; else the plain loop."""
+    SweepArgs(results, resume)  # --resume without --results is an error on either path
     return results is not None or current_world().distributed
 
 

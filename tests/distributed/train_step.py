@@ -5,7 +5,6 @@ the DDP step (each rank takes half of every global batch; rank 0 writes). Used b
 test_distributed.py.
 """
 
-import os
 import sys
 
 import torch
@@ -19,6 +18,7 @@ TINY = SynthRecipe(size=64, train=8, val=4, max_objects=2, min_size=16, max_size
 
 
 def main(out: str, optimizer: str, steps: int) -> None:
+    torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights in every process
     model = build_model("emsyolo-tiny", time_steps=2)
     cfg = TrainConfig(epochs=steps, batch_size=8, optimizer=optimizer, lr=0.01, seed=0, device="cpu")
@@ -30,5 +30,4 @@ def main(out: str, optimizer: str, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
