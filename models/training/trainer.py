@@ -234,7 +234,7 @@ def train(
             n = len(x)
             if ranks > 1:  # metrics of the global batch
                 loss_sum, lbox, lobj, lcls, n = all_sum(
-                    torch.tensor([float(loss), lbox, lobj, lcls, n], dtype=torch.float64)
+                    torch.tensor([float(loss), lbox, lobj, lcls, n], dtype=torch.float64, device=device)
                 ).tolist()
                 n = int(n)
             else:
