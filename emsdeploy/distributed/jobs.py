@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import InputError
-from .sweep import Cursor, SweepSpec, run_sweep
+from .sweep import Cursor, SweepError, SweepSpec, run_sweep
 from .world import current_world
 
 __all__ = [
@@ -108,6 +108,17 @@ class _Forward:
             self._next += 1
             if self._next - 1 == i:
                 return item
+
+
+def _decoded(kind: str, args: SweepArgs, decode: Callable[[Any], Any], parts: list) -> list:
+    """Shards back from JSON; a malformed one (a file edited in --results) is one clear error."""
+    try:
+        return [decode(p) for p in parts]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise SweepError(
+            f"{kind} sweep: a shard in --results {args.results} is malformed ({type(e).__name__}: {e}); "
+            "run without --resume to recompute it"
+        ) from None
 
 
 # --- energy ----------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ def energy_sweep(graph, inputs, args: SweepArgs, fingerprint: dict, advance: Cal
         return None
     if not parts:
         raise InputError(f"no samples to count in {inputs.description}")
-    return merge_counts([counts_from_json(p) for p in parts])
+    return merge_counts(_decoded("energy", args, counts_from_json, parts))
 
 
 # --- verify ----------------------------------------------------------------------------------
@@ -282,7 +293,7 @@ def verify_sweep(graph, inputs, model, options, source: str, args: SweepArgs, fi
         parts = run_sweep(spec, work)
         if parts is None:
             return None
-        return chain.finish(from_json(d) for part in parts for d in part)
+        return chain.finish(_decoded("verify", args, from_json, [d for part in parts for d in part]))
 
 
 # --- eval ------------------------------------------------------------------------------------
