@@ -47,9 +47,10 @@ def worker_energy(out: str) -> None:
     world = current_world()
     with process_group(world, "gloo"):
         _barrier()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         counts = energy_sweep(loaded.graph, inputs, SweepArgs(None, False), {"bench": "energy"})
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    Path(f"{out}.rank{world.rank}").write_text(json.dumps(cpu))
     if world.leader:
         total = int(sum(int(r.sops.sum()) for r in counts.synapses))
         Path(out).write_text(json.dumps({"seconds": seconds, "samples": counts.samples, "sops_total": total}))
@@ -70,9 +71,10 @@ def worker_train(out: str) -> None:
     world = current_world()
     with process_group(world, "gloo"):
         _barrier()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         result = train(model, data, cfg)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    Path(f"{out}.rank{world.rank}").write_text(json.dumps(cpu))
     if world.leader:
         Path(out).write_text(json.dumps({"seconds": seconds, "steps": result.steps}))
 
@@ -94,14 +96,17 @@ def launch(kind: str, nproc: int, out: Path) -> dict:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     wall = time.perf_counter() - t0
-    return {**json.loads(out.read_text()), "processes": nproc, "wall_seconds": round(wall, 2)}
+    cpu = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(nproc)]
+    return {**json.loads(out.read_text()), "processes": nproc, "wall_seconds": round(wall, 2), "cpu_seconds": cpu}
 
 
-def main() -> None:
+def main(kinds: list[str]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    rows = {}
+    rows: dict = {}
     for kind, unit, key in (("energy", "samples/s", "samples"), ("train", "steps/s", "steps")):
+        if kind not in kinds:
+            continue
         for nproc in (1, 2):
             r = launch(kind, nproc, OUT.with_suffix(f".{kind}{nproc}.tmp"))
             r["rate"] = r[key] / r["seconds"]
@@ -109,15 +114,21 @@ def main() -> None:
         one, two = rows[f"{kind}-1"], rows[f"{kind}-2"]
         ratio = two["rate"] / one["rate"]
         rows[f"{kind}-ratio"] = ratio
+        # CPU seconds do not depend on how busy the machine is: on two idle cores the 2-process
+        # run would take as long as its busiest rank's CPU time, plus waiting in collectives.
+        idle = one["cpu_seconds"][0] / max(two["cpu_seconds"])
+        rows[f"{kind}-cpu-ratio"] = idle
         print(
             f"{kind:6}: 1 process {one['rate']:.2f} {unit} ({one['wall_seconds']:.1f} s launch), "
-            f"2 processes {two['rate']:.2f} {unit} ({two['wall_seconds']:.1f} s launch): x{ratio:.2f}"
+            f"2 processes {two['rate']:.2f} {unit} ({two['wall_seconds']:.1f} s launch): x{ratio:.2f}; "
+            f"CPU s 1 process {one['cpu_seconds'][0]:.1f}, per rank {[round(c, 1) for c in two['cpu_seconds']]}: "
+            f"x{idle:.2f} on idle cores"
         )
-    if rows["energy-1"]["sops_total"] != rows["energy-2"]["sops_total"]:
+    if "energy" in kinds and rows["energy-1"]["sops_total"] != rows["energy-2"]["sops_total"]:
         raise SystemExit("error: the 2-process sweep counted other SOPs than the 1-process one")
     rows["cpus"] = os.cpu_count()
     rows["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
-    for tmp in OUT.parent.glob("distributed.*.tmp"):
+    for tmp in OUT.parent.glob("distributed.*.tmp*"):
         tmp.unlink()
     OUT.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"load average before/after (1, 5, 15 min): {load_before} / {os.getloadavg()} on {os.cpu_count()} CPUs")
@@ -127,6 +138,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", choices=["energy", "train"])
     ap.add_argument("--out")
+    ap.add_argument("--only", choices=["energy", "train"], help="Run one of the two benchmarks.")
     a = ap.parse_args()
     if a.worker:
         import torch
@@ -134,4 +146,4 @@ if __name__ == "__main__":
         torch.set_num_threads(1)
         (worker_energy if a.worker == "energy" else worker_train)(a.out)
     else:
-        main()
+        main([a.only] if a.only else ["energy", "train"])
