@@ -38,7 +38,8 @@ import click
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue from the -o checkpoint and its training state (-o path + '.state'), e.g. after an elastic restart.",
+    help="Continue from the -o checkpoint and its training state (-o path + '.state'), e.g. after an elastic "
+    "restart; starts afresh when neither exists yet.",
 )
 def train(**opts) -> None:
     """Train a model from --config on --data; writes the checkpoint after every epoch.
@@ -217,7 +218,8 @@ def save_train_state(output: Path, state, cfg) -> None:
 
 
 def load_resume(output: Path, model, meta: dict, cfg):
-    """Load the weights of ``output`` into ``model`` and return its :class:`TrainState` (``--resume``).
+    """Load the weights of ``output`` into ``model`` and return its :class:`TrainState` (``--resume``);
+    ``None`` when neither file exists yet (the run starts from the beginning).
 
     The settings must be those of the run being resumed; ``meta`` takes its progress record.
     """
@@ -230,8 +232,12 @@ def load_resume(output: Path, model, meta: dict, cfg):
     from ..models.training import TrainState
 
     path = state_path(output)
+    if not output.exists() and not path.exists():
+        return None  # nothing saved yet: the first launch of a command that torchrun may restart
     if not output.is_file() or not path.is_file():
-        raise CheckpointError(f"--resume: {output} and {path.name} are both needed; run without --resume to start afresh")
+        raise CheckpointError(
+            f"--resume: {output} and {path.name} are both needed; run without --resume to start afresh"
+        )
     ckpt = load_checkpoint(output)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
