@@ -83,7 +83,10 @@ def process_group(world: World, backend: str) -> Iterator[None]:
         yield
         return
     dist.init_process_group(backend, init_method="env://", rank=world.rank, world_size=world.size, timeout=timeout())
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
+    yield
+    # On success only (after a failure the peers may be gone; the process is ending anyway).
+    # torch 2.3 can deadlock destroying a gloo group while a worker thread still releases a
+    # Python-owned tensor of the last collective (it waits for the GIL the destructor holds):
+    # end with a barrier, which carries no such tensor, so that nothing is left to release.
+    dist.barrier()
+    dist.destroy_process_group()
