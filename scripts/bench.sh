@@ -11,5 +11,6 @@ mkdir -p bench/results
 "$PY" bench/lava_vs_ref_fixed.py # ref-fixed vs lava-nc (fast and stock models): ms/step, bit-exact
 "$PY" bench/export_memory.py    # trace / ONNX / NIR export of resnet34-cat @640: wall time and peak RSS (budgets)
 "$PY" bench/lava_scale.py --check # Lava export at paper sizes (time, RSS, artifact) + full-size bit-exact check
+"$PY" bench/distributed.py      # torchrun, 1 vs 2 processes: energy sweep samples/s, training steps/s
 
 echo "== results in bench/results/ =="

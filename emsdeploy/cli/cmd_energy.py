@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..distributed.jobs import sweep_options
 from ..energy.measure import DEFAULT_SAMPLES
 from .options import encoding_option, gen1_mode_option
 
@@ -44,6 +45,7 @@ from .options import encoding_option, gen1_mode_option
 )
 @gen1_mode_option
 @encoding_option
+@sweep_options
 def energy(
     source: str | None,
     input_spec: str | None,
@@ -56,6 +58,8 @@ def energy(
     time_steps: int | None,
     gen1_mode: str | None,
     encoding: str | None,
+    results: str | None,
+    resume: bool,
 ) -> None:
     """Count the synaptic operations of SOURCE exactly and report energy per frame.
 
@@ -65,10 +69,12 @@ def energy(
     really reaches (AC for spike inputs, MAC for graded ones). Counts are per frame: summed
     over its T steps, averaged over the inputs. Beside them: the papers' formula
     (fr·T·FLOPs) and the ANN of the same shape. docs/energy.md defines every number.
+    Under torchrun the inputs are shared among the ranks (docs/distributed.md).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from ..distributed.jobs import SweepArgs, energy_sweep, file_digest, sweep_wanted
     from ..energy import energy_report, load_profile, measure
     from ..energy.render import render_table, write_plot
     from ..inputs import choose_inputs
@@ -94,7 +100,14 @@ def energy(
         disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("count", total=inputs.count)
-        counts = measure(graph, inputs, lambda: progress.advance(task))
+        if sweep_wanted(results, resume):
+            what = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict()}
+            fingerprint = {**what, "input_size": input_size, "time_steps": time_steps}
+            counts = energy_sweep(graph, inputs, SweepArgs(results, resume), fingerprint, lambda: progress.advance(task))
+            if counts is None:  # another rank than 0: rank 0 reports
+                return
+        else:
+            counts = measure(graph, inputs, lambda: progress.advance(task))
     node = graph.input_node()
     report = energy_report(
         counts,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..distributed.jobs import sweep_options
 from .options import encoding_option, gen1_mode_option
 
 
@@ -30,6 +31,7 @@ from .options import encoding_option, gen1_mode_option
 )
 @gen1_mode_option
 @encoding_option
+@sweep_options
 def eval_(
     checkpoint: str | None,
     data: str | None,
@@ -41,15 +43,19 @@ def eval_(
     card: str | None,
     gen1_mode: str | None,
     encoding: str | None,
+    results: str | None,
+    resume: bool,
 ) -> None:
     """Evaluate CHECKPOINT (default: the shipped models/checkpoints/emsyolo-tiny-synth.pt).
 
     Detections are kept above score 0.001 and merged by per-class NMS at IoU 0.6 (at most
     100 per sample), then scored by pycocotools' COCOeval against the dataset's labels.
+    Under torchrun each rank predicts a share of the batches (docs/distributed.md).
     """
     import torch
 
     from ..checkpoint import load_any
+    from ..distributed.jobs import SweepArgs, file_digest, sweep_wanted, validation_sweep
     from ..pipeline import source_or_default
     from .cmd_train import validation
 
@@ -59,7 +65,14 @@ def eval_(
     ckpt = load_any(path, None, encoding)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split, gen1_mode)
-    result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
+    if sweep_wanted(results, resume):
+        fingerprint = {"checkpoint": path, "sha256": file_digest(path), "data": data, "split": split}
+        args = SweepArgs(results, resume)
+        result = validation_sweep(model, dataset, data or "checkpoint recipe", batch_size, device, args, fingerprint)
+        if result is None:  # another rank than 0: rank 0 reports
+            return
+    else:
+        result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
     metrics, rates = result["metrics"], result["firing_rates"]
     if card:
         from ..fileio import atomic_write

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..distributed.jobs import sweep_options
 from .options import encoding_option, gen1_mode_option, provider_option
 
 NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
@@ -53,6 +54,7 @@ NOT_ONNX = (".pt", ".pth", ".emsir", ".h5", ".hdf5")
 @gen1_mode_option
 @encoding_option
 @provider_option
+@sweep_options
 def run(
     model: str,
     input_spec: str,
@@ -66,14 +68,18 @@ def run(
     gen1_mode: str | None,
     encoding: str | None,
     provider: str,
+    results: str | None,
+    resume: bool,
 ) -> None:
     """Run MODEL (a stepwise .onnx from `emsdeploy export --target onnx`) on --input.
 
     Each image is fed for T steps (direct encoding); event frames one per step, carrying the
     neuron state between steps. The head is averaged over the steps, decoded, and filtered by
     per-class NMS. Boxes are printed as x1 y1 x2 y2 in the pixels of the original image
-    (mapped back through the letterbox), or of the model input for .npy inputs.
+    (mapped back through the letterbox), or of the model input for .npy inputs. Under torchrun
+    the inputs are shared among the ranks and printed in input order (docs/distributed.md).
     """
+    from ..distributed.jobs import SweepArgs, file_digest, run_sweep_entries, sweep_wanted
     from ..errors import InputError
     from ..exporters.onnx import StepwiseSession
     from ..inputs import count_inputs, iter_inputs
@@ -104,8 +110,8 @@ def run(
             raise InputError(f"--output {output}: {n_inputs} inputs need a folder, not one PNG")
         out_dir.mkdir(parents=True, exist_ok=True)
     names = list(meta.names) or [str(i) for i in range(meta.nc)]
-    results = []
-    for sample in iter_inputs(input_spec, meta.input_shape, meta.encoding, gen1_mode=gen1_mode):
+
+    def detect(sample) -> dict:
         t0 = time.perf_counter()
         trace = session.run(sample.x, time_steps)
         det = session.nms(trace, conf, iou, max_det)[0]
@@ -137,11 +143,28 @@ def run(
             target = (out_dir / f"{_file_stem(sample.name)}.png") if out_dir else Path(output)
             _draw(sample, input_spec, entry, target)
             entry["drawn"] = str(target)
-        results.append(entry)
+        return entry
+
+    samples = iter_inputs(input_spec, meta.input_shape, meta.encoding, gen1_mode=gen1_mode)
+    if sweep_wanted(results, resume):
+        options = {"conf": conf, "iou": iou, "max_det": max_det, "time_steps": time_steps, "output": output}
+        fingerprint = {"model": str(model), "sha256": file_digest(model), "input": str(input_spec), **options}
+        swept = run_sweep_entries(samples, n_inputs, detect, SweepArgs(results, resume), fingerprint)
+        if swept is None:  # another rank than 0: rank 0 reports
+            return
+        entries = swept
         if not as_json:
-            _echo(entry)
+            for entry in entries:
+                _echo(entry)
+    else:
+        entries = []
+        for sample in samples:
+            entry = detect(sample)
+            entries.append(entry)
+            if not as_json:
+                _echo(entry)
     if as_json:
-        click.echo(json.dumps({"model": str(model), "conf": conf, "iou": iou, "results": results}, indent=2))
+        click.echo(json.dumps({"model": str(model), "conf": conf, "iou": iou, "results": entries}, indent=2))
 
 
 def _file_stem(name: str) -> str:

@@ -38,18 +38,34 @@ from .options import gen1_mode_option
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--eval/--no-eval", "run_eval", default=True, show_default=True, help="Score the val split at the end.")
 @gen1_mode_option
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from the -o checkpoint and its training state (-o path + '.state'), e.g. after an elastic "
+    "restart; starts afresh when neither exists yet.",
+)
 def train(**opts) -> None:
     """Train a model from --config on --data; writes the checkpoint after every epoch.
 
     The checkpoint's meta records the data (for synthetic data the full recipe, so that
     `emsdeploy eval` rebuilds its validation split), the training settings and time, and,
-    with --eval, mAP and per-layer firing rates on the validation split.
+    with --eval, mAP and per-layer firing rates on the validation split. Under torchrun it
+    trains with DistributedDataParallel on the same global batch (docs/distributed.md).
     """
     import torch
 
+    from ..distributed import current_world, process_group
+
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
-    run_training(**opts)
+    world = current_world()
+    device = opts["device"]
+    if world.distributed and (device in (None, "cuda") and torch.cuda.is_available()):
+        device = f"cuda:{world.local_rank}"  # one GPU per process
+        torch.cuda.set_device(device)
+    backend = "nccl" if device is not None and device.startswith("cuda") else "gloo"
+    with process_group(world, backend):
+        run_training(**{**opts, "device": device})
 
 
 def command_line(opts: dict) -> str:
@@ -57,7 +73,7 @@ def command_line(opts: dict) -> str:
     parts = ["emsdeploy", "train"]
     for key in (p.name for p in train.params):
         value = opts.get(key)
-        if key in ("output", "run_eval", "device", "threads") or value is None:
+        if key in ("output", "run_eval", "device", "threads", "resume") or value is None:
             continue
         for v in value if isinstance(value, tuple) else [value]:
             parts += [f"--{key.replace('_', '-')}", str(v)]
@@ -103,6 +119,7 @@ def run_training(**opts) -> None:
     )
 
     from ..checkpoint import from_model, save_checkpoint
+    from ..distributed import current_world
     from ..errors import InputError
     from ..models import build_model
     from ..models.data import open_dataset
@@ -136,7 +153,11 @@ def run_training(**opts) -> None:
     }
     if train_set.gen1_mode is not None:
         meta["gen1_mode"] = train_set.gen1_mode  # how its Gen1 inputs were binned; eval & co. default to it
-    console = Console(stderr=True)
+    world = current_world()
+    if world.distributed:
+        meta["train"]["processes"] = world.size
+    resume = load_resume(output, model, meta, cfg) if opts["resume"] else None
+    console = Console(stderr=True, quiet=not world.leader)  # rank 0 reports for all
     started = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
     console.print(
@@ -151,7 +172,7 @@ def run_training(**opts) -> None:
         TimeRemainingColumn(),
     ]
     piped = not console.is_terminal  # piped or logged: no bar, one plain line per epoch instead
-    with Progress(*columns, console=console, disable=piped) as progress:
+    with Progress(*columns, console=console, disable=piped or not world.leader) as progress:
         task = progress.add_task("epoch 1", total=None)
 
         def on_step(s) -> None:
@@ -168,22 +189,26 @@ def run_training(**opts) -> None:
                 f"(box {s.box:.4f} obj {s.obj:.4f} cls {s.cls:.4f}) lr {s.lr:.2e}",
             )
 
-        def on_epoch_end(info, m) -> None:
+        def on_epoch_end(info, m, state) -> None:
             meta["train"].update(epochs_done=info.epoch + 1, seconds=round(time.perf_counter() - started, 1))
             meta["train"].setdefault("epoch_loss", []).append(round(info.mean_loss, 5))
-            if piped:
+            if piped and world.leader:
                 click.echo(
                     f"epoch {info.epoch + 1}/{cfg.epochs}: mean loss {info.mean_loss:.4f}, "
                     f"{time.perf_counter() - started:.0f} s",
                     err=True,
                 )
-            save_checkpoint(output, from_model(m, meta))
+            if world.leader:  # one writer; the state first, so a checkpoint always has its state
+                save_train_state(output, state, cfg)
+                save_checkpoint(output, from_model(m, meta))
 
-        result = train(model, train_set, cfg, on_step, on_epoch_end)
+        result = train(model, train_set, cfg, on_step, on_epoch_end, resume)
     meta["train"].update(
         seconds=round(result.seconds, 1), device=result.device, steps=result.steps, threads=torch.get_num_threads()
     )
     console.print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min on {result.device}")
+    if not world.leader:
+        return
     if opts["run_eval"]:
         val_set = open_dataset(opts["data"], "val", train_set.input_size, train_set.gen1_mode)
         meta.update(validation(model, val_set, opts["data"], opts["batch_size"], opts["device"]))
@@ -191,6 +216,61 @@ def run_training(**opts) -> None:
         console.print(f"val: mAP@0.5 {m['map50']:.3f}  mAP@0.5:0.95 {m['map50_95']:.3f} on {m['images']} samples")
     save_checkpoint(output, from_model(model, meta))
     click.echo(f"wrote {output}")
+
+
+def state_path(output: Path) -> Path:
+    """Where the training state beside checkpoint ``output`` lives."""
+    return output.with_name(output.name + ".state")
+
+
+def save_train_state(output: Path, state, cfg) -> None:
+    import torch
+
+    from ..fileio import atomic_write
+
+    payload = {"format": "emsdeploy-train-state", "config": cfg.to_dict(), **state.to_dict()}
+    atomic_write(state_path(output), lambda tmp: torch.save(payload, tmp))
+
+
+def load_resume(output: Path, model, meta: dict, cfg):
+    """Load the weights of ``output`` into ``model`` and return its :class:`TrainState` (``--resume``);
+    ``None`` when neither file exists yet (the run starts from the beginning).
+
+    The settings must be those of the run being resumed; ``meta`` takes its progress record.
+    """
+    import pickle
+
+    import torch
+
+    from ..checkpoint import load_checkpoint
+    from ..errors import CheckpointError
+    from ..models.training import TrainState
+
+    path = state_path(output)
+    if not output.exists() and not path.exists():
+        return None  # nothing saved yet: the first launch of a command that torchrun may restart
+    if not output.is_file() or not path.is_file():
+        raise CheckpointError(
+            f"--resume: {output} and {path.name} are both needed; run without --resume to start afresh"
+        )
+    ckpt = load_checkpoint(output)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict) or data.get("format") != "emsdeploy-train-state":
+        raise CheckpointError(f"{path}: not an emsdeploy training state (no format tag)")
+    if data.get("config") != cfg.to_dict():
+        raise CheckpointError(f"{path}: saved by a run with other settings; resume with the same options as that run")
+    try:
+        state = TrainState.from_dict(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: training state field missing or malformed ({e})") from None
+    model.load_state_dict(ckpt.state_dict)
+    done = ckpt.meta.get("train", {})
+    meta["train"]["epoch_loss"] = list(done.get("epoch_loss", []))[: state.epoch]
+    meta["train"]["resumed_from_epoch"] = state.epoch
+    return state
 
 
 def validation(model, dataset, spec: str, batch_size: int, device: str | None) -> dict:

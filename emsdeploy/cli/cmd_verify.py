@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..distributed.jobs import sweep_options
 from .options import encoding_option, gen1_mode_option, provider_option
 
 DEFAULT_SAMPLES = 2
@@ -63,7 +64,8 @@ EXIT_MISMATCH = 1
 @gen1_mode_option
 @encoding_option
 @provider_option
-def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding, provider) -> None:  # fmt: skip
+@sweep_options
+def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_model, lava_artifact, margin, show_nodes, as_json, save_json, gen1_mode, encoding, provider, results, resume) -> None:  # fmt: skip
     """Check that every backend computes the same spikes as its reference.
 
     SOURCE is a .pt checkpoint (ours or official) or an .emsir file (default: the shipped
@@ -71,10 +73,12 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     reference membrane lies within --margin·V_th of the threshold and the flip can be
     attributed to that one node (node-isolated run, or the first end-to-end divergence).
     Integer levels (ref-fixed vs lava) must be bit-exact. Exit status: 0 when every
-    comparison holds, 1 on any mismatch, 2 on unsupported input.
+    comparison holds, 1 on any mismatch, 2 on unsupported input. Under torchrun the inputs
+    are shared among the ranks (docs/distributed.md).
     """
     from rich.console import Console
 
+    from ..distributed.jobs import SweepArgs, file_digest, sweep_wanted, verify_sweep
     from ..errors import InputError
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
@@ -106,7 +110,20 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     err = Console(stderr=True)
     samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))
     with err.status("verifying", spinner="dots") as status:
-        report = run_verify(graph, samples, model, options, str(path), lambda msg: status.update(f"verifying: {msg}"))
+
+        def say(msg: str) -> None:
+            status.update(f"verifying: {msg}")
+
+        if sweep_wanted(results, resume):
+            artifacts = {"onnx": file_digest(onnx_model), "lava": str(lava_artifact) if lava_artifact else None}
+            fingerprint = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict(), **artifacts}
+            fingerprint.update(targets=chosen, margin=margin, time_steps=time_steps, input_size=input_size)
+            args = SweepArgs(results, resume)
+            report = verify_sweep(graph, inputs, model, options, str(path), args, fingerprint, say)
+            if report is None:  # another rank than 0: rank 0 reports
+                return
+        else:
+            report = run_verify(graph, samples, model, options, str(path), say)
     report_json = report.to_json()
     report_json["input"] = inputs.to_dict()
     if save_json:

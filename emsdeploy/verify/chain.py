@@ -12,7 +12,8 @@ reason, never silently dropped.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from ..simulators import RefFloat
 from .compare import DEFAULT_MARGIN, Comparison, compare_records, merge
 from .torch_level import run_torch
 
-__all__ = ["TARGETS", "VerifyOptions", "VerifyReport", "verify"]
+__all__ = ["TARGETS", "Chain", "SampleResult", "VerifyOptions", "VerifyReport", "open_chain", "verify"]
 
 TARGETS = ("ref", "onnx", "lava")
 
@@ -101,64 +102,107 @@ def verify(
 ) -> VerifyReport:
     """Run the chain on every sample; return the merged report. Artifacts exported on the way
     go to ``options.workdir``, or to a temporary folder removed afterwards."""
-    if options.workdir is None:
-        with tempfile.TemporaryDirectory(prefix="emsdeploy-verify-") as tmp:
-            return verify(graph, samples, model, replace(options, workdir=Path(tmp)), source, progress)
-    unknown = set(options.targets) - set(TARGETS)
-    if unknown:
-        raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
-    lif_names = [n.name for n in graph.of_type(LIF)]
-    v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
-    report = VerifyReport(source, [], options.time_steps or graph.time_steps, list(graph.input_node().op.shape))  # type: ignore[attr-defined]
-    pairs: dict[tuple[str, str, str], _Pair] = {}
+    with open_chain(graph, model, options, source) as chain:
+        return chain.finish(chain.run(k, name, x, progress) for k, (name, x) in enumerate(samples))
 
-    def add(c: Comparison) -> None:
-        pairs.setdefault((c.a, c.b, c.mode), _Pair()).add(c)
 
-    def cmp(a_name, b_name, a, b, integer, mode, sample, nodes=lif_names) -> Comparison:
+@dataclass
+class SampleResult:
+    """One sample through the chain: its comparisons, and its quantisation section (lava)."""
+
+    name: str
+    comparisons: list[Comparison]
+    quant: dict[str, Any] | None = None
+
+
+@contextmanager
+def open_chain(graph: Graph, model: EMSYOLO | None, options: VerifyOptions, source: str = "") -> Iterator[Chain]:
+    """A :class:`Chain` whose exports live in ``options.workdir`` or a temporary folder."""
+    if options.workdir is not None:
+        yield Chain(graph, model, options, source)
+        return
+    with tempfile.TemporaryDirectory(prefix="emsdeploy-verify-") as tmp:
+        yield Chain(graph, model, replace(options, workdir=Path(tmp)), source)
+
+
+class Chain:
+    """The levels, built (and exported) once, then run one sample at a time.
+
+    Samples may run in any process and any order: :meth:`finish` merges their results in
+    the order given, which is what makes a sharded run equal to a single one.
+    """
+
+    def __init__(self, graph: Graph, model: EMSYOLO | None, options: VerifyOptions, source: str = "") -> None:
+        unknown = set(options.targets) - set(TARGETS)
+        if unknown:
+            raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+        self.graph, self.model, self.options, self.source = graph, model, options, source
+        self.lif_names = [n.name for n in graph.of_type(LIF)]
+        self.v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
+        self.skipped: dict[str, str] = {}
+        self.ref_float = RefFloat(graph)
+        if options.workdir is None:
+            raise ValueError("Chain needs options.workdir for its exports; open_chain() makes one")
+        workdir = Path(options.workdir)
+        self.onnx = _OnnxLevel(graph, options, workdir, self.skipped) if "onnx" in options.targets else None
+        self.lava = _LavaLevel(graph, options, workdir, self.skipped) if "lava" in options.targets else None
+        if "ref" in options.targets and model is None:
+            self.skipped["torch"] = "the source is an IR file: there is no PyTorch model to compare with"
+
+    def _cmp(self, a_name, b_name, a, b, integer, mode, sample, nodes=None) -> Comparison:
         c = compare_records(
-            a_name, b_name, a.records, b.records, nodes,
-            integer=integer, mode=mode, v_th=v_th, margin=options.margin, sample=sample,
+            a_name, b_name, a.records, b.records, self.lif_names if nodes is None else nodes,
+            integer=integer, mode=mode, v_th=self.v_th, margin=self.options.margin, sample=sample,
         )  # fmt: skip
         c.outputs = _max_diff(a.outputs, b.outputs)
         return c
 
-    ref_float = RefFloat(graph)
-    workdir = Path(options.workdir)
-    onnx = _OnnxLevel(graph, options, workdir, report.skipped) if "onnx" in options.targets else None
-    lava = _LavaLevel(graph, options, workdir, report.skipped) if "lava" in options.targets else None
-    quant_parts: list[dict[str, Any]] = []
-    if "ref" in options.targets and model is None:
-        report.skipped["torch"] = "the source is an IR file: there is no PyTorch model to compare with"
-
-    for k, (name, x) in enumerate(samples):
-        report.inputs.append(name)
+    def run(self, k: int, name: str, x: torch.Tensor, progress: Callable[[str], None] | None = None) -> SampleResult:
+        """Sample number ``k`` (its index in the whole input set) through every level."""
+        out = SampleResult(name, [])
+        add, cmp, options, model = out.comparisons.append, self._cmp, self.options, self.model
         T = options.time_steps
         say = progress or (lambda _msg: None)
         say(f"{name}: ref-float")
-        ref = ref_float.run(x, T, record="neurons")
+        ref = self.ref_float.run(x, T, record="neurons")
         if "ref" in options.targets and model is not None:
             say(f"{name}: torch")
-            tch = run_torch(model, graph, x, T)
+            tch = run_torch(model, self.graph, x, T)
             add(cmp("torch", "ref-float", tch, ref, False, "end-to-end", k))
-            iso = ref_float.run(x, T, record="neurons", reference=tch)
+            iso = self.ref_float.run(x, T, record="neurons", reference=tch)
             add(cmp("torch", "ref-float", tch, iso, False, "isolated", k))
-        if onnx is not None and onnx.available:
+        if self.onnx is not None and self.onnx.available:
             say(f"{name}: onnx")
-            e2e, iso = onnx.run(x, T, ref)
+            e2e, iso = self.onnx.run(x, T, ref)
             add(cmp("ref-float", "onnx", ref, e2e, False, "end-to-end", k))
             if iso is not None:
                 add(cmp("ref-float", "onnx", ref, iso, False, "isolated", k))
-        if lava is not None and lava.available:
+        if self.lava is not None and self.lava.available:
             say(f"{name}: ref-fixed and lava")
-            fixed, lava_trace, quant = lava.run(x, T, ref)
-            quant_parts.append(quant)
+            fixed, lava_trace, quant = self.lava.run(x, T, ref)
+            out.quant = quant
             if lava_trace is not None:
                 add(cmp("ref-fixed", "lava", fixed, lava_trace, True, "end-to-end", k, list(fixed.records)))
-    report.comparisons = [p.result() for p in pairs.values()]
-    if quant_parts:
-        report.quantization = _LavaLevel.merge_quant(quant_parts)
-    return report
+        return out
+
+    def finish(self, results: Iterable[SampleResult]) -> VerifyReport:
+        """The report of ``results``, merged in the order given (sample order)."""
+        graph, options = self.graph, self.options
+        shape = list(graph.input_node().op.shape)  # type: ignore[attr-defined]
+        report = VerifyReport(self.source, [], options.time_steps or graph.time_steps, shape)
+        report.skipped = dict(self.skipped)
+        pairs: dict[tuple[str, str, str], _Pair] = {}
+        quant_parts: list[dict[str, Any]] = []
+        for r in results:
+            report.inputs.append(r.name)
+            for c in r.comparisons:
+                pairs.setdefault((c.a, c.b, c.mode), _Pair()).add(c)
+            if r.quant is not None:
+                quant_parts.append(r.quant)
+        report.comparisons = [p.result() for p in pairs.values()]
+        if quant_parts:
+            report.quantization = _LavaLevel.merge_quant(quant_parts)
+        return report
 
 
 class _OnnxLevel:

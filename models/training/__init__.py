@@ -9,7 +9,7 @@ from .firing import firing_rates
 from .loss import LossHyp, YoloLoss
 from .nms import non_max_suppression
 from .optim import OPTIMIZERS, cosine_lr, make_optimizer
-from .trainer import EpochInfo, StepInfo, TrainConfig, TrainResult, pick_device, seed_everything, train
+from .trainer import EpochInfo, StepInfo, TrainConfig, TrainResult, TrainState, pick_device, seed_everything, train
 
 __all__ = [
     "OPTIMIZERS",
@@ -18,6 +18,7 @@ __all__ = [
     "StepInfo",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
     "YoloLoss",
     "bbox_ciou",
     "coco_map",

@@ -14,7 +14,7 @@ from ..data.sample import DetectionDataset, collate
 from .nms import non_max_suppression
 from .trainer import pick_device
 
-__all__ = ["coco_map", "evaluate", "predict"]
+__all__ = ["coco_map", "evaluate", "predict", "score"]
 
 
 @torch.no_grad()
@@ -83,8 +83,12 @@ def coco_map(ground_truth: dict, results: list[dict]) -> dict:
 
 def evaluate(model: nn.Module, dataset: DetectionDataset, batch_size: int = 32, device: str | None = None) -> dict:
     """Predict on every sample, then score with :func:`coco_map`; adds image, label and detection counts."""
+    return score(dataset, predict(model, dataset, batch_size, device))
+
+
+def score(dataset: DetectionDataset, results: list[dict]) -> dict:
+    """:func:`coco_map` of ``results`` (every sample's detections, in sample order) against the labels."""
     gt = dataset.coco_ground_truth()
-    results = predict(model, dataset, batch_size, device)
     metrics = coco_map(gt, results)
     metrics.update(
         images=len(gt["images"]),

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -67,9 +67,18 @@ class YoloLoss(nn.Module):
         self.bce = nn.BCEWithLogitsLoss()
 
     def forward(
-        self, raws: Sequence[torch.Tensor], targets: torch.Tensor
+        self,
+        raws: Sequence[torch.Tensor],
+        targets: torch.Tensor,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[float, float, float]]:
-        """``raws``: per scale ``[B, na, ny, nx, nc+5]``; ``targets``: ``[N, 6]`` (b, cls, cx, cy, w, h) pixels."""
+        """``raws``: per scale ``[B, na, ny, nx, nc+5]``; ``targets``: ``[N, 6]`` (b, cls, cx, cy, w, h) pixels.
+
+        ``reduce`` (sum over ranks) makes this one rank's share of the loss of the global
+        batch: the means divide by global counts, so the shares add up to the whole loss.
+        """
+        if reduce is not None:
+            return self._share(raws, targets, reduce)
         device = raws[0].device
         lbox = torch.zeros((), device=device)
         lobj = torch.zeros((), device=device)
@@ -97,5 +106,46 @@ class YoloLoss(nn.Module):
             lobj = lobj + self.bce(raw[..., 4], tobj) * self.hyp.balance[i]
         lbox, lobj, lcls = lbox * self.hyp.box, lobj * self.hyp.obj, lcls * self.hyp.cls
         batch = raws[0].shape[0]
+        total = (lbox + lobj + lcls) * batch
+        return total, (float(lbox), float(lobj), float(lcls))
+
+    def _share(
+        self, raws: Sequence[torch.Tensor], targets: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[float, float, float]]:
+        """As :meth:`forward`, with every mean a local sum over a global count (see ``reduce``)."""
+        device = raws[0].device
+        targets = targets.to(device)
+        asgs = [
+            assign_targets(targets, self.anchors[i], tuple(raw.shape[2:4]), self.strides[i], self.hyp.anchor_t)
+            for i, raw in enumerate(raws)
+        ]
+        local = [len(a.b) for a in asgs] + [raw[..., 4].numel() for raw in raws] + [raws[0].shape[0]]
+        counts = reduce(torch.tensor(local, dtype=torch.float64, device=device)).tolist()
+        nl = len(raws)
+        positives, cells, batch = counts[:nl], counts[nl : 2 * nl], counts[-1]
+        lbox = torch.zeros((), device=device)
+        lobj = torch.zeros((), device=device)
+        lcls = torch.zeros((), device=device)
+        for i, (raw, asg) in enumerate(zip(raws, asgs)):
+            ny, nx = raw.shape[2:4]
+            tobj = torch.zeros(raw.shape[:4], device=device, dtype=raw.dtype)
+            if len(asg.b):
+                p = raw[asg.b, asg.a, asg.gj, asg.gi]
+                pxy = p[:, :2].sigmoid() * 2 - 0.5
+                pwh = (p[:, 2:4].sigmoid() * 2) ** 2 * asg.anchor
+                iou = bbox_ciou(torch.cat((pxy, pwh), 1), asg.box)
+                lbox = lbox + (1.0 - iou).sum() / positives[i]
+                score = iou.detach().clamp(min=0).to(tobj.dtype)
+                na = raw.shape[1]
+                flat = ((asg.b * na + asg.a) * ny + asg.gj) * nx + asg.gi
+                tobj.view(-1).scatter_reduce_(0, flat, score, reduce="amax")
+                if self.nc > 1:
+                    onehot = torch.zeros_like(p[:, 5:])
+                    onehot[torch.arange(len(p), device=device), asg.cls] = 1.0
+                    bce = nn.functional.binary_cross_entropy_with_logits(p[:, 5:], onehot, reduction="sum")
+                    lcls = lcls + bce / (positives[i] * self.nc)
+            bce = nn.functional.binary_cross_entropy_with_logits(raw[..., 4], tobj, reduction="sum")
+            lobj = lobj + bce / cells[i] * self.hyp.balance[i]
+        lbox, lobj, lcls = lbox * self.hyp.box, lobj * self.hyp.obj, lcls * self.hyp.cls
         total = (lbox + lobj + lcls) * batch
         return total, (float(lbox), float(lobj), float(lcls))
