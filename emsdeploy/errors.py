@@ -7,6 +7,7 @@ how to fix it. The CLI prints them without a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "CheckpointError",
     "DRCError",
     "EmsdeployError",
@@ -77,3 +78,7 @@ class EquivalenceError(EmsdeployError):
 
 class InputError(EmsdeployError):
     """A user input (image, folder, array, frame) of the wrong kind or shape."""
+
+
+class BackendUnavailableError(EmsdeployError):
+    """An optional backend (Lava) is not installed in this environment; says how to get it."""

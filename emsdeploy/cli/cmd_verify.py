@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 DEFAULT_SAMPLES = 2
 EXIT_MISMATCH = 1
@@ -71,6 +72,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     from rich.console import Console
 
     from ..errors import InputError
+    from ..exporters.lava._require import require_lava
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
     from ..verify import VerifyOptions, render_report
@@ -80,6 +82,10 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     path = source_or_default(source)
     if not chosen:
         raise InputError("--targets is empty; choose from ref, onnx, lava")
+    # Default targets skip the Lava run where lava-nc is missing; asked for, it is an error (before any work).
+    lava_optional = click.get_current_context().get_parameter_source("targets") == ParameterSource.DEFAULT
+    if "lava" in chosen and (lava_artifact or not lava_optional):
+        require_lava()
     loaded = load_graph(path, parse_size(input_size), time_steps)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
@@ -91,6 +97,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         time_steps=time_steps,
         onnx_model=Path(onnx_model) if onnx_model else None,
         lava_artifact=Path(lava_artifact) if lava_artifact else None,
+        lava_optional=lava_optional,
     )
     err = Console(stderr=True)
     samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..exporters.lava._require import LAVA_MISSING, lava_available, require_lava
 from ..ir import LIF, Graph
 from ..models import EMSYOLO
 from ..simulators import RefFloat
@@ -39,6 +40,9 @@ class VerifyOptions:
     onnx_model: Path | None = None  # verify this artifact instead of a fresh export
     lava_artifact: Path | None = None
     workdir: Path | None = None
+    # The default targets: without lava-nc, ref-fixed and the quantisation section still run and
+    # the lava run is reported as skipped; asked for explicitly, a missing Lava is an error.
+    lava_optional: bool = False
 
 
 @dataclass
@@ -106,6 +110,9 @@ def verify(
     unknown = set(options.targets) - set(TARGETS)
     if unknown:
         raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    if "lava" in options.targets and not lava_available():
+        if not options.lava_optional or options.lava_artifact is not None:
+            require_lava()
     lif_names = [n.name for n in graph.of_type(LIF)]
     v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
     report = VerifyReport(source, [], options.time_steps or graph.time_steps, list(graph.input_node().op.shape))  # type: ignore[attr-defined]
@@ -205,14 +212,20 @@ class _LavaLevel:
         from ..simulators import RefFixed
 
         self.available = True
+        self.runs_lava = lava_available()
+        if not self.runs_lava:
+            skipped["lava"] = LAVA_MISSING
         self.float_graph = run_pipeline(graph, "simplify")
+        self.network: Path | None = None
         if options.lava_artifact is not None:
             if not Path(options.lava_artifact).exists():
                 raise InputError(
                     f"{options.lava_artifact}: no such Lava export (a folder from `emsdeploy export --target lava`)"
                 )
             self.qgraph = lower(graph)
-            self.network: Path = Path(options.lava_artifact)
+            self.network = Path(options.lava_artifact)
+        elif not self.runs_lava:
+            self.qgraph = lower(graph)  # ref-fixed needs no Lava
         else:
             res = export(graph, workdir / "lava")
             self.qgraph = res["graph"]
@@ -225,8 +238,10 @@ class _LavaLevel:
         from ..simulators.fixed_vs_float import compare_fixed_float
 
         fixed = self.ref_fixed.run(x, T, record="all", raw=True)
-        lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)
         quant = compare_fixed_float(self.float_graph, self.qgraph, x)
+        if self.network is None:
+            return _raw_view(fixed, self.pops), None, quant
+        lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)
         return _raw_view(fixed, self.pops), _raw_view(lava, self.pops), quant
 
     @staticmethod
