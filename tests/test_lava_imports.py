@@ -4,10 +4,12 @@ import it. Pinned two ways: statically, over every module's imports, and by runn
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from emsdeploy.exporters.lava._require import LAVA_MISSING
 from emsdeploy.models import DEFAULT_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +121,24 @@ def test_export_writes_a_lava_folder_without_importing_lava(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
     assert {p.name for p in out.iterdir()} >= {"quantized.emsir", "mapping.txt", "quantization.json"}
+
+
+def _pytest_without_lava(ci: str) -> subprocess.CompletedProcess:
+    code = "import sys; sys.modules['lava'] = None\nimport pytest\nsys.exit(pytest.main(sys.argv[1:]))"
+    node = "tests/exporters/lava/test_procs.py"  # marked lava, cheap
+    env = {**os.environ, "CI": ci}
+    args = [sys.executable, "-c", code, "-q", "-rs", "-p", "no:cacheprovider", "-k", "shape0", node]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+
+
+def test_lava_tests_skip_with_the_reason_or_fail_in_cis_python_310_environment():
+    """conftest: a test marked lava skips with LAVA_MISSING where Lava is missing, except under CI
+    (any truthy CI) on Python 3.10, where Lava must be installed."""
+    r = _pytest_without_lava("")
+    assert r.returncode == 0 and "1 skipped" in r.stdout and LAVA_MISSING in r.stdout, r.stdout[-2000:]
+    r = _pytest_without_lava("1")
+    if sys.version_info[:2] == (3, 10):
+        assert r.returncode == 1 and "1 error" in r.stdout, r.stdout[-2000:]
+        assert f"CI's Python 3.10 environment must have Lava: {LAVA_MISSING}" in r.stdout
+    else:
+        assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout[-2000:]
