@@ -4,6 +4,7 @@
 imported on first use so that ``import emsdeploy`` (and ``emsdeploy --help``) stay light.
 """
 
+from pathlib import Path as _Path
 from typing import Any
 
 __version__ = "0.1.0"
@@ -16,3 +17,12 @@ def __getattr__(name: str) -> Any:
 
         return getattr(facade, name)
     raise AttributeError(f"module 'emsdeploy' has no attribute {name!r}")
+
+
+# pyproject.toml installs the repository's models/, exporters/ and simulators/ as this package's
+# subpackages. Where this folder is imported from a source checkout rather than from the installed
+# copy (pytest puts the checkout first on sys.path, so `pip install .` then `pytest` does this), the
+# checkout's root provides them the same way.
+_root = _Path(__file__).resolve().parent.parent
+if (_root / "pyproject.toml").is_file() and (_root / "exporters" / "__init__.py").is_file():
+    __path__.append(str(_root))

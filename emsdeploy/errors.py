@@ -7,6 +7,7 @@ how to fix it. The CLI prints them without a traceback.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "CheckpointError",
     "DRCError",
     "EmsdeployError",
@@ -87,3 +88,7 @@ class LimitError(InputError):
 
 class UntrustedFileError(EmsdeployError):
     """A user file refused by the checked readers of :mod:`emsdeploy.fileio` (names file and part)."""
+
+
+class BackendUnavailableError(EmsdeployError):
+    """An optional backend (Lava) is not installed in this environment; says how to get it."""

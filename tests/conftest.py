@@ -3,17 +3,22 @@
 The official EMS-YOLO reference fixtures live beside the checkout in ../shared (never
 copied into the repo). Missing fixtures, and a missing shipped checkpoint, skip the tests
 locally but fail under CI (any truthy ``CI``: ``true``, ``1``, ``yes``, ...).
+Tests marked ``lava`` skip with the reason where lava-nc is not installed (Python >= 3.11 cannot
+have it), and fail where it is missing from CI's Python 3.10 environment.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from emsdeploy.exporters.lava._require import LAVA_MISSING, lava_available
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("EMSDEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "official"))
@@ -80,6 +85,14 @@ def official(request) -> OfficialFixture:
 def lif_unit() -> dict:
     folder = _require(FIXTURES / "lif_unit_T5")
     return {"npz": np.load(folder / "lif_unit.npz"), "info": json.loads((folder / "lif_unit.json").read_text())}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("lava") is None or lava_available():
+        return
+    if sys.version_info[:2] == (3, 10) and os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"CI's Python 3.10 environment must have Lava: {LAVA_MISSING}", pytrace=False)
+    pytest.skip(LAVA_MISSING)
 
 
 @pytest.fixture(autouse=True)

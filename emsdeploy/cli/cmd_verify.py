@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from ..distributed.jobs import sweep_options
 from .options import encoding_option, gen1_mode_option, provider_option
@@ -22,7 +23,8 @@ EXIT_MISMATCH = 1
     default="ref,onnx,lava",
     show_default=True,
     help="Comma-separated levels: ref (PyTorch vs ref-float), onnx (ref-float vs onnxruntime), "
-    "lava (ref-fixed vs lava-nc, plus the fixed-vs-float quantisation section).",
+    "lava (ref-fixed vs lava-nc, plus the fixed-vs-float quantisation section). By default, where lava-nc "
+    "is not installed, the lava run is reported as skipped; named here, it is required.",
 )
 @click.option(
     "--input",
@@ -80,6 +82,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
 
     from ..distributed.jobs import SweepArgs, file_digest, sweep_wanted, verify_sweep
     from ..errors import InputError
+    from ..exporters.lava._require import require_lava
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
     from ..providers import ort_providers
@@ -93,6 +96,10 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     path = source_or_default(source)
     if not chosen:
         raise InputError("--targets is empty; choose from ref, onnx, lava")
+    # Default targets skip the Lava run where lava-nc is missing; asked for, it is an error (before any work).
+    lava_optional = click.get_current_context().get_parameter_source("targets") == ParameterSource.DEFAULT
+    if "lava" in chosen and (lava_artifact or not lava_optional):
+        require_lava()
     loaded = load_graph(path, size_from_input(input_spec, parse_size(input_size)), time_steps, encoding)
     graph = loaded.graph
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
@@ -106,6 +113,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
         onnx_model=Path(onnx_model) if onnx_model else None,
         lava_artifact=Path(lava_artifact) if lava_artifact else None,
         providers=ort_providers(provider) if "onnx" in chosen else None,
+        lava_optional=lava_optional,
     )
     err = Console(stderr=True)
     samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))

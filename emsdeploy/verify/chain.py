@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from ..exporters.lava._require import LAVA_MISSING, lava_available, require_lava
 from ..ir import LIF, Graph
 from ..models import EMSYOLO
 from ..simulators import RefFloat
@@ -41,6 +42,9 @@ class VerifyOptions:
     lava_artifact: Path | None = None
     workdir: Path | None = None
     providers: list[str] | None = None  # onnxruntime execution providers (default: CPU)
+    # The default targets: without lava-nc, ref-fixed and the quantisation section still run and
+    # the lava run is reported as skipped; asked for explicitly, a missing Lava is an error.
+    lava_optional: bool = False
 
 
 @dataclass
@@ -136,6 +140,9 @@ class Chain:
         unknown = set(options.targets) - set(TARGETS)
         if unknown:
             raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+        if "lava" in options.targets and not lava_available():
+            if not options.lava_optional or options.lava_artifact is not None:
+                require_lava()  # asked for explicitly: a missing Lava is an error, before any work
         self.graph, self.model, self.options, self.source = graph, model, options, source
         self.lif_names = [n.name for n in graph.of_type(LIF)]
         self.v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
@@ -250,7 +257,11 @@ class _LavaLevel:
         from ..simulators import RefFixed
 
         self.available = True
+        self.runs_lava = lava_available()
+        if not self.runs_lava:
+            skipped["lava"] = LAVA_MISSING
         self.float_graph = run_pipeline(graph, "simplify")
+        self.network: Path | None = None
         if options.lava_artifact is not None:
             if not Path(options.lava_artifact).exists():
                 raise InputError(
@@ -260,7 +271,9 @@ class _LavaLevel:
 
             load(options.lava_artifact)  # checked here (manifest, HDF5 reader): one-line errors, not a worker's
             self.qgraph = lower(graph)
-            self.network: Path = Path(options.lava_artifact)
+            self.network = Path(options.lava_artifact)
+        elif not self.runs_lava:
+            self.qgraph = lower(graph)  # ref-fixed needs no Lava
         else:
             res = export(graph, workdir / "lava")
             self.qgraph = res["graph"]
@@ -273,8 +286,10 @@ class _LavaLevel:
         from ..simulators.fixed_vs_float import compare_fixed_float
 
         fixed = self.ref_fixed.run(x, T, record="all", raw=True)
-        lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)
         quant = compare_fixed_float(self.float_graph, self.qgraph, x)
+        if self.network is None:
+            return _raw_view(fixed, self.pops), None, quant
+        lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)
         return _raw_view(fixed, self.pops), _raw_view(lava, self.pops), quant
 
     @staticmethod

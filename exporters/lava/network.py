@@ -27,6 +27,7 @@ from scipy.sparse import SparseEfficiencyWarning
 
 from emsdeploy.errors import InputError, SimulationError
 
+from ._require import require_lava
 from .dag import LavaDag, ProcSpec
 
 __all__ = ["LavaNetwork", "LavaTrace", "host_term_values"]
@@ -49,6 +50,7 @@ class LavaTrace:
 
 def _conv_chw_int(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> np.ndarray:
     """Integer cross-correlation of (C, H, W) with (O, C/g, kH, kW) in int64 (exact)."""
+    require_lava()  # the kernel lives beside the Lava processes
     from .procs import conv_true_whc
 
     # conv_true_whc convolves (W, H, C) with a true-convolution kernel (O, kW, kH, C): flip ours
@@ -145,6 +147,7 @@ class LavaNetwork:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Instantiate the processes for one sample; returns (processes by name, recording files
         by population name). ``record`` needs ``folder`` for the recording files."""
+        require_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.graded.process import GradedVec
         from lava.proc.io.source import RingBuffer as Source
@@ -285,6 +288,7 @@ class LavaNetwork:
 
     def run(self, x: Any, time_steps: int | None = None, record: Any = None, raw: bool = False) -> LavaTrace:
         """Run each sample of ``x`` through Lava (``T + latency`` steps) and collect the results."""
+        require_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.sparse.process import DelaySparse
 
@@ -327,6 +331,7 @@ class LavaNetwork:
 
     def _run_one(self, sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw) -> None:
         """Build, run, read and stop the network for one sample (``net.stop()`` in ``finally``)."""
+        require_lava()
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 

@@ -31,6 +31,7 @@ from emsdeploy.fileio import atomic_write
 from emsdeploy.ir import Decode, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv
 
+from ._require import require_lava
 from .dag import LavaDag, ProcSpec
 from .network import LavaNetwork, attach_recorder
 
@@ -175,6 +176,7 @@ class NetxNetwork(LavaNetwork):
         return list(record)
 
     def build(self, frames, time_steps, record=(), folder=None):  # type: ignore[override]
+        require_lava()
         from lava.lib.dl import netx
         from lava.proc.io.source import RingBuffer as Source
 

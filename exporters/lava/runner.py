@@ -26,6 +26,7 @@ import numpy as np
 
 from emsdeploy.errors import SimulationError
 
+from ._require import require_lava
 from .network import LavaTrace
 
 __all__ = ["main", "run_in_subprocess"]
@@ -46,7 +47,9 @@ def run_in_subprocess(
     """Run ``network`` (an export folder or file, see :func:`~.loader.load`) on ``x`` in a child process.
 
     Raises :class:`SimulationError` if the child fails or runs past ``timeout`` seconds (then its
-    whole process group, Lava's workers included, is killed)."""
+    whole process group, Lava's workers included, is killed), and
+    :class:`~emsdeploy.errors.BackendUnavailableError` where Lava is not installed."""
+    require_lava()
     x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
     with tempfile.TemporaryDirectory(prefix="emsdeploy-lava-run-") as d:
         xin, out = Path(d) / "x.npy", Path(d) / "out.npz"

@@ -36,6 +36,7 @@ def _lava_lif(du, dv, vth, bias_mant, bias_exp, reset_offset=None):
     return m
 
 
+@pytest.mark.lava
 @pytest.mark.parametrize(
     "du,dv,vth,amp",
     [(4095, 3072, 512, 3000), (4095, 2048, 2048, 200000), (1023, 123, 64, 50), (4095, 0, 131071, 140000)],
@@ -60,6 +61,7 @@ def test_lif_step_is_lavas_pylifmodelbitacc(du, dv, vth, amp):
         np.testing.assert_array_equal(v[0].numpy(), m.v)
 
 
+@pytest.mark.lava
 def test_conv_payload_is_lavas_conv():
     from lava.proc.conv import utils
 
@@ -74,6 +76,7 @@ def test_conv_payload_is_lavas_conv():
     np.testing.assert_array_equal(got.numpy().transpose(2, 1, 0), ref)
 
 
+@pytest.mark.lava
 @pytest.mark.parametrize("e", [-5, 0, 1, 4])
 @pytest.mark.parametrize("graded", [False, True])
 def test_sparse_payload_is_lavas_sparse(e, graded):

@@ -54,6 +54,7 @@ def test_conv_kernel_is_flipped_and_transposed(q):
     np.testing.assert_array_equal(w, want)
 
 
+@pytest.mark.lava
 def test_sparse_matrices_use_lavas_flat_order():
     """csr_to_lava re-indexes a (C,H,W) matrix exactly like lava's own conv_to_sparse."""
     from lava.proc.conv.utils import conv_to_sparse
@@ -121,6 +122,7 @@ def test_file_round_trip(q, tmp_path):
         read_dag(tmp_path / "x.h5")
 
 
+@pytest.mark.lava
 def test_host_terms_are_computed_and_delayed(q):
     dag = dag_from_graph(q)
     spec = dag.proc("lif2<-input")  # delay 1

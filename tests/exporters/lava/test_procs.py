@@ -4,7 +4,7 @@ Lava runtime check, stock model against fast model in one network, is in test_la
 import numpy as np
 import pytest
 
-from emsdeploy.exporters.lava.procs import conv_true_whc
+pytestmark = pytest.mark.lava  # both sides live in Lava modules
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,8 @@ from emsdeploy.exporters.lava.procs import conv_true_whc
 )
 def test_fast_models_equals_lavas_conv_scipy(shape, c_out, k, stride, padding, dilation, groups, graded):
     from lava.proc.conv import utils
+
+    from emsdeploy.exporters.lava.procs import conv_true_whc
 
     rng = np.random.default_rng(sum(shape))
     w = rng.integers(-128 * 16, 128 * 16, (c_out, *k, shape[2] // groups)).astype(np.int32)
