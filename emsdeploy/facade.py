@@ -99,9 +99,9 @@ class Export:
             from .exporters.onnx import StepwiseSession
 
             return StepwiseSession(self.path)
-        import nir
+        from .exporters.nir.importer import read_nir
 
-        return nir.read(str(self.path))
+        return read_nir(self.path)
 
     def __repr__(self) -> str:
         return "\n".join([f"{self.target} export at {self.path}", *self.lines])

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .errors import InputError
 
 __all__ = ["NpySize", "allowed_sizes_text", "check_input_size", "model_stride", "size_from_input"]
@@ -63,12 +61,11 @@ def size_from_input(input_spec: str | Path | None, input_size: tuple[int, int] |
     path = Path(input_spec)
     if path.suffix.lower() != ".npy" or not path.is_file():
         return None
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise InputError(f"{path}: not a readable .npy array ({e})") from None
-    if arr.ndim not in (4, 5):
-        raise InputError(f"{path}: array of shape {arr.shape}; expected [B, C, H, W] images or [B, T, C, H, W] frames")
-    size = NpySize((int(arr.shape[-2]), int(arr.shape[-1])))
+    from .fileio.npy import npy_header
+
+    shape, _, _ = npy_header(path)  # the checked reader: header only, no data read
+    if len(shape) not in (4, 5):
+        raise InputError(f"{path}: array of shape {shape}; expected [B, C, H, W] images or [B, T, C, H, W] frames")
+    size = NpySize((int(shape[-2]), int(shape[-1])))
     size.origin = path
     return size

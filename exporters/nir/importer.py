@@ -44,6 +44,11 @@ READS = ("Input", "Output", "Conv2d", "Scale", "LIF", "IF", "SumPool2d -> Thresh
 _SNAP_RTOL = 1e-12  # a LIF's recorded leak_per_step replaces the recomputed τ when this close
 
 
+def read_nir(path: str | Path) -> nir.NIRGraph:
+    """A NIR file read through the checked HDF5 reader (no links or external data, bounded sizes)."""
+    return _read(path)[0]
+
+
 def _read(source: str | Path | nir.NIRGraph) -> tuple[nir.NIRGraph, str]:
     if isinstance(source, nir.NIRGraph):
         return source, "<NIRGraph>"
