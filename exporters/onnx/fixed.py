@@ -1,0 +1,201 @@
+"""Loihi-exact stepwise ONNX: the quantized, delay-aligned graph in integer arithmetic (issue 20).
+
+:func:`build_fixed_onnx` lowers the graph the Lava exporter writes (``exporters.lava.lower``)
+to one *run step* of ONNX, bit-exact with ref-fixed (``simulators/ref_fixed.py``) at every step
+of the ``N = T + latency`` steps, invalid steps included. Contract (docs/onnx.md, "fixed"):
+
+* inputs ``x`` (float32 ``[B, C, H, W]``: frame n at step n < T, the same image every step for
+  ``direct``, **zeros** for the latency steps n >= T), ``clock`` (int64 ``[1]``, the step n), then
+  ``state_in.<name>``; outputs ``head.<i>`` (readout i's integer v after this step), then
+  ``state_out.<name>`` in the same order (zeros at n = 0);
+* state ``<pop>.y<k>``: population output at step n − 1 − k (uint8 spikes or int64 graded values),
+  as deep as its readers' largest synaptic delay; ``<pop>.v`` (and ``.u`` when du < 4095) the
+  LIF / readout membranes; ``<silu>.m``, ``.s`` (float64); ``x.lag<k>`` the input k steps back
+  for delayed host terms;
+* after the last step ``head.<i>`` / ``(64 · scale_i · T)`` is readout i's output.
+
+A chip synapse reads its source's state (what the source emitted one step and ``delay`` steps
+earlier), so within a step only host terms feed populations directly, exactly Lava's timing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from emsdeploy.errors import ExportError
+from emsdeploy.fileio import atomic_write
+from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
+
+from .fixed_kernels_onnx import F32, F64, FIXED_LOWERINGS, I64, TERM_LOWERINGS, U8, FixedBuilder, Value
+
+__all__ = ["FIXED_FORMAT", "build_fixed_onnx", "export_fixed_onnx", "fixed_graph"]
+
+FIXED_FORMAT = "emsdeploy.onnx.fixed"
+FIXED_VERSION = 1
+OPSET = 17
+IR_VERSION = 8
+FEEDING = (
+    "one call = one run step n of N = T + latency; x: frame n for n < T (direct: the same image), zeros for "
+    "n >= T; clock: [n] int64; head.<i> after step N-1 divided by (64*scale_i*T) is readout i"
+)
+
+
+def fixed_graph(graph: Graph, **options: Any) -> Graph:
+    """The quantized, delay-aligned graph of a float IR graph, via the Lava exporter's ``lower``."""
+    from emsdeploy.exporters.lava import lower
+
+    return lower(graph, **options)
+
+
+def _out_elem(q: Graph, name: str) -> int:
+    return U8 if isinstance(q[name].op, LoihiLIF) else I64
+
+
+def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
+    """The stepwise integer ONNX model of a quantized, delay-aligned graph ``q``.
+
+    ``kernel`` forces one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere; the
+    default picks per layer (see :data:`.fixed_kernels_onnx.SPIKE_CONV_KERNELS`).
+    """
+    if not q.attrs.get("quantized") or not q.attrs.get("delays_aligned"):
+        raise ExportError("the fixed ONNX graph lowers quantized, delay-aligned graphs (exporters.lava.lower)")
+    q.validate()
+    b = FixedBuilder(q, kernel)
+    inp = q.input_node()
+    in_shape = tuple(int(s) for s in inp.op.shape)  # type: ignore[attr-defined]
+    pops = [n for n in q if isinstance(n.op, POPULATIONS)]
+    for n in q:
+        if n.op.timeless or n.name == inp.name or isinstance(n.op, POPULATIONS):
+            continue
+        if type(n.op) not in TERM_LOWERINGS:
+            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
+    graph_inputs = [
+        helper.make_tensor_value_info("x", F32, ["batch", *in_shape]),
+        helper.make_tensor_value_info("clock", I64, [1]),
+    ]
+    b.clock = "clock"
+    b.batch = b.op("Shape", ["x"], "batch", start=0, end=1)
+
+    # histories: how far back each source is read (1 + the largest delay of its readers)
+    depth: dict[str, int] = {}
+    host_lag = 0
+    for n in pops:
+        for i in n.inputs:
+            t = q[i]
+            if isinstance(t.op, HOST_TERMS):
+                host_lag = max(host_lag, t.op.delay_u6)
+            else:
+                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
+    for name, d in depth.items():
+        shape = q.shape(name)
+        b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
+    lags = ["x"] + [b.state(f"x.lag{k}", in_shape, F32)[0] for k in range(1, host_lag + 1)]
+    scale = float(q.attrs.get("input_scale", 255.0))
+    x_int: dict[int, str] = {}
+
+    def quantized(k: int) -> str:  # rint(x · in_scale) in float64, as ref-fixed's quantize_input
+        if k not in x_int:
+            xd = b.op("Cast", [lags[k]], f"x{k}/f64", to=F64)
+            r = b.op("Round", [b.op("Mul", [xd, b.const(scale, F64)], f"x{k}/scaled")], f"x{k}/rint")
+            x_int[k] = b.op("Cast", [r], f"x{k}/int", to=I64)
+        return x_int[k]
+
+    readouts: list[tuple[str, str, float]] = []
+    populations = []
+    for n in pops:
+        terms: list[Value] = []
+        for i in n.inputs:
+            t = q[i]
+            lower_term = TERM_LOWERINGS.get(type(t.op))
+            if lower_term is None:
+                raise ExportError(f"{i} ({t.op.type_name}): no fixed-point ONNX lowering")
+            if isinstance(t.op, HOST_TERMS):
+                terms.append(lower_term(b, t, quantized(t.op.delay_u6)))
+            else:
+                src = t.inputs[0]
+                bound = 1 if isinstance(q[src].op, LoihiLIF) else None
+                terms.append(lower_term(b, t, Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)))
+        lower_pop = FIXED_LOWERINGS.get(type(n.op))
+        if lower_pop is None:
+            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
+        out, v_state = lower_pop(b, n, terms)
+        entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
+        if v_state:
+            entry["v"] = v_state.removeprefix("state_out.")
+        if n.name in b.history:
+            hist = b.history[n.name]
+            y0 = b.cast(out, U8).name if isinstance(n.op, LoihiLIF) else b.cast(out, I64).name
+            b.op_to("Identity", [y0], hist[0].replace("state_in.", "state_out.", 1))
+            for k in range(1, len(hist)):
+                b.op_to("Identity", [hist[k - 1]], hist[k].replace("state_in.", "state_out.", 1))
+            entry["y"] = hist[0].removeprefix("state_in.")
+        populations.append(entry)
+        if isinstance(n.op, LoihiReadout):
+            readouts.append((n.name, v_state or "", float(n.op.scale)))
+    for k in range(1, host_lag + 1):
+        b.op_to("Identity", [lags[k - 1]], f"state_out.x.lag{k}")
+
+    decodes = q.of_type(Decode)
+    order = list(decodes[0].inputs) if decodes else []
+    readouts.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
+    heads_out = []
+    v_elem = {name: elem for name, _, elem in b.states_out}
+    for i, (_, v_out, _) in enumerate(readouts):
+        b.op_to("Identity", [v_out], f"head.{i}")
+        shape = next(s for nm, s, _ in b.states_out if nm == v_out)
+        heads_out.append(helper.make_tensor_value_info(f"head.{i}", v_elem[v_out], ["batch", *shape]))
+    graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_in]
+    outputs = heads_out + [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_out]
+    dec = decodes[0].op if decodes else None
+    meta = {
+        "format": FIXED_FORMAT,
+        "format_version": str(FIXED_VERSION),
+        "arithmetic": "fixed (Loihi, DESIGN.md §8; bit-exact with ref-fixed)",
+        "time_steps": str(q.time_steps),
+        "latency": str(int(q.attrs["latency"])),
+        "encoding": q.encoding,
+        "input_shape": json.dumps(list(in_shape)),
+        "input_scale": repr(scale),
+        "layout": FEEDING,
+        "reset": "v = 0 where v > vth << 6 (u is not reset); each population zeroed at its latency step",
+        "comparison": "strict: s = v > (vth << 6)",
+        "states": json.dumps([[nm.removeprefix("state_in."), list(s), onnx.helper.tensor_dtype_to_np_dtype(el).name]
+                              for nm, s, el in b.states_in]),  # fmt: skip
+        "populations": json.dumps(populations),
+        "heads": json.dumps([{"readout": r, "v": v.removeprefix("state_out."), "scale": s} for r, v, s in readouts]),
+        "decode": json.dumps(decodes[0].name if decodes else None),
+        "nc": str(int(dec.nc if dec else q.attrs.get("nc", 0))),
+        "anchors": json.dumps([[list(map(float, a)) for a in lvl] for lvl in dec.anchors] if dec else []),
+        "strides": json.dumps(list(map(float, dec.strides)) if dec else []),
+        "names": json.dumps([str(x) for x in q.attrs.get("names", [])]),
+        "kernels": json.dumps(b.kernels),
+        "source": str(q.attrs.get("source", "")),
+    }
+    model = helper.make_model(
+        helper.make_graph(b.nodes, "emsdeploy_fixed_stepwise", graph_inputs, outputs, initializer=b.inits),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="emsdeploy",
+        ir_version=IR_VERSION,
+        doc_string="One run step of a Loihi-quantized spiking detector in integer arithmetic; see metadata_props.",
+    )
+    helper.set_model_props(model, meta)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the fixed-point ONNX graph fails onnx.checker (an exporter bug): {e}") from None
+    return model
+
+
+def export_fixed_onnx(q: Graph, path: str | Path, *, kernel: str | None = None) -> onnx.ModelProto:
+    """Build (see :func:`build_fixed_onnx`) and write atomically."""
+    model = build_fixed_onnx(q, kernel=kernel)
+    data = model.SerializeToString()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return model
