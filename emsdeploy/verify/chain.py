@@ -28,7 +28,7 @@ from .torch_level import run_torch
 
 __all__ = ["TARGETS", "VerifyOptions", "VerifyReport", "verify"]
 
-TARGETS = ("ref", "onnx", "lava")
+TARGETS = ("ref", "onnx", "lava", "onnx-fixed")
 
 
 @dataclass
@@ -124,7 +124,12 @@ def verify(
 
     ref_float = RefFloat(graph)
     workdir = Path(options.workdir)
-    onnx = _OnnxLevel(graph, options, workdir, report.skipped) if "onnx" in options.targets else None
+    from .onnx_fixed import OnnxFixedLevel, is_fixed_model
+
+    fixed_artifact = options.onnx_model is not None and is_fixed_model(options.onnx_model)
+    wants_fixed = "onnx-fixed" in options.targets or ("onnx" in options.targets and fixed_artifact)
+    onnx = _OnnxLevel(graph, options, workdir, report.skipped) if "onnx" in options.targets and not fixed_artifact else None
+    onnx_fixed = OnnxFixedLevel(graph, options.onnx_model if fixed_artifact else None, workdir) if wants_fixed else None
     lava = _LavaLevel(graph, options, workdir, report.skipped) if "lava" in options.targets else None
     quant_parts: list[dict[str, Any]] = []
     if "ref" in options.targets and model is None:
@@ -148,6 +153,10 @@ def verify(
             add(cmp("ref-float", "onnx", ref, e2e, False, "end-to-end", k))
             if iso is not None:
                 add(cmp("ref-float", "onnx", ref, iso, False, "isolated", k))
+        if onnx_fixed is not None:
+            say(f"{name}: ref-fixed and onnx-fixed")
+            fixed, got = onnx_fixed.run(x, T)
+            add(cmp("ref-fixed", "onnx-fixed", fixed, got, True, "end-to-end", k, list(fixed.records)))
         if lava is not None and lava.available:
             say(f"{name}: ref-fixed and lava")
             fixed, lava_trace, quant = lava.run(x, T, ref)

@@ -20,7 +20,21 @@ from emsdeploy.errors import ExportError, InputError, SimulationError
 from .detect import Detections, decode, nms
 from .fixed import FIXED_FORMAT, FIXED_VERSION
 
-__all__ = ["FixedSession", "FixedTrace"]
+__all__ = ["FixedSession", "FixedTrace", "read_format"]
+
+
+def read_format(path: str | Path) -> str | None:
+    """The ``format`` entry of an ONNX file's metadata (None if absent); one-line error if unreadable."""
+    import onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"{p}: no such file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ExportError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+    return next((m.value for m in model.metadata_props if m.key == "format"), None)
 
 
 @dataclass
