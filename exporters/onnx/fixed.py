@@ -24,7 +24,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import helper
 
@@ -45,6 +44,10 @@ FEEDING = (
     "one call = one run step n of N = T + latency; x: frame n for n < T (direct: the same image), zeros for "
     "n >= T; clock: [n] int64; head.<i> after step N-1 divided by (64*scale_i*T) is readout i"
 )
+
+
+def _np_name(elem: int) -> str:
+    return onnx.helper.tensor_dtype_to_np_dtype(elem).name
 
 
 def fixed_graph(graph: Graph, **options: Any) -> Graph:
@@ -166,8 +169,7 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
         "layout": FEEDING,
         "reset": "v = 0 where v > vth << 6 (u is not reset); each population zeroed at its latency step",
         "comparison": "strict: s = v > (vth << 6)",
-        "states": json.dumps([[nm.removeprefix("state_in."), list(s), onnx.helper.tensor_dtype_to_np_dtype(el).name]
-                              for nm, s, el in b.states_in]),  # fmt: skip
+        "states": json.dumps([[nm.removeprefix("state_in."), list(s), _np_name(el)] for nm, s, el in b.states_in]),
         "populations": json.dumps(populations),
         "heads": json.dumps([{"readout": r, "v": v.removeprefix("state_out."), "scale": s} for r, v, s in readouts]),
         "decode": json.dumps(decodes[0].name if decodes else None),

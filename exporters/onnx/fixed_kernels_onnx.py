@@ -206,7 +206,7 @@ def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_
     """An exact int64 convolution: im2col (strided slices of the padded input) then MatMul."""
     if op.groups != 1:
         raise ExportError(f"{hint}: grouped convolution of graded or host integers has no exact ONNX lowering here")
-    c, h, w = in_shape
+    _, h, w = in_shape
     co, ci, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
@@ -230,8 +230,11 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
     """Σ_j W_ij x_j exactly in int64: gather the sources, scale, scatter-add into the rows."""
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
     n = n_out
-    diag = in_shape == out_shape and indices.size == n and np.array_equal(indptr, np.arange(n + 1)) and np.array_equal(
-        indices, np.arange(n)
+    diag = (
+        in_shape == out_shape
+        and indices.size == n
+        and np.array_equal(indptr, np.arange(n + 1))
+        and np.array_equal(indices, np.arange(n))
     )
     if diag:  # an identity or channel scaling: elementwise
         return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), I64)], f"{hint}/diag")
@@ -289,7 +292,9 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
         return Value(out, I64, bound)
     acc2 = b.wrap(b.op("Mul", [acc, b.const(2, I64)], f"{node.name}/x2"), bits)
     shift = e - 1
-    out = b.op("Mul", [acc2, b.const(1 << shift, I64)], f"{node.name}/exp") if shift > 0 else b.floor_shift(acc2, -shift)
+    out = (
+        b.op("Mul", [acc2, b.const(1 << shift, I64)], f"{node.name}/exp") if shift > 0 else b.floor_shift(acc2, -shift)
+    )
     return Value(b.wrap(out, 32), I64, None)
 
 
@@ -328,7 +333,7 @@ def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> Value:
 def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     """``lif_step`` of ref-fixed. Returns (spikes as bool, or v for a readout; the v state_out)."""
     op: LoihiLIF | LoihiReadout = node.op  # type: ignore[assignment]
-    p, shape = b.p, b.graph.shape(node.name) if isinstance(op, LoihiLIF) else op.in_shape()
+    p = b.p
     unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
     keep_u = unity - (op.du_u12 + p["ds_offset"])
     keep_v = unity - (op.dv_u12 + p["dm_offset"])

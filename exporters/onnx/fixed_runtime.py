@@ -122,7 +122,7 @@ class FixedSession:
             raise InputError(f"input has {arr.shape[1]} frames but time_steps={time_steps}")
         return int(arr.shape[1]), lambda t: arr[:, t]
 
-    def run(self, x: Any, time_steps: int | None = None, record: None | str | Collection[str] = None) -> FixedTrace:
+    def run(self, x: Any, time_steps: int | None = None, record: str | Collection[str] | None = None) -> FixedTrace:
         """Run ``T + latency`` steps (inputs fed as the contract says); record ``"all"``/names."""
         T, frame = self._frames(x, time_steps)
         if T < 1:
