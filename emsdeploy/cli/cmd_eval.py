@@ -19,6 +19,13 @@ import click
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option(
+    "--backend",
+    type=click.Choice(("torch", "onnx-fixed")),
+    default="torch",
+    show_default=True,
+    help="torch (the float model) or onnx-fixed (the Loihi-quantized model as an integer ONNX graph, on CPU).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON (keys include map50 and map50_95).")
 @click.option(
     "--card",
@@ -33,6 +40,7 @@ def eval_(
     batch_size: int,
     device: str | None,
     threads: int | None,
+    backend: str,
     as_json: bool,
     card: str | None,
 ) -> None:
@@ -53,7 +61,12 @@ def eval_(
     ckpt = load_any(path)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split)
-    result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
+    if backend == "onnx-fixed":
+        from .eval_fixed import validation_fixed
+
+        result = validation_fixed(model, path, dataset, data or "checkpoint recipe", batch_size, threads)
+    else:
+        result = validation(model, dataset, data or "checkpoint recipe", batch_size, device)
     metrics, rates = result["metrics"], result["firing_rates"]
     if card:
         from ..fileio import atomic_write

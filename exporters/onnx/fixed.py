@@ -40,10 +40,13 @@ FIXED_FORMAT = "emsdeploy.onnx.fixed"
 FIXED_VERSION = 1
 OPSET = 17
 IR_VERSION = 8
-FEEDING = (
-    "one call = one run step n of N = T + latency; x: frame n for n < T (direct: the same image), zeros for "
-    "n >= T; clock: [n] int64; head.<i> after step N-1 divided by (64*scale_i*T) is readout i"
-)
+TIMINGS = ("aligned", "lava")
+FEEDING = {
+    "lava": "one call = one run step n of N = T + latency; x: frame n for n < T (direct: the same image), "
+    "zeros for n >= T; clock: [n] int64; head.<i> after step N-1 divided by (64*scale_i*T) is readout i",
+    "aligned": "one call = valid step t of every population (T calls; Lava's pipeline delays removed); x: frame "
+    "t (direct: the same image); head.<i> after call T-1 divided by (64*scale_i*T) is readout i",
+}
 
 
 def _np_name(elem: int) -> str:
@@ -61,16 +64,25 @@ def _out_elem(q: Graph, name: str) -> int:
     return U8 if isinstance(q[name].op, LoihiLIF) else I64
 
 
-def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
+def build_fixed_onnx(
+    q: Graph, *, timing: str = "aligned", record: bool = False, kernel: str | None = None
+) -> onnx.ModelProto:
     """The stepwise integer ONNX model of a quantized, delay-aligned graph ``q``.
 
-    ``kernel`` forces one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere; the
-    default picks per layer (see :data:`.fixed_kernels_onnx.SPIKE_CONV_KERNELS`).
+    Args:
+        timing: ``aligned`` (one call = one valid time step t of every population, T calls; the
+            default, for deployment) or ``lava`` (one call = one step of Lava's run, T + latency
+            calls, invalid steps included).
+        record: also output every population's output (``out.<pop>``) each call (verification).
+        kernel: force one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere.
     """
     if not q.attrs.get("quantized") or not q.attrs.get("delays_aligned"):
         raise ExportError("the fixed ONNX graph lowers quantized, delay-aligned graphs (exporters.lava.lower)")
+    if timing not in TIMINGS:
+        raise ExportError(f"timing {timing!r} unknown; choose from {', '.join(TIMINGS)}")
     q.validate()
     b = FixedBuilder(q, kernel)
+    lava = timing == "lava"
     inp = q.input_node()
     in_shape = tuple(int(s) for s in inp.op.shape)  # type: ignore[attr-defined]
     pops = [n for n in q if isinstance(n.op, POPULATIONS)]
@@ -79,14 +91,14 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
             continue
         if type(n.op) not in TERM_LOWERINGS:
             raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
-    graph_inputs = [
-        helper.make_tensor_value_info("x", F32, ["batch", *in_shape]),
-        helper.make_tensor_value_info("clock", I64, [1]),
-    ]
-    b.clock = "clock"
+    graph_inputs = [helper.make_tensor_value_info("x", F32, ["batch", *in_shape])]
+    if lava:
+        graph_inputs.append(helper.make_tensor_value_info("clock", I64, [1]))
+        b.clock = "clock"
     b.batch = b.op("Shape", ["x"], "batch", start=0, end=1)
 
-    # histories: how far back each source is read (1 + the largest delay of its readers)
+    # lava timing: how far back each source is read (1 + the largest delay of its readers);
+    # aligned timing: a reader's valid step t reads its source's valid step t (checked here)
     depth: dict[str, int] = {}
     host_lag = 0
     for n in pops:
@@ -94,11 +106,21 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
             t = q[i]
             if isinstance(t.op, HOST_TERMS):
                 host_lag = max(host_lag, t.op.delay_u6)
+                due = t.op.delay_u6
             else:
                 depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
-    for name, d in depth.items():
-        shape = q.shape(name)
-        b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
+                due = q[t.inputs[0]].op.latency + 1 + t.op.delay_u6
+            if not lava and due != n.op.latency:
+                raise ExportError(
+                    f"{i}: arrives at step {due} but {n.name} starts at {n.op.latency}; use timing='lava'"
+                )
+    current: dict[str, Value] = {}
+    if lava:
+        for name, d in depth.items():
+            shape = q.shape(name)
+            b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
+    else:
+        host_lag = 0
     lags = ["x"] + [b.state(f"x.lag{k}", in_shape, F32)[0] for k in range(1, host_lag + 1)]
     scale = float(q.attrs.get("input_scale", 255.0))
     x_int: dict[int, str] = {}
@@ -110,6 +132,14 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
             x_int[k] = b.op("Cast", [r], f"x{k}/int", to=I64)
         return x_int[k]
 
+    def source(t) -> Value:
+        src = t.inputs[0]
+        if not lava:
+            return current[src]
+        bound = 1 if isinstance(q[src].op, LoihiLIF) else None
+        return Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)
+
+    record_outputs = []
     readouts: list[tuple[str, str, float]] = []
     populations = []
     for n in pops:
@@ -120,18 +150,22 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
             if lower_term is None:
                 raise ExportError(f"{i} ({t.op.type_name}): no fixed-point ONNX lowering")
             if isinstance(t.op, HOST_TERMS):
-                terms.append(lower_term(b, t, quantized(t.op.delay_u6)))
+                terms.append(lower_term(b, t, quantized(t.op.delay_u6 if lava else 0)))
             else:
-                src = t.inputs[0]
-                bound = 1 if isinstance(q[src].op, LoihiLIF) else None
-                terms.append(lower_term(b, t, Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)))
+                terms.append(lower_term(b, t, source(t)))
         lower_pop = FIXED_LOWERINGS.get(type(n.op))
         if lower_pop is None:
             raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
         out, v_state = lower_pop(b, n, terms)
         entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
+        current[n.name] = out
         if v_state:
             entry["v"] = v_state.removeprefix("state_out.")
+        if record and not isinstance(n.op, LoihiReadout):
+            elem = U8 if isinstance(n.op, LoihiLIF) else I64
+            b.op_to("Identity", [b.cast(out, elem).name], f"out.{n.name}")
+            record_outputs.append(helper.make_tensor_value_info(f"out.{n.name}", elem, ["batch", *q.shape(n.name)]))
+            entry["out"] = f"out.{n.name}"
         if n.name in b.history:
             hist = b.history[n.name]
             y0 = b.cast(out, U8).name if isinstance(n.op, LoihiLIF) else b.cast(out, I64).name
@@ -156,6 +190,7 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
         heads_out.append(helper.make_tensor_value_info(f"head.{i}", v_elem[v_out], ["batch", *shape]))
     graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_in]
     outputs = heads_out + [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_out]
+    outputs += record_outputs
     dec = decodes[0].op if decodes else None
     meta = {
         "format": FIXED_FORMAT,
@@ -163,10 +198,12 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
         "arithmetic": "fixed (Loihi, DESIGN.md §8; bit-exact with ref-fixed)",
         "time_steps": str(q.time_steps),
         "latency": str(int(q.attrs["latency"])),
+        "timing": timing,
+        "records": json.dumps(record),
         "encoding": q.encoding,
         "input_shape": json.dumps(list(in_shape)),
         "input_scale": repr(scale),
-        "layout": FEEDING,
+        "layout": FEEDING[timing],
         "reset": "v = 0 where v > vth << 6 (u is not reset); each population zeroed at its latency step",
         "comparison": "strict: s = v > (vth << 6)",
         "states": json.dumps([[nm.removeprefix("state_in."), list(s), _np_name(el)] for nm, s, el in b.states_in]),
@@ -195,9 +232,9 @@ def build_fixed_onnx(q: Graph, *, kernel: str | None = None) -> onnx.ModelProto:
     return model
 
 
-def export_fixed_onnx(q: Graph, path: str | Path, *, kernel: str | None = None) -> onnx.ModelProto:
-    """Build (see :func:`build_fixed_onnx`) and write atomically."""
-    model = build_fixed_onnx(q, kernel=kernel)
+def export_fixed_onnx(q: Graph, path: str | Path, **options: Any) -> onnx.ModelProto:
+    """Build (see :func:`build_fixed_onnx` for the options) and write atomically."""
+    model = build_fixed_onnx(q, **options)
     data = model.SerializeToString()
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return model

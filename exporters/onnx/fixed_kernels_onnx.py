@@ -114,8 +114,11 @@ class FixedBuilder:
             self._cache[key] = self.op("Cast", [v.name], f"{v.name}/as{elem}", to=elem)
         return Value(self._cache[key], elem, v.bound)
 
-    def reset_flag(self, latency: int) -> str:
-        """bool [1]: this step is ``latency`` (the population's reset step)."""
+    def reset_flag(self, latency: int) -> str | None:
+        """bool [1]: this step is ``latency`` (the population's reset step); None in aligned timing,
+        where every call is a valid step and the zero state at the first call is the reset."""
+        if not self.clock:
+            return None
         key = ("reset", latency)
         if key not in self._cache:
             self._cache[key] = self.op("Equal", [self.clock, self.const([latency], I64)], f"reset@{latency}")
@@ -350,7 +353,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         cur = act
     else:
         u_in, u_out = b.state(f"{node.name}.u", op.in_shape(), elem)
-        u_prev = b.op("Where", [reset, zero, u_in], f"{node.name}/u_reset")
+        u_prev = b.op("Where", [reset, zero, u_in], f"{node.name}/u_reset") if reset else u_in
         cur = b.op("Add", [b.trunc_mul_shift(u_prev, keep_u, p["decay_shift"], elem), act], f"{node.name}/cur")
         if not safe:
             cur = b.wrap(cur, 32)
@@ -363,7 +366,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     if keep_u != 0:
         b.op_to("Identity", [cur], u_out)
     v_in, v_out = b.state(f"{node.name}.v", op.in_shape(), elem)
-    v_prev = b.op("Where", [reset, zero, v_in], f"{node.name}/v_reset")
+    v_prev = b.op("Where", [reset, zero, v_in], f"{node.name}/v_reset") if reset else v_in
     pre = b.op("Add", [b.trunc_mul_shift(v_prev, keep_v, p["decay_shift"], elem), cur], f"{node.name}/pre")
     bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
     if np.any(bias):
@@ -416,7 +419,10 @@ def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, s
     carried = s_in if op.inplace else m_in
     lk = b.op("Mul", [b.op("Mul", [b.const(op.tau, F64), carried], f"{node.name}/tp"),
                       b.op("Sub", [b.const(1.0, F64), s_in], f"{node.name}/keep")], f"{node.name}/leak")  # fmt: skip
-    m = b.op("Where", [b.reset_flag(op.latency), cur, b.op("Add", [lk, cur], f"{node.name}/m")], f"{node.name}/mr")
+    m = b.op("Add", [lk, cur], f"{node.name}/m")
+    reset = b.reset_flag(op.latency)
+    if reset:
+        m = b.op("Where", [reset, cur, m], f"{node.name}/mr")
     b.op_to("Identity", [m], m_out)
     e = b.op("Exp", [b.op("Neg", [m], f"{node.name}/neg")], f"{node.name}/exp")
     s = b.op("Div", [m, b.op("Add", [b.const(1.0, F64), e], f"{node.name}/den")], f"{node.name}/silu")

@@ -92,6 +92,8 @@ class FixedSession:
                 raise ExportError(f"{where}: fixed format version {props['format_version']} is newer than this reads")
             self.time_steps = int(props["time_steps"])
             self.latency = int(props["latency"])
+            self.timing = props.get("timing", "lava")
+            self.has_records = bool(json.loads(props.get("records", "false")))
             self.encoding = props["encoding"]
             self.input_shape = tuple(int(s) for s in json.loads(props["input_shape"]))
             self.states = [(n, tuple(s), np.dtype(d)) for n, s, d in json.loads(props["states"])]
@@ -127,7 +129,8 @@ class FixedSession:
         T, frame = self._frames(x, time_steps)
         if T < 1:
             raise InputError(f"time_steps must be >= 1, got {T}")
-        N = T + self.latency
+        lava = self.timing == "lava"
+        N = T + self.latency if lava else T
         B = int(frame(0).shape[0])
         pops = {p["name"]: p for p in self.populations}
         if record in ("all", "neurons"):
@@ -137,6 +140,10 @@ class FixedSession:
             if unknown:
                 raise InputError(f"cannot record unknown populations {unknown[:5]}")
             wanted = [pops[n] for n in (record or ())]
+        if wanted and not lava and not self.has_records:
+            raise InputError(f"{self.where}: exported without records; re-export with --spikes to record populations")
+        rec_bufs = {p["name"]: np.zeros((B, *p["shape"]), np.uint8 if p["type"] == "LoihiLIF" else np.int64)
+                    for p in wanted if "out" in p and not lava}  # fmt: skip
         bufs = [{n: np.zeros((B, *s), d) for n, s, d in self.states} for _ in range(2)]
         x_buf = np.zeros((B, *self.input_shape), np.float32)
         clock = np.zeros(1, np.int64)
@@ -145,8 +152,11 @@ class FixedSession:
         bindings = []
         for k in range(2):
             io = self.session.io_binding()
-            for name, arr in (("x", x_buf), ("clock", clock)):
-                _bind_in(io, name, arr)
+            _bind_in(io, "x", x_buf)
+            if lava:
+                _bind_in(io, "clock", clock)
+            for name, arr in rec_bufs.items():
+                _bind_out(io, pops[name]["out"], arr)
             for n, _, _ in self.states:
                 _bind_in(io, f"state_in.{n}", bufs[k][n])
                 _bind_out(io, f"state_out.{n}", bufs[1 - k][n])
@@ -164,20 +174,23 @@ class FixedSession:
                 raise SimulationError(f"{self.where}: step {n} failed: {str(e).strip()[:500]}") from None
             out = bufs[(n + 1) % 2]
             for p in wanted:
-                if "y" in p:
+                if p["name"] in rec_bufs:
+                    raw[p["name"]].append(rec_bufs[p["name"]].copy())
+                elif lava and "y" in p:
                     raw[p["name"]].append(out[p["y"]].copy())
-                if "v" in p and p["type"] == "LoihiLIF" and p["latency"] <= n < p["latency"] + T:
+                if "v" in p and p["type"] == "LoihiLIF" and (not lava or p["latency"] <= n < p["latency"] + T):
                     vs[p["name"]].append(out[p["v"]].astype(np.int64))
         final = bufs[N % 2]
         records: dict[str, dict[str, np.ndarray]] = {}
         for p in wanted:
             r: dict[str, np.ndarray] = {}
-            lat = p["latency"]
+            lat = p["latency"] if lava else 0
             if raw[p["name"]]:
                 key = "s" if p["type"] == "LoihiLIF" else "y"
                 full = np.stack(raw[p["name"]])
                 full = full.astype(np.float32) if key == "s" else full.astype(np.int64)
-                r[f"{key}_raw"] = full
+                if lava:
+                    r[f"{key}_raw"] = full
                 r[key] = full[lat : lat + T]
             if vs[p["name"]]:
                 r["v"] = np.stack(vs[p["name"]])
