@@ -37,7 +37,7 @@ class OnnxFixedLevel:
         path = onnx_model
         if path is None:
             path = workdir / "model-fixed.onnx"
-            export_fixed_onnx(self.qgraph, path)
+            export_fixed_onnx(self.qgraph, path, record=True)
         self.session = FixedSession(path, threads=1)
         self.ref_fixed = RefFixed(self.qgraph)
         self.pops = [n.name for n in self.qgraph if n.name in _population_names(self.qgraph)]
@@ -45,6 +45,27 @@ class OnnxFixedLevel:
     def run(self, x: torch.Tensor, T: int | None) -> tuple[Any, Any]:
         from .chain import _raw_view
 
-        fixed = self.ref_fixed.run(x, T, record="all", raw=True)
+        lava = self.session.timing == "lava"
+        fixed = self.ref_fixed.run(x, T, record="all", raw=lava)
         got = self.session.run(x, T, record="all")
-        return _raw_view(fixed, self.pops), _raw_view(got, self.pops)
+        if lava:  # every step of Lava's run, invalid ones included
+            return _raw_view(fixed, self.pops), _raw_view(got, self.pops)
+        return _valid_view(fixed, self.pops), _valid_view(got, self.pops)
+
+
+def _valid_view(trace: Any, pops: list[str]) -> Any:
+    """Like ``chain._raw_view`` over the T valid steps: spikes or graded values of every
+    population at every valid step, and each readout's integer state after the last one."""
+    from types import SimpleNamespace
+
+    from .chain import numpy_int
+
+    records = {}
+    for name in pops:
+        rec = trace.records.get(name, {})
+        if "s" in rec or "y" in rec:
+            records[name] = {"s": torch.as_tensor(numpy_int(rec["s" if "s" in rec else "y"]))}
+        elif "v" in rec:
+            records[name] = {"s": torch.as_tensor(numpy_int(rec["v"]))[None], "t0": trace.time_steps - 1}
+    outputs = {k: torch.as_tensor(numpy_int(v)) for k, v in trace.outputs.items() if "decode" not in k}
+    return SimpleNamespace(records=records, outputs=outputs)

@@ -243,7 +243,7 @@ def export_fixed_onnx(q: Graph, path: str | Path, **options: Any) -> onnx.ModelP
 def export_cli_fixed(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
     """``emsdeploy export --target onnx --arithmetic fixed``: lower as the Lava exporter does, write."""
     q = fixed_graph(graph, custom_to_host=bool(options.get("custom_to_host")))
-    model = export_fixed_onnx(q, output)
+    model = export_fixed_onnx(q, output, record=bool(options.get("spikes")))
     props = {p.key: p.value for p in model.metadata_props}
     kernels = json.loads(props["kernels"])
     counts: dict[str, int] = {}
@@ -254,9 +254,10 @@ def export_cli_fixed(graph: Graph, output: Path, options: dict[str, Any]) -> lis
     return [
         f"graph        : one run step in Loihi fixed point, opset {OPSET}, {len(model.graph.node)} nodes, "
         "checked by onnx.checker",
-        f"run          : T + latency = {q.time_steps} + {lat} steps; x = frame n for n < T, zeros after; clock = n",
+        f"run          : T = {q.time_steps} calls, one per valid step (Lava's {lat}-step pipeline latency removed)",
         f"state        : {len(states)} tensors state_in/state_out.* ({len(json.loads(props['populations']))} populations)",
         "kernels      : " + ", ".join(f"{v}× {k}" for k, v in sorted(counts.items())),
         f"heads        : {len(json.loads(props['heads']))} readouts' integer v (÷ 64·scale·T after the last step)",
+        *(["records      : out.<population> every call (--spikes)"] if options.get("spikes") else []),
         f"wrote        : {output} ({Path(output).stat().st_size / 1e6:.2f} MB)",
     ]
