@@ -241,11 +241,23 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
     )
     if diag:  # an identity or channel scaling: elementwise
         return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), I64)], f"{hint}/diag")
-    cols = b.op("Transpose", [b.op("Reshape", [x64, b.const([0, n_in], I64)], f"{hint}/flat")], f"{hint}/cols",
-                perm=[1, 0])  # fmt: skip
+    flat = b.op("Reshape", [x64, b.const([0, n_in], I64)], f"{hint}/flat")
+    counts = np.diff(indptr)
+    k = int(counts.max()) if counts.size else 0
+    if k and n_out * k <= 2 * indices.size + 1024:
+        # rows padded to the longest (index 0, weight 0): gather [B, n_out, k], scale, sum over k
+        pos = np.arange(k)[None, :] < counts[:, None]
+        idx = np.zeros((n_out, k), np.int64)
+        wts = np.zeros((n_out, k), np.int64)
+        idx[pos], wts[pos] = indices, data
+        picked = b.op("Gather", [flat, b.const(idx, I64)], f"{hint}/gather", axis=1)
+        scaled = b.op("Mul", [picked, b.const(wts, I64)], f"{hint}/scale")
+        acc = b.op("ReduceSum", [scaled, b.const([2], I64)], f"{hint}/rowsum", keepdims=0)
+        return b.op("Reshape", [acc, b.const([0, *out_shape], I64)], f"{hint}/acc")
+    cols = b.op("Transpose", [flat], f"{hint}/cols", perm=[1, 0])
     picked = b.op("Gather", [cols, b.const(indices.astype(np.int64), I64)], f"{hint}/gather", axis=0)
     scaled = b.op("Mul", [picked, b.const(data.astype(np.int64).reshape(-1, 1), I64)], f"{hint}/scale")
-    rows = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(indptr)).reshape(-1, 1)
+    rows = np.repeat(np.arange(n_out, dtype=np.int64), counts).reshape(-1, 1)
     shape = b.op("Concat", [b.const([n_out], I64), b.batch], f"{hint}/zshape", axis=0)
     zeros = b.op("ConstantOfShape", [shape], f"{hint}/zeros", value=numpy_helper.from_array(np.zeros(1, np.int64)))
     acc = b.op("ScatterND", [zeros, b.const(rows, I64), scaled], f"{hint}/scatter", reduction="add")
@@ -281,7 +293,7 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
     op: SynSparse = node.op  # type: ignore[assignment]
     acc = _sparse_matmul(b, node.name, b.cast(x, I64).name, op.weight_s8, op.indices, op.indptr, op.in_shape,
                          op.out_shape)  # fmt: skip
-    b.kernels[node.name] = "gather + scatter-add (int64)"
+    b.kernels[node.name] = "sparse: row gather + sum (int64)"
     e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
     base = None
     if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
@@ -308,7 +320,7 @@ def _host(b: FixedBuilder, node: Node, x_int: str) -> Value:
         b.kernels[node.name] = "host: im2col + int64 MatMul"
     else:
         acc = _sparse_matmul(b, node.name, x_int, op.weight_s24, op.indices, op.indptr, op.in_shape, op.out_shape)
-        b.kernels[node.name] = "host: gather + scatter-add (int64)"
+        b.kernels[node.name] = "host sparse: row gather + sum (int64)"
     h = op.shift_u5
     if h:
         acc = b.floor_shift(b.op("Add", [acc, b.const(1 << (h - 1), I64)], f"{node.name}/round"), h)
