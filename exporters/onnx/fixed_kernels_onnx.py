@@ -297,10 +297,9 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
     e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
     base = None
     if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
-        n = len(op.indptr) - 1
-        sums = np.add.reduceat(np.abs(op.weight_s8.astype(np.int64)), op.indptr[:-1]) if op.weight_s8.size else []
-        sums = np.where(np.diff(op.indptr) > 0, sums, 0) if n else sums
-        base = int(np.max(sums)) if len(sums) else 0
+        sums = np.zeros(len(op.indptr) - 1, np.int64)
+        np.add.at(sums, np.repeat(np.arange(sums.size), np.diff(op.indptr)), np.abs(op.weight_s8.astype(np.int64)))
+        base = int(sums.max()) if sums.size else 0
     if base is not None and 2 * base < 1 << (bits - 1) and (base << max(e, 0)) < INT32_LIMIT:
         out = b.op("Mul", [acc, b.const(1 << e, I64)], f"{node.name}/exp") if e > 0 else b.floor_shift(acc, -e)
         bound = (base << e) if e >= 0 else (base >> -e) + 1
