@@ -9,5 +9,6 @@ mkdir -p bench/results
 "$PY" bench/onnx_vs_torch.py    # stepwise ONNX vs PyTorch eager: ms/frame and peak memory
 "$PY" bench/sop_overhead.py     # exact SOP counting vs a plain ref-float run: overhead per frame
 "$PY" bench/lava_vs_ref_fixed.py # ref-fixed vs lava-nc (fast and stock models): ms/step, bit-exact
+"$PY" bench/onnx_fixed.py      # float ONNX vs fixed (Loihi-exact) ONNX vs ref-fixed: ms per inference
 
 echo "== results in bench/results/ =="
