@@ -103,7 +103,8 @@ def layer_table(q, rounds: int) -> list[dict]:
             m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
             sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
             sess.run(None, {"s": x})
-            row[kname] = round(1e3 * min(_time(lambda: sess.run(None, {"s": x})) for _ in range(rounds)), 3)
+            call = (lambda s, feed: lambda: s.run(None, feed))(sess, {"s": x})
+            row[kname] = round(1e3 * min(_time(call) for _ in range(rounds)), 3)
         rows.append(row)
     return rows
 
