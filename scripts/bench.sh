@@ -12,5 +12,6 @@ mkdir -p bench/results
 "$PY" bench/export_memory.py    # trace / ONNX / NIR export of resnet34-cat @640: wall time and peak RSS (budgets)
 "$PY" bench/lava_scale.py --check # Lava export at paper sizes (time, RSS, artifact) + full-size bit-exact check
 "$PY" bench/distributed.py      # torchrun, 1 vs 2 processes: energy sweep samples/s, training steps/s
+"$PY" bench/onnx_fixed.py      # float ONNX vs fixed (Loihi-exact) ONNX vs ref-fixed: ms per inference
 
 echo "== results in bench/results/ =="

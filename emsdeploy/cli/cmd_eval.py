@@ -22,6 +22,13 @@ from .options import encoding_option, gen1_mode_option
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option(
+    "--backend",
+    type=click.Choice(("torch", "onnx-fixed")),
+    default="torch",
+    show_default=True,
+    help="torch (the float model) or onnx-fixed (the Loihi-quantized model as an integer ONNX graph, on CPU).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON (keys include map50 and map50_95).")
 @click.option(
     "--card",
@@ -39,6 +46,7 @@ def eval_(
     batch_size: int,
     device: str | None,
     threads: int | None,
+    backend: str,
     as_json: bool,
     card: str | None,
     gen1_mode: str | None,
@@ -56,6 +64,7 @@ def eval_(
 
     from ..checkpoint import load_any
     from ..distributed.jobs import SweepArgs, file_digest, sweep_wanted, validation_sweep
+    from ..errors import InputError
     from ..pipeline import source_or_default
     from .cmd_train import validation
 
@@ -65,7 +74,13 @@ def eval_(
     ckpt = load_any(path, None, encoding)
     model = ckpt.build()
     dataset = dataset_for(ckpt, data, split, gen1_mode)
-    if sweep_wanted(results, resume):
+    if backend == "onnx-fixed":
+        if sweep_wanted(results, resume):
+            raise InputError("--backend onnx-fixed does not run as a sweep yet; drop --results/--resume")
+        from .eval_fixed import validation_fixed
+
+        result = validation_fixed(model, path, dataset, data or "checkpoint recipe", batch_size, threads)
+    elif sweep_wanted(results, resume):
         fingerprint = {"checkpoint": path, "sha256": file_digest(path), "data": data, "split": split}
         args = SweepArgs(results, resume)
         result = validation_sweep(model, dataset, data or "checkpoint recipe", batch_size, device, args, fingerprint)

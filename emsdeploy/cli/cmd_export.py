@@ -24,6 +24,13 @@ TARGETS = ("lava", "onnx", "nir")
 )
 @click.option("--spikes", is_flag=True, help="onnx: also output spikes.<node> of every LIF (for verification).")
 @click.option(
+    "--arithmetic",
+    type=click.Choice(("float", "fixed")),
+    default="float",
+    show_default=True,
+    help="onnx: float (the IR's float step) or fixed (Loihi's integer arithmetic, bit-exact with ref-fixed).",
+)
+@click.option(
     "--custom-to-host",
     is_flag=True,
     help="lava: run max-pools of currents and SiLU neurons on the host, not as custom processes.",
@@ -41,6 +48,7 @@ def export(
     input_size: str | None,
     time_steps: int | None,
     spikes: bool,
+    arithmetic: str,
     custom_to_host: bool,
     allow_clip: bool,
     encoding: str | None,
@@ -56,7 +64,7 @@ def export(
 
     loaded = load_graph(source, parse_size(input_size), time_steps, encoding)
     exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-    options = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip}
+    options = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip, "arithmetic": arithmetic}
     lines = exporter.export_cli(loaded.graph, Path(output), options)
     for line in lines:
         click.echo(line)

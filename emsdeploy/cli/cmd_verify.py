@@ -23,8 +23,9 @@ EXIT_MISMATCH = 1
     default="ref,onnx,lava",
     show_default=True,
     help="Comma-separated levels: ref (PyTorch vs ref-float), onnx (ref-float vs onnxruntime), "
-    "lava (ref-fixed vs lava-nc, plus the fixed-vs-float quantisation section). By default, where lava-nc "
-    "is not installed, the lava run is reported as skipped; named here, it is required.",
+    "lava (ref-fixed vs lava-nc, plus the fixed-vs-float quantisation section), onnx-fixed (ref-fixed vs "
+    "the integer ONNX graph). By default, where lava-nc is not installed, the lava run is reported as "
+    "skipped; named here, it is required.",
 )
 @click.option(
     "--input",
@@ -42,7 +43,8 @@ EXIT_MISMATCH = 1
     "onnx_model",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Verify this exported ONNX model (exported with --spikes) instead of a fresh export.",
+    help="Verify this exported ONNX model (float: exported with --spikes; a --arithmetic fixed export is "
+    "compared with ref-fixed) instead of a fresh export.",
 )
 @click.option(
     "--lava",

@@ -30,7 +30,7 @@ from .torch_level import run_torch
 
 __all__ = ["TARGETS", "Chain", "SampleResult", "VerifyOptions", "VerifyReport", "open_chain", "verify"]
 
-TARGETS = ("ref", "onnx", "lava")
+TARGETS = ("ref", "onnx", "lava", "onnx-fixed")
 
 
 @dataclass
@@ -151,7 +151,17 @@ class Chain:
         if options.workdir is None:
             raise ValueError("Chain needs options.workdir for its exports; open_chain() makes one")
         workdir = Path(options.workdir)
-        self.onnx = _OnnxLevel(graph, options, workdir, self.skipped) if "onnx" in options.targets else None
+        from .onnx_fixed import OnnxFixedLevel, is_fixed_model
+
+        # a fixed-point --onnx file is compared with ref-fixed, a float one with ref-float
+        fixed_artifact = options.onnx_model is not None and is_fixed_model(options.onnx_model)
+        wants_fixed = "onnx-fixed" in options.targets or ("onnx" in options.targets and fixed_artifact)
+        self.onnx = (
+            _OnnxLevel(graph, options, workdir, self.skipped) if "onnx" in options.targets and not fixed_artifact else None
+        )
+        self.onnx_fixed = (
+            OnnxFixedLevel(graph, options.onnx_model if fixed_artifact else None, workdir) if wants_fixed else None
+        )
         self.lava = _LavaLevel(graph, options, workdir, self.skipped) if "lava" in options.targets else None
         if "ref" in options.targets and model is None:
             self.skipped["torch"] = "the source is an IR file: there is no PyTorch model to compare with"
@@ -184,6 +194,10 @@ class Chain:
             add(cmp("ref-float", "onnx", ref, e2e, False, "end-to-end", k))
             if iso is not None:
                 add(cmp("ref-float", "onnx", ref, iso, False, "isolated", k))
+        if self.onnx_fixed is not None:
+            say(f"{name}: ref-fixed and onnx-fixed")
+            fixed, got = self.onnx_fixed.run(x, T)
+            add(cmp("ref-fixed", "onnx-fixed", fixed, got, True, "end-to-end", k, list(fixed.records)))
         if self.lava is not None and self.lava.available:
             say(f"{name}: ref-fixed and lava")
             fixed, lava_trace, quant = self.lava.run(x, T, ref)

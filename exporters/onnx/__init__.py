@@ -40,6 +40,10 @@ __all__ = [
 
 def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
     """``emsdeploy export --target onnx``: write the stepwise graph; return the lines to print."""
+    if options.get("arithmetic") == "fixed":
+        from .fixed import export_cli_fixed
+
+        return export_cli_fixed(graph, output, options)
     model = export_onnx(graph, output, spikes=bool(options.get("spikes")))
     meta = StepwiseMeta.from_props({p.key: p.value for p in model.metadata_props})
     lif = sum(n.type == "LIF" for n in meta.neurons)

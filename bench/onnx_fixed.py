@@ -1,0 +1,241 @@
+"""Benchmark: float stepwise ONNX vs fixed-point (Loihi-exact) ONNX vs ref-fixed, per inference.
+
+Models: res18-ee at 320×320, T = 5 (random BN statistics that make the LIFs fire, direct input)
+and the shipped checkpoint at its size. One process loads the three backends at one and two
+threads, then times whole inferences (all T steps; for the fixed graph the T calls of its aligned
+timing, readouts included; no NMS) in alternating rounds so that every backend sees the same
+machine load. Reported: median ms per inference with quartiles, and the ratios. A per-layer
+table times each chip conv of spikes alone with each exact kernel (``ConvInteger`` and float
+``Conv``), one thread. The fixed graph and ref-fixed are checked to agree bit for bit first.
+
+Usage: ``python bench/onnx_fixed.py [--quick] [--rounds 5] [--models res18-ee,shipped]``.
+Results: ``bench/results/onnx_fixed.{json,md}`` with the CPU model and flags and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "bench" / "results"
+SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
+
+
+def _res18(size: int, time_steps: int):
+    import torch
+
+    from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
+    from emsdeploy.tracer import trace
+
+    torch.manual_seed(0)
+    model = EMSYOLO({**build_model("res18-ee").config, "ch": 3}, time_steps, "direct")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # BN statistics that make the LIFs fire, as a trained model's do
+        for m in model.modules():
+            if isinstance(m, TdBatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
+                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
+                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
+    return trace(model.eval(), (size, size))
+
+
+def _graph(name: str, size: int):
+    if name == "shipped":
+        from emsdeploy.pipeline import load_graph
+
+        return load_graph(SHIPPED, None, None).graph
+    return _res18(size, 5)
+
+
+def _time(fn, n: int = 1) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def layer_table(q, rounds: int) -> list[dict]:
+    """Each chip conv of spikes alone, once per kernel, one thread: ms per call."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import (
+        BOOL,
+        SPIKE_CONV_KERNELS,
+        FixedBuilder,
+        Value,
+        spike_conv_bound,
+    )
+    from emsdeploy.ir import Kind
+    from emsdeploy.ir.ops.loihi import SynConv
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    rows = []
+    rng = np.random.default_rng(0)
+    for node in q:
+        if not isinstance(node.op, SynConv) or q.kind(node.inputs[0]) != Kind.SPIKE:
+            continue
+        shape = q.shape(node.inputs[0])
+        x = (rng.random((1, *shape)) < 0.18).astype(np.bool_)  # the shipped model's firing rate
+        row = {"layer": node.name, "in": list(shape), "out": list(q.shape(node.name)),
+               "kernel": list(node.op.weight_s8.shape[2:]), "bound": spike_conv_bound(node.op)}  # fmt: skip
+        for kname, fn in SPIKE_CONV_KERNELS.items():
+            b = FixedBuilder(q)
+            out = fn(b, node, Value("s", BOOL, 1))
+            g = helper.make_graph(
+                b.nodes, "k", [helper.make_tensor_value_info("s", BOOL, [1, *shape])],
+                [helper.make_tensor_value_info(out, 6, None)], initializer=b.inits,
+            )  # fmt: skip
+            m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+            sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            sess.run(None, {"s": x})
+            call = (lambda s, feed: lambda: s.run(None, feed))(sess, {"s": x})
+            row[kname] = round(1e3 * min(_time(call) for _ in range(rounds)), 3)
+        rows.append(row)
+    return rows
+
+
+def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> dict:
+    import torch
+
+    from emsdeploy.exporters.onnx import StepwiseSession, build_onnx
+    from emsdeploy.exporters.onnx.fixed import build_fixed_onnx, fixed_graph
+    from emsdeploy.exporters.onnx.fixed_runtime import FixedSession
+    from emsdeploy.simulators.ref_fixed import RefFixed
+
+    graph = _graph(name, size)
+    q = fixed_graph(graph)
+    T = graph.time_steps
+    shape = graph.input_node().op.shape
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1))
+    float_bytes = build_onnx(graph).SerializeToString()
+    fixed_model = build_fixed_onnx(q)
+    fixed_bytes = fixed_model.SerializeToString()
+    kernels = json.loads({p.key: p.value for p in fixed_model.metadata_props}["kernels"])
+    # exactness first: the fixed graph against ref-fixed, every valid step of every population
+    check = build_fixed_onnx(q, record=True).SerializeToString()
+    got = FixedSession(check, threads=1).run(x, record="all")
+    ref = RefFixed(q).run(x, record="all")
+    mismatches = entries = 0
+    for pop, rec in ref.records.items():
+        for key, want in rec.items():
+            g = np.asarray(got.records[pop][key], np.int64)
+            mismatches += int(np.count_nonzero(g != np.asarray(want, np.int64)))
+            entries += g.size
+    backends = {}
+    for t in threads:
+        backends[f"float-onnx/{t}t"] = (lambda s: lambda: s.run(x.numpy()))(
+            StepwiseSession(float_bytes, threads=t, spin=False)
+        )
+        backends[f"fixed-onnx/{t}t"] = (lambda s: lambda: s.run(x))(FixedSession(fixed_bytes, threads=t))
+        backends[f"ref-fixed/{t}t"] = (lambda r: lambda: r.run(x))(RefFixed(q, threads=t))
+    for fn in backends.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in backends}
+    for _ in range(rounds):
+        for k, fn in backends.items():
+            times[k].append(1e3 * _time(fn))
+    summary = {}
+    for k, ts in times.items():
+        qs = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        summary[k] = {"median_ms": round(statistics.median(ts), 1), "q1": round(qs[0], 1), "q3": round(qs[2], 1)}
+    ratios = {
+        f"float/fixed {t}t": round(
+            summary[f"float-onnx/{t}t"]["median_ms"] / summary[f"fixed-onnx/{t}t"]["median_ms"], 2
+        )
+        for t in threads
+    }
+    ratios.update({
+        f"ref-fixed/fixed {t}t": round(summary[f"ref-fixed/{t}t"]["median_ms"] / summary[f"fixed-onnx/{t}t"]["median_ms"], 2)
+        for t in threads
+    })  # fmt: skip
+    return {
+        "model": name,
+        "input": list(shape),
+        "time_steps": T,
+        "latency_steps": int(q.attrs["latency"]),
+        "rounds": rounds,
+        "per_inference_ms": summary,
+        "ratios": ratios,
+        "exact": {"entries": entries, "mismatches": mismatches},
+        "kernels": kernels,
+        "layers": layer_table(q, 3) if name != "shipped" else [],
+    }
+
+
+def _cpu() -> dict:
+    info: dict = {"platform": platform.platform(), "python": sys.version.split()[0]}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name") and "cpu" not in info:
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and "flags" not in info:
+                info["flags"] = line.split(":", 1)[1].strip()
+        info["cores"] = text.count("processor\t:")
+    except (OSError, ImportError):
+        pass
+    info["loadavg_before"] = os.getloadavg()
+    return info
+
+
+def _markdown(res: dict) -> str:
+    lines = ["# float ONNX vs fixed ONNX vs ref-fixed (ms per inference, all T steps)", ""]
+    lines.append(f"CPU: {res['cpu'].get('cpu')}; onnxruntime {res['cpu'].get('onnxruntime')}; "
+                 f"load average before/after {res['cpu']['loadavg_before']} / {res['loadavg_after']}")  # fmt: skip
+    for m in res["models"]:
+        lines += ["", f"## {m['model']} {m['input']} T={m['time_steps']} (exact: {m['exact']})", ""]
+        lines += ["| backend | median ms | q1 | q3 |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['median_ms']} | {v['q1']} | {v['q3']} |" for k, v in m["per_inference_ms"].items()]
+        lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in m["ratios"].items())]
+        if m["layers"]:
+            lines += [
+                "",
+                "| layer | in | out | k | Σ|m| bound | ConvInteger ms | float-Conv ms |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [f"| {r['layer']} | {r['in']} | {r['out']} | {r['kernel']} | {r['bound']} | {r['ConvInteger']} | "
+                      f"{r['float-Conv']} |" for r in m["layers"]]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--models", default="res18-ee,shipped")
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--quick", action="store_true", help="shipped model only, 2 rounds")
+    args = ap.parse_args(argv)
+    names = ["shipped"] if args.quick else args.models.split(",")
+    rounds = 2 if args.quick else args.rounds
+    res = {"cpu": _cpu(), "models": []}
+    for name in names:
+        res["models"].append(bench_model(name, args.size, rounds, (1, 2)))
+        print(json.dumps({k: v for k, v in res["models"][-1].items() if k not in ("kernels", "layers")}), flush=True)
+    res["loadavg_after"] = os.getloadavg()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "onnx_fixed.json").write_text(json.dumps(res, indent=1) + "\n")
+    (RESULTS / "onnx_fixed.md").write_text(_markdown(res))
+    print(_markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Loihi-exact stepwise ONNX: the quantized, delay-aligned graph in integer arithmetic (issue 20).
+
+:func:`build_fixed_onnx` lowers the graph the Lava exporter writes (``exporters.lava.lower``)
+to one *run step* of ONNX, bit-exact with ref-fixed (``simulators/ref_fixed.py``) at every step
+of the ``N = T + latency`` steps, invalid steps included. Contract (docs/onnx.md, "fixed"):
+
+* inputs ``x`` (float32 ``[B, C, H, W]``: frame n at step n < T, the same image every step for
+  ``direct``, **zeros** for the latency steps n >= T), ``clock`` (int64 ``[1]``, the step n), then
+  ``state_in.<name>``; outputs ``head.<i>`` (readout i's integer v after this step), then
+  ``state_out.<name>`` in the same order (zeros at n = 0);
+* state ``<pop>.y<k>``: population output at step n − 1 − k (uint8 spikes or int64 graded values),
+  as deep as its readers' largest synaptic delay; ``<pop>.v`` (and ``.u`` when du < 4095) the
+  LIF / readout membranes; ``<silu>.m``, ``.s`` (float64); ``x.lag<k>`` the input k steps back
+  for delayed host terms;
+* after the last step ``head.<i>`` / ``(64 · scale_i · T)`` is readout i's output.
+
+A chip synapse reads its source's state (what the source emitted one step and ``delay`` steps
+earlier), so within a step only host terms feed populations directly, exactly Lava's timing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import helper
+
+from emsdeploy.errors import ExportError
+from emsdeploy.fileio import atomic_write
+from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
+
+from .fixed_kernels_onnx import F32, F64, FIXED_LOWERINGS, I64, TERM_LOWERINGS, U8, FixedBuilder, Value
+
+__all__ = ["FIXED_FORMAT", "build_fixed_onnx", "export_fixed_onnx", "fixed_graph"]
+
+FIXED_FORMAT = "emsdeploy.onnx.fixed"
+FIXED_VERSION = 1
+OPSET = 17
+IR_VERSION = 8
+TIMINGS = ("aligned", "lava")
+FEEDING = {
+    "lava": "one call = one run step n of N = T + latency; x: frame n for n < T (direct: the same image), "
+    "zeros for n >= T; clock: [n] int64; head.<i> after step N-1 divided by (64*scale_i*T) is readout i",
+    "aligned": "one call = valid step t of every population (T calls; Lava's pipeline delays removed); x: frame "
+    "t (direct: the same image); head.<i> after call T-1 divided by (64*scale_i*T) is readout i",
+}
+
+
+def _np_name(elem: int) -> str:
+    return onnx.helper.tensor_dtype_to_np_dtype(elem).name
+
+
+def fixed_graph(graph: Graph, **options: Any) -> Graph:
+    """The quantized, delay-aligned graph of a float IR graph, via the Lava exporter's ``lower``."""
+    from emsdeploy.exporters.lava import lower
+
+    return lower(graph, **options)
+
+
+def _out_elem(q: Graph, name: str) -> int:
+    return U8 if isinstance(q[name].op, LoihiLIF) else I64
+
+
+def build_fixed_onnx(
+    q: Graph, *, timing: str = "aligned", record: bool = False, kernel: str | None = None
+) -> onnx.ModelProto:
+    """The stepwise integer ONNX model of a quantized, delay-aligned graph ``q``.
+
+    Args:
+        timing: ``aligned`` (one call = one valid time step t of every population, T calls; the
+            default, for deployment) or ``lava`` (one call = one step of Lava's run, T + latency
+            calls, invalid steps included).
+        record: also output every population's output (``out.<pop>``) each call (verification).
+        kernel: force one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere.
+    """
+    if not q.attrs.get("quantized") or not q.attrs.get("delays_aligned"):
+        raise ExportError("the fixed ONNX graph lowers quantized, delay-aligned graphs (exporters.lava.lower)")
+    if timing not in TIMINGS:
+        raise ExportError(f"timing {timing!r} unknown; choose from {', '.join(TIMINGS)}")
+    q.validate()
+    b = FixedBuilder(q, kernel)
+    lava = timing == "lava"
+    inp = q.input_node()
+    in_shape = tuple(int(s) for s in inp.op.shape)  # type: ignore[attr-defined]
+    pops = [n for n in q if isinstance(n.op, POPULATIONS)]
+    for n in q:
+        if n.op.timeless or n.name == inp.name or isinstance(n.op, POPULATIONS):
+            continue
+        if type(n.op) not in TERM_LOWERINGS:
+            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
+    graph_inputs = [helper.make_tensor_value_info("x", F32, ["batch", *in_shape])]
+    if lava:
+        graph_inputs.append(helper.make_tensor_value_info("clock", I64, [1]))
+        b.clock = "clock"
+    b.batch = b.op("Shape", ["x"], "batch", start=0, end=1)
+
+    # lava timing: how far back each source is read (1 + the largest delay of its readers);
+    # aligned timing: a reader's valid step t reads its source's valid step t (checked here)
+    depth: dict[str, int] = {}
+    host_lag = 0
+    for n in pops:
+        for i in n.inputs:
+            t = q[i]
+            if isinstance(t.op, HOST_TERMS):
+                host_lag = max(host_lag, t.op.delay_u6)
+                due = t.op.delay_u6
+            else:
+                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
+                due = q[t.inputs[0]].op.latency + 1 + t.op.delay_u6
+            if not lava and due != n.op.latency:
+                raise ExportError(
+                    f"{i}: arrives at step {due} but {n.name} starts at {n.op.latency}; use timing='lava'"
+                )
+    current: dict[str, Value] = {}
+    if lava:
+        for name, d in depth.items():
+            shape = q.shape(name)
+            b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
+    else:
+        host_lag = 0
+    lags = ["x"] + [b.state(f"x.lag{k}", in_shape, F32)[0] for k in range(1, host_lag + 1)]
+    scale = float(q.attrs.get("input_scale", 255.0))
+    x_int: dict[int, str] = {}
+
+    def quantized(k: int) -> str:  # rint(x · in_scale) in float64, as ref-fixed's quantize_input
+        if k not in x_int:
+            xd = b.op("Cast", [lags[k]], f"x{k}/f64", to=F64)
+            r = b.op("Round", [b.op("Mul", [xd, b.const(scale, F64)], f"x{k}/scaled")], f"x{k}/rint")
+            x_int[k] = b.op("Cast", [r], f"x{k}/int", to=I64)
+        return x_int[k]
+
+    def source(t) -> Value:
+        src = t.inputs[0]
+        if not lava:
+            return current[src]
+        bound = 1 if isinstance(q[src].op, LoihiLIF) else None
+        return Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)
+
+    record_outputs = []
+    readouts: list[tuple[str, str, float]] = []
+    populations = []
+    for n in pops:
+        terms: list[Value] = []
+        for i in n.inputs:
+            t = q[i]
+            lower_term = TERM_LOWERINGS.get(type(t.op))
+            if lower_term is None:
+                raise ExportError(f"{i} ({t.op.type_name}): no fixed-point ONNX lowering")
+            if isinstance(t.op, HOST_TERMS):
+                terms.append(lower_term(b, t, quantized(t.op.delay_u6 if lava else 0)))
+            else:
+                terms.append(lower_term(b, t, source(t)))
+        lower_pop = FIXED_LOWERINGS.get(type(n.op))
+        if lower_pop is None:
+            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
+        out, v_state = lower_pop(b, n, terms)
+        entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
+        current[n.name] = out
+        if v_state:
+            entry["v"] = v_state.removeprefix("state_out.")
+        if record and not isinstance(n.op, LoihiReadout):
+            elem = U8 if isinstance(n.op, LoihiLIF) else I64
+            b.op_to("Identity", [b.cast(out, elem).name], f"out.{n.name}")
+            record_outputs.append(helper.make_tensor_value_info(f"out.{n.name}", elem, ["batch", *q.shape(n.name)]))
+            entry["out"] = f"out.{n.name}"
+        if n.name in b.history:
+            hist = b.history[n.name]
+            y0 = b.cast(out, U8).name if isinstance(n.op, LoihiLIF) else b.cast(out, I64).name
+            b.op_to("Identity", [y0], hist[0].replace("state_in.", "state_out.", 1))
+            for k in range(1, len(hist)):
+                b.op_to("Identity", [hist[k - 1]], hist[k].replace("state_in.", "state_out.", 1))
+            entry["y"] = hist[0].removeprefix("state_in.")
+        populations.append(entry)
+        if isinstance(n.op, LoihiReadout):
+            readouts.append((n.name, v_state or "", float(n.op.scale)))
+    for k in range(1, host_lag + 1):
+        b.op_to("Identity", [lags[k - 1]], f"state_out.x.lag{k}")
+
+    decodes = q.of_type(Decode)
+    order = list(decodes[0].inputs) if decodes else []
+    readouts.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
+    heads_out = []
+    v_elem = {name: elem for name, _, elem in b.states_out}
+    for i, (_, v_out, _) in enumerate(readouts):
+        b.op_to("Identity", [v_out], f"head.{i}")
+        shape = next(s for nm, s, _ in b.states_out if nm == v_out)
+        heads_out.append(helper.make_tensor_value_info(f"head.{i}", v_elem[v_out], ["batch", *shape]))
+    graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_in]
+    outputs = heads_out + [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_out]
+    outputs += record_outputs
+    dec = decodes[0].op if decodes else None
+    meta = {
+        "format": FIXED_FORMAT,
+        "format_version": str(FIXED_VERSION),
+        "arithmetic": "fixed (Loihi, DESIGN.md §8; bit-exact with ref-fixed)",
+        "time_steps": str(q.time_steps),
+        "latency": str(int(q.attrs["latency"])),
+        "timing": timing,
+        "records": json.dumps(record),
+        "encoding": q.encoding,
+        "input_shape": json.dumps(list(in_shape)),
+        "input_scale": repr(scale),
+        "layout": FEEDING[timing],
+        "reset": "v = 0 where v > vth << 6 (u is not reset); each population zeroed at its latency step",
+        "comparison": "strict: s = v > (vth << 6)",
+        "states": json.dumps([[nm.removeprefix("state_in."), list(s), _np_name(el)] for nm, s, el in b.states_in]),
+        "populations": json.dumps(populations),
+        "heads": json.dumps([{"readout": r, "v": v.removeprefix("state_out."), "scale": s} for r, v, s in readouts]),
+        "decode": json.dumps(decodes[0].name if decodes else None),
+        "nc": str(int(dec.nc if dec else q.attrs.get("nc", 0))),
+        "anchors": json.dumps([[list(map(float, a)) for a in lvl] for lvl in dec.anchors] if dec else []),
+        "strides": json.dumps(list(map(float, dec.strides)) if dec else []),
+        "names": json.dumps([str(x) for x in q.attrs.get("names", [])]),
+        "kernels": json.dumps(b.kernels),
+        "source": str(q.attrs.get("source", "")),
+    }
+    model = helper.make_model(
+        helper.make_graph(b.nodes, "emsdeploy_fixed_stepwise", graph_inputs, outputs, initializer=b.inits),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="emsdeploy",
+        ir_version=IR_VERSION,
+        doc_string="One run step of a Loihi-quantized spiking detector in integer arithmetic; see metadata_props.",
+    )
+    helper.set_model_props(model, meta)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the fixed-point ONNX graph fails onnx.checker (an exporter bug): {e}") from None
+    return model
+
+
+def export_fixed_onnx(q: Graph, path: str | Path, **options: Any) -> onnx.ModelProto:
+    """Build (see :func:`build_fixed_onnx` for the options) and write atomically."""
+    model = build_fixed_onnx(q, **options)
+    data = model.SerializeToString()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return model
+
+
+def export_cli_fixed(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+    """``emsdeploy export --target onnx --arithmetic fixed``: lower as the Lava exporter does, write."""
+    q = fixed_graph(graph, custom_to_host=bool(options.get("custom_to_host")))
+    model = export_fixed_onnx(q, output, record=bool(options.get("spikes")))
+    props = {p.key: p.value for p in model.metadata_props}
+    kernels = json.loads(props["kernels"])
+    counts: dict[str, int] = {}
+    for k in kernels.values():
+        counts[k.split(" (")[0]] = counts.get(k.split(" (")[0], 0) + 1
+    states = json.loads(props["states"])
+    lat = int(props["latency"])
+    return [
+        f"graph        : one run step in Loihi fixed point, opset {OPSET}, {len(model.graph.node)} nodes, "
+        "checked by onnx.checker",
+        f"run          : T = {q.time_steps} calls, one per valid step (Lava's {lat}-step pipeline latency removed)",
+        f"state        : {len(states)} tensors state_in/state_out.* ({len(json.loads(props['populations']))} populations)",
+        "kernels      : " + ", ".join(f"{v}× {k}" for k, v in sorted(counts.items())),
+        f"heads        : {len(json.loads(props['heads']))} readouts' integer v (÷ 64·scale·T after the last step)",
+        *(["records      : out.<population> every call (--spikes)"] if options.get("spikes") else []),
+        f"wrote        : {output} ({Path(output).stat().st_size / 1e6:.2f} MB)",
+    ]

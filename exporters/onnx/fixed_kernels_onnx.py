@@ -1,0 +1,451 @@
+"""ONNX lowerings of the Loihi fixed-point ops: the integer semantics of ``simulators/fixed_kernels.py``.
+
+One function per IR op in :data:`FIXED_LOWERINGS` (populations) and :data:`TERM_LOWERINGS`
+(synapse groups and host terms). Every lowering reproduces ref-fixed bit for bit; where ref-fixed
+skips a wrap because a bound proves it a no-op, the lowering proves the same bound (or emits the
+wrap). Integer division in onnxruntime truncates toward zero (C++ ``/``), which is Lava's
+``trunc0``; a floor shift is written as ``(x − Mod(x, 2^r)) / 2^r`` (``Mod`` with ``fmod = 0``
+takes the divisor's sign, so the difference is an exact multiple).
+
+Kernels for a chip conv of 0/1 spikes (:data:`SPIKE_CONV_KERNELS`): ``ConvInteger`` (uint8 spikes
+× mantissas stored as uint8 with zero point 128, int32 out) or a float32 ``Conv`` of the spikes
+with the mantissas, exact because every partial sum is an integer of magnitude at most
+Σ|m| over one output's fan-in (:func:`spike_conv_bound`), below 2**24. Graded convs and host
+convs take an im2col and an int64 ``MatMul`` (exact for any integers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from emsdeploy.errors import ExportError
+from emsdeploy.ir import Graph, Kind, Node
+from emsdeploy.ir.ops.loihi import (
+    FixedMaxPool,
+    FixedSiLU,
+    GradedRelay,
+    HostConv,
+    HostSparse,
+    LoihiLIF,
+    LoihiReadout,
+    SynConv,
+    SynSparse,
+)
+
+__all__ = [
+    "FIXED_LOWERINGS",
+    "SPIKE_CONV_KERNELS",
+    "TERM_LOWERINGS",
+    "FixedBuilder",
+    "Value",
+    "spike_conv_bound",
+]
+
+I32, I64, U8, F32, F64, BOOL = (TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT,
+                                TensorProto.DOUBLE, TensorProto.BOOL)  # fmt: skip
+NP = {I32: np.int32, I64: np.int64, U8: np.uint8, F32: np.float32, F64: np.float64}
+INT32_LIMIT = 1 << 31
+FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
+
+
+@dataclass(frozen=True)
+class Value:
+    """An ONNX value of this step: its name, element type and a proven bound on |value| (None: unknown)."""
+
+    name: str
+    elem: int
+    bound: int | None = None
+
+
+class FixedBuilder:
+    """Collects nodes and initializers; knows the graph, the profile and this step's clock."""
+
+    def __init__(self, graph: Graph, kernel_override: str | None = None) -> None:
+        self.graph = graph
+        self.p = dict(graph.attrs["loihi"])
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.kernel_override = kernel_override
+        self.kernels: dict[str, str] = {}  # synapse group -> kernel and its exactness argument
+        self._consts: dict[tuple, str] = {}
+        self._cache: dict[tuple, str] = {}
+        self._n = 0
+        self.batch = ""  # set by the exporter: a [1] int64 value holding B
+        self.clock = ""  # the [1] int64 step counter input
+        self.states_in: list[tuple[str, tuple[int, ...], int]] = []
+        self.states_out: list[tuple[str, tuple[int, ...], int]] = []
+        self.history: dict[str, list[str]] = {}  # population -> state inputs of its output at n-1, n-2, ...
+
+    # --- primitives -------------------------------------------------------------------------
+    def fresh(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}#{self._n}"
+
+    def op(self, op_type: str, inputs: Sequence[str], hint: str, **attrs) -> str:
+        out = self.fresh(hint)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def op_to(self, op_type: str, inputs: Sequence[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=f"{output}/{op_type}", **attrs))
+        return output
+
+    def const(self, array: np.ndarray | int | float, elem: int) -> str:
+        arr = np.ascontiguousarray(np.asarray(array, dtype=NP[elem]))
+        key = (elem, arr.shape, arr.tobytes()) if arr.size <= 64 else None
+        if key is not None and key in self._consts:
+            return self._consts[key]
+        name = f"c{len(self.inits)}"
+        self.inits.append(numpy_helper.from_array(arr, name))
+        if key is not None:
+            self._consts[key] = name
+        return name
+
+    def cast(self, v: Value, elem: int) -> Value:
+        if v.elem == elem:
+            return v
+        key = ("cast", v.name, elem)
+        if key not in self._cache:
+            self._cache[key] = self.op("Cast", [v.name], f"{v.name}/as{elem}", to=elem)
+        return Value(self._cache[key], elem, v.bound)
+
+    def reset_flag(self, latency: int) -> str | None:
+        """bool [1]: this step is ``latency`` (the population's reset step); None in aligned timing,
+        where every call is a valid step and the zero state at the first call is the reset."""
+        if not self.clock:
+            return None
+        key = ("reset", latency)
+        if key not in self._cache:
+            self._cache[key] = self.op("Equal", [self.clock, self.const([latency], I64)], f"reset@{latency}")
+        return self._cache[key]
+
+    # --- exact integer helpers ----------------------------------------------------------------
+    def wrap(self, x: str, bits: int, elem: int = I64) -> str:
+        """Two's-complement wrap to ``bits`` (int64 in and out): Mod(x + half, 2^bits) − half."""
+        half = 1 << (bits - 1)
+        shifted = self.op("Add", [x, self.const(half, elem)], "wrap")
+        m = self.op("Mod", [shifted, self.const(1 << bits, elem)], "wrap", fmod=0)
+        return self.op("Sub", [m, self.const(half, elem)], "wrap")
+
+    def floor_shift(self, x: str, r: int, elem: int = I64) -> str:
+        """floor(x / 2^r), what ``x >> r`` is on signed integers."""
+        if r == 0:
+            return x
+        d = self.const(1 << r, elem)
+        rem = self.op("Mod", [x, d], "fshift", fmod=0)
+        return self.op("Div", [self.op("Sub", [x, rem], "fshift"), d], "fshift")
+
+    def trunc_mul_shift(self, x: str, keep: int, shift: int, elem: int) -> str:
+        """trunc0(x · keep / 2^shift) (Lava's decay); int32 when keep is a power of two."""
+        if keep == 1 << shift:
+            return x
+        if keep == 0:
+            return self.op("Mul", [x, self.const(0, elem)], "zero")
+        j = keep.bit_length() - 1
+        if keep == 1 << j:  # trunc0(x·2^j / 2^s) = trunc0(x / 2^(s−j)), no widening needed
+            return self.op("Div", [x, self.const(1 << (shift - j), elem)], "decay")
+        wide = x if elem == I64 else self.op("Cast", [x], "decay", to=I64)
+        prod = self.op("Mul", [wide, self.const(keep, I64)], "decay")
+        q = self.op("Div", [prod, self.const(1 << shift, I64)], "decay")
+        return q if elem == I64 else self.op("Cast", [q], "decay", to=elem)
+
+    def sum_values(self, values: Sequence[Value], elem: int) -> str:
+        total = self.cast(values[0], elem).name
+        for v in values[1:]:
+            total = self.op("Add", [total, self.cast(v, elem).name], "sum")
+        return total
+
+    # --- state ---------------------------------------------------------------------------------
+    def state(self, name: str, shape: Sequence[int], elem: int) -> tuple[str, str]:
+        self.states_in.append((f"state_in.{name}", tuple(shape), elem))
+        self.states_out.append((f"state_out.{name}", tuple(shape), elem))
+        return f"state_in.{name}", f"state_out.{name}"
+
+
+# --- synapse groups and host terms -----------------------------------------------------------
+
+
+def spike_conv_bound(op: SynConv) -> int:
+    """max over outputs of Σ|m| over the fan-in: a bound on |Σ m·x| for 0/1 spikes x."""
+    w = np.abs(op.weight_s8.astype(np.int64))
+    return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
+
+
+def _conv_attrs(op) -> dict:
+    (kh, kw) = op.weight_s8.shape[2:] if isinstance(op, SynConv) else op.weight_s24.shape[2:]
+    (ph, pw) = op.padding
+    return dict(kernel_shape=[int(kh), int(kw)], strides=list(op.stride), pads=[ph, pw, ph, pw],
+                dilations=list(op.dilation), group=int(op.groups))  # fmt: skip
+
+
+def _conv_integer(b: FixedBuilder, node: Node, x: Value) -> str:
+    op: SynConv = node.op  # type: ignore[assignment]
+    xs = b.cast(x, U8).name
+    w = b.const((op.weight_s8.astype(np.int16) + 128).astype(np.uint8), U8)
+    return b.op("ConvInteger", [xs, w, "", b.const(np.uint8(128), U8)], f"{node.name}/convint", **_conv_attrs(op))
+
+
+def _float_conv(b: FixedBuilder, node: Node, x: Value) -> str:
+    op: SynConv = node.op  # type: ignore[assignment]
+    xf = b.cast(x, F32).name
+    w = b.const(op.weight_s8.astype(np.float32), F32)
+    acc = b.op("Conv", [xf, w], f"{node.name}/conv", **_conv_attrs(op))
+    return b.op("Cast", [acc], f"{node.name}/int", to=I32)  # exact: |acc| is an integer < 2**24
+
+
+SPIKE_CONV_KERNELS: dict[str, Callable[[FixedBuilder, Node, Value], str]] = {
+    "ConvInteger": _conv_integer,
+    "float-Conv": _float_conv,
+}
+DEFAULT_SPIKE_KERNEL = "ConvInteger"  # measured fastest in this onnxruntime build (docs/onnx.md)
+
+
+def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_shape, op) -> str:
+    """An exact int64 convolution: im2col (strided slices of the padded input) then MatMul."""
+    if op.groups != 1:
+        raise ExportError(f"{hint}: grouped convolution of graded or host integers has no exact ONNX lowering here")
+    _, h, w = in_shape
+    co, ci, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    xp = b.op("Pad", [x64, b.const([0, 0, ph, pw, 0, 0, ph, pw], I64)], f"{hint}/pad") if ph or pw else x64
+    cols = []
+    for i in range(kh):
+        for j in range(kw):
+            starts = [i * dh, j * dw]
+            ends = [i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1]
+            cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
+                                       b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
+    cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
+    flat = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
+    w2 = weight.astype(np.int64).transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
+    acc = b.op("MatMul", [b.const(w2, I64), flat], f"{hint}/matmul")
+    return b.op("Reshape", [acc, b.const([0, co, ho, wo], I64)], f"{hint}/acc")
+
+
+def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indices, indptr, in_shape, out_shape) -> str:
+    """Σ_j W_ij x_j exactly in int64: gather the sources, scale, scatter-add into the rows."""
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+    n = n_out
+    diag = (
+        in_shape == out_shape
+        and indices.size == n
+        and np.array_equal(indptr, np.arange(n + 1))
+        and np.array_equal(indices, np.arange(n))
+    )
+    if diag:  # an identity or channel scaling: elementwise
+        return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), I64)], f"{hint}/diag")
+    flat = b.op("Reshape", [x64, b.const([0, n_in], I64)], f"{hint}/flat")
+    counts = np.diff(indptr)
+    k = int(counts.max()) if counts.size else 0
+    if k and n_out * k <= 2 * indices.size + 1024:
+        # rows padded to the longest (index 0, weight 0): gather [B, n_out, k], scale, sum over k
+        pos = np.arange(k)[None, :] < counts[:, None]
+        idx = np.zeros((n_out, k), np.int64)
+        wts = np.zeros((n_out, k), np.int64)
+        idx[pos], wts[pos] = indices, data
+        picked = b.op("Gather", [flat, b.const(idx, I64)], f"{hint}/gather", axis=1)
+        scaled = b.op("Mul", [picked, b.const(wts, I64)], f"{hint}/scale")
+        acc = b.op("ReduceSum", [scaled, b.const([2], I64)], f"{hint}/rowsum", keepdims=0)
+        return b.op("Reshape", [acc, b.const([0, *out_shape], I64)], f"{hint}/acc")
+    cols = b.op("Transpose", [flat], f"{hint}/cols", perm=[1, 0])
+    picked = b.op("Gather", [cols, b.const(indices.astype(np.int64), I64)], f"{hint}/gather", axis=0)
+    scaled = b.op("Mul", [picked, b.const(data.astype(np.int64).reshape(-1, 1), I64)], f"{hint}/scale")
+    rows = np.repeat(np.arange(n_out, dtype=np.int64), counts).reshape(-1, 1)
+    shape = b.op("Concat", [b.const([n_out], I64), b.batch], f"{hint}/zshape", axis=0)
+    zeros = b.op("ConstantOfShape", [shape], f"{hint}/zeros", value=numpy_helper.from_array(np.zeros(1, np.int64)))
+    acc = b.op("ScatterND", [zeros, b.const(rows, I64), scaled], f"{hint}/scatter", reduction="add")
+    out = b.op("Transpose", [acc], f"{hint}/rows", perm=[1, 0])
+    return b.op("Reshape", [out, b.const([0, *out_shape], I64)], f"{hint}/acc")
+
+
+def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
+    op: SynConv = node.op  # type: ignore[assignment]
+    e = op.weight_exp_s4
+    bits = b.p["sparse_accumulator_bits"] if op.delay_u6 else b.p["conv_accumulator_bits"]
+    if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
+        base = spike_conv_bound(op)
+        bound = base << e
+        kernel = b.kernel_override or DEFAULT_SPIKE_KERNEL
+        if kernel == "float-Conv" and base >= FLOAT_EXACT:
+            kernel = "ConvInteger"  # the float sums are not provably exact
+        acc = SPIKE_CONV_KERNELS[kernel](b, node, x)  # int32, |acc| <= base
+        b.kernels[node.name] = f"{kernel} (|Σm·s| <= {base}{' < 2^24' if kernel == 'float-Conv' else ''})"
+        if bound < INT32_LIMIT and bound < 1 << (bits - 1):  # no wrap: int32 all the way
+            out = b.op("Mul", [acc, b.const(1 << e, I32)], f"{node.name}/exp") if e else acc
+            return Value(out, I32, bound)
+        acc64 = b.op("Cast", [acc], f"{node.name}/wide", to=I64)
+        shifted = b.op("Mul", [acc64, b.const(1 << e, I64)], f"{node.name}/exp")
+        return Value(b.wrap(shifted, bits) if bound >= 1 << (bits - 1) else shifted, I64, None)
+    # graded integers: Σ x·(m·2^e) exactly, wrapped to 24 bits (Lava's Conv with message bits)
+    acc = _im2col_matmul(b, node.name, b.cast(x, I64).name, op.effective_weight(), b.graph.shape(node.inputs[0]), op)
+    b.kernels[node.name] = "im2col + int64 MatMul (graded input)"
+    return Value(b.wrap(acc, b.p["conv_accumulator_bits"]), I64, None)
+
+
+def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
+    op: SynSparse = node.op  # type: ignore[assignment]
+    acc = _sparse_matmul(b, node.name, b.cast(x, I64).name, op.weight_s8, op.indices, op.indptr, op.in_shape,
+                         op.out_shape)  # fmt: skip
+    b.kernels[node.name] = "sparse: row gather + sum (int64)"
+    e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
+    base = None
+    if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
+        sums = np.zeros(len(op.indptr) - 1, np.int64)
+        np.add.at(sums, np.repeat(np.arange(sums.size), np.diff(op.indptr)), np.abs(op.weight_s8.astype(np.int64)))
+        base = int(sums.max()) if sums.size else 0
+    if base is not None and 2 * base < 1 << (bits - 1) and (base << max(e, 0)) < INT32_LIMIT:
+        out = b.op("Mul", [acc, b.const(1 << e, I64)], f"{node.name}/exp") if e > 0 else b.floor_shift(acc, -e)
+        bound = (base << e) if e >= 0 else (base >> -e) + 1
+        return Value(out, I64, bound)
+    acc2 = b.wrap(b.op("Mul", [acc, b.const(2, I64)], f"{node.name}/x2"), bits)
+    shift = e - 1
+    out = (
+        b.op("Mul", [acc2, b.const(1 << shift, I64)], f"{node.name}/exp") if shift > 0 else b.floor_shift(acc2, -shift)
+    )
+    return Value(b.wrap(out, 32), I64, None)
+
+
+def _host(b: FixedBuilder, node: Node, x_int: str) -> Value:
+    op = node.op
+    if isinstance(op, HostConv):
+        acc = _im2col_matmul(b, node.name, x_int, op.weight_s24, b.graph.shape(node.inputs[0]), op)
+        b.kernels[node.name] = "host: im2col + int64 MatMul"
+    else:
+        acc = _sparse_matmul(b, node.name, x_int, op.weight_s24, op.indices, op.indptr, op.in_shape, op.out_shape)
+        b.kernels[node.name] = "host sparse: row gather + sum (int64)"
+    h = op.shift_u5
+    if h:
+        acc = b.floor_shift(b.op("Add", [acc, b.const(1 << (h - 1), I64)], f"{node.name}/round"), h)
+    return Value(acc, I64, None)
+
+
+TERM_LOWERINGS: dict[type, Callable] = {SynConv: _syn_conv, SynSparse: _syn_sparse, HostConv: _host, HostSparse: _host}
+
+
+# --- populations ------------------------------------------------------------------------------
+
+
+def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> Value:
+    """The InPort's int32 sum (wrapped to 32 bits unless a bound proves no overflow)."""
+    bounds = [t.bound for t in terms]
+    total = None if any(x is None for x in bounds) else sum(bounds)  # type: ignore[arg-type]
+    if total is not None and total < INT32_LIMIT and all(t.elem == I32 for t in terms):
+        return Value(b.sum_values(terms, I32), I32, total)
+    a = b.sum_values(terms, I64)
+    if total is None or total >= INT32_LIMIT:
+        a = b.wrap(a, 32)
+    return Value(a, I64, total)
+
+
+def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+    """``lif_step`` of ref-fixed. Returns (spikes as bool, or v for a readout; the v state_out)."""
+    op: LoihiLIF | LoihiReadout = node.op  # type: ignore[assignment]
+    p = b.p
+    unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
+    keep_u = unity - (op.du_u12 + p["ds_offset"])
+    keep_v = unity - (op.dv_u12 + p["dm_offset"])
+    a = _input_sum(b, node, terms)
+    safe = a.bound is not None and (a.bound << p["act_shift"]) + 2 * half < INT32_LIMIT
+    elem = I32 if safe and a.elem == I32 else I64
+    a_name = b.cast(a, elem).name
+    reset = b.reset_flag(op.latency)
+    zero = b.const(0, elem)
+    act = b.op("Mul", [a_name, b.const(1 << p["act_shift"], elem)], f"{node.name}/act")
+    if not safe:
+        act = b.wrap(act, 32)
+    if keep_u == 0:
+        cur = act
+    else:
+        u_in, u_out = b.state(f"{node.name}.u", op.in_shape(), elem)
+        u_prev = b.op("Where", [reset, zero, u_in], f"{node.name}/u_reset") if reset else u_in
+        cur = b.op("Add", [b.trunc_mul_shift(u_prev, keep_u, p["decay_shift"], elem), act], f"{node.name}/cur")
+        if not safe:
+            cur = b.wrap(cur, 32)
+    if not (safe and keep_u == 0 and (a.bound << p["act_shift"]) <= half - 1):
+        # Lava's 24-bit wrap: two corrections, the second reading the first result
+        hi = b.op("Greater", [cur, b.const(half, elem)], f"{node.name}/hi")
+        w1 = b.op("Where", [hi, b.op("Sub", [cur, b.const(2 * half, elem)], f"{node.name}/dn"), cur], f"{node.name}/w1")
+        lo = b.op("LessOrEqual", [w1, b.const(-half, elem)], f"{node.name}/lo")
+        cur = b.op("Where", [lo, b.op("Add", [cur, b.const(2 * half, elem)], f"{node.name}/up"), w1], f"{node.name}/w2")
+    if keep_u != 0:
+        b.op_to("Identity", [cur], u_out)
+    v_in, v_out = b.state(f"{node.name}.v", op.in_shape(), elem)
+    v_prev = b.op("Where", [reset, zero, v_in], f"{node.name}/v_reset") if reset else v_in
+    pre = b.op("Add", [b.trunc_mul_shift(v_prev, keep_v, p["decay_shift"], elem), cur], f"{node.name}/pre")
+    bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
+    if np.any(bias):
+        pre = b.op("Add", [pre, b.const(bias, elem)], f"{node.name}/bias")
+    v = b.op("Clip", [pre, b.const(-(half - 1), elem), b.const(half - 1, elem)], f"{node.name}/sat")
+    s = b.op("Greater", [v, b.const(op.vth_u17 << p["vth_shift"], elem)], f"{node.name}/fire")
+    b.op_to("Where", [s, zero, v], v_out)
+    if isinstance(op, LoihiReadout):
+        return Value(v_out, elem), v_out
+    return Value(s, BOOL, 1), v_out
+
+
+def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+    op: GradedRelay = node.op  # type: ignore[assignment]
+    a = _input_sum(b, node, terms)
+    y = b.cast(a, I64).name
+    if np.any(op.bias_s24):
+        y = b.op("Add", [y, b.const(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
+    return Value(y, I64, None), None
+
+
+def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+    op: FixedMaxPool = node.op  # type: ignore[assignment]
+    a = _input_sum(b, node, terms)
+    pre = b.cast(a, I64).name
+    if np.any(op.bias_s24):
+        pre = b.op("Add", [pre, b.const(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
+    k = op.kernel
+    c, h, w = op.in_shape()
+    if h % k or w % k:
+        pre = b.op("Slice", [pre, b.const([0, 0], I64), b.const([(h // k) * k, (w // k) * k], I64),
+                             b.const([2, 3], I64)], f"{node.name}/crop")  # fmt: skip
+    blocks = b.op("Reshape", [pre, b.const([0, c, h // k, k, w // k, k], I64)], f"{node.name}/blocks")
+    out = b.op("ReduceMax", [blocks], f"{node.name}/max", axes=[3, 5], keepdims=0)
+    r = op.out_shift_u5
+    if r:
+        out = b.floor_shift(b.op("Add", [out, b.const(1 << (r - 1), I64)], f"{node.name}/round"), r)
+    return Value(out, I64, None), None
+
+
+def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+    """:func:`silu_fixed_step` in float64, the same operations in the same order."""
+    op: FixedSiLU = node.op  # type: ignore[assignment]
+    a = _input_sum(b, node, terms)
+    af = b.op("Cast", [b.cast(a, I64).name], f"{node.name}/f64", to=F64)
+    cur = b.op("Div", [b.op("Add", [af, b.const(op.bias_s24.astype(np.float64), F64)], f"{node.name}/b"),
+                       b.const(op.scale_in, F64)], f"{node.name}/cur")  # fmt: skip
+    m_in, m_out = b.state(f"{node.name}.m", op.in_shape(), F64)
+    s_in, s_out = b.state(f"{node.name}.s", op.in_shape(), F64)
+    carried = s_in if op.inplace else m_in
+    lk = b.op("Mul", [b.op("Mul", [b.const(op.tau, F64), carried], f"{node.name}/tp"),
+                      b.op("Sub", [b.const(1.0, F64), s_in], f"{node.name}/keep")], f"{node.name}/leak")  # fmt: skip
+    m = b.op("Add", [lk, cur], f"{node.name}/m")
+    reset = b.reset_flag(op.latency)
+    if reset:
+        m = b.op("Where", [reset, cur, m], f"{node.name}/mr")
+    b.op_to("Identity", [m], m_out)
+    e = b.op("Exp", [b.op("Neg", [m], f"{node.name}/neg")], f"{node.name}/exp")
+    s = b.op("Div", [m, b.op("Add", [b.const(1.0, F64), e], f"{node.name}/den")], f"{node.name}/silu")
+    b.op_to("Identity", [s], s_out)
+    y = b.op("Round", [b.op("Mul", [s, b.const(op.scale_out, F64)], f"{node.name}/scaled")], f"{node.name}/rint")
+    return Value(b.op("Cast", [y], f"{node.name}/y", to=I64), I64, None), None
+
+
+FIXED_LOWERINGS: dict[type, Callable] = {
+    LoihiLIF: _lif,
+    LoihiReadout: _lif,
+    GradedRelay: _relay,
+    FixedMaxPool: _maxpool,
+    FixedSiLU: _silu,
+}
