@@ -238,10 +238,6 @@ def load_resume(output: Path, model, meta: dict, cfg):
 
     The settings must be those of the run being resumed; ``meta`` takes its progress record.
     """
-    import pickle
-
-    import torch
-
     from ..checkpoint import load_checkpoint
     from ..errors import CheckpointError
     from ..models.training import TrainState
@@ -254,10 +250,9 @@ def load_resume(output: Path, model, meta: dict, cfg):
             f"--resume: {output} and {path.name} are both needed; run without --resume to start afresh"
         )
     ckpt = load_checkpoint(output)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+    from ..checkpoint.torchfile import read_torch_file
+
+    data = read_torch_file(path)  # the checked reader: never torch.load on a user file (docs/security.md)
     if not isinstance(data, dict) or data.get("format") != "emsdeploy-train-state":
         raise CheckpointError(f"{path}: not an emsdeploy training state (no format tag)")
     if data.get("config") != cfg.to_dict():

@@ -88,7 +88,7 @@ class TrainState:
 
     Taken at the end of an epoch: the optimiser's moments, the schedule position (``step``;
     the learning rate is a pure function of it), the loader's shuffling generator and the
-    global RNGs. Plain tensors, numbers and lists only, so ``torch.load(weights_only=True)`` reads it.
+    global RNGs. Plain tensors, numbers and lists only, so the project's checked reader reads it back.
     """
 
     epoch: int  # epochs finished

@@ -16,6 +16,7 @@ import io
 import operator
 import os
 import pickle
+import re
 import runpy
 import shutil
 import socket
@@ -29,6 +30,7 @@ import pytest
 import torch
 
 from emsdeploy.checkpoint import load_any, read_official, safe_unpickle
+from emsdeploy.checkpoint.torchfile import read_torch_file
 from emsdeploy.errors import CheckpointError, UnsafeCheckpointError
 
 # ---- the allow-list, written out: any change to it must be reviewed and listed here ----------
@@ -66,13 +68,20 @@ def test_allow_list_is_exactly_the_reviewed_one():
 
 
 def test_allowed_globals_resolve_to_the_harmless_objects():
+    """Allowed names resolve to our checked constructors, never to the real callables."""
     u = safe_unpickle.RestrictedUnpickler(io.BytesIO(b""))
-    assert u.find_class("builtins", "set") is set and u.find_class("collections", "OrderedDict").__name__ == "OrderedDict"
+    make_set = u.find_class("builtins", "set")
+    assert make_set is not set and make_set(["a"]) == {"a"}
+    with pytest.raises((UnsafeCheckpointError, safe_unpickle.TensorArgsError)):
+        make_set(iter("x"), 1)  # one list or tuple argument only
+    assert u.find_class("collections", "OrderedDict").__name__ == "OrderedDict"
     enc = u.find_class("_codecs", "encode")
     assert enc is not codecs.encode and enc("ÿ", "latin1") == b"\xff"
     with pytest.raises(UnsafeCheckpointError, match="encoding"):
         enc("x", "rot13")
-    assert u.find_class("torch", "float16") is torch.float16 and u.find_class("torch", "Size") is torch.Size
+    assert u.find_class("torch", "float16") is torch.float16
+    make_size = u.find_class("torch", "Size")
+    assert make_size is not torch.Size and make_size((2, 3)) == torch.Size((2, 3))
     standin = u.find_class("torch.nn.modules.conv", "Conv2d")
     assert issubclass(standin, safe_unpickle.InertObject) and standin is not torch.nn.Conv2d
     assert issubclass(u.find_class("models.yolo", "Model"), safe_unpickle.InertObject)
@@ -133,6 +142,14 @@ def _legacy_file(payload: bytes, path: Path) -> Path:
     return path
 
 
+def _refused(module: str, name: str) -> str:
+    """The refusal expected for ``module.name``: not on the allow-list, or (torch's own storage
+    types, which resolve only to describe a tensor's storage) refused when called."""
+    if module == "torch" and name.endswith("Storage"):
+        return rf"refused (a call on StorageType|to load global 'torch\.{name}')"
+    return rf"refused to load global '{re.escape(module)}\.{re.escape(name)}'"
+
+
 def test_the_sweep_is_broad():
     assert len(CALLABLES) > 1500
     by_module = {m for m, _ in CALLABLES}
@@ -142,27 +159,23 @@ def test_the_sweep_is_broad():
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_every_dangerous_callable_is_refused_by_the_unpickler(protocol):
-    """Every callable, every protocol, straight through the restricted pickle module torch.load uses."""
-    loader = safe_unpickle.restricted_pickle_module
+    """Every callable, every protocol, straight through the restricted unpickler every loader uses."""
     for module, name in CALLABLES:
         payload = _reduce_pickle(module, name, protocol)
-        with pytest.raises(UnsafeCheckpointError, match=rf"refused to load global '{module}\.{name}'"):
-            loader.Unpickler(io.BytesIO(payload)).load()
-        with pytest.raises(UnsafeCheckpointError):
-            loader.load(io.BytesIO(payload))
+        with pytest.raises(UnsafeCheckpointError, match=_refused(module, name)):
+            safe_unpickle.RestrictedUnpickler(io.BytesIO(payload)).load()
 
 
 def test_every_dangerous_callable_is_refused_from_a_file(tmp_path):
     """Through the public loader: each callable once, cycling over both formats and every protocol."""
     protocols = pickle.HIGHEST_PROTOCOL + 1
     seen = set()
-    # torch's own unpickler wrapper maps '*Storage*' names to inert StorageType objects before any
-    # find_class is asked (see the next test); every other name reaches the allow-list
-    for i, (module, name) in enumerate(c for c in CALLABLES if "Storage" not in c[1]):
+    # no torch.load: every name, '*Storage*' ones included, reaches our allow-list
+    for i, (module, name) in enumerate(CALLABLES):
         protocol, fmt = i % protocols, (i // protocols) % 2
         payload = _reduce_pickle(module, name, protocol)
         path = (_zip_file if fmt == 0 else _legacy_file)(payload, tmp_path / f"{i}.pt")
-        with pytest.raises(UnsafeCheckpointError, match=rf"'{module}\.{name}'") as e:
+        with pytest.raises(UnsafeCheckpointError, match=_refused(module, name)) as e:
             (load_any if i % 3 else read_official)(path)
         assert str(path) in str(e.value)
         seen.add((protocol, fmt))
@@ -170,23 +183,22 @@ def test_every_dangerous_callable_is_refused_from_a_file(tmp_path):
     assert len(seen) == 2 * protocols
 
 
-def test_storage_names_that_torch_resolves_itself_stay_inert(tmp_path):
-    payload = _reduce_pickle("os", "FloatStorage", 2)  # any module: torch matches on the name
+def test_storage_names_outside_torch_are_refused(tmp_path):
+    """torch.load matched any '*Storage' name in any module; our reader allows torch's own only."""
+    payload = _reduce_pickle("os", "FloatStorage", 2)
     for make in (_zip_file, _legacy_file):
-        with pytest.raises(CheckpointError, match="'StorageType' object is not callable") as e:
+        with pytest.raises(UnsafeCheckpointError, match=r"refused to load global 'os\.FloatStorage'"):
             load_any(make(payload, tmp_path / f"s_{make.__name__}.pt"))
-        assert not isinstance(e.value, UnsafeCheckpointError)  # torch's StorageType, never our allow-list
 
 
 def test_the_payload_format_loads_when_the_global_is_allowed(tmp_path):
     """The sweep's files are well formed: with an allowed global in the same place, they load."""
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
-        payload = _reduce_pickle("builtins", "set", protocol)
-        assert pickle.loads(payload) == {"model": set("x")}
+        payload = _reduce_pickle("_codecs", "encode", protocol)  # an allowed global that takes one str
+        assert pickle.loads(payload) == {"model": b"x"}
         for make in (_zip_file, _legacy_file):
             path = make(payload, tmp_path / f"ok{protocol}.pt")
-            data = torch.load(path, pickle_module=safe_unpickle.restricted_pickle_module, weights_only=False)
-            assert data == {"model": {"x"}}
+            assert read_torch_file(path) == {"model": b"x"}
             with pytest.raises(CheckpointError, match="not a pickled models.yolo.Model"):
                 read_official(path)  # past the unpickler: the loader's own checks take over
 
