@@ -75,7 +75,8 @@ TINY_SHAPES = "size=64,train=4,val=2,max_objects=2,min_size=16,max_size=30"
 
 
 def _text_lines() -> list[str]:
-    return [line.split(" #", 1)[0].strip() for block in _blocks("text") for line in block.splitlines() if line.strip()]
+    lines = (line.split(" #", 1)[0].strip() for block in _blocks("text") for line in block.splitlines())
+    return [line for line in lines if line]  # comment-only lines continue the line above
 
 
 def _gen1_folder(d: Path) -> Path:
@@ -123,6 +124,37 @@ TEXT_COMMANDS = {
 }
 
 
+def _requirements() -> tuple[list[str], list[str]]:
+    """(core requirements, the lava extra's) of the installed emsdeploy, as pip resolves them."""
+    import importlib.metadata
+
+    reqs = importlib.metadata.requires("emsdeploy") or []
+    core = [r for r in reqs if "extra ==" not in r]
+    return core, [r for r in reqs if 'extra == "lava"' in r]
+
+
+def _check_core_install() -> None:
+    """`pip install .`: no Lava in the core, and Python 3.10-3.13 allowed (make test installs it so)."""
+    import importlib.metadata
+
+    core, _ = _requirements()
+    assert core and not [r for r in core if r.lower().startswith("lava")], core
+    assert importlib.metadata.metadata("emsdeploy")["Requires-Python"] == ">=3.10"
+
+
+def _check_lava_install() -> None:
+    """`pip install '.[lava]'`: lava-nc 0.10.0 and lava-dl 0.6.0, on Python 3.10 only."""
+    _, lava = _requirements()
+    names = sorted(r.split(";")[0] for r in lava)
+    assert names == ["lava-dl==0.6.0", "lava-nc==0.10.0"], lava
+    assert all('python_version < "3.11"' in r for r in lava), lava
+
+
+# The install lines run in every `make test` (its two environments are installed exactly so); here
+# the installed metadata is checked against what the README says of them.
+INSTALL_LINES = {"pip install .": _check_core_install, "pip install '.[lava]'": _check_lava_install}
+
+
 def _check_eval(d: Path, out: str) -> None:
     import json
 
@@ -147,7 +179,8 @@ def _check_convert(d: Path) -> None:
 def test_every_readme_text_command_is_covered():
     fences = re.findall(r"^```(\w*)\n.*?^```", README, flags=re.M | re.S)  # each block's language
     assert fences and set(fences) <= {"bash", "python", "text"}, f"a README block no test runs: {set(fences)}"
-    assert sorted(_text_lines()) == sorted(TEXT_COMMANDS), "a ```text line of the README has no run in TEXT_COMMANDS"
+    covered = sorted([*TEXT_COMMANDS, *INSTALL_LINES])
+    assert sorted(_text_lines()) == covered, "a ```text line of the README has no run in TEXT_COMMANDS"
 
 
 def test_readme_text_commands_run_at_small_sizes(tmp_path, fixtures_dir, monkeypatch):
@@ -160,6 +193,9 @@ def test_readme_text_commands_run_at_small_sizes(tmp_path, fixtures_dir, monkeyp
     gen1 = _gen1_folder(tmp_path)
     ran = 0
     for line in _text_lines():  # in README order: eval reads what the first train wrote
+        if line in INSTALL_LINES:
+            INSTALL_LINES[line]()
+            continue
         args, check = TEXT_COMMANDS[line]
         r = CliRunner().invoke(cli, shlex.split(args.format(gen1=gen1)), catch_exceptions=False)
         assert r.exit_code == 0, f"{line}\n{r.output[-3000:]}"
