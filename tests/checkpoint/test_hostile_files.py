@@ -77,7 +77,7 @@ CASES = {
     "tar_fifo_member": (lambda p, m, d: P.tar_with_fifo(p), r"tar-format checkpoint of PyTorch < 0.4, not read"),
     "tar_huge_storage": (lambda p, m, d: P.tar_with_huge_storage(p), r"tar-format checkpoint"),
     "deep_yaml": (
-        lambda p, m, d: P.official_like(p, {**_GOOD_YAML, "extra": P.nested(5000)}),
+        lambda p, m, d: P.official_like(p, {**_GOOD_YAML, "extra": P.nested(3000)}),  # 3x the default recursion limit (5000 overflows 3.13 pickle's C stack while building)
         r"ckpt\['ema'\]\.yaml\['extra'\]\S* is nested more than 32 levels",
     ),
     "yaml_refers_to_itself": (
@@ -203,14 +203,14 @@ def test_nothing_ran_and_memory_stayed_bounded(workdir, cli_runs):
 
 
 def test_the_torchscript_payload_is_live_under_torch_load(tmp_path):
-    """Control: torch.load itself runs both payloads (so the refusals above are meaningful)."""
+    """Control: torch's TorchScript loader runs both payloads (so the refusals above are meaningful)."""
     markers = []
     for via_ops in (False, True):
         marker = tmp_path / f"marker{int(via_ops)}"
         marker.write_bytes(P.MARKER_BYTES)
         markers.append(marker)
-        with pytest.warns(UserWarning, match="TorchScript archive"):
-            torch.load(P.torchscript(tmp_path / f"ts{int(via_ops)}.pt", marker, via_ops), weights_only=True)
+        # what torch.load (2.3) dispatches a TorchScript zip to, whatever weights_only says
+        torch.jit.load(P.torchscript(tmp_path / f"ts{int(via_ops)}.pt", marker, via_ops))
     assert [m.read_bytes() for m in markers] == [b"AAAA", b"BBBB"]
 
 
@@ -262,7 +262,8 @@ def test_a_huge_config_is_never_allocated(tmp_path):
 
     cfg = {**_GOOD_YAML, "width_multiple": 16.0, "backbone": [[-1, 1, "Conv_1", [65536, 3, 2]]]}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(CheckpointError, match="weights do not match the config"):
+    # refused by the channel limit (emsdeploy.fileio) before any shape check or allocation
+    with pytest.raises(CheckpointError, match=r"1,048,576 channels; the limit is"):
         Checkpoint(cfg, {}, 4, "direct", {}, tmp_path / "x.pt").build()
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
 
