@@ -26,10 +26,11 @@ class Outcome:
         self.exception = result.exception
 
     def assert_clear_error(self, *fragments: str) -> str:
-        """Exit 2, one line on stderr naming each fragment (the file, what is wrong), no traceback."""
+        """Exit 2, one error line on stderr naming each fragment (the file, what is wrong), no
+        traceback. Earlier ``warning:`` lines (e.g. "measuring on random inputs") are other notices."""
         assert not isinstance(self.exception, Exception) or isinstance(self.exception, SystemExit), repr(self.exception)
         assert self.code == 2, (self.code, self.stdout[-500:], self.stderr[-1000:])
-        lines = self.stderr.strip().splitlines()
+        lines = [line for line in self.stderr.strip().splitlines() if not line.startswith("warning: ")]
         assert len(lines) == 1 and lines[0].startswith("error: "), self.stderr
         assert "Traceback" not in self.stderr + self.stdout
         for f in fragments:

@@ -84,6 +84,7 @@ LAVA_DAMAGE = {
 }
 
 
+@pytest.mark.lava  # verify --lava runs the folder in lava-nc
 @pytest.mark.parametrize("kind", sorted(LAVA_DAMAGE))
 def test_damaged_lava_folder(kind, tiny_lava, tiny_ir, tmp_path):
     folder = tmp_path / "net"

@@ -66,6 +66,7 @@ def lava_folder(tiny_lava):
     return tiny_lava
 
 
+@pytest.mark.lava  # verify --lava runs the folder in lava-nc
 @pytest.mark.parametrize("kind", ["external_storage", "soft_link", "virtual", "unwritten"])
 def test_lava_folder_h5_is_checked(kind, lava_folder, tiny_ir, secrets, tmp_path):
     """Even with a manifest rewritten to match (an attacker's folder), verify --lava refuses."""
