@@ -91,7 +91,7 @@ def render_report(report: VerifyReport, inputs: dict[str, Any], console: Console
             f"mean |Δ| {q.get('readout_mean_abs_diff', 0):.4g}"
         )
     for level, why in report.skipped.items():
-        console.print(f"[dim]{_skipped_label(level)}: skipped: {escape(why)}[/dim]")
+        console.print(f"[dim]  {_skipped_label(level)}: skipped: {escape(why)}[/dim]")  # under the table: why
     for c in report.comparisons:
         rows = [n for n in c.nodes if show_nodes or n.mismatches]
         if not rows:
