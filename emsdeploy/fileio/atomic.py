@@ -36,6 +36,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _lock = threading.RLock()
 _temps: dict[Path, bool] = {}  # path -> is a folder
 _previous: dict[int, object] = {}
+_completed: list[Path] = []  # outputs already renamed into place by this process (complete, new)
 
 
 def temporaries() -> list[Path]:
@@ -65,7 +66,12 @@ def _on_signal(signum: int, frame: object) -> None:
     # SIG_DFL: end the process as the default action would, now that the temporaries are gone.
     # (An exception raised here could surface inside a C extension, e.g. h5py, and be mangled.)
     name = signal.Signals(signum).name
-    os.write(2, f"error: interrupted by {name}; temporary files were removed, earlier outputs are untouched\n".encode())
+    if _completed:  # the signal came after an output was renamed into place: that output is complete and new
+        done = ", ".join(str(p) for p in _completed)
+        msg = f"error: interrupted by {name} after {done} was complete; temporary files were removed"
+    else:
+        msg = f"error: interrupted by {name}; temporary files were removed, earlier outputs are untouched"
+    os.write(2, (msg + "\n").encode())
     os._exit(128 + signum)
 
 
@@ -122,6 +128,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str 
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        _completed.append(path)
     except BaseException:
         _remove(tmp, False)
         raise
@@ -187,6 +194,7 @@ def atomic_folder(path: str | Path, owned: Collection[str] | None = None) -> Ite
             # tmp now holds the previous output; it is still registered, so a signal removes it
         else:
             os.rename(tmp, path)
+        _completed.append(path)
     except BaseException:
         _remove(tmp, True)
         raise

@@ -25,15 +25,9 @@ __all__ = ["FixedSession", "FixedTrace", "read_format"]
 
 def read_format(path: str | Path) -> str | None:
     """The ``format`` entry of an ONNX file's metadata (None if absent); one-line error if unreadable."""
-    import onnx
+    from emsdeploy.fileio.onnx_model import load_onnx
 
-    p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"{p}: no such file")
-    try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ExportError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+    model, _ = load_onnx(path)  # the checked reader: one-line errors, no external data, bounded sizes
     return next((m.value for m in model.metadata_props if m.key == "format"), None)
 
 
@@ -65,9 +59,11 @@ class FixedSession:
     def __init__(self, model: str | Path | bytes, *, threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
+        from emsdeploy.fileio.onnx_model import load_onnx
+
         where = str(model) if isinstance(model, (str, Path)) else "ONNX model"
-        if isinstance(model, (str, Path)) and not Path(model).is_file():
-            raise ExportError(f"{model}: no such file")
+        if isinstance(model, (str, Path)):
+            model = load_onnx(model)[1]  # the checked reader's bytes go to onnxruntime
         opts = ort.SessionOptions()
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.inter_op_num_threads = 1
@@ -77,8 +73,7 @@ class FixedSession:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
-            src = str(model) if isinstance(model, (str, Path)) else bytes(model)
-            self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(bytes(model), opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ExportError(f"{where}: onnxruntime cannot load it: {str(e).strip()[:500]}") from None
         props = dict(self.session.get_modelmeta().custom_metadata_map)

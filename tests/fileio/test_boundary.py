@@ -18,6 +18,7 @@ CHECKED = REPO / "emsdeploy" / "fileio"
 ALLOWED = {
     # onnxruntime gets the bytes the checked reader (load_onnx / check_onnx_bytes) returned
     ("exporters/onnx/runtime.py", "InferenceSession"),
+    ("exporters/onnx/fixed_runtime.py", "InferenceSession"),
     # the Lava recorder's own .npy files, written by this process into its TemporaryDirectory
     ("exporters/lava/network.py", "np.load"),
     # the Lava worker's input and output .npz/.npy, written by its parent into a private temp folder
