@@ -12,9 +12,8 @@ weight bytes (one byte per weight of the float model's convolutions) and the per
 
 ``--check`` also compares ref-fixed with lava-nc (fast ProcessModels) bit for bit, every
 population over all T + latency steps of the first inference: res10-ee at ``--check-size``
-and resnet34-cat at ``--check-size-coco`` (both default 64, where lava-nc finishes in minutes
-on 2 shared cores; a 320×320 res10-ee run in lava-nc did not get past its first steps in 25
-minutes there, see docs/lava.md §9).
+(default 320, its full size: about 40 s in lava-nc on a quiet 2-core machine) and resnet34-cat
+at ``--check-size-coco`` (default 64, where lava-nc finishes in about a minute).
 
 Output: ``bench/results/lava_scale.{json,md}``. Usage:
 ``python bench/lava_scale.py [--check] [--only res10-ee] [--size 320]``
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=list(MODELS), action="append")
     ap.add_argument("--size", type=int, help="override every model's input size")
     ap.add_argument("--check", action="store_true", help="also compare ref-fixed with lava-nc")
-    ap.add_argument("--check-size", type=int, default=64, help="res10-ee input for --check (320: full size)")
+    ap.add_argument("--check-size", type=int, default=320, help="res10-ee input for --check (default: full size)")
     ap.add_argument("--check-size-coco", type=int, default=64)
     a = ap.parse_args(argv)
     if a.child:
