@@ -61,7 +61,13 @@ def torchscript(path: Path, marker: Path, via_ops: bool = False) -> Path:
 
 
 # -- a torch.save zip writer we control (sizes, records, pickle bytes) ------------------------------
-class _Saver(pickle.Pickler):
+# Python 3.12's C pickler stops at a fixed C recursion depth (about 1,000 levels) that the deep
+# payloads below pass; its pure-Python pickler recurses in Python frames, which 3.12 keeps off the
+# C stack, so it goes as deep as the recursion limit ``torch_zip`` raises.
+_Pickler: Any = pickle._Pickler if sys.version_info[:2] == (3, 12) else pickle.Pickler  # type: ignore[attr-defined]
+
+
+class _Saver(_Pickler):
     def __init__(self, f: io.BytesIO, numel: Any) -> None:
         super().__init__(f, protocol=2)
         self.records: dict[str, bytes] = {}
@@ -83,7 +89,12 @@ def torch_zip(path: Path, obj: Any, numel: Any = None, pkl: bytes | None = None,
     ``pkl`` replaces the pickle, ``cut`` maps record key -> bytes to drop from its end."""
     buf = io.BytesIO()
     saver = _Saver(buf, numel)
-    saver.dump(obj)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))
+    try:
+        saver.dump(obj)
+    finally:
+        sys.setrecursionlimit(limit)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", pkl if pkl is not None else buf.getvalue())
         z.writestr("archive/byteorder", b"little")
