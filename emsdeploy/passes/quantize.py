@@ -1,7 +1,9 @@
 """Quantize a float IR graph to Loihi fixed point (DESIGN.md §8): the Loihi ops of ``ir/ops/loihi.py``.
 
 Pre: a simplified (``fold_affine``, ``flatten_fanin``, ``remove_dead``) and partitioned graph
-(``node.meta["partition"]`` from :func:`~emsdeploy.passes.partition`).
+(``node.meta["partition"]`` from :func:`~emsdeploy.passes.partition`), its fan-in expanded by
+:func:`~emsdeploy.passes.expand_fanin.expand_fanin` with ``fold_max_synapses`` (quantize runs
+that pass itself on a graph that does not carry it yet).
 
 Post: a graph of populations and synapse groups (see :mod:`emsdeploy.ir.ops.loihi`), all
 parameters integers within the profile's widths, ``latency``/``delay`` still 0 (run
@@ -11,7 +13,8 @@ synapse group is ``"<population><-<source>"``.
 
 The scheme (every number from the profile, every choice in :class:`QuantizeOptions`):
 
-* every linear IR op is folded into per-source synapse groups (:mod:`.linear_terms`);
+* every linear IR op is folded into per-source synapse groups (the
+  :func:`~emsdeploy.passes.expand_fanin.expand_fanin` pass, run first when the graph lacks it);
 * one scale ``S = 2**k`` per population, shared by all its incoming groups, its bias and its
   threshold: a current I arrives as ``round(S·I)`` weight units. ``k = scale_bits_max`` unless
   a width forces it lower (the weight exponent range, the threshold or the bias);
@@ -42,24 +45,14 @@ import numpy as np
 
 from ..errors import PassError, QuantizationError
 from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
-from ..ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
-from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, identity, to_sparse
+from ..ir.linear import ConvMap, Fanin, LinearMap, Term, identity, to_sparse
+from ..ir.ops import loihi
+from .expand_fanin import FOLD_MAX_SYNAPSES, expand_fanin, fanins, relays
 from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 
 GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
-FOLD_MAX_SYNAPSES = 1 << 18  # an unrolled group above this goes weight-shared (relays, graded Conv)
 CONV_READER_ERROR = 1.0 / 128  # relative weight error a graded Conv reader may take (7-bit mantissa)
 
 
@@ -78,7 +71,7 @@ class QuantizeOptions:
         allow_clip: clip values that do not fit (each clip is reported) instead of raising.
         fold_max_synapses: a synapse group whose folded form would be a matrix of more synapses
             than this is made weight-shared instead: the current it unrolls at is carried by a
-            relay population and read through convolutions (``linear_terms.choose_cuts``), and a
+            relay population and read through convolutions (``expand_fanin.choose_cuts``), and a
             graded source is read through a Conv instead of a Sparse.
     """
 
@@ -209,15 +202,15 @@ def _csr_row_max(data: np.ndarray, indptr: np.ndarray) -> int:
 
 def _payload_bound(op: Any, src_bound: int) -> int:
     """A proven bound on |payload| of a quantized group whose source values satisfy |x| <= src_bound."""
-    if isinstance(op, SynConv):
+    if isinstance(op, loihi.SynConv):
         w = np.abs(op.effective_weight())
         return int(w.reshape(w.shape[0], -1).sum(1).max()) * src_bound if w.size else 0
-    if isinstance(op, SynSparse):
+    if isinstance(op, loihi.SynSparse):
         acc = _csr_row_max(op.weight_s8, op.indptr)
         acc *= src_bound
         e = op.weight_exp_s4
         return acc << e if e >= 0 else (acc >> -e) + 1
-    if isinstance(op, HostConv):
+    if isinstance(op, loihi.HostConv):
         w = np.abs(op.weight_s24.astype(np.int64))
         rows = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
     else:
@@ -285,17 +278,24 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
                 f"output {name} ({graph[name].op.type_name}) is not a population; "
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
             )
-    cuts = choose_cuts(graph, options.fold_max_synapses)
-    fanins = expand_fanin(graph, frozenset(cuts))
+    if "fanin" not in graph.attrs:
+        graph = expand_fanin(graph, options.fold_max_synapses)
+    elif graph.attrs["fanin"]["fold_max_synapses"] != options.fold_max_synapses:
+        raise PassError(
+            f"the graph's fan-in was expanded with fold_max_synapses={graph.attrs['fanin']['fold_max_synapses']} "
+            f"but quantize was asked for {options.fold_max_synapses}; expand it with the same limit"
+        )
+    cuts = relays(graph)
+    fans = fanins(graph)
     forms = {
         (reader, t.source): _form(graph, t, cuts, options.fold_max_synapses)
-        for reader, fi in fanins.items()
+        for reader, fi in fans.items()
         for t in fi.terms
     }
     # the weights of each group reading a graded source, times the reader's nominal scale:
     # what its integer weights will be per unit of the source (to pick the output scale)
     readers: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for reader, fi in fanins.items():
+    for reader, fi in fans.items():
         bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
             if (t.source not in cuts and graph.kind(t.source) == Kind.SPIKE) or isinstance(graph[t.source].op, Input):
@@ -313,7 +313,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
         and isinstance(graph[src].op, (MaxPool2d, SiLUNeuron))
         and graph.kind(src) != Kind.SPIKE
     }
-    out = Graph({**graph.attrs})
+    out = Graph({k: v for k, v in graph.attrs.items() if k != "fanin"})  # consumed here
     scales: dict[str, float] = {}
     bounds: dict[str, int] = {}
     report_pops: list[dict[str, Any]] = []
@@ -321,9 +321,9 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
         op = node.op
         if isinstance(op, Input):
             out.add(node.name, op, (), {**node.meta})
-        elif node.name in fanins:
+        elif node.name in fans:
             why = cuts.get(node.name)
-            fi = fanins[node.name]
+            fi = fans[node.name]
             # graded Conv readers of a custom population read it through a relay (below)
             fi = Fanin(
                 [
@@ -469,7 +469,7 @@ def _population(
             "form_why": why,
         }
         pb = _payload_bound(top, 1 if kind == "spike" else bounds.get(t.source, 0))
-        if kind == "graded" and isinstance(top, SynConv) and pb > g_half:
+        if kind == "graded" and isinstance(top, loihi.SynConv) and pb > g_half:
             ctx.fail(tname, "conv_sum_s24", pb, g_half)
         a_bound += pb
         out.add(tname, top, [t.source], meta)
@@ -494,7 +494,7 @@ def _population(
         if bound > g_half:
             ctx.fail(name, "relay_payload_s24", bound, g_half)
         bounds[name] = bound
-        qop: Any = GradedRelay(bq, scale, 0, bound)
+        qop: Any = loihi.GradedRelay(bq, scale, 0, bound)
         meta.update({"ir_op": f"relay({op.type_name})", "partition": "chip"})
         rep["placement"] = "chip"
         rep.update({"bias_range": [int(bq.min()), int(bq.max())], "scale_out": scale, "bound": bound, "why": relay_why})
@@ -533,9 +533,9 @@ def _population(
             }
         )
         if isinstance(op, Readout):
-            qop: Any = LoihiReadout(du, dv, vth, mant, e_b, scale)
+            qop: Any = loihi.LoihiReadout(du, dv, vth, mant, e_b, scale)
         else:
-            qop = LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
+            qop = loihi.LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
         if spike_pool:
             meta["ir_op"] = "MaxPool2d(spike)"
     else:
@@ -551,10 +551,10 @@ def _population(
         rep["scale_out"] = 2.0**k_out
         pre = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if isinstance(op, MaxPool2d):
-            qop = FixedMaxPool(bq, op.kernel, scale, k - k_out)
+            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out)
             bounds[name] = (pre >> (k - k_out)) + 1
         else:
-            qop = FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
+            qop = loihi.FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
             # |silu output| <= |input| + 0.5 whatever the recurrence (docs/lava.md §1)
             bounds[name] = math.ceil((pre / scale + 0.5) * 2.0**k_out) + 1
     if name in bounds:
@@ -609,7 +609,7 @@ def _custom_relay(
     why = f"carries {src}'s graded output to its graded Conv readers"
     out.add(
         name,
-        GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
+        loihi.GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
         [tname],
         {"partition": "chip", "ir_op": f"relay({graph[src].op.type_name})", "out_bound": bound},
     )
@@ -660,11 +660,11 @@ def _term(
         err = np.abs(mant / 2.0**shift - w_all)
         rep.update({"form": "host", "shift_u5": shift})
         if conv:
-            top: Any = HostConv(
+            top: Any = loihi.HostConv(
                 mant.reshape(m.weight.shape), shift, ctx.options.input_scale, m.stride, m.padding, m.dilation, m.groups
             )  # type: ignore[union-attr]
         else:
-            top = HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
+            top = loihi.HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
     else:
         e_min = 0 if conv else p.weight_exp_min
         mant, e = _mantissa_exp(w_all, lo, hi, e_min, p.weight_exp_max)
@@ -674,9 +674,9 @@ def _term(
         err = np.abs(mant * 2.0**e - w_all)
         rep.update({"form": "conv" if conv else "sparse", "weight_exp_s4": e})
         if conv:
-            top = SynConv(mant.reshape(m.weight.shape), e, m.stride, m.padding, m.dilation, m.groups)  # type: ignore[union-attr]
+            top = loihi.SynConv(mant.reshape(m.weight.shape), e, m.stride, m.padding, m.dilation, m.groups)  # type: ignore[union-attr]
         else:
-            top = SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
+            top = loihi.SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
     nz = w_all != 0
     rep.update(
         {
