@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import PassError, QuantizationError
 from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
@@ -51,6 +52,8 @@ from .expand_fanin import FOLD_MAX_SYNAPSES, expand_fanin, fanins, relays
 from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
+
+Array = NDArray[Any]
 
 GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
 CONV_READER_ERROR = 1.0 / 128  # relative weight error a graded Conv reader may take (7-bit mantissa)
@@ -96,7 +99,7 @@ class _Ctx:
     options: QuantizeOptions
     clips: list[dict[str, Any]] = field(default_factory=list)
 
-    def fit(self, node: str, fld: str, values: np.ndarray, lo: int, hi: int, fmt: str) -> np.ndarray:
+    def fit(self, node: str, fld: str, values: Array, lo: int, hi: int, fmt: str) -> Array:
         """Check integer ``values`` against [lo, hi]; clip (and record) or raise."""
         if values.size == 0:
             return values
@@ -125,15 +128,15 @@ class _Ctx:
         )
 
 
-def _rint(x: np.ndarray | float) -> np.ndarray:
+def _rint(x: Array | float) -> Array:
     return np.rint(np.asarray(x, dtype=np.float64)).astype(np.int64)
 
 
-def _weights(m: LinearMap) -> np.ndarray:
+def _weights(m: LinearMap) -> Array:
     return m.weight if isinstance(m, ConvMap) else to_sparse(m).matrix.data
 
 
-def _mantissa_exp(w: np.ndarray, lo: int, hi: int, e_min: int, e_max: int) -> tuple[np.ndarray, int]:
+def _mantissa_exp(w: Array, lo: int, hi: int, e_min: int, e_max: int) -> tuple[Array, int]:
     """Smallest exponent e in [e_min, e_max] with rint(w / 2**e) inside [lo, hi] (e_max if none)."""
     peak = float(np.abs(w).max()) if w.size else 0.0
     if peak == 0.0:
@@ -147,7 +150,7 @@ def _mantissa_exp(w: np.ndarray, lo: int, hi: int, e_min: int, e_max: int) -> tu
         e += 1
 
 
-def _bits(m: np.ndarray) -> float:
+def _bits(m: Array) -> float:
     peak = int(np.abs(m).max()) if m.size else 0
     return round(math.log2(peak) + 1, 2) if peak else 0.0
 
@@ -194,7 +197,7 @@ def _row_abs_max(m: LinearMap) -> float:
     return float(np.asarray(abs(mat).sum(axis=1)).max()) if mat.nnz else 0.0
 
 
-def _csr_row_max(data: np.ndarray, indptr: np.ndarray) -> int:
+def _csr_row_max(data: Array, indptr: Array) -> int:
     """max over rows of Σ|data| of a CSR matrix (0 when empty)."""
     c = np.concatenate(([0], np.cumsum(np.abs(data.astype(np.int64)))))
     return int((c[indptr[1:]] - c[indptr[:-1]]).max()) if len(indptr) > 1 else 0
@@ -215,10 +218,10 @@ def _payload_bound(op: Any, src_bound: int) -> int:
         rows = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
     else:
         rows = _csr_row_max(op.weight_s24, op.indptr)
-    return ((rows * math.ceil(op.in_scale)) >> op.shift_u5) + 1
+    return int((rows * math.ceil(op.in_scale)) >> op.shift_u5) + 1
 
 
-def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
+def _rel_error(v: Array, e_min: int, ctx: _Ctx) -> float:
     """Relative error (to the largest weight) of ``v`` as 8-bit mantissas with exponent >= e_min."""
     peak = float(np.abs(v).max()) if v.size else 0.0
     if peak == 0.0:
@@ -228,7 +231,7 @@ def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
     return float(np.abs(m * 2.0**e - v).max()) / peak
 
 
-def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]], k_hi: int, ctx: _Ctx) -> int:
+def _relay_bits(reader_ws: list[Array], in_ws: list[tuple[Array, bool]], k_hi: int, ctx: _Ctx) -> int:
     """A relay's scale 2**k (0 <= k <= k_hi): no right shift on either side, so a coarse relay
     costs its graded Conv readers nothing but rounds its own input weights, and a fine one the
     reverse. Picks the k with the smallest worse relative weight error of the two sides
@@ -243,7 +246,7 @@ def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]
     return best
 
 
-def _conv_reader_bits(reader_ws: list[np.ndarray], k_hi: int, ctx: _Ctx) -> int:
+def _conv_reader_bits(reader_ws: list[Array], k_hi: int, ctx: _Ctx) -> int:
     """The finest output scale 2**k (k <= k_hi, k >= 0) at which every graded Conv reader's
     weights (given per unit of the source at scale 1) keep a relative error <= CONV_READER_ERROR
     with an 8-bit mantissa and no right shift (Lava's Conv): coarser sources, finer weights."""
@@ -294,7 +297,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
     }
     # the weights of each group reading a graded source, times the reader's nominal scale:
     # what its integer weights will be per unit of the source (to pick the output scale)
-    readers: dict[str, list[tuple[str, np.ndarray]]] = {}
+    readers: dict[str, list[tuple[str, Array]]] = {}
     for reader, fi in fans.items():
         bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
@@ -370,7 +373,7 @@ def _population(
     fanin: Fanin,
     scales: dict[str, float],
     ctx: _Ctx,
-    readers: list[tuple[str, np.ndarray]],
+    readers: list[tuple[str, Array]],
     forms: dict[tuple[str, str], tuple[str, str]],
     bounds: dict[str, int],
     relay_why: str | None = None,
@@ -459,9 +462,9 @@ def _population(
     for t, kind, s_src, _ in terms:
         tname = f"{name}<-{t.source}"
         form, why = forms[(name, t.source)]
-        rep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
-        rep["why"] = why
-        meta = {
+        trep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
+        trep["why"] = why
+        tmeta = {
             "partition": "host" if kind == "input" else "chip",
             "source": t.source,
             "ir_path": list(t.path),
@@ -472,14 +475,14 @@ def _population(
         if kind == "graded" and isinstance(top, loihi.SynConv) and pb > g_half:
             ctx.fail(tname, "conv_sum_s24", pb, g_half)
         a_bound += pb
-        out.add(tname, top, [t.source], meta)
+        out.add(tname, top, [t.source], tmeta)
         inputs.append(tname)
-        term_reports.append(rep)
+        term_reports.append(trep)
 
     # -- the population itself ------------------------------------------------------------------------
     shape = fanin_shape(graph, name)
     b = np.zeros(shape) if bias is None else bias
-    meta = {"partition": node.meta.get("partition", "chip"), "ir_op": op.type_name}
+    meta: dict[str, Any] = {"partition": node.meta.get("partition", "chip"), "ir_op": op.type_name}
     rep: dict[str, Any] = {
         "name": name,
         "op": "",
@@ -488,13 +491,14 @@ def _population(
         "scale_bits": k,
         "limited_by": limited,
     }
+    qop: Any  # the population's Loihi op
     if relay:
         bq = ctx.fit(name, "bias_s24", _rint(b * scale), -g_half - 1, g_half, "s24")
         bound = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if bound > g_half:
             ctx.fail(name, "relay_payload_s24", bound, g_half)
         bounds[name] = bound
-        qop: Any = loihi.GradedRelay(bq, scale, 0, bound)
+        qop = loihi.GradedRelay(bq, scale, 0, bound)
         meta.update({"ir_op": f"relay({op.type_name})", "partition": "chip"})
         rep["placement"] = "chip"
         rep.update({"bias_range": [int(bq.min()), int(bq.max())], "scale_out": scale, "bound": bound, "why": relay_why})
@@ -533,7 +537,7 @@ def _population(
             }
         )
         if isinstance(op, Readout):
-            qop: Any = loihi.LoihiReadout(du, dv, vth, mant, e_b, scale)
+            qop = loihi.LoihiReadout(du, dv, vth, mant, e_b, scale)
         else:
             qop = loihi.LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
         if spike_pool:
@@ -553,10 +557,14 @@ def _population(
         if isinstance(op, MaxPool2d):
             qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out)
             bounds[name] = (pre >> (k - k_out)) + 1
-        else:
+        elif isinstance(op, SiLUNeuron):
             qop = loihi.FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
             # |silu output| <= |input| + 0.5 whatever the recurrence (docs/lava.md §1)
             bounds[name] = math.ceil((pre / scale + 0.5) * 2.0**k_out) + 1
+        else:
+            raise PassError(
+                f"{name} ({op.type_name}): not a population; populations: LIF, SiLUNeuron, MaxPool2d, Readout"
+            )
     if name in bounds:
         meta["out_bound"] = int(bounds[name])  # |graded output| <= this (the DRC's 24-bit Conv check)
     rep["op"] = qop.type_name
@@ -573,7 +581,7 @@ def _custom_relay(
     scales: dict[str, float],
     bounds: dict[str, int],
     ctx: _Ctx,
-    conv_readers: list[np.ndarray],
+    conv_readers: list[Array],
 ) -> dict[str, Any]:
     """``<src>@relay``: a GradedVec carrying a custom population's graded output to its graded
     Conv readers, fed by a diagonal Sparse from ``src`` (its exponent rescales, as Conv cannot)."""
@@ -649,9 +657,9 @@ def _term(
     m = t.map
     rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
     # graded chip groups are Sparse (its right shift) unless weight-sharing is needed (a Conv)
-    conv = isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv)
-    sm = None if conv else to_sparse(m).matrix
-    w_all = (m.weight if conv else sm.data).astype(np.float64) * (scale / s_src)  # type: ignore[union-attr]
+    cm = m if isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv) else None
+    sm: Any = None if cm is not None else to_sparse(m).matrix  # scipy CSR
+    w_all = (cm.weight if cm is not None else sm.data).astype(np.float64) * (scale / s_src)
     if kind == "input":
         hlo, hhi = p.host_weight_range
         peak = float(np.abs(w_all).max()) if w_all.size else 0.0
@@ -659,22 +667,28 @@ def _term(
         mant = ctx.fit(tname, "weight_s24", _rint(w_all * 2.0**shift), hlo, hhi, "s24")
         err = np.abs(mant / 2.0**shift - w_all)
         rep.update({"form": "host", "shift_u5": shift})
-        if conv:
+        if cm is not None:
             top: Any = loihi.HostConv(
-                mant.reshape(m.weight.shape), shift, ctx.options.input_scale, m.stride, m.padding, m.dilation, m.groups
-            )  # type: ignore[union-attr]
+                mant.reshape(cm.weight.shape),
+                shift,
+                ctx.options.input_scale,
+                cm.stride,
+                cm.padding,
+                cm.dilation,
+                cm.groups,
+            )
         else:
             top = loihi.HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
     else:
-        e_min = 0 if conv else p.weight_exp_min
+        e_min = 0 if cm is not None else p.weight_exp_min
         mant, e = _mantissa_exp(w_all, lo, hi, e_min, p.weight_exp_max)
         mant = ctx.fit(
             tname, "weight_s8", mant, lo, hi, f"s{p.weight_bits} mantissa with weight_exp <= {p.weight_exp_max}"
         )
         err = np.abs(mant * 2.0**e - w_all)
-        rep.update({"form": "conv" if conv else "sparse", "weight_exp_s4": e})
-        if conv:
-            top = loihi.SynConv(mant.reshape(m.weight.shape), e, m.stride, m.padding, m.dilation, m.groups)  # type: ignore[union-attr]
+        rep.update({"form": "conv" if cm is not None else "sparse", "weight_exp_s4": e})
+        if cm is not None:
+            top = loihi.SynConv(mant.reshape(cm.weight.shape), e, cm.stride, cm.padding, cm.dilation, cm.groups)
         else:
             top = loihi.SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
     nz = w_all != 0
