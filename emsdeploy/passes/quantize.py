@@ -658,7 +658,8 @@ def _term(
     rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
     # graded chip groups are Sparse (its right shift) unless weight-sharing is needed (a Conv)
     cm = m if isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv) else None
-    sm: Any = None if cm is not None else to_sparse(m).matrix  # scipy CSR
+    conv = cm is not None
+    sm: Any = None if conv else to_sparse(m).matrix  # scipy CSR
     w_all = (cm.weight if cm is not None else sm.data).astype(np.float64) * (scale / s_src)
     if kind == "input":
         hlo, hhi = p.host_weight_range
@@ -680,13 +681,13 @@ def _term(
         else:
             top = loihi.HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
     else:
-        e_min = 0 if cm is not None else p.weight_exp_min
+        e_min = 0 if conv else p.weight_exp_min
         mant, e = _mantissa_exp(w_all, lo, hi, e_min, p.weight_exp_max)
         mant = ctx.fit(
             tname, "weight_s8", mant, lo, hi, f"s{p.weight_bits} mantissa with weight_exp <= {p.weight_exp_max}"
         )
         err = np.abs(mant * 2.0**e - w_all)
-        rep.update({"form": "conv" if cm is not None else "sparse", "weight_exp_s4": e})
+        rep.update({"form": "conv" if conv else "sparse", "weight_exp_s4": e})
         if cm is not None:
             top = loihi.SynConv(mant.reshape(cm.weight.shape), e, cm.stride, cm.padding, cm.dilation, cm.groups)
         else:
