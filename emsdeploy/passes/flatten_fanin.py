@@ -14,6 +14,7 @@ Operand order is kept left to right, so float sums change grouping only.
 from __future__ import annotations
 
 from ..ir import LIF, Add, Graph, SiLUNeuron
+from .remove_dead import remove_dead
 
 __all__ = ["SUMMING_OPS", "flatten_fanin"]
 
@@ -21,8 +22,6 @@ SUMMING_OPS = (LIF, SiLUNeuron, Add)
 
 
 def flatten_fanin(graph: Graph) -> Graph:
-    from .remove_dead import remove_dead
-
     g = graph.copy()
     expanded: dict[str, list[str]] = {}
 

@@ -1,7 +1,9 @@
 """Quantize a float IR graph to Loihi fixed point (DESIGN.md §8): the Loihi ops of ``ir/ops/loihi.py``.
 
 Pre: a simplified (``fold_affine``, ``flatten_fanin``, ``remove_dead``) and partitioned graph
-(``node.meta["partition"]`` from :func:`~emsdeploy.passes.partition`).
+(``node.meta["partition"]`` from :func:`~emsdeploy.passes.partition`), its fan-in expanded by
+:func:`~emsdeploy.passes.expand_fanin.expand_fanin` with ``fold_max_synapses`` (quantize runs
+that pass itself on a graph that does not carry it yet).
 
 Post: a graph of populations and synapse groups (see :mod:`emsdeploy.ir.ops.loihi`), all
 parameters integers within the profile's widths, ``latency``/``delay`` still 0 (run
@@ -11,7 +13,8 @@ synapse group is ``"<population><-<source>"``.
 
 The scheme (every number from the profile, every choice in :class:`QuantizeOptions`):
 
-* every linear IR op is folded into per-source synapse groups (:mod:`.linear_terms`);
+* every linear IR op is folded into per-source synapse groups (the
+  :func:`~emsdeploy.passes.expand_fanin.expand_fanin` pass, run first when the graph lacks it);
 * one scale ``S = 2**k`` per population, shared by all its incoming groups, its bias and its
   threshold: a current I arrives as ``round(S·I)`` weight units. ``k = scale_bits_max`` unless
   a width forces it lower (the weight exponent range, the threshold or the bias);
@@ -39,27 +42,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..errors import PassError, QuantizationError
 from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
-from ..ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
-from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, identity, to_sparse
+from ..ir.linear import ConvMap, Fanin, LinearMap, Term, identity, to_sparse
+from ..ir.ops import loihi
+from .expand_fanin import FOLD_MAX_SYNAPSES, expand_fanin, fanins, relays
 from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 
+Array = NDArray[Any]
+
 GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
-FOLD_MAX_SYNAPSES = 1 << 18  # an unrolled group above this goes weight-shared (relays, graded Conv)
 CONV_READER_ERROR = 1.0 / 128  # relative weight error a graded Conv reader may take (7-bit mantissa)
 
 
@@ -78,7 +74,7 @@ class QuantizeOptions:
         allow_clip: clip values that do not fit (each clip is reported) instead of raising.
         fold_max_synapses: a synapse group whose folded form would be a matrix of more synapses
             than this is made weight-shared instead: the current it unrolls at is carried by a
-            relay population and read through convolutions (``linear_terms.choose_cuts``), and a
+            relay population and read through convolutions (``expand_fanin.choose_cuts``), and a
             graded source is read through a Conv instead of a Sparse.
     """
 
@@ -103,7 +99,7 @@ class _Ctx:
     options: QuantizeOptions
     clips: list[dict[str, Any]] = field(default_factory=list)
 
-    def fit(self, node: str, fld: str, values: np.ndarray, lo: int, hi: int, fmt: str) -> np.ndarray:
+    def fit(self, node: str, fld: str, values: Array, lo: int, hi: int, fmt: str) -> Array:
         """Check integer ``values`` against [lo, hi]; clip (and record) or raise."""
         if values.size == 0:
             return values
@@ -132,15 +128,15 @@ class _Ctx:
         )
 
 
-def _rint(x: np.ndarray | float) -> np.ndarray:
+def _rint(x: Array | float) -> Array:
     return np.rint(np.asarray(x, dtype=np.float64)).astype(np.int64)
 
 
-def _weights(m: LinearMap) -> np.ndarray:
+def _weights(m: LinearMap) -> Array:
     return m.weight if isinstance(m, ConvMap) else to_sparse(m).matrix.data
 
 
-def _mantissa_exp(w: np.ndarray, lo: int, hi: int, e_min: int, e_max: int) -> tuple[np.ndarray, int]:
+def _mantissa_exp(w: Array, lo: int, hi: int, e_min: int, e_max: int) -> tuple[Array, int]:
     """Smallest exponent e in [e_min, e_max] with rint(w / 2**e) inside [lo, hi] (e_max if none)."""
     peak = float(np.abs(w).max()) if w.size else 0.0
     if peak == 0.0:
@@ -154,7 +150,7 @@ def _mantissa_exp(w: np.ndarray, lo: int, hi: int, e_min: int, e_max: int) -> tu
         e += 1
 
 
-def _bits(m: np.ndarray) -> float:
+def _bits(m: Array) -> float:
     peak = int(np.abs(m).max()) if m.size else 0
     return round(math.log2(peak) + 1, 2) if peak else 0.0
 
@@ -201,7 +197,7 @@ def _row_abs_max(m: LinearMap) -> float:
     return float(np.asarray(abs(mat).sum(axis=1)).max()) if mat.nnz else 0.0
 
 
-def _csr_row_max(data: np.ndarray, indptr: np.ndarray) -> int:
+def _csr_row_max(data: Array, indptr: Array) -> int:
     """max over rows of Σ|data| of a CSR matrix (0 when empty)."""
     c = np.concatenate(([0], np.cumsum(np.abs(data.astype(np.int64)))))
     return int((c[indptr[1:]] - c[indptr[:-1]]).max()) if len(indptr) > 1 else 0
@@ -209,23 +205,23 @@ def _csr_row_max(data: np.ndarray, indptr: np.ndarray) -> int:
 
 def _payload_bound(op: Any, src_bound: int) -> int:
     """A proven bound on |payload| of a quantized group whose source values satisfy |x| <= src_bound."""
-    if isinstance(op, SynConv):
+    if isinstance(op, loihi.SynConv):
         w = np.abs(op.effective_weight())
         return int(w.reshape(w.shape[0], -1).sum(1).max()) * src_bound if w.size else 0
-    if isinstance(op, SynSparse):
+    if isinstance(op, loihi.SynSparse):
         acc = _csr_row_max(op.weight_s8, op.indptr)
         acc *= src_bound
         e = op.weight_exp_s4
         return acc << e if e >= 0 else (acc >> -e) + 1
-    if isinstance(op, HostConv):
+    if isinstance(op, loihi.HostConv):
         w = np.abs(op.weight_s24.astype(np.int64))
         rows = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
     else:
         rows = _csr_row_max(op.weight_s24, op.indptr)
-    return ((rows * math.ceil(op.in_scale)) >> op.shift_u5) + 1
+    return int((rows * math.ceil(op.in_scale)) >> op.shift_u5) + 1
 
 
-def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
+def _rel_error(v: Array, e_min: int, ctx: _Ctx) -> float:
     """Relative error (to the largest weight) of ``v`` as 8-bit mantissas with exponent >= e_min."""
     peak = float(np.abs(v).max()) if v.size else 0.0
     if peak == 0.0:
@@ -235,7 +231,7 @@ def _rel_error(v: np.ndarray, e_min: int, ctx: _Ctx) -> float:
     return float(np.abs(m * 2.0**e - v).max()) / peak
 
 
-def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]], k_hi: int, ctx: _Ctx) -> int:
+def _relay_bits(reader_ws: list[Array], in_ws: list[tuple[Array, bool]], k_hi: int, ctx: _Ctx) -> int:
     """A relay's scale 2**k (0 <= k <= k_hi): no right shift on either side, so a coarse relay
     costs its graded Conv readers nothing but rounds its own input weights, and a fine one the
     reverse. Picks the k with the smallest worse relative weight error of the two sides
@@ -250,7 +246,7 @@ def _relay_bits(reader_ws: list[np.ndarray], in_ws: list[tuple[np.ndarray, bool]
     return best
 
 
-def _conv_reader_bits(reader_ws: list[np.ndarray], k_hi: int, ctx: _Ctx) -> int:
+def _conv_reader_bits(reader_ws: list[Array], k_hi: int, ctx: _Ctx) -> int:
     """The finest output scale 2**k (k <= k_hi, k >= 0) at which every graded Conv reader's
     weights (given per unit of the source at scale 1) keep a relative error <= CONV_READER_ERROR
     with an 8-bit mantissa and no right shift (Lava's Conv): coarser sources, finer weights."""
@@ -285,17 +281,24 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
                 f"output {name} ({graph[name].op.type_name}) is not a population; "
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
             )
-    cuts = choose_cuts(graph, options.fold_max_synapses)
-    fanins = expand_fanin(graph, frozenset(cuts))
+    if "fanin" not in graph.attrs:
+        graph = expand_fanin(graph, options.fold_max_synapses)
+    elif graph.attrs["fanin"]["fold_max_synapses"] != options.fold_max_synapses:
+        raise PassError(
+            f"the graph's fan-in was expanded with fold_max_synapses={graph.attrs['fanin']['fold_max_synapses']} "
+            f"but quantize was asked for {options.fold_max_synapses}; expand it with the same limit"
+        )
+    cuts = relays(graph)
+    fans = fanins(graph)
     forms = {
         (reader, t.source): _form(graph, t, cuts, options.fold_max_synapses)
-        for reader, fi in fanins.items()
+        for reader, fi in fans.items()
         for t in fi.terms
     }
     # the weights of each group reading a graded source, times the reader's nominal scale:
     # what its integer weights will be per unit of the source (to pick the output scale)
-    readers: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for reader, fi in fanins.items():
+    readers: dict[str, list[tuple[str, Array]]] = {}
+    for reader, fi in fans.items():
         bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
             if (t.source not in cuts and graph.kind(t.source) == Kind.SPIKE) or isinstance(graph[t.source].op, Input):
@@ -313,7 +316,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
         and isinstance(graph[src].op, (MaxPool2d, SiLUNeuron))
         and graph.kind(src) != Kind.SPIKE
     }
-    out = Graph({**graph.attrs})
+    out = Graph({k: v for k, v in graph.attrs.items() if k != "fanin"})  # consumed here
     scales: dict[str, float] = {}
     bounds: dict[str, int] = {}
     report_pops: list[dict[str, Any]] = []
@@ -321,9 +324,9 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
         op = node.op
         if isinstance(op, Input):
             out.add(node.name, op, (), {**node.meta})
-        elif node.name in fanins:
+        elif node.name in fans:
             why = cuts.get(node.name)
-            fi = fanins[node.name]
+            fi = fans[node.name]
             # graded Conv readers of a custom population read it through a relay (below)
             fi = Fanin(
                 [
@@ -370,7 +373,7 @@ def _population(
     fanin: Fanin,
     scales: dict[str, float],
     ctx: _Ctx,
-    readers: list[tuple[str, np.ndarray]],
+    readers: list[tuple[str, Array]],
     forms: dict[tuple[str, str], tuple[str, str]],
     bounds: dict[str, int],
     relay_why: str | None = None,
@@ -459,9 +462,9 @@ def _population(
     for t, kind, s_src, _ in terms:
         tname = f"{name}<-{t.source}"
         form, why = forms[(name, t.source)]
-        rep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
-        rep["why"] = why
-        meta = {
+        trep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
+        trep["why"] = why
+        tmeta = {
             "partition": "host" if kind == "input" else "chip",
             "source": t.source,
             "ir_path": list(t.path),
@@ -469,17 +472,17 @@ def _population(
             "form_why": why,
         }
         pb = _payload_bound(top, 1 if kind == "spike" else bounds.get(t.source, 0))
-        if kind == "graded" and isinstance(top, SynConv) and pb > g_half:
+        if kind == "graded" and isinstance(top, loihi.SynConv) and pb > g_half:
             ctx.fail(tname, "conv_sum_s24", pb, g_half)
         a_bound += pb
-        out.add(tname, top, [t.source], meta)
+        out.add(tname, top, [t.source], tmeta)
         inputs.append(tname)
-        term_reports.append(rep)
+        term_reports.append(trep)
 
     # -- the population itself ------------------------------------------------------------------------
     shape = fanin_shape(graph, name)
     b = np.zeros(shape) if bias is None else bias
-    meta = {"partition": node.meta.get("partition", "chip"), "ir_op": op.type_name}
+    meta: dict[str, Any] = {"partition": node.meta.get("partition", "chip"), "ir_op": op.type_name}
     rep: dict[str, Any] = {
         "name": name,
         "op": "",
@@ -488,13 +491,14 @@ def _population(
         "scale_bits": k,
         "limited_by": limited,
     }
+    qop: Any  # the population's Loihi op
     if relay:
         bq = ctx.fit(name, "bias_s24", _rint(b * scale), -g_half - 1, g_half, "s24")
         bound = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if bound > g_half:
             ctx.fail(name, "relay_payload_s24", bound, g_half)
         bounds[name] = bound
-        qop: Any = GradedRelay(bq, scale, 0, bound)
+        qop = loihi.GradedRelay(bq, scale, 0, bound)
         meta.update({"ir_op": f"relay({op.type_name})", "partition": "chip"})
         rep["placement"] = "chip"
         rep.update({"bias_range": [int(bq.min()), int(bq.max())], "scale_out": scale, "bound": bound, "why": relay_why})
@@ -533,9 +537,9 @@ def _population(
             }
         )
         if isinstance(op, Readout):
-            qop: Any = LoihiReadout(du, dv, vth, mant, e_b, scale)
+            qop = loihi.LoihiReadout(du, dv, vth, mant, e_b, scale)
         else:
-            qop = LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
+            qop = loihi.LoihiLIF(du, dv, vth, mant, e_b, scale, 0, tau, v_th)
         if spike_pool:
             meta["ir_op"] = "MaxPool2d(spike)"
     else:
@@ -551,12 +555,16 @@ def _population(
         rep["scale_out"] = 2.0**k_out
         pre = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if isinstance(op, MaxPool2d):
-            qop = FixedMaxPool(bq, op.kernel, scale, k - k_out)
+            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out)
             bounds[name] = (pre >> (k - k_out)) + 1
-        else:
-            qop = FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
+        elif isinstance(op, SiLUNeuron):
+            qop = loihi.FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
             # |silu output| <= |input| + 0.5 whatever the recurrence (docs/lava.md §1)
             bounds[name] = math.ceil((pre / scale + 0.5) * 2.0**k_out) + 1
+        else:
+            raise PassError(
+                f"{name} ({op.type_name}): not a population; populations: LIF, SiLUNeuron, MaxPool2d, Readout"
+            )
     if name in bounds:
         meta["out_bound"] = int(bounds[name])  # |graded output| <= this (the DRC's 24-bit Conv check)
     rep["op"] = qop.type_name
@@ -573,7 +581,7 @@ def _custom_relay(
     scales: dict[str, float],
     bounds: dict[str, int],
     ctx: _Ctx,
-    conv_readers: list[np.ndarray],
+    conv_readers: list[Array],
 ) -> dict[str, Any]:
     """``<src>@relay``: a GradedVec carrying a custom population's graded output to its graded
     Conv readers, fed by a diagonal Sparse from ``src`` (its exponent rescales, as Conv cannot)."""
@@ -609,7 +617,7 @@ def _custom_relay(
     why = f"carries {src}'s graded output to its graded Conv readers"
     out.add(
         name,
-        GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
+        loihi.GradedRelay(np.zeros(shape, np.int32), scale, 0, bound),
         [tname],
         {"partition": "chip", "ir_op": f"relay({graph[src].op.type_name})", "out_bound": bound},
     )
@@ -649,9 +657,10 @@ def _term(
     m = t.map
     rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
     # graded chip groups are Sparse (its right shift) unless weight-sharing is needed (a Conv)
-    conv = isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv)
-    sm = None if conv else to_sparse(m).matrix
-    w_all = (m.weight if conv else sm.data).astype(np.float64) * (scale / s_src)  # type: ignore[union-attr]
+    cm = m if isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv) else None
+    conv = cm is not None
+    sm: Any = None if conv else to_sparse(m).matrix  # scipy CSR
+    w_all = (cm.weight if cm is not None else sm.data).astype(np.float64) * (scale / s_src)
     if kind == "input":
         hlo, hhi = p.host_weight_range
         peak = float(np.abs(w_all).max()) if w_all.size else 0.0
@@ -659,12 +668,18 @@ def _term(
         mant = ctx.fit(tname, "weight_s24", _rint(w_all * 2.0**shift), hlo, hhi, "s24")
         err = np.abs(mant / 2.0**shift - w_all)
         rep.update({"form": "host", "shift_u5": shift})
-        if conv:
-            top: Any = HostConv(
-                mant.reshape(m.weight.shape), shift, ctx.options.input_scale, m.stride, m.padding, m.dilation, m.groups
-            )  # type: ignore[union-attr]
+        if cm is not None:
+            top: Any = loihi.HostConv(
+                mant.reshape(cm.weight.shape),
+                shift,
+                ctx.options.input_scale,
+                cm.stride,
+                cm.padding,
+                cm.dilation,
+                cm.groups,
+            )
         else:
-            top = HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
+            top = loihi.HostSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, shift, ctx.options.input_scale)
     else:
         e_min = 0 if conv else p.weight_exp_min
         mant, e = _mantissa_exp(w_all, lo, hi, e_min, p.weight_exp_max)
@@ -673,10 +688,10 @@ def _term(
         )
         err = np.abs(mant * 2.0**e - w_all)
         rep.update({"form": "conv" if conv else "sparse", "weight_exp_s4": e})
-        if conv:
-            top = SynConv(mant.reshape(m.weight.shape), e, m.stride, m.padding, m.dilation, m.groups)  # type: ignore[union-attr]
+        if cm is not None:
+            top = loihi.SynConv(mant.reshape(cm.weight.shape), e, cm.stride, cm.padding, cm.dilation, cm.groups)
         else:
-            top = SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
+            top = loihi.SynSparse(mant, sm.indices, sm.indptr, m.in_shape, m.out_shape, e)
     nz = w_all != 0
     rep.update(
         {

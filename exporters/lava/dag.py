@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write, open_hdf5
 from emsdeploy.ir import Decode, Graph, Input, Kind
+from emsdeploy.ir.linear import ConvMap, to_sparse
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
@@ -46,7 +47,6 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from emsdeploy.passes.linear_terms import ConvMap, to_sparse
 
 __all__ = ["FORMAT", "VERSION", "LavaDag", "ProcSpec", "dag_from_graph", "read_dag", "write_dag", "whc"]
 

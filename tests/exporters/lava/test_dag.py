@@ -14,7 +14,7 @@ from emsdeploy.exporters.lava.network import LavaNetwork, host_term_values
 from emsdeploy.exporters.lava.netx import NetxNetwork, chain_populations
 from emsdeploy.exporters.lava.report import format_mapping, mapping_report
 from emsdeploy.ir import read_ir
-from emsdeploy.passes.linear_terms import ConvMap, to_sparse
+from emsdeploy.ir.linear import ConvMap, to_sparse
 from tests.loihi_cases import chain_graph, lowered, mixed_graph, simplified
 
 

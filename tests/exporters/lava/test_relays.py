@@ -16,8 +16,9 @@ import torch
 
 from emsdeploy.exporters.lava.report import mapping_report
 from emsdeploy.ir import Kind
+from emsdeploy.ir.linear import ConvMap, add_maps, apply_map, chain_cost, to_sparse
 from emsdeploy.ir.ops.loihi import GradedRelay, SynConv, SynSparse
-from emsdeploy.passes.linear_terms import ConvMap, add_maps, apply_map, chain_cost, choose_cuts, to_sparse
+from emsdeploy.passes.expand_fanin import choose_cuts
 from emsdeploy.simulators.ref_fixed import RefFixed
 from tests.loihi_cases import lowered, mixed_graph, simplified
 
@@ -94,7 +95,7 @@ def test_chain_cost_bounds_the_unrolled_size():
     c2 = ConvMap(rng.normal(size=(5, 4, 3, 3)), (1, 1), (1, 1), (1, 1), 1, (4, 8, 8), (5, 8, 8))
     form, nnz = chain_cost((c2, c1))
     assert form == "sparse" and nnz >= to_sparse(c2).matrix.nnz
-    from emsdeploy.passes.linear_terms import compose
+    from emsdeploy.ir.linear import compose
 
     assert nnz >= compose(c2, c1).matrix.nnz  # an upper bound of the real matrix
     assert chain_cost((c1,)) == ("conv", c1.weight.size)
