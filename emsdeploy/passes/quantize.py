@@ -53,8 +53,8 @@ from ..ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
+from ..profiles.loihi import LoihiProfile, load_profile
 from .linear_terms import ConvMap, Fanin, LinearMap, Term, choose_cuts, expand_fanin, identity, to_sparse
-from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 

@@ -267,14 +267,15 @@ class _LavaLevel:
 
     def __init__(self, graph: Graph, options: VerifyOptions, workdir: Path, skipped: dict[str, str]) -> None:
         from ..exporters.lava import export, lower
-        from ..passes import run_pipeline
+        from ..passes import run_flow
         from ..simulators import RefFixed
 
         self.available = True
         self.runs_lava = lava_available()
         if not self.runs_lava:
             skipped["lava"] = LAVA_MISSING
-        self.float_graph = run_pipeline(graph, "simplify")
+        # simplified once: the quantisation report reads it, and the lava flow finds it recorded
+        self.float_graph = run_flow(graph, "simplify")
         self.network: Path | None = None
         if options.lava_artifact is not None:
             if not Path(options.lava_artifact).exists():
@@ -284,12 +285,12 @@ class _LavaLevel:
             from ..exporters.lava.loader import load
 
             load(options.lava_artifact)  # checked here (manifest, HDF5 reader): one-line errors, not a worker's
-            self.qgraph = lower(graph)
+            self.qgraph = lower(self.float_graph)
             self.network = Path(options.lava_artifact)
         elif not self.runs_lava:
-            self.qgraph = lower(graph)  # ref-fixed needs no Lava
+            self.qgraph = lower(self.float_graph)  # ref-fixed needs no Lava
         else:
-            res = export(graph, workdir / "lava")
+            res = export(self.float_graph, workdir / "lava")
             self.qgraph = res["graph"]
             self.network = workdir / "lava"
         self.ref_fixed = RefFixed(self.qgraph)
@@ -297,10 +298,11 @@ class _LavaLevel:
 
     def run(self, x: torch.Tensor, T: int | None, ref) -> tuple[Any, Any, dict[str, Any]]:
         from ..exporters.lava.runner import run_in_subprocess
-        from ..simulators.fixed_vs_float import compare_fixed_float
+        from .quantization import compare_fixed_float
 
+        # one ref-fixed run per sample: the raw one serves the Lava comparison and the report
         fixed = self.ref_fixed.run(x, T, record="all", raw=True)
-        quant = compare_fixed_float(self.float_graph, self.qgraph, x)
+        quant = compare_fixed_float(self.float_graph, self.qgraph, x, fixed=(fixed, self.ref_fixed.stats))
         if self.network is None:
             return _raw_view(fixed, self.pops), None, quant
         lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)

@@ -43,7 +43,7 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from emsdeploy.passes.loihi_profile import LoihiProfile
+from emsdeploy.profiles.loihi import LoihiProfile
 
 __all__ = ["LEGAL_EDGES", "RULES", "check"]
 
