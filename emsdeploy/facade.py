@@ -150,9 +150,10 @@ class Model:
         (``spikes``, ``custom_to_host``, ``allow_clip``)."""
         if target not in EXPORT_TARGETS:
             raise InputError(f"target {target!r} unknown; choose from {', '.join(EXPORT_TARGETS)}")
+        from .exporters import export_options
+
         exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-        flags = {"spikes": False, "custom_to_host": False, "allow_clip": False, **options}
-        lines = exporter.export_cli(self.graph, Path(path), flags)
+        lines = exporter.export_cli(self.graph, Path(path), export_options(target, **options))
         return Export(target, Path(path), list(lines))
 
     def _inputs(self, input: str | Path | None, limit: int | None, default: int, gen1_mode: str | None):

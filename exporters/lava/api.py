@@ -21,6 +21,7 @@ from .dag import dag_from_graph, write_dag
 from .loader import FOLDER_FORMAT, load
 from .network import LavaNetwork
 from .netx import NETX_BIAS_EXP, chain_populations, write_netx
+from .options import LavaOptions
 from .report import format_mapping, mapping_report
 
 __all__ = ["build", "export", "export_cli", "load", "lower"]
@@ -87,6 +88,7 @@ def export(
     options: QuantizeOptions | None = None,
     custom_to_host: bool = False,
     fmt: str = "auto",
+    relay_above: int = RELAY_ABOVE,
 ) -> dict[str, Any]:
     """Lower ``graph`` and write the artifacts into the folder ``output``.
 
@@ -95,7 +97,7 @@ def export(
     """
     options = options or QuantizeOptions()
     out = Path(output)
-    fopts = FlowOptions(TARGET, custom_to_host, options)
+    fopts = FlowOptions(TARGET, custom_to_host, options, relay_above)
     q, partitioned = _lower(graph, fopts)
     names, why = chain_populations(q, check_bias=False)
     chain = bool(names)
@@ -135,17 +137,15 @@ def export(
     }
 
 
-def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+def export_cli(graph: Graph, output: Path, options: LavaOptions) -> list[str]:
     """``emsdeploy export --target lava``: write the artifacts and summarise them."""
-    qopts = QuantizeOptions(allow_clip=bool(options.get("allow_clip", False)))
-    if options.get("scale_bits") is not None:
-        qopts = dataclasses.replace(qopts, scale_bits_max=int(options["scale_bits"]))
     res = export(
         graph,
         output,
-        options=qopts,
-        custom_to_host=bool(options.get("custom_to_host", False)),
-        fmt=options.get("lava_format", "auto"),
+        options=options.quantize,
+        custom_to_host=options.custom_to_host,
+        fmt=options.fmt,
+        relay_above=options.relay_above,
     )
     t = res["mapping"]["totals"]
     lines = [f"wrote {p}" for p in res["files"].values()]
