@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..profiles import KINDS, ProfileError, read_profile
 from ..profiles import builtin_profiles as _builtin
@@ -87,7 +88,7 @@ class EnergyProfile:
     def unpriced(self) -> list[str]:
         return [k for k in COSTS if k not in self.costs and k != "ann_mac"]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,

@@ -169,8 +169,9 @@ def _float_source(fixed: Graph, src: str, f: Any) -> tuple[str, float | None] | 
     while "relay_delay" in fixed[src].meta:  # a delay relay re-emits its source's values
         src = fixed[fixed[src].inputs[0]].inputs[0]
     scale = None
-    if isinstance(fixed[src].op, GradedRelay):
-        scale = fixed[src].op.scale
+    relay = fixed[src].op
+    if isinstance(relay, GradedRelay):
+        scale = relay.scale
         if src.endswith("@relay"):
             src = src[: -len("@relay")]
     if src not in f.records or not ({"s", "y"} & set(f.records[src])):

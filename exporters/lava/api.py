@@ -52,7 +52,11 @@ def _lower(graph: Graph, fopts: FlowOptions) -> tuple[Graph, Graph]:
     """(the lowered graph, the partitioned float graph it came from), by one run of the flow."""
     _check_finite(graph)
     kept: dict[str, Graph] = {}
-    q = run_flow(graph, lava_flow(), fopts, observe=lambda step, g: kept.setdefault(step, g))
+
+    def keep(step: str, g: Graph) -> None:
+        kept[step] = g
+
+    q = run_flow(graph, lava_flow(), fopts, observe=keep)
     drc.check(q, load_profile(fopts.quantize.profile))
     return q, kept.get("partition", q)
 
