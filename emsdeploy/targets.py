@@ -52,10 +52,7 @@ def builtin_targets() -> list[str]:
 
 def load_target(name_or_path: str | Path) -> Target:
     """Load a shipped target by name, or a user's TOML file by path. Raises :class:`ProfileError`."""
-    path, data = read_profile("target", name_or_path)
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ProfileError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    path, data = read_profile("target", name_or_path, _TOP_KEYS)
     tables: dict[str, dict[str, frozenset[str]]] = {}
     for section in ("chip", "custom"):
         table = data.get(section, {})

@@ -109,10 +109,7 @@ def builtin_profiles() -> list[str]:
 
 def load_profile(name_or_path: str | Path) -> EnergyProfile:
     """Load a shipped profile by name, or a user's TOML file by path. Raises :class:`ProfileError`."""
-    path, data = read_profile("energy", name_or_path)
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ProfileError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    path, data = read_profile("energy", name_or_path, _TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ProfileError(f'{path}: needs a name = "..." entry')

@@ -12,6 +12,7 @@ exits 2 on it).
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,14 @@ def resolve_profile(kind: str, name_or_path: str | Path) -> Path:
     return shipped
 
 
-def read_profile(kind: str, name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
+def read_profile(
+    kind: str, name_or_path: str | Path, allowed: Collection[str] | None = None
+) -> tuple[Path, dict[str, Any]]:
     """The file ``name_or_path`` resolves to and its TOML content; the one reader of profiles.
+
+    Args:
+        allowed: the top-level entries a file of this kind may have (a misspelt table is an
+            error, never silently ignored); None accepts any.
 
     Raises:
         ProfileError: unknown name, missing or unreadable file, over the size limit, not text,
@@ -85,6 +92,10 @@ def read_profile(kind: str, name_or_path: str | Path) -> tuple[Path, dict[str, A
         raise ValueError(f"unknown profile kind {kind!r}; kinds: {', '.join(KINDS)}")
     path = resolve_profile(kind, name_or_path)
     try:
-        return path, tomllib.loads(read_text(path, error=ProfileError))  # size-bounded, UTF-8
+        data = tomllib.loads(read_text(path, error=ProfileError))  # size-bounded, UTF-8
     except tomllib.TOMLDecodeError as e:
         raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ProfileError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(allowed or ()))}")
+    return path, data
