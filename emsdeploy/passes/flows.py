@@ -77,8 +77,12 @@ FLOWS: dict[str, tuple[str, ...]] = {
 
 
 def applied_flows(graph: Graph) -> list[str]:
-    """The flows recorded on ``graph``, in the order they ran."""
-    return [str(f) for f in graph.attrs.get("flows", [])]
+    """The flows recorded on ``graph``, in the order they ran (an IR file carries its record:
+    anything but a list of names is refused, never guessed at)."""
+    flows = graph.attrs.get("flows", [])
+    if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        raise PassError(f"graph attrs['flows'] must be a list of flow names, got {str(flows)[:80]!r}")
+    return list(flows)
 
 
 def record_flow(graph: Graph, flow: str) -> Graph:

@@ -62,3 +62,10 @@ def test_observe_sees_each_step():
 def test_unknown_flow():
     with pytest.raises(PassError, match="unknown flow 'tpu'; flows: simplify"):
         run_flow(mixed_graph(seed=1), "tpu")
+
+
+def test_a_malformed_record_is_refused():
+    g = mixed_graph(seed=1).copy()
+    g.attrs["flows"] = 5  # as an IR file could carry it
+    with pytest.raises(PassError, match=r"attrs\['flows'\] must be a list of flow names, got '5'"):
+        run_flow(g, "simplify")
