@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from emsdeploy.checkpoint.format import Checkpoint
@@ -13,6 +14,8 @@ from emsdeploy.cli import cli
 from emsdeploy.simulators.ref_fixed import RefFixed
 from tests.conftest import shipped_checkpoint
 from tests.passes.test_flows import counting
+
+pytestmark = pytest.mark.lava  # the lava level runs lava-nc (skipped, with the reason, without it)
 
 
 def _counting(monkeypatch, cls, name):
