@@ -66,10 +66,10 @@ def detection_map(graph, float_graph, fixed_graph, meta: dict, n: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from emsdeploy.exporters.lava.api import lower
-    from emsdeploy.passes import partition, run_pipeline
+    from emsdeploy.passes import partition, run_flow
     from emsdeploy.passes.quantize import QuantizeOptions
-    from emsdeploy.simulators.fixed_vs_float import compare_fixed_float, format_fixed_float
     from emsdeploy.targets import load_target
+    from emsdeploy.verify.quantization import compare_fixed_float, format_fixed_float
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=128)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.scale_bits is not None:
         opts = dataclasses.replace(opts, scale_bits_max=a.scale_bits)
     q = lower(graph, options=opts)
-    fg = partition(run_pipeline(graph, "simplify"), load_target("lava"))
+    fg = partition(run_flow(graph, "simplify"), load_target("lava"))
     inputs = default_inputs(graph, meta, a.images, None)  # the checkpoint's synthetic val split, else random
     source = inputs.description + (f" ({inputs.note})" if inputs.note else "")
     images = list(inputs.samples())

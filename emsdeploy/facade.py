@@ -134,10 +134,10 @@ class Model:
     def summary(self, target: str = "lava", raw: bool = False, custom_to_host: bool = False) -> Summary:
         """The per-layer table of ``inspect`` (deployed form unless ``raw``)."""
         from .inspection import layer_rows, totals
-        from .passes import partition, run_pipeline
+        from .passes import partition, run_flow
         from .targets import load_target
 
-        graph = self.graph if raw else run_pipeline(self.graph, "simplify")
+        graph = self.graph if raw else run_flow(self.graph, "simplify")
         graph = partition(graph, load_target(target), custom_to_host)
         rows = layer_rows(graph)
         tot = totals(graph, rows)
@@ -150,9 +150,10 @@ class Model:
         (``spikes``, ``custom_to_host``, ``allow_clip``)."""
         if target not in EXPORT_TARGETS:
             raise InputError(f"target {target!r} unknown; choose from {', '.join(EXPORT_TARGETS)}")
+        from .exporters import export_options
+
         exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-        flags = {"spikes": False, "custom_to_host": False, "allow_clip": False, **options}
-        lines = exporter.export_cli(self.graph, Path(path), flags)
+        lines = exporter.export_cli(self.graph, Path(path), export_options(target, **options))
         return Export(target, Path(path), list(lines))
 
     def _inputs(self, input: str | Path | None, limit: int | None, default: int, gen1_mode: str | None):
@@ -198,7 +199,7 @@ class Model:
 
         chosen = tuple(t.strip() for t in targets.split(",")) if isinstance(targets, str) else tuple(targets)
         inputs = self._inputs(input, limit, DEFAULT_SAMPLES, gen1_mode)
-        model = self.checkpoint.build() if self.checkpoint is not None else None
+        model = self.loaded.model  # the traced model: built once
         options = VerifyOptions(targets=chosen, margin=margin, time_steps=self.time_steps)
         samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))
         report = run_verify(self.graph, samples, model, options, str(self.path), lambda msg: None)

@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoint import Checkpoint, load_any
 from .errors import InputError
 from .fileio import check_limit
 from .ir import Graph, read_ir
+
+if TYPE_CHECKING:
+    from .models import EMSYOLO
 
 __all__ = ["Loaded", "check_run_size", "default_input_size", "load_graph", "parse_size", "source_or_default"]
 
@@ -25,6 +29,7 @@ class Loaded:
     graph: Graph
     checkpoint: Checkpoint | None  # None when the source was an IR file
     source: Path
+    model: EMSYOLO | None = None  # the model the graph was traced from (built once, reused by verify)
 
 
 def default_input_size(ckpt: Checkpoint) -> tuple[int, int]:
@@ -100,9 +105,9 @@ def load_graph(
             graph.attrs["time_steps"] = int(time_steps)
         return Loaded(graph, None, path)
     ckpt = load_any(path, time_steps, encoding)
-    model = ckpt.build()
+    model = ckpt.model()
     size = input_size or default_input_size(ckpt)
     check_run_size(ckpt.time_steps, size, f"{path}: ")
     check_input_size(model, size, path)
     graph = trace(model, size, source=path.name)
-    return Loaded(graph, ckpt, path)
+    return Loaded(graph, ckpt, path, model)

@@ -24,7 +24,7 @@ from emsdeploy.ir import (
     SiLUNeuron,
     Upsample,
 )
-from emsdeploy.passes import partition, run_pipeline
+from emsdeploy.passes import partition, run_flow
 from emsdeploy.passes.align_delays import align_delays
 from emsdeploy.passes.quantize import QuantizeOptions, quantize
 from emsdeploy.targets import load_target
@@ -89,7 +89,7 @@ def chain_graph(seed: int = 0, size: int = 16, time_steps: int = 3) -> Graph:
 
 
 def simplified(graph: Graph, custom_to_host: bool = False) -> Graph:
-    return partition(run_pipeline(graph, "simplify"), load_target("lava"), custom_to_host=custom_to_host)
+    return partition(run_flow(graph, "simplify"), load_target("lava"), custom_to_host=custom_to_host)
 
 
 def lowered(graph: Graph, custom_to_host: bool = False, relay_above: int | None = None, **options) -> Graph:

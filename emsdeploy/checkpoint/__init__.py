@@ -68,7 +68,7 @@ def _from_official(
     if guess_gen1(off) and (encoding or e_default) == "frames":
         meta["gen1_mode"] = "official"  # what the official Gen1 loader fed it: bin 0 at every step (docs/gen1.md)
     ckpt = Checkpoint(off.config, state_dict, time_steps or t_default, encoding or e_default, meta, Path(path))
-    ckpt.build()  # fail now, naming the file, if config and weights disagree
+    ckpt.model()  # fail now, naming the file, if config and weights disagree (the model is kept)
     return ckpt
 
 

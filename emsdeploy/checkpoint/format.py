@@ -51,6 +51,16 @@ class Checkpoint:
         names = self.meta.get("names")
         return list(names) if names else [str(i) for i in range(int(self.config["nc"]))]
 
+    def model(self) -> EMSYOLO:
+        """The model built once and kept, for the commands that trace it and then run it
+        (verify): :meth:`build` makes a fresh one per call. Rebuilt if T or the encoding changed."""
+        key = (self.time_steps, self.encoding)
+        built = getattr(self, "_built", None)
+        if built is None or built[0] != key:
+            built = (key, self.build())
+            self._built = built  # a plain attribute, not a field: never compared, copied or saved
+        return built[1]
+
     def build(self) -> EMSYOLO:
         """The PyTorch model with these weights, in eval mode.
 

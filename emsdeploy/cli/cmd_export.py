@@ -63,8 +63,10 @@ def export(
     from ..pipeline import load_graph, parse_size
 
     loaded = load_graph(source, parse_size(input_size), time_steps, encoding)
+    from ..exporters import export_options
+
     exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-    options = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip, "arithmetic": arithmetic}
-    lines = exporter.export_cli(loaded.graph, Path(output), options)
+    flags = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip, "arithmetic": arithmetic}
+    lines = exporter.export_cli(loaded.graph, Path(output), export_options(target, **flags))
     for line in lines:
         click.echo(line)

@@ -38,7 +38,7 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support, e
     as deployed: tdBN folded into its conv and membrane sums flattened into neuron fan-in.
     """
     from ..inspection import layer_rows, totals
-    from ..passes import partition, run_pipeline
+    from ..passes import partition, run_flow
     from ..pipeline import load_graph, parse_size
     from ..targets import load_target
 
@@ -50,7 +50,7 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support, e
     loaded = load_graph(source, parse_size(input_size), encoding=encoding)
     graph = loaded.graph
     if not raw:
-        graph = run_pipeline(graph, "simplify")
+        graph = run_flow(graph, "simplify")
     graph = partition(graph, load_target(target), custom_to_host)
     rows = layer_rows(graph)
     tot = totals(graph, rows)

@@ -19,12 +19,12 @@ def trace(checkpoint, output, input_size, time_steps, simplify, encoding) -> Non
     import time
 
     from ..ir import LIF, write_ir
-    from ..passes import run_pipeline
+    from ..passes import run_flow
     from ..pipeline import load_graph, parse_size
 
     t0 = time.perf_counter()
     loaded = load_graph(checkpoint, parse_size(input_size), time_steps, encoding)
-    graph = run_pipeline(loaded.graph, "simplify") if simplify else loaded.graph
+    graph = run_flow(loaded.graph, "simplify") if simplify else loaded.graph
     elapsed = time.perf_counter() - t0
     write_ir(graph, output)
     click.echo(

@@ -107,7 +107,7 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
     inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
     warn_input_fallback(inputs)
-    model = loaded.checkpoint.build() if loaded.checkpoint is not None else None
+    model = loaded.model  # the traced model: built once
     options = VerifyOptions(
         targets=chosen,
         margin=margin,

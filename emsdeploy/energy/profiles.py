@@ -13,7 +13,8 @@ by path. The format::
     ...
 
 Optional costs (see :data:`COSTS`) that a profile leaves out are not priced, and the report
-says so. Every problem raises :class:`ProfileError` naming the file and the entry.
+says so. The file is read by the one profile loader (:func:`emsdeploy.profiles.read_profile`);
+every problem raises :class:`~emsdeploy.profiles.ProfileError` naming the file and the entry.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from ..errors import EmsdeployError
-from ..fileio import read_text
+from ..profiles import KINDS, ProfileError, read_profile
+from ..profiles import builtin_profiles as _builtin
 
 __all__ = [
     "COSTS",
@@ -41,7 +38,7 @@ __all__ = [
     "load_profile",
 ]
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles" / "energy"
+PROFILE_DIR = KINDS["energy"].folder
 
 # Every cost a profile may set: pJ per counted event (simulators/sops.py defines the events).
 COSTS: dict[str, str] = {
@@ -58,10 +55,6 @@ COSTS: dict[str, str] = {
 REQUIRED = ("ac", "mac")
 _TOP_KEYS = {"name", "description", "tech_node", "precision", "costs"}
 _COST_KEYS = {"pj", "source", "note"}
-
-
-class ProfileError(EmsdeployError):
-    """An energy profile that is unknown, unreadable or malformed."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,7 @@ class EnergyProfile:
     def unpriced(self) -> list[str]:
         return [k for k in COSTS if k not in self.costs and k != "ann_mac"]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
@@ -111,39 +104,12 @@ class EnergyProfile:
 
 
 def builtin_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
-
-
-def _resolve(name_or_path: str | Path) -> Path:
-    text = str(name_or_path)
-    path = Path(text)
-    if path.suffix.lower() == ".toml" or path.exists() or "/" in text or "\\" in text:
-        if not path.is_file():
-            raise ProfileError(f"{path}: no such profile file")
-        return path
-    builtin = PROFILE_DIR / f"{text}.toml"
-    if not builtin.is_file():
-        raise ProfileError(
-            f"unknown energy profile {text!r}; shipped profiles: {', '.join(builtin_profiles())}. "
-            "Or pass the path of your own .toml file (see docs/energy.md)."
-        )
-    return builtin
+    return _builtin("energy")
 
 
 def load_profile(name_or_path: str | Path) -> EnergyProfile:
     """Load a shipped profile by name, or a user's TOML file by path. Raises :class:`ProfileError`."""
-    path = _resolve(name_or_path)
-    try:
-        data = tomllib.loads(read_text(path))  # size-bounded
-    except OSError as e:
-        raise ProfileError(f"{path}: cannot read the profile ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not a text file (expected a TOML energy profile)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ProfileError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    path, data = read_profile("energy", name_or_path, _TOP_KEYS)
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ProfileError(f'{path}: needs a name = "..." entry')

@@ -1,21 +1,26 @@
-"""Graph passes: pure functions ``Graph -> Graph``, one per file; they never mutate their input."""
+"""Graph passes: pure functions ``Graph -> Graph``, one per file; they never mutate their input.
+Named flows of them (:mod:`.flows`) are what the targets run."""
 
 from .align_delays import align_delays
 from .flatten_fanin import flatten_fanin
+from .flows import FLOWS, FlowOptions, applied_flows, flow_steps, record_flow, run_flow
 from .fold_affine import fold_affine
 from .partition import partition
-from .pipelines import PIPELINES, run_pipeline
 from .quantize import QuantizeOptions, quantize
 from .remove_dead import remove_dead
 
 __all__ = [
-    "PIPELINES",
+    "FLOWS",
+    "FlowOptions",
     "QuantizeOptions",
     "align_delays",
+    "applied_flows",
     "flatten_fanin",
+    "flow_steps",
     "fold_affine",
     "partition",
     "quantize",
+    "record_flow",
     "remove_dead",
-    "run_pipeline",
+    "run_flow",
 ]

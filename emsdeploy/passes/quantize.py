@@ -48,8 +48,8 @@ from ..errors import PassError, QuantizationError
 from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
 from ..ir.linear import ConvMap, Fanin, LinearMap, Term, identity, to_sparse
 from ..ir.ops import loihi
+from ..profiles.loihi import LoihiProfile, load_profile
 from .expand_fanin import FOLD_MAX_SYNAPSES, expand_fanin, fanins, relays
-from .loihi_profile import LoihiProfile, load_profile
 
 __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 

@@ -159,10 +159,21 @@ class Chain:
         self.onnx = (
             _OnnxLevel(graph, options, workdir, self.skipped) if "onnx" in options.targets and not fixed_artifact else None
         )
-        self.onnx_fixed = (
-            OnnxFixedLevel(graph, options.onnx_model if fixed_artifact else None, workdir) if wants_fixed else None
-        )
         self.lava = _LavaLevel(graph, options, workdir, self.skipped) if "lava" in options.targets else None
+        # both integer levels check the same lowering where they can: lowered once, and
+        # ref-fixed run once per sample for both (the lava level's run is raw: it holds both views)
+        shared = self.lava is not None and self.lava.default_lowering
+        self.onnx_fixed = (
+            OnnxFixedLevel(
+                graph,
+                options.onnx_model if fixed_artifact else None,
+                workdir,
+                self.lava.ref_fixed if shared and self.lava is not None else None,
+            )
+            if wants_fixed
+            else None
+        )
+        self.shared_fixed = self.onnx_fixed is not None and self.lava is not None and shared
         if "ref" in options.targets and model is None:
             self.skipped["torch"] = "the source is an IR file: there is no PyTorch model to compare with"
 
@@ -194,13 +205,14 @@ class Chain:
             add(cmp("ref-float", "onnx", ref, e2e, False, "end-to-end", k))
             if iso is not None:
                 add(cmp("ref-float", "onnx", ref, iso, False, "isolated", k))
+        shared = self.lava.run_ref_fixed(x, T) if self.shared_fixed and self.lava is not None else None
         if self.onnx_fixed is not None:
             say(f"{name}: ref-fixed and onnx-fixed")
-            fixed, got = self.onnx_fixed.run(x, T)
+            fixed, got = self.onnx_fixed.run(x, T, shared)
             add(cmp("ref-fixed", "onnx-fixed", fixed, got, True, "end-to-end", k, list(fixed.records)))
         if self.lava is not None and self.lava.available:
             say(f"{name}: ref-fixed and lava")
-            fixed, lava_trace, quant = self.lava.run(x, T, ref)
+            fixed, lava_trace, quant = self.lava.run(x, T, ref, shared)
             out.quant = quant
             if lava_trace is not None:
                 add(cmp("ref-fixed", "lava", fixed, lava_trace, True, "end-to-end", k, list(fixed.records)))
@@ -267,14 +279,15 @@ class _LavaLevel:
 
     def __init__(self, graph: Graph, options: VerifyOptions, workdir: Path, skipped: dict[str, str]) -> None:
         from ..exporters.lava import export, lower
-        from ..passes import run_pipeline
+        from ..passes import run_flow
         from ..simulators import RefFixed
 
         self.available = True
         self.runs_lava = lava_available()
         if not self.runs_lava:
             skipped["lava"] = LAVA_MISSING
-        self.float_graph = run_pipeline(graph, "simplify")
+        # simplified once: the quantisation report reads it, and the lava flow finds it recorded
+        self.float_graph = run_flow(graph, "simplify")
         self.network: Path | None = None
         if options.lava_artifact is not None:
             if not Path(options.lava_artifact).exists():
@@ -284,23 +297,32 @@ class _LavaLevel:
             from ..exporters.lava.loader import load
 
             load(options.lava_artifact)  # checked here (manifest, HDF5 reader): one-line errors, not a worker's
-            self.qgraph = lower(graph)
+            self.qgraph = lower(self.float_graph)
             self.network = Path(options.lava_artifact)
         elif not self.runs_lava:
-            self.qgraph = lower(graph)  # ref-fixed needs no Lava
+            self.qgraph = lower(self.float_graph)  # ref-fixed needs no Lava
         else:
-            res = export(graph, workdir / "lava")
+            res = export(self.float_graph, workdir / "lava")
             self.qgraph = res["graph"]
             self.network = workdir / "lava"
+        # lower()'s default lowering, which the fixed-point ONNX level checks too (a netx export
+        # re-quantizes with netx's bias exponent: then that level lowers its own)
+        self.default_lowering = options.lava_artifact is not None or not self.runs_lava or res["format"] == "dag"
         self.ref_fixed = RefFixed(self.qgraph)
         self.pops = [n.name for n in self.qgraph if n.name in _population_names(self.qgraph)]
 
-    def run(self, x: torch.Tensor, T: int | None, ref) -> tuple[Any, Any, dict[str, Any]]:
-        from ..exporters.lava.runner import run_in_subprocess
-        from ..simulators.fixed_vs_float import compare_fixed_float
+    def run_ref_fixed(self, x: torch.Tensor, T: int | None) -> Any:
+        """ref-fixed on ``x``, raw: every step for Lava, the aligned records for the report."""
+        return self.ref_fixed.run(x, T, record="all", raw=True)
 
-        fixed = self.ref_fixed.run(x, T, record="all", raw=True)
-        quant = compare_fixed_float(self.float_graph, self.qgraph, x)
+    def run(self, x: torch.Tensor, T: int | None, ref, fixed: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+        """``fixed``: this sample's :meth:`run_ref_fixed`, when the chain already has it."""
+        from ..exporters.lava.runner import run_in_subprocess
+        from .quantization import compare_fixed_float
+
+        # one ref-fixed run per sample: the raw one serves the Lava comparison and the report
+        fixed = fixed if fixed is not None else self.run_ref_fixed(x, T)
+        quant = compare_fixed_float(self.float_graph, self.qgraph, x, fixed=(fixed, self.ref_fixed.stats))
         if self.network is None:
             return _raw_view(fixed, self.pops), None, quant
         lava = run_in_subprocess(self.network, x, time_steps=T, record="all", raw=True)

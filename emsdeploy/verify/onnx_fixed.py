@@ -26,27 +26,32 @@ def is_fixed_model(path: Path) -> bool:
 
 
 class OnnxFixedLevel:
-    def __init__(self, graph: Graph, onnx_model: Path | None, workdir: Path) -> None:
+    """``ref_fixed``: the lava level's simulator of the same default lowering, when verify has
+    one (then the graph is lowered once, and :meth:`run` is handed that level's run)."""
+
+    def __init__(self, graph: Graph, onnx_model: Path | None, workdir: Path, ref_fixed: Any = None) -> None:
         from ..exporters.onnx.fixed import export_fixed_onnx, fixed_graph
         from ..exporters.onnx.fixed_runtime import FixedSession
         from ..simulators import RefFixed
         from .chain import _population_names
 
         self.available = True
-        self.qgraph = fixed_graph(graph)
+        self.qgraph = ref_fixed.graph if ref_fixed is not None else fixed_graph(graph)
         path = onnx_model
         if path is None:
             path = workdir / "model-fixed.onnx"
             export_fixed_onnx(self.qgraph, path, record=True)
         self.session = FixedSession(path, threads=1)
-        self.ref_fixed = RefFixed(self.qgraph)
+        self.ref_fixed = ref_fixed if ref_fixed is not None else RefFixed(self.qgraph)
         self.pops = [n.name for n in self.qgraph if n.name in _population_names(self.qgraph)]
 
-    def run(self, x: torch.Tensor, T: int | None) -> tuple[Any, Any]:
+    def run(self, x: torch.Tensor, T: int | None, fixed: Any = None) -> tuple[Any, Any]:
+        """``fixed``: ref-fixed's raw run of this sample, when the chain already has it."""
         from .chain import _raw_view
 
         lava = self.session.timing == "lava"
-        fixed = self.ref_fixed.run(x, T, record="all", raw=lava)
+        if fixed is None:
+            fixed = self.ref_fixed.run(x, T, record="all", raw=lava)
         got = self.session.run(x, T, record="all")
         if lava:  # every step of Lava's run, invalid ones included
             return _raw_view(fixed, self.pops), _raw_view(got, self.pops)

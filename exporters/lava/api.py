@@ -10,10 +10,10 @@ from typing import Any
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_folder, atomic_write_text, manifest_names, write_manifest
 from emsdeploy.ir import Graph, write_ir
-from emsdeploy.passes import partition, run_pipeline
-from emsdeploy.passes.align_delays import RELAY_ABOVE, align_delays
-from emsdeploy.passes.loihi_profile import load_profile
-from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report, quantize
+from emsdeploy.passes.align_delays import RELAY_ABOVE
+from emsdeploy.passes.flows import FlowOptions, record_flow, run_flow
+from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report
+from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.targets import load_target
 
 from . import drc
@@ -21,6 +21,7 @@ from .dag import dag_from_graph, write_dag
 from .loader import FOLDER_FORMAT, load
 from .network import LavaNetwork
 from .netx import NETX_BIAS_EXP, chain_populations, write_netx
+from .options import LavaOptions
 from .report import format_mapping, mapping_report
 
 __all__ = ["build", "export", "export_cli", "load", "lower"]
@@ -41,15 +42,31 @@ def lower(
     target: str = TARGET,
     relay_above: int = RELAY_ABOVE,
 ) -> Graph:
-    """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC.
-    ``relay_above``: delayed conv groups larger than this go through relay populations."""
-    options = options or QuantizeOptions()
+    """Float IR -> simplified, partitioned, quantized, delay-aligned graph that passes the DRC:
+    the flow the ``lava`` target names, run once. ``relay_above``: delayed conv groups larger
+    than this go through relay populations."""
+    return _lower(graph, FlowOptions(target, custom_to_host, options or QuantizeOptions(), relay_above))[0]
+
+
+def _lower(graph: Graph, fopts: FlowOptions) -> tuple[Graph, Graph]:
+    """(the lowered graph, the partitioned float graph it came from), by one run of the flow."""
     _check_finite(graph)
-    g = run_pipeline(graph, "simplify")
-    g = partition(g, load_target(target), custom_to_host=custom_to_host)
-    q = align_delays(quantize(g, options), relay_above=relay_above)
-    drc.check(q, load_profile(options.profile))
-    return q
+    kept: dict[str, Graph] = {}
+
+    def keep(step: str, g: Graph) -> None:
+        kept[step] = g
+
+    q = run_flow(graph, lava_flow(), fopts, observe=keep)
+    drc.check(q, load_profile(fopts.quantize.profile))
+    return q, kept.get("partition", q)
+
+
+def lava_flow() -> str:
+    """The pass flow the shipped ``lava`` target names (its TOML's ``flow``)."""
+    flow = load_target(TARGET).flow
+    if flow is None:
+        raise ExportError(f"the shipped {TARGET} target names no flow")
+    return flow
 
 
 def _check_finite(graph: Graph) -> None:
@@ -75,6 +92,7 @@ def export(
     options: QuantizeOptions | None = None,
     custom_to_host: bool = False,
     fmt: str = "auto",
+    relay_above: int = RELAY_ABOVE,
 ) -> dict[str, Any]:
     """Lower ``graph`` and write the artifacts into the folder ``output``.
 
@@ -83,16 +101,20 @@ def export(
     """
     options = options or QuantizeOptions()
     out = Path(output)
-    q = lower(graph, options=options, custom_to_host=custom_to_host)
+    fopts = FlowOptions(TARGET, custom_to_host, options, relay_above)
+    q, partitioned = _lower(graph, fopts)
     names, why = chain_populations(q, check_bias=False)
     chain = bool(names)
     if fmt == "netx" and not chain:
         raise ExportError(f"cannot write netx: {why}")
     use_netx = chain and fmt in ("auto", "netx")
     if use_netx and options.bias_exp != NETX_BIAS_EXP:
-        q = lower(graph, options=dataclasses.replace(options, bias_exp=NETX_BIAS_EXP), custom_to_host=custom_to_host)
-    simplified = partition(run_pipeline(graph, "simplify"), load_target(TARGET), custom_to_host=custom_to_host)
-    mapping = mapping_report(q, simplified)
+        # netx hard-codes the bias exponent: quantize the kept partitioned graph again with it
+        # (the chain shape shows only after quantization); simplify and partition do not rerun.
+        fopts = dataclasses.replace(fopts, quantize=dataclasses.replace(options, bias_exp=NETX_BIAS_EXP))
+        q = record_flow(run_flow(partitioned, "loihi", fopts), lava_flow())
+        drc.check(q, load_profile(options.profile))
+    mapping = mapping_report(q, partitioned)
     # Everything goes into a temporary folder that replaces ``out`` only when complete: a failure
     # or a signal leaves no partial folder, and a previous export stays intact (issue 14 item 3).
     with atomic_folder(out, owned=OWNED | manifest_names(out)) as tmp:
@@ -119,17 +141,15 @@ def export(
     }
 
 
-def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+def export_cli(graph: Graph, output: Path, options: LavaOptions) -> list[str]:
     """``emsdeploy export --target lava``: write the artifacts and summarise them."""
-    qopts = QuantizeOptions(allow_clip=bool(options.get("allow_clip", False)))
-    if options.get("scale_bits") is not None:
-        qopts = dataclasses.replace(qopts, scale_bits_max=int(options["scale_bits"]))
     res = export(
         graph,
         output,
-        options=qopts,
-        custom_to_host=bool(options.get("custom_to_host", False)),
-        fmt=options.get("lava_format", "auto"),
+        options=options.quantize,
+        custom_to_host=options.custom_to_host,
+        fmt=options.fmt,
+        relay_above=options.relay_above,
     )
     t = res["mapping"]["totals"]
     lines = [f"wrote {p}" for p in res["files"].values()]

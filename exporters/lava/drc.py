@@ -43,7 +43,7 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from emsdeploy.passes.loihi_profile import LoihiProfile
+from emsdeploy.profiles.loihi import LoihiProfile
 
 __all__ = ["LEGAL_EDGES", "RULES", "check"]
 
@@ -65,7 +65,7 @@ LEGAL_EDGES: dict[tuple[type, type], str] = {
 def graph_is_lowered(graph: Graph, p: LoihiProfile) -> None:
     """The graph went through quantize and align_delays and holds only Loihi ops."""
     if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
-        raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava pipeline)")
+        raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava flow)")
     allowed = (Input, Decode, *POPULATIONS, *CHIP_SYNAPSES, *HOST_TERMS)
     for n in graph:
         if not isinstance(n.op, allowed):

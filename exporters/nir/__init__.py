@@ -28,7 +28,6 @@ Stands on :mod:`emsdeploy.ir`, the passes and the targets; imports neither simul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from emsdeploy.ir import Graph
 
@@ -36,6 +35,7 @@ from .contract import FORMAT, FORMAT_VERSION, HostOp
 from .export import CUT_REASONS, LOWERED, NirExport, build_nir, export_nir
 from .importer import import_nir
 from .neurons import DISCRETIZATIONS, NeuronParams, ems_from_nir, nir_from_ems
+from .options import NirOptions
 
 __all__ = [
     "CUT_REASONS",
@@ -46,6 +46,7 @@ __all__ = [
     "HostOp",
     "NeuronParams",
     "NirExport",
+    "NirOptions",
     "build_nir",
     "ems_from_nir",
     "export_cli",
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+def export_cli(graph: Graph, output: Path, options: NirOptions) -> list[str]:
     """``emsdeploy export --target nir``: write the NIR file; return the lines to print."""
     result = export_nir(graph, output)
     g, ir = result.graph, result.ir
@@ -91,20 +92,13 @@ def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]
         lines.append("host         : " + "; ".join(f"{h.node} ({h.op})" for h in design) + " after the last step")
     outputs = [f"{n} {list(map(int, v.output_type['output']))}" for n, v in g.outputs.items()]
     lines.append(f"outputs      : {', '.join(outputs)}")
-    other = [flag for key, flag in _OTHER_TARGETS_FLAGS.items() if options.get(key)]
-    if other:
-        lines.append(f"note         : {', '.join(other)} do not apply to --target nir; ignored")
+    if options.ignored:
+        lines.append(f"note         : {', '.join(options.ignored)} do not apply to --target nir; ignored")
     size = Path(output).stat().st_size
     lines.append(f"wrote        : {output} ({size / 1e6:.2f} MB)")
     return lines
 
 
-# CLI options of other targets: named in a note when given, never silently dropped.
-_OTHER_TARGETS_FLAGS = {
-    "spikes": "--spikes (onnx)",
-    "custom_to_host": "--custom-to-host (lava)",
-    "allow_clip": "--allow-clip (lava)",
-}
 _DISC = {"euler": "forward Euler", "exact": "exact (zero-order hold)"}
 
 

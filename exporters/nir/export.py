@@ -1,6 +1,6 @@
 """IR graph -> NIR 1.0 graph (``nir.NIRGraph``), with every inexpressible op cut to the host.
 
-Steps: the ``simplify`` pipeline (tdBN folded into convs, sums flattened into neuron fan-in,
+Steps: the ``nir`` flow: ``simplify`` (tdBN folded into convs, sums flattened into neuron fan-in,
 dead nodes removed), then ``partition`` with the ``nir`` target
 (``emsdeploy/profiles/targets/nir.toml``), then one lowering per op placed in the graph:
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from emsdeploy.errors import EmsdeployError, ExportError
 from emsdeploy.ir import LIF, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Node
-from emsdeploy.passes import partition, run_pipeline
+from emsdeploy.passes import FlowOptions, run_flow
 from emsdeploy.passes.flatten_fanin import SUMMING_OPS
 from emsdeploy.targets import Target, load_target
 
@@ -430,7 +430,7 @@ def build_nir(
             target = load_target(target)
         except EmsdeployError as e:
             raise ExportError(str(e)) from None
-    g = partition(run_pipeline(graph, "simplify"), target, custom_to_host=True)
+    g = run_flow(graph, "nir", FlowOptions(target, custom_to_host=True))
 
     on_host = [n for n in g if n.meta["partition"] != "chip" and not isinstance(n.op, Input)]
     if on_unsupported == "error":

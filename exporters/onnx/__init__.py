@@ -11,13 +11,13 @@ Stands on :mod:`emsdeploy.ir`; imports neither the simulators nor torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from emsdeploy.ir import Graph
 
 from .contract import FORMAT, FORMAT_VERSION, NeuronInfo, StepwiseMeta
 from .detect import Detections, decode, nms
 from .export import OPSET, build_onnx, export_onnx
+from .options import OnnxOptions
 from .runtime import StepwiseSession, StepwiseTrace, Stream
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "OPSET",
     "Detections",
     "NeuronInfo",
+    "OnnxOptions",
     "StepwiseMeta",
     "StepwiseSession",
     "StepwiseTrace",
@@ -38,13 +39,13 @@ __all__ = [
 ]
 
 
-def export_cli(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+def export_cli(graph: Graph, output: Path, options: OnnxOptions) -> list[str]:
     """``emsdeploy export --target onnx``: write the stepwise graph; return the lines to print."""
-    if options.get("arithmetic") == "fixed":
+    if options.arithmetic == "fixed":
         from .fixed import export_cli_fixed
 
         return export_cli_fixed(graph, output, options)
-    model = export_onnx(graph, output, spikes=bool(options.get("spikes")))
+    model = export_onnx(graph, output, spikes=options.spikes)
     meta = StepwiseMeta.from_props({p.key: p.value for p in model.metadata_props})
     lif = sum(n.type == "LIF" for n in meta.neurons)
     silu = len(meta.neurons) - lif

@@ -33,6 +33,7 @@ from emsdeploy.ir import Decode, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
 
 from .fixed_kernels_onnx import F32, F64, FIXED_LOWERINGS, I64, TERM_LOWERINGS, U8, FixedBuilder, Value
+from .options import OnnxOptions
 
 __all__ = ["FIXED_FORMAT", "build_fixed_onnx", "export_fixed_onnx", "fixed_graph"]
 
@@ -240,10 +241,10 @@ def export_fixed_onnx(q: Graph, path: str | Path, **options: Any) -> onnx.ModelP
     return model
 
 
-def export_cli_fixed(graph: Graph, output: Path, options: dict[str, Any]) -> list[str]:
+def export_cli_fixed(graph: Graph, output: Path, options: OnnxOptions) -> list[str]:
     """``emsdeploy export --target onnx --arithmetic fixed``: lower as the Lava exporter does, write."""
-    q = fixed_graph(graph, custom_to_host=bool(options.get("custom_to_host")))
-    model = export_fixed_onnx(q, output, record=bool(options.get("spikes")))
+    q = fixed_graph(graph, custom_to_host=options.custom_to_host)
+    model = export_fixed_onnx(q, output, record=options.spikes)
     props = {p.key: p.value for p in model.metadata_props}
     kernels = json.loads(props["kernels"])
     counts: dict[str, int] = {}
@@ -258,6 +259,6 @@ def export_cli_fixed(graph: Graph, output: Path, options: dict[str, Any]) -> lis
         f"state        : {len(states)} tensors state_in/state_out.* ({len(json.loads(props['populations']))} populations)",
         "kernels      : " + ", ".join(f"{v}× {k}" for k, v in sorted(counts.items())),
         f"heads        : {len(json.loads(props['heads']))} readouts' integer v (÷ 64·scale·T after the last step)",
-        *(["records      : out.<population> every call (--spikes)"] if options.get("spikes") else []),
+        *(["records      : out.<population> every call (--spikes)"] if options.spikes else []),
         f"wrote        : {output} ({Path(output).stat().st_size / 1e6:.2f} MB)",
     ]

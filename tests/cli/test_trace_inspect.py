@@ -10,7 +10,7 @@ from emsdeploy.checkpoint import from_model, save_checkpoint
 from emsdeploy.inspection import layer_rows, totals
 from emsdeploy.ir import read_ir
 from emsdeploy.models import build_model, builtin_configs
-from emsdeploy.passes import partition, run_pipeline
+from emsdeploy.passes import partition, run_flow
 from emsdeploy.targets import load_target
 from emsdeploy.tracer import trace
 from tests.helpers import tiny_ee
@@ -69,6 +69,6 @@ def test_inspect_rows_for_every_shipped_config(name):
     model = build_model(name)
     raw = trace(model, (64, 64))
     assert totals(raw, layer_rows(raw))["parameters"] == sum(p.numel() for p in model.parameters())
-    g = partition(run_pipeline(raw, "simplify"), load_target("lava"))
+    g = partition(run_flow(raw, "simplify"), load_target("lava"))
     rows = layer_rows(g)
     assert totals(g, rows)["lif_populations"] > 0 and all(r["partition"] for r in rows)

@@ -4,14 +4,14 @@ import pytest
 
 from emsdeploy.errors import EmsdeployError
 from emsdeploy.models import build_model
-from emsdeploy.passes import partition, run_pipeline
+from emsdeploy.passes import partition, run_flow
 from emsdeploy.targets import builtin_targets, load_target
 from emsdeploy.tracer import trace
 
 
 @pytest.fixture(scope="module")
 def graph():
-    return run_pipeline(trace(build_model("resnet18"), (64, 64)), "simplify")
+    return run_flow(trace(build_model("resnet18"), (64, 64)), "simplify")
 
 
 def test_lava_placements(graph):

@@ -19,8 +19,8 @@ import pytest
 
 from emsdeploy.errors import QuantizationError
 from emsdeploy.ir import LIF, Affine, Conv2d, Graph, Input
-from emsdeploy.passes.loihi_profile import load_profile
 from emsdeploy.passes.quantize import QuantizeOptions, quantize
+from emsdeploy.profiles.loihi import load_profile
 from tests.loihi_cases import simplified
 
 # The widths, pinned (lava-nc 0.10.0 PyLifModelBitAcc; the host's integer terms are ours).

@@ -17,9 +17,9 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
-from emsdeploy.passes import run_pipeline
-from emsdeploy.passes.loihi_profile import load_profile
+from emsdeploy.passes import run_flow
 from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report, quantize
+from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.ref_fixed import RefFixed
 from emsdeploy.tracer import trace
@@ -157,7 +157,7 @@ def test_errors_name_node_field_and_ranges():
 
 
 def test_preconditions():
-    g = run_pipeline(mixed_graph(), "simplify")
+    g = run_flow(mixed_graph(), "simplify")
     with pytest.raises(PassError, match="partition"):
         quantize(g)
 

@@ -8,8 +8,8 @@ import torch
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
 from emsdeploy.ir.ops.loihi import FixedSiLU, LoihiLIF, LoihiReadout, SynConv, SynSparse, silu_fixed_step
-from emsdeploy.passes.loihi_profile import load_profile
 from emsdeploy.passes.quantize import QuantizeOptions
+from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.fixed_kernels import conv_payload, effective_bias, lif_step, sparse_payload, wrap
 from emsdeploy.simulators.ref_fixed import RefFixed
@@ -235,7 +235,7 @@ def test_fixed_vs_float_on_the_official_fixtures(official):
 
 
 def test_fixed_vs_float_report():
-    from emsdeploy.simulators.fixed_vs_float import compare_fixed_float, format_fixed_float
+    from emsdeploy.verify.quantization import compare_fixed_float, format_fixed_float
 
     g = mixed_graph(seed=3)
     rep = compare_fixed_float(simplified(g), lowered(g), torch.rand(1, 3, 16, 16))
@@ -270,7 +270,7 @@ def test_fixed_vs_float_on_the_shipped_checkpoint():
     """The quantisation report on the shipped model (bench/fixed_vs_float.py has the full one)."""
     from emsdeploy.inputs import default_inputs
     from emsdeploy.pipeline import load_graph
-    from emsdeploy.simulators.fixed_vs_float import compare_fixed_float
+    from emsdeploy.verify.quantization import compare_fixed_float
 
     path = shipped_checkpoint()
     loaded = load_graph(path)

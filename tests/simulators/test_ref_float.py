@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from emsdeploy.errors import InputError
 from emsdeploy.ir import LIF
 from emsdeploy.models import EMSYOLO, record_neurons
-from emsdeploy.passes import run_pipeline
+from emsdeploy.passes import run_flow
 from emsdeploy.simulators import RefFloat
 from emsdeploy.tracer import trace
 from tests.helpers import GEN1_ANCHORS, randomize_bn, tiny_ee
@@ -136,7 +136,7 @@ def test_random_configs_spike_exact_float64(case):
     with record_neurons(model) as rec:
         pred, _ = model.predict(x)
     names = [n.name for n in graph.of_type(LIF)]
-    for g in (graph, run_pipeline(graph, "simplify")):  # unfolded and folded/flattened IR
+    for g in (graph, run_flow(graph, "simplify")):  # unfolded and folded/flattened IR
         out = RefFloat(g, torch.float64).run(x, record=names)
         _assert_spike_exact(out, rec, names)
         torch.testing.assert_close(out.outputs[g.outputs[-1]], pred, rtol=1e-9, atol=1e-9)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from emsdeploy.ir import Conv2d, Kind
-from emsdeploy.passes import run_pipeline
+from emsdeploy.passes import run_flow
 from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.sops import count_sops
 from emsdeploy.tracer import trace
@@ -51,7 +51,7 @@ def test_counts_agree_on_the_folded_and_flattened_graph():
     graph = trace(tiny_ee(time_steps=2), (32, 32))
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
     raw = count_sops(graph, [x], dtype=torch.float64)
-    simple = count_sops(run_pipeline(graph, "simplify"), [x], dtype=torch.float64)
+    simple = count_sops(run_flow(graph, "simplify"), [x], dtype=torch.float64)
     by_name = {r.name: r for r in simple.synapses}
     for row in raw.synapses:
         assert by_name[row.name].sops.tolist() == row.sops.tolist(), row.name

@@ -8,8 +8,8 @@ import pytest
 from emsdeploy.errors import DRCError
 from emsdeploy.exporters.lava import drc
 from emsdeploy.ir.ops.loihi import HostConv, LoihiLIF, SynConv, SynSparse
-from emsdeploy.passes.loihi_profile import load_profile
 from emsdeploy.passes.quantize import quantize
+from emsdeploy.profiles.loihi import load_profile
 from tests.loihi_cases import lowered, mixed_graph, simplified
 
 P = load_profile()

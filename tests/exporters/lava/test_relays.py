@@ -69,7 +69,7 @@ def test_graded_conv_that_could_wrap_fails_the_drc():
     """A graded Conv whose worst case passes 2**23 (Lava would wrap it) is rejected by the DRC."""
     from emsdeploy.errors import DRCError
     from emsdeploy.exporters.lava import drc
-    from emsdeploy.passes.loihi_profile import load_profile
+    from emsdeploy.profiles.loihi import load_profile
 
     q = lowered(mixed_graph(seed=0), fold_max_synapses=0)
     name = next(n.name for n in q if isinstance(n.op, SynConv) and isinstance(q[n.inputs[0]].op, GradedRelay))

@@ -9,7 +9,7 @@ import nir
 import torch
 
 from emsdeploy.checkpoint import from_model, save_checkpoint
-from emsdeploy.exporters.nir import export_cli, import_nir
+from emsdeploy.exporters.nir import NirOptions, export_cli, import_nir
 from emsdeploy.tracer import trace
 from tests.helpers import tiny_ee
 
@@ -52,7 +52,7 @@ def test_export_a_checkpoint_and_report_the_cuts(tmp_path):
 
 
 def test_export_cli_lines(chain, tmp_path):
-    lines = export_cli(chain, tmp_path / "c.nir", {"spikes": True, "custom_to_host": False, "allow_clip": True})
+    lines = export_cli(chain, tmp_path / "c.nir", NirOptions.from_flags(spikes=True, custom_to_host=False, allow_clip=True))
     text = "\n".join(lines)
     assert "cuts         : none" in text and "host         : readout (Readout) after the last step" in text
     assert "outputs      : readout.in [5, 8, 8]" in text

@@ -11,20 +11,24 @@ Node-isolated agreement (DESIGN.md §7) separates one layer's quantisation from 
 each fixed-point LIF population is fed ref-float's own source values at each step (spikes as
 they are, graded values rounded to their integer scale, the input through the host terms) and
 its spikes are compared with ref-float's.
+
+Verification already runs ref-fixed on every sample (raw, for the Lava comparison); it hands
+that run in (``fixed``), so ref-fixed runs once per sample. A raw run's aligned records equal
+the window-only run's (tests/simulators/test_ref_fixed.py pins it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from emsdeploy.ir import Decode, Graph, Input, Kind
-from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU, GradedRelay, HostConv, HostSparse, LoihiLIF, SynConv
-
-from .fixed_kernels import (
+from ..ir import Decode, Graph, Input, Kind
+from ..ir.ops.loihi import FixedMaxPool, FixedSiLU, GradedRelay, HostConv, HostSparse, LoihiLIF, SynConv
+from ..simulators import RefFixed, RefFloat
+from ..simulators.fixed_kernels import (
     conv_payload,
     effective_bias,
     graded_conv_payload,
@@ -34,20 +38,33 @@ from .fixed_kernels import (
     sparse_payload,
     wrap,
 )
-from .ref_fixed import RefFixed
-from .ref_float import RefFloat
+
+if TYPE_CHECKING:
+    from ..simulators.base import Trace
 
 __all__ = ["compare_fixed_float", "format_fixed_float"]
 
 
 def compare_fixed_float(
-    float_graph: Graph, fixed_graph: Graph, x: torch.Tensor, dtype: torch.dtype = torch.float64
+    float_graph: Graph,
+    fixed_graph: Graph,
+    x: torch.Tensor,
+    dtype: torch.dtype = torch.float64,
+    fixed: tuple[Trace, dict[str, dict[str, int]]] | None = None,
 ) -> dict[str, Any]:
-    """Run both simulators on ``x`` and compare (``float_graph``: the simplified float IR)."""
-    f = RefFloat(float_graph, dtype).run(x, record="all")
+    """Run both simulators on ``x`` and compare (``float_graph``: the simplified float IR).
+
+    ``fixed``: ref-fixed's run of ``fixed_graph`` on ``x`` with ``record="all"`` and its
+    saturation counts (``RefFixed.stats``), when the caller already has it; else it is run here.
+    """
+    if fixed is None:
+        sim = RefFixed(fixed_graph)
+        q = sim.run(x, record="all")
+        stats = sim.stats
+    else:
+        q, stats = fixed
+    f = RefFloat(float_graph, dtype).run(x, q.time_steps, record="all")
     isolated = _isolated(fixed_graph, f)
-    sim = RefFixed(fixed_graph)
-    q = sim.run(x, record="all")
     pops: list[dict[str, Any]] = []
     entries = mismatches = 0
     order = [n.name for n in fixed_graph]
@@ -94,7 +111,7 @@ def compare_fixed_float(
         "mismatches": mismatches,
         "populations": pops,
         "outputs": outputs,
-        "saturation": {k: v for k, v in sim.stats.items() if any(v.values())},
+        "saturation": {k: v for k, v in stats.items() if any(v.values())},
     }
 
 
@@ -152,8 +169,9 @@ def _float_source(fixed: Graph, src: str, f: Any) -> tuple[str, float | None] | 
     while "relay_delay" in fixed[src].meta:  # a delay relay re-emits its source's values
         src = fixed[fixed[src].inputs[0]].inputs[0]
     scale = None
-    if isinstance(fixed[src].op, GradedRelay):
-        scale = fixed[src].op.scale
+    relay = fixed[src].op
+    if isinstance(relay, GradedRelay):
+        scale = relay.scale
         if src.endswith("@relay"):
             src = src[: -len("@relay")]
     if src not in f.records or not ({"s", "y"} & set(f.records[src])):

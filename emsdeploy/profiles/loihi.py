@@ -1,4 +1,5 @@
-"""The Loihi fixed-point profile as data (``emsdeploy/profiles/loihi_bitacc.toml``).
+"""The Loihi fixed-point profile as data (``emsdeploy/profiles/loihi_bitacc.toml``), read by the
+quantize pass, ref-fixed and the Lava design rules alike.
 
 Every limit the quantize pass, ref-fixed and the Lava design rules use comes from here; each
 value in the TOML file names its source in lava-nc. The quantize pass copies the profile into
@@ -11,17 +12,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from . import ProfileError, read_profile
 
-from ..errors import EmsdeployError
-from ..fileio import read_text
-
-__all__ = ["PROFILE_DIR", "LoihiProfile", "load_profile"]
-
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
+__all__ = ["LoihiProfile", "load_profile"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,7 @@ class LoihiProfile:
         names = {f.name for f in fields(cls)}
         missing = names - set(data)
         if missing:
-            raise EmsdeployError(f"Loihi profile is missing {sorted(missing)}")
+            raise ProfileError(f"Loihi profile is missing {sorted(missing)}")
         return cls(**{k: data[k] for k in names})
 
 
@@ -132,28 +125,30 @@ _KEYS = {
 
 
 def load_profile(name_or_path: str | Path = "loihi_bitacc") -> LoihiProfile:
-    """Load a shipped profile by name or a user's TOML file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.toml"
-    try:
-        data = tomllib.loads(read_text(path))  # size-bounded
-    except OSError as e:
-        raise EmsdeployError(f"{path}: cannot read the Loihi profile ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise EmsdeployError(f"{path}: not valid TOML: {e}") from None
+    """Load a shipped profile by name or a user's TOML file by path. Raises :class:`ProfileError`."""
+    path, data = read_profile("loihi", name_or_path)
     values: dict[str, Any] = {"name": str(data.get("name", path.stem))}
     for section, keys in _KEYS.items():
         table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ProfileError(f"{path}: [{section}] must be a table")
         for key in keys:
             if key not in table:
-                raise EmsdeployError(f"{path}: [{section}] needs {key} (with a {key}_source)")
+                raise ProfileError(f"{path}: [{section}] needs {key} (with a {key}_source)")
             if f"{key}_source" not in table:
-                raise EmsdeployError(f"{path}: [{section}] {key} has no source")
-            values[key] = int(table[key])
+                raise ProfileError(f"{path}: [{section}] {key} has no source")
+            values[key] = _int(path, section, key, table[key])
     host = data.get("host", {})
+    if not isinstance(host, dict):
+        raise ProfileError(f"{path}: [host] must be a table")
     for key in ("weight_bits", "max_shift"):
         if key not in host or f"{key}_source" not in host:
-            raise EmsdeployError(f"{path}: [host] needs {key} and {key}_source")
-        values[f"host_{key}"] = int(host[key])
+            raise ProfileError(f"{path}: [host] needs {key} and {key}_source")
+        values[f"host_{key}"] = _int(path, "host", key, host[key])
     return LoihiProfile(**values)
+
+
+def _int(path: Path, section: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileError(f"{path}: [{section}] {key} must be an integer, got {value!r}")
+    return value
