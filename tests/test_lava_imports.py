@@ -20,6 +20,7 @@ PROCS_DIR = LAVA_DIR / "procs"  # Lava Process classes: imported only by the cod
 def _modules() -> list[Path]:
     """Every Python file of the project but the tests (which mark what needs Lava, see conftest)."""
     skip = {".venv", ".git", "tests", "build", "demo-out"}
+    skip |= {cfg.parent.name for cfg in REPO.glob("*/pyvenv.cfg")}  # a virtual environment of any name
     return [
         p
         for p in sorted(REPO.rglob("*.py"))
