@@ -119,14 +119,20 @@ def test_snntorch_runs_the_chain_spike_exact(tmp_path):
     assert torch.equal(head, reads["readout.in"])  # the head conv's output at every step, bit for bit
 
 
-def test_snntorch_runs_every_shipped_lif_population_isolated(tmp_path):
+@pytest.fixture(scope="module")
+def shipped_nir(tmp_path_factory):
+    """The shipped checkpoint at 64×64 (T = 4), exported for snnTorch (dt = 1e-4)."""
+    graph = trace(load_any(shipped_checkpoint()).build().eval(), (64, 64), source="shipped")
+    return _export(graph, tmp_path_factory.mktemp("shipped") / "shipped.nir", dt=SNNTORCH_DT), graph.time_steps
+
+
+def test_snntorch_runs_every_shipped_lif_population_isolated(shipped_nir):
     """The shipped checkpoint: each of its LIF populations, as written in the file, imported by
     snnTorch alone (Input -> LIF -> Output) and fed the current ref-float's LIF received."""
     _need("snntorch")
     from snntorch.import_nir import import_from_nir
 
-    graph = trace(load_any(shipped_checkpoint()).build().eval(), (64, 64), source="shipped")
-    path = _export(graph, tmp_path / "shipped.nir", dt=SNNTORCH_DT)
+    path, _ = shipped_nir
     file, back = nir.read(path), import_nir(path)
     x = _images(1, (3, 64, 64))
     ref = RefFloat(back, torch.float32).run(x, record="all")
@@ -146,20 +152,19 @@ def test_snntorch_runs_every_shipped_lif_population_isolated(tmp_path):
         assert torch.equal(s, ref.records[node.name]["s"]), f"{node.name}: {int((s != ref.records[node.name]['s']).sum())} spikes differ"
 
 
-def test_snntorch_runs_the_shipped_input_cone_spike_exact(tmp_path):
+def test_snntorch_runs_the_shipped_input_cone_spike_exact(shipped_nir):
     """End to end on the shipped file: the part that reads only the network input and ends in one
     Output (nirtorch runs graphs of one Input and one Output), i.e. up to the first cut."""
     _need("snntorch")
     from snntorch.import_nir import import_from_nir
 
-    graph = trace(load_any(shipped_checkpoint()).build().eval(), (64, 64), source="shipped")
-    path = _export(graph, tmp_path / "shipped.nir", dt=SNNTORCH_DT)
+    path, time_steps = shipped_nir
     file = nir.read(path)
     cone, output = _input_cone(file)
     lifs = [k for k, v in cone.nodes.items() if isinstance(v, nir.LIF)]
     assert output == "model.1.pools.in" and lifs
     x = _images(2, (3, 64, 64), seed=1)
-    theirs, value = _run_steps(import_from_nir(cone), [x] * graph.time_steps, lifs)
+    theirs, value = _run_steps(import_from_nir(cone), [x] * time_steps, lifs)
     spikes, reads = _reference(path, x)
     _assert_same_spikes({n: s for n, s in spikes.items() if n in lifs}, theirs)
     assert torch.equal(value, reads[output])  # what the host's first max-pool reads, bit for bit
