@@ -25,6 +25,9 @@ from tests.conftest import shipped_checkpoint
 
 from .conftest import chain_graph
 
+# Norse 1.1.0 builds its module with nirtorch's older loader, which warns that it is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated:DeprecationWarning")
+
 SNNTORCH_DT = 1e-4  # snnTorch's NIR import assumes this step length (hard-coded in snntorch.import_nir)
 
 
