@@ -182,7 +182,7 @@ class Model:
             "encoding": node.op.encoding,  # type: ignore[attr-defined]
             "nodes": len(self.graph),
         }
-        return EnergyReport(energy_report(counts, prof, model=model, input=inputs.to_dict()))
+        return EnergyReport(energy_report(counts, prof, self.graph, model=model, input=inputs.to_dict()))
 
     def verify(
         self,

@@ -112,6 +112,7 @@ def energy(
     report = energy_report(
         counts,
         prof,
+        graph,
         model={
             "source": str(path),
             "input_shape": list(node.op.shape),  # type: ignore[attr-defined]

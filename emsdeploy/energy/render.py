@@ -85,6 +85,15 @@ def render_table(report: dict, console) -> None:
         f"ANN      : {eng(ann['mac'])} MAC per frame -> {mj(ann['energy_pj'])} mJ; "
         f"ANN/SNN = {_times(report['ratio_ann_over_snn'])} (paper formula: {_times(report['ratio_ann_over_snn_formula'])})",
     ]
+    nb = report.get("neurobench")
+    if nb is not None:
+        ops, fp = nb["synaptic_operations"], nb["footprint"]
+        lines.append(
+            f"NeuroBench: activation sparsity {nb['activation_sparsity']:.4f}; synaptic ops {eng(ops['effective_acs'])} "
+            f"effective AC, {eng(ops['effective_macs'])} effective MAC, {eng(ops['dense'])} dense; footprint "
+            f"{eng(fp['parameter_bytes'])}B parameters + {eng(fp['state_bytes'])}B state; "
+            f"connection sparsity {nb['connection_sparsity']:.4f}"
+        )
     for line in lines:
         console.print(line, highlight=False, markup=False)
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from emsdeploy.ir import Graph
 from emsdeploy.simulators.sops import SOPCounts
 
+from .neurobench_metrics import neurobench_metrics
 from .profiles import COSTS, EnergyProfile
 
 __all__ = ["DEFINITIONS", "energy_report"]
@@ -45,10 +47,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> dict:
+def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None = None, **context: Any) -> dict:
     """The report of ``counts`` priced by ``profile``; ``context`` entries (model, input) are copied in.
 
-    Every total is the sum of its rows (``layers``, ``neurons``, ``elementwise``).
+    Every total is the sum of its rows (``layers``, ``neurons``, ``elementwise``). With the
+    counted ``graph``, a ``neurobench`` section adds the figures NeuroBench users know.
     """
     n, T = counts.samples, counts.time_steps
     c = {k: profile.pj(k) for k in COSTS}
@@ -158,7 +161,7 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
         "elementwise": ann_elementwise * c["elementwise"],
     }
     ann_energy = sum(ann_breakdown.values())
-    return {
+    report = {
         **context,
         "time_steps": T,
         "samples": n,
@@ -179,3 +182,6 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, **context: Any) -> 
         "ratio_ann_over_snn_formula": _ratio(ann_mac * c["ann_mac"], energy_formula),
         "definitions": DEFINITIONS,
     }
+    if graph is not None:
+        report["neurobench"] = neurobench_metrics(graph, counts).to_dict()
+    return report
