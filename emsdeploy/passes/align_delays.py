@@ -33,7 +33,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import PassError
-from ..ir import Graph, Input, Kind
+from ..ir import Graph, Input, Kind, Op
 from ..ir.ops.loihi import (
     CHIP_SYNAPSES,
     HOST_TERMS,
@@ -111,7 +111,7 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
                 )
                 meta = {"partition": "chip", "ir_op": "relay", "relay_delay": delay}
                 if kinds[src] == Kind.SPIKE:
-                    pop: object = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+                    pop: Op = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
                 else:  # graded values: a GradedVec passes them on unchanged
                     bound = int(g[src].meta.get("out_bound", 0))
                     pop = GradedRelay(np.zeros(shape, np.int32), float(getattr(g[src].op, "scale_out", getattr(g[src].op, "scale", 1.0))), 0, bound)
@@ -137,11 +137,13 @@ def align_delays(graph: Graph, relay_above: int = RELAY_ABOVE) -> Graph:
         op = node.op
         if isinstance(op, POPULATIONS):
             for i in node.inputs:
-                term = g[i]
+                term = g[i].op
+                if not isinstance(term, CHIP_SYNAPSES + HOST_TERMS):
+                    raise PassError(f"{i}: feeds population {node.name} but is no synapse term (internal error)")
                 delay = latency[node.name] - latency[i]
                 if delay < 0:
                     raise PassError(f"{i}: arrives after its population {node.name} (internal error)")
-                g.replace(i, op=dataclasses.replace(term.op, delay_u6=delay), latency=latency[node.name])
+                g.replace(i, op=dataclasses.replace(term, delay_u6=delay), latency=latency[node.name])
             g.replace(node.name, op=dataclasses.replace(op, latency=latency[node.name]), latency=latency[node.name])
         elif isinstance(op, Input):
             g.replace(node.name, latency=0)
