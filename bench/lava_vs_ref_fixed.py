@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import firing_bn
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
@@ -41,7 +42,7 @@ RESULTS = REPO / "bench" / "results"
 def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str | Path | None = None):
     """(graph, description[, checkpoint meta]) of ``checkpoint`` (default: the shipped one), or of
     the fallback when that file is missing."""
-    from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
+    from emsdeploy.models import EMSYOLO, build_model
     from emsdeploy.pipeline import load_graph
     from emsdeploy.tracer import trace
 
@@ -52,17 +53,8 @@ def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str
         return (*res, loaded.checkpoint.meta) if with_meta else res
     torch.manual_seed(0)
     model = EMSYOLO({**build_model("res10-ee").config, "width_multiple": 0.25}, time_steps, "direct")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # BN statistics that make the LIFs fire, as a trained model's do
-        for m in model.modules():
-            if isinstance(m, TdBatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
-                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
     res = (
-        trace(model.eval(), (size, size)),
+        trace(firing_bn(model), (size, size)),  # BN statistics that make the LIFs fire, as a trained model's do
         "fresh res10-ee (width 0.25, random BN statistics; the shipped checkpoint is missing)",
     )
     return (*res, None) if with_meta else res
