@@ -7,6 +7,7 @@ import it as ``bench.common`` (tests/helpers.py) for the same firing models.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"  # git-ignored
 
 
 def firing_bn(model: torch.nn.Module, seed: int = 0, gain: float = 1.0) -> torch.nn.Module:
@@ -54,3 +57,10 @@ def cpu_info() -> dict[str, Any]:
 def cpu_name() -> str:
     """The CPU model, or what ``platform`` knows."""
     return cpu_info().get("cpu") or platform.processor() or "unknown CPU"
+
+
+def save_results(name: str, data: Any, markdown: str) -> None:
+    """Write ``bench/results/NAME.json`` (the figures) and ``NAME.md`` (their table)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)

@@ -31,10 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_info, firing_bn
+from common import cpu_info, firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 MODELS = {
     # name: (config, size, T, encoding, input channels)
     "res10-ee": ("res10-ee", 320, 5, "frames", 3),
@@ -185,8 +184,6 @@ def main(argv: list[str] | None = None) -> int:
             r = _run_child(["check", name, str(size)])
             results["checks"].append(r)
             print(json.dumps(r))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lava_scale.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "# Lava export at paper sizes",
         "",
@@ -207,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["checks"]:
         lines.append("")
         lines.append(f"ref-fixed vs lava-nc: {json.dumps(r)}")
-    (RESULTS / "lava_scale.md").write_text("\n".join(lines) + "\n")
+    save_results("lava_scale", results, "\n".join(lines) + "\n")
     failed = any("error" in r for r in results["exports"] + results["checks"]) or any(
         r.get("mismatches") for r in results["checks"]
     )

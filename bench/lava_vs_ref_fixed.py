@@ -22,7 +22,6 @@ Usage: ``python bench/lava_vs_ref_fixed.py [--size 128] [--repeats 5] [--no-stoc
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -32,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import firing_bn
+from common import firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
-RESULTS = REPO / "bench" / "results"
 
 
 def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str | Path | None = None):
@@ -125,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             if mism:
                 print(f"{key}: {mism} mismatches against ref-fixed", file=sys.stderr)
                 return 1
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lava_vs_ref_fixed.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "# ref-fixed vs lava-nc (Loihi2SimCfg fixed_pt)",
         "",
@@ -146,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {label} | {r['ms_per_step']:.1f} (+{r['start_s']:.1f} s start) | {r['speedup_of_ref_fixed']:.0f}× | bit-exact ({r['mismatches']} mismatches) |"
             )
-    (RESULTS / "lava_vs_ref_fixed.md").write_text("\n".join(lines) + "\n")
+    save_results("lava_vs_ref_fixed", results, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

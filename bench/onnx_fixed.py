@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_info, firing_bn
+from common import cpu_info, firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results"
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
 
 
@@ -208,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         res["models"].append(bench_model(name, args.size, rounds, (1, 2)))
         print(json.dumps({k: v for k, v in res["models"][-1].items() if k not in ("kernels", "layers")}), flush=True)
     res["loadavg_after"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "onnx_fixed.json").write_text(json.dumps(res, indent=1) + "\n")
-    (RESULTS / "onnx_fixed.md").write_text(_markdown(res))
+    save_results("onnx_fixed", res, _markdown(res))
     print(_markdown(res))
     return 0
 

@@ -21,7 +21,6 @@ Results go to ``bench/results/sop_overhead.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,11 +28,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import firing_bn
+from common import RESULTS, firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
-RESULTS = REPO / "bench" / "results"
 
 
 def _case(name: str):
@@ -136,8 +134,6 @@ def main() -> None:
         "processor": platform.processor() or platform.machine(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sop_overhead.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     lines = [
         "# SOP counting overhead vs plain ref-float",
         "",
@@ -154,7 +150,7 @@ def main() -> None:
             f"{r['flops_per_step'] / 1e9:.2f} | {r['plain_ms']} | {r['counting_ms']} | {r['overhead']:+.1%} | "
             f"{r['overhead_min']:+.1%} | {r['overhead_pairs_median']:+.1%} |"
         )
-    (RESULTS / "sop_overhead.md").write_text("\n".join(lines) + "\n")
+    save_results("sop_overhead", {"meta": meta, "results": results}, "\n".join(lines) + "\n")
     print(f"results in {RESULTS.relative_to(REPO)}/sop_overhead.{{json,md}}")
 
 
