@@ -50,8 +50,10 @@ demo: setup
 bench: setup
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
 
+# ruff, then mypy over the installed layout (scripts/typecheck; settings in pyproject [tool.mypy]).
 lint: setup
 	"$(VENV)/bin/ruff" check .
+	scripts/typecheck "$(PY)"
 
 # Not part of `make test` (it runs for tens of minutes): every mutant of scripts/mutants.toml is put
 # into a temporary copy of the tree, one at a time, and must make its tests fail. docs/testing.md.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from lava_vs_ref_fixed import RESULTS, network  # noqa: E402
+from common import save_results  # noqa: E402
+from lava_vs_ref_fixed import network  # noqa: E402
 
 
 def detection_map(graph, float_graph, fixed_graph, meta: dict, n: int) -> dict:
@@ -112,10 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     if a.map_images and meta and isinstance(meta.get("data"), dict):
         summary["map"] = detection_map(graph, fg, q, meta, a.map_images)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "fixed_vs_float.json").write_text(
-        json.dumps({"summary": summary, "per_input": reports}, indent=1) + "\n"
-    )
     lines = [
         "# Fixed point (ref-fixed) vs float (ref-float)",
         "",
@@ -134,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             f"mAP@0.5:0.95 float {m['float']['map50_95']:.4f}, fixed {m['fixed']['map50_95']:.4f}"
         )
     lines += ["", "## first input", "", "```", format_fixed_float(reports[0]), "```"]
-    (RESULTS / "fixed_vs_float.md").write_text("\n".join(lines) + "\n")
+    save_results("fixed_vs_float", {"summary": summary, "per_input": reports}, "\n".join(lines) + "\n")
     print("\n".join(lines[: 9 + len(outs)]))
     return 0
 

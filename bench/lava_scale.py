@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -31,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_info, firing_bn, save_results
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 MODELS = {
     # name: (config, size, T, encoding, input channels)
     "res10-ee": ("res10-ee", 320, 5, "frames", 3),
@@ -44,21 +44,12 @@ TARGETS = {"res10-ee": (90.0, 2.0), "resnet34-cat": (300.0, 4.0)}  # (s, GB) fro
 def _model(name: str, time_steps: int, encoding: str, channels: int):
     import torch
 
-    from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
+    from emsdeploy.models import EMSYOLO, build_model
 
     torch.manual_seed(0)
     cfg = {**build_model(MODELS[name][0]).config, "ch": channels}
     model = EMSYOLO(cfg, time_steps, encoding)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # BN statistics that make the LIFs fire, as a trained model's do
-        for m in model.modules():
-            if isinstance(m, TdBatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
-                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
-    return model.eval()
+    return firing_bn(model)  # BN statistics that make the LIFs fire, as a trained model's do
 
 
 def child_export(name: str, size: int, out: str) -> dict:
@@ -155,21 +146,6 @@ def _run_child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _cpu() -> dict:
-    info = {"platform": platform.platform(), "python": sys.version.split()[0]}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and "cpu" not in info:
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and "flags" not in info:
-                info["flags"] = line.split(":", 1)[1].strip()
-        info["cores"] = text.count("processor\t:")
-    except OSError:
-        pass
-    return info
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -184,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         res = child_export(name, size, a.child[3]) if kind == "export" else child_check(name, size)
         print(json.dumps(res))
         return 0
-    results: dict = {"machine": _cpu(), "exports": [], "checks": []}
+    results: dict = {"machine": cpu_info(), "exports": [], "checks": []}
     for name in a.only or list(MODELS):
         size = a.size or MODELS[name][1]
         with tempfile.TemporaryDirectory() as d:
@@ -207,8 +183,6 @@ def main(argv: list[str] | None = None) -> int:
             r = _run_child(["check", name, str(size)])
             results["checks"].append(r)
             print(json.dumps(r))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lava_scale.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "# Lava export at paper sizes",
         "",
@@ -229,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["checks"]:
         lines.append("")
         lines.append(f"ref-fixed vs lava-nc: {json.dumps(r)}")
-    (RESULTS / "lava_scale.md").write_text("\n".join(lines) + "\n")
+    save_results("lava_scale", results, "\n".join(lines) + "\n")
     failed = any("error" in r for r in results["exports"] + results["checks"]) or any(
         r.get("mismatches") for r in results["checks"]
     )

@@ -22,7 +22,6 @@ Usage: ``python bench/lava_vs_ref_fixed.py [--size 128] [--repeats 5] [--no-stoc
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -32,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
-RESULTS = REPO / "bench" / "results"
 
 
 def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str | Path | None = None):
     """(graph, description[, checkpoint meta]) of ``checkpoint`` (default: the shipped one), or of
     the fallback when that file is missing."""
-    from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
+    from emsdeploy.models import EMSYOLO, build_model
     from emsdeploy.pipeline import load_graph
     from emsdeploy.tracer import trace
 
@@ -52,17 +51,8 @@ def network(size: int, time_steps: int, with_meta: bool = False, checkpoint: str
         return (*res, loaded.checkpoint.meta) if with_meta else res
     torch.manual_seed(0)
     model = EMSYOLO({**build_model("res10-ee").config, "width_multiple": 0.25}, time_steps, "direct")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # BN statistics that make the LIFs fire, as a trained model's do
-        for m in model.modules():
-            if isinstance(m, TdBatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
-                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
     res = (
-        trace(model.eval(), (size, size)),
+        trace(firing_bn(model), (size, size)),  # BN statistics that make the LIFs fire, as a trained model's do
         "fresh res10-ee (width 0.25, random BN statistics; the shipped checkpoint is missing)",
     )
     return (*res, None) if with_meta else res
@@ -133,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
             if mism:
                 print(f"{key}: {mism} mismatches against ref-fixed", file=sys.stderr)
                 return 1
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "lava_vs_ref_fixed.json").write_text(json.dumps(results, indent=1) + "\n")
     lines = [
         "# ref-fixed vs lava-nc (Loihi2SimCfg fixed_pt)",
         "",
@@ -154,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {label} | {r['ms_per_step']:.1f} (+{r['start_s']:.1f} s start) | {r['speedup_of_ref_fixed']:.0f}× | bit-exact ({r['mismatches']} mismatches) |"
             )
-    (RESULTS / "lava_vs_ref_fixed.md").write_text("\n".join(lines) + "\n")
+    save_results("lava_vs_ref_fixed", results, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

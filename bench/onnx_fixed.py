@@ -17,38 +17,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_info, firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-RESULTS = REPO / "bench" / "results"
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
 
 
 def _res18(size: int, time_steps: int):
     import torch
 
-    from emsdeploy.models import EMSYOLO, TdBatchNorm, build_model
+    from emsdeploy.models import EMSYOLO, build_model
     from emsdeploy.tracer import trace
 
     torch.manual_seed(0)
     model = EMSYOLO({**build_model("res18-ee").config, "ch": 3}, time_steps, "direct")
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # BN statistics that make the LIFs fire, as a trained model's do
-        for m in model.modules():
-            if isinstance(m, TdBatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
-                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
-    return trace(model.eval(), (size, size))
+    return trace(firing_bn(model), (size, size))  # BN statistics that make the LIFs fire, as a trained model's do
 
 
 def _graph(name: str, size: int):
@@ -178,22 +168,9 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
 
 
 def _cpu() -> dict:
-    info: dict = {"platform": platform.platform(), "python": sys.version.split()[0]}
-    try:
-        import onnxruntime
+    import onnxruntime
 
-        info["onnxruntime"] = onnxruntime.__version__
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and "cpu" not in info:
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and "flags" not in info:
-                info["flags"] = line.split(":", 1)[1].strip()
-        info["cores"] = text.count("processor\t:")
-    except (OSError, ImportError):
-        pass
-    info["loadavg_before"] = os.getloadavg()
-    return info
+    return {**cpu_info(), "onnxruntime": onnxruntime.__version__, "loadavg_before": os.getloadavg()}
 
 
 def _markdown(res: dict) -> str:
@@ -230,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         res["models"].append(bench_model(name, args.size, rounds, (1, 2)))
         print(json.dumps({k: v for k, v in res["models"][-1].items() if k not in ("kernels", "layers")}), flush=True)
     res["loadavg_after"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "onnx_fixed.json").write_text(json.dumps(res, indent=1) + "\n")
-    (RESULTS / "onnx_fixed.md").write_text(_markdown(res))
+    save_results("onnx_fixed", res, _markdown(res))
     print(_markdown(res))
     return 0
 

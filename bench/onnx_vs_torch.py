@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
@@ -330,7 +331,7 @@ def main() -> None:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "loadavg_before": _loadavg(),
             "python": platform.python_version(),
@@ -382,16 +383,6 @@ def _parse_config(config: str) -> tuple[int, bool]:
     if not n.isdigit() or int(n) < 1 or mode not in ("", "nospin"):
         raise SystemExit(f"bad --threads item {config!r}: use N or N:nospin")
     return int(n), mode == "nospin"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Results go to ``bench/results/sop_overhead.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,26 +28,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import RESULTS, firing_bn, save_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
-RESULTS = REPO / "bench" / "results"
-
-
-def _firing_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random BN statistics so that the LIFs fire at realistic rates (a fresh BN normalises nothing)."""
-    from emsdeploy.models import TdBatchNorm
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, TdBatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 0.5 + 0.05)
-                m.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=g))
-                m.bias.copy_(0.3 * torch.randn(c, generator=g) + 0.2)
-    return model.eval()
 
 
 def _case(name: str):
@@ -62,17 +45,17 @@ def _case(name: str):
             graph, source = load_graph(SHIPPED).graph, str(SHIPPED.relative_to(REPO))
         else:
             graph, source = (
-                trace(_firing_bn(build_model("emsyolo-tiny", 4, "direct")), (128, 128)),
+                trace(firing_bn(build_model("emsyolo-tiny", 4, "direct")), (128, 128)),
                 "emsyolo-tiny, random BN",
             )
         return graph, torch.rand(1, 3, 128, 128, generator=gen), source
     if name == "res10ee-320":
-        graph = trace(_firing_bn(build_model("res10-ee", 5, "frames")), (320, 320))
+        graph = trace(firing_bn(build_model("res10-ee", 5, "frames")), (320, 320))
         events = torch.rand(1, 5, 3, 320, 320, generator=gen) < 0.05
         polarity = (torch.rand(1, 5, 3, 320, 320, generator=gen) < 0.5).float()
         return graph, torch.where(events, polarity, torch.full_like(polarity, 0.5)), "res10-ee, random BN"
     if name == "resnet34cat-640":
-        graph = trace(_firing_bn(build_model("resnet34-cat", 4, "direct")), (640, 640))
+        graph = trace(firing_bn(build_model("resnet34-cat", 4, "direct")), (640, 640))
         return graph, torch.rand(1, 3, 640, 640, generator=gen), "resnet34-cat, random BN"
     raise ValueError(name)
 
@@ -151,8 +134,6 @@ def main() -> None:
         "processor": platform.processor() or platform.machine(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sop_overhead.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     lines = [
         "# SOP counting overhead vs plain ref-float",
         "",
@@ -169,7 +150,7 @@ def main() -> None:
             f"{r['flops_per_step'] / 1e9:.2f} | {r['plain_ms']} | {r['counting_ms']} | {r['overhead']:+.1%} | "
             f"{r['overhead_min']:+.1%} | {r['overhead_pairs_median']:+.1%} |"
         )
-    (RESULTS / "sop_overhead.md").write_text("\n".join(lines) + "\n")
+    save_results("sop_overhead", {"meta": meta, "results": results}, "\n".join(lines) + "\n")
     print(f"results in {RESULTS.relative_to(REPO)}/sop_overhead.{{json,md}}")
 
 

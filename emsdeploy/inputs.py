@@ -84,7 +84,7 @@ def load_image(path: str | Path, size: tuple[int, int], channels: int = 3) -> tu
             h, w = size
             scale = min(h / h0, w / w0)
             nw, nh = max(1, round(w0 * scale)), max(1, round(h0 * scale))
-            resized = im.resize((nw, nh), Image.BILINEAR)
+            resized = im.resize((nw, nh), Image.Resampling.BILINEAR)
             arr = np.asarray(resized, dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
@@ -133,7 +133,7 @@ def _gen1_dataset(path: Path, size: int = 320, time_steps: int | None = None, ge
     from .models.data import DEFAULT_GEN1_MODE, Gen1Detection
     from .models.data.gen1 import TIME_BINS
 
-    files = path if path.is_dir() else [path]
+    files: Path | list[str | Path] = path if path.is_dir() else [path]
     return Gen1Detection(files, input_size=size, time_bins=time_steps or TIME_BINS, mode=gen1_mode or DEFAULT_GEN1_MODE)
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 __all__ = ["ENERGY_DIGITS", "PIPED_WIDTH", "count_text", "energy_text", "name_table", "stdout_console"]
@@ -34,7 +34,7 @@ def stdout_console(*, stderr: bool = False) -> Console:
 
 def name_table(
     title: str | None,
-    columns: Sequence[tuple[str, str]],
+    columns: Sequence[tuple[str, JustifyMethod]],
     names: Iterable[str] = (),
     name_columns: Iterable[str] = (),
     fold_columns: Iterable[str] = (),

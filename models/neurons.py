@@ -18,13 +18,13 @@ class _RectSpike(torch.autograd.Function):
     """Heaviside forward, rectangular surrogate backward (paper eq. 3)."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, v_th: float, width: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, u: torch.Tensor, v_th: float, width: float) -> torch.Tensor:
         ctx.save_for_backward(u)
         ctx.v_th, ctx.width = v_th, width
         return (u > v_th).to(u.dtype)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         (u,) = ctx.saved_tensors
         window = ((u - ctx.v_th).abs() < ctx.width / 2).to(grad.dtype)
         return grad * window / ctx.width, None, None

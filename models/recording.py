@@ -19,7 +19,7 @@ __all__ = ["record_neurons"]
 
 @contextmanager
 def record_neurons(
-    model: nn.Module, kinds: tuple[type, ...] = (LIF, SiLUNeuron), inputs: dict[str, torch.Tensor] | None = None
+    model: nn.Module, kinds: tuple[type[nn.Module], ...] = (LIF, SiLUNeuron), inputs: dict[str, torch.Tensor] | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield a dict that fills with ``{module path: output [T, B, ...]}`` of each neuron module.
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.tolerances import EXACT
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -173,7 +175,7 @@ def _check_convert(d: Path) -> None:
     assert (ours.time_steps, ours.encoding, ours.config) == (4, "direct", want.config)
     assert ours.state_dict.keys() == want.state_dict.keys()
     for k, v in want.state_dict.items():
-        torch.testing.assert_close(ours.state_dict[k], v, rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(ours.state_dict[k], v, **EXACT, msg=k)
 
 
 def test_every_readme_text_command_is_covered():

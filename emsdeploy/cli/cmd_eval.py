@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..distributed.jobs import sweep_options
-from .options import encoding_option, gen1_mode_option
+from .options import choice_option, encoding_option, gen1_mode_option
 
 
 @click.command(name="eval")
@@ -22,12 +22,11 @@ from .options import encoding_option, gen1_mode_option
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
-@click.option(
+@choice_option(
     "--backend",
-    type=click.Choice(("torch", "onnx-fixed")),
+    ("torch", "onnx-fixed"),
+    "torch (the float model) or onnx-fixed (the Loihi-quantized model as an integer ONNX graph, on CPU).",
     default="torch",
-    show_default=True,
-    help="torch (the float model) or onnx-fixed (the Loihi-quantized model as an integer ONNX graph, on CPU).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print only JSON (keys include map50 and map50_95).")
 @click.option(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import click
 
-__all__ = ["ENCODING_CHOICES", "GEN1_MODE_CHOICES", "encoding_option", "gen1_mode_option", "provider_option"]
+__all__ = [
+    "ENCODING_CHOICES",
+    "GEN1_MODE_CHOICES",
+    "choice_option",
+    "encoding_option",
+    "gen1_mode_option",
+    "provider_option",
+]
 
 F = TypeVar("F", bound=Callable)
 
@@ -16,13 +23,17 @@ GEN1_MODE_CHOICES = ("official", "per-bin")
 ENCODING_CHOICES = ("direct", "frames")
 
 
+def choice_option(name: str, choices: Sequence[str], help: str, default: str | None = None) -> Callable[[F], F]:
+    """An option taking one of ``choices``; ``--help`` shows the default where there is one."""
+    return click.option(name, type=click.Choice(choices), default=default, show_default=default is not None, help=help)
+
+
 def gen1_mode_option(f: F) -> F:
     """``--gen1-mode``: how Gen1 event files become model inputs (docs/gen1.md)."""
-    return click.option(
+    return choice_option(
         "--gen1-mode",
-        type=click.Choice(GEN1_MODE_CHOICES),
-        default=None,
-        help="Gen1 event data: 'official' (bin 0 at every step, as the released Gen1 checkpoints were "
+        GEN1_MODE_CHOICES,
+        "Gen1 event data: 'official' (bin 0 at every step, as the released Gen1 checkpoints were "
         "trained) or 'per-bin' (bin t at step t). Default: the mode the checkpoint records, else per-bin. "
         "See docs/gen1.md.",
     )(f)
@@ -30,11 +41,10 @@ def gen1_mode_option(f: F) -> F:
 
 def encoding_option(f: F) -> F:
     """``--encoding``: how an official checkpoint reads its input (ours record it; a mismatch is an error)."""
-    return click.option(
+    return choice_option(
         "--encoding",
-        type=click.Choice(ENCODING_CHOICES),
-        default=None,
-        help="Input encoding of an official checkpoint: 'direct' (an image repeated T times) or 'frames' "
+        ENCODING_CHOICES,
+        "Input encoding of an official checkpoint: 'direct' (an image repeated T times) or 'frames' "
         "(event frames, one per step). Default: frames for Gen1 models, else direct. Our checkpoints record "
         "theirs; naming another is an error.",
     )(f)
@@ -42,11 +52,10 @@ def encoding_option(f: F) -> F:
 
 def provider_option(f: F) -> F:
     """``--provider``: the onnxruntime execution provider (emsdeploy/providers.py)."""
-    return click.option(
+    return choice_option(
         "--provider",
-        type=click.Choice(["cpu", "cuda"]),
-        default="cpu",
-        show_default=True,
-        help="onnxruntime execution provider: cpu, or cuda (needs onnxruntime-gpu and a GPU; "
+        ("cpu", "cuda"),
+        "onnxruntime execution provider: cpu, or cuda (needs onnxruntime-gpu and a GPU; "
         "refused in one line when this installation lacks it).",
+        default="cpu",
     )(f)

@@ -129,7 +129,7 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None
     breakdown["elementwise"] = total(elementwise, "energy_pj")
     energy = total(layers, "energy_pj") + total(neurons, "energy_pj") + total(elementwise, "energy_pj")
     energy_formula = total(layers, "energy_formula_pj")
-    updates = total(neurons, "updates")
+    all_updates = total(neurons, "updates")
     zero = np.zeros(T, dtype=np.int64)
     per_step_ac = sum((np.asarray(r["sop_per_step"]) for r in layers if r["op_kind"] == "AC"), zero)
     per_step_mac = sum((np.asarray(r["sop_per_step"]) for r in layers if r["op_kind"] == "MAC"), zero)
@@ -138,12 +138,12 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None
         "mac": total(layers, "mac"),
         "sop_exact": total(layers, "sop_exact"),
         "sop_formula": total(layers, "sop_formula"),
-        "neuron_updates": updates,
+        "neuron_updates": all_updates,
         "active_neuron_updates": total(neurons, "active_updates"),
         "elementwise": total(elementwise, "ops"),
         "weight_reads": total(layers, "weight_reads"),
-        "membrane_reads": updates,
-        "membrane_writes": updates,
+        "membrane_reads": all_updates,
+        "membrane_writes": all_updates,
         "energy_pj": energy,
         "energy_mJ": energy / PJ_PER_MJ,
         "energy_formula_mJ": energy_formula / PJ_PER_MJ,

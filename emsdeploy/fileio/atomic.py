@@ -118,22 +118,30 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def _temporary(path: Path, suffix: str, is_dir: bool) -> Iterator[Path]:
+    """A fresh registered temporary beside ``path`` for the block: removed if the block fails (or
+    a signal ends it), unregistered however it ends. The block moves it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(path.parent, path.name, suffix, is_dir)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp, is_dir)
+        raise
+    finally:
+        _unregister(tmp)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str = ".tmp") -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` onto ``path``; the file gets the usual
     permissions (0666 less the umask), not a temporary's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path.parent, path.name, suffix, False)
-    try:
+    with _temporary(path, suffix, False) as tmp:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         _completed.append(path)
-    except BaseException:
-        _remove(tmp, False)
-        raise
-    finally:
-        _unregister(tmp)
     return path
 
 
@@ -183,9 +191,7 @@ def atomic_folder(path: str | Path, owned: Collection[str] | None = None) -> Ite
                 f"{path}: holds files this export does not write ({', '.join(foreign[:3])}); "
                 "name a new or empty folder, or remove them"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path.parent, path.name, ".tmp", True)
-    try:
+    with _temporary(path, ".tmp", True) as tmp:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if path.is_dir():
@@ -195,13 +201,7 @@ def atomic_folder(path: str | Path, owned: Collection[str] | None = None) -> Ite
         else:
             os.rename(tmp, path)
         _completed.append(path)
-    except BaseException:
-        _remove(tmp, True)
-        raise
-    else:
-        _remove(tmp, True)
-    finally:
-        _unregister(tmp)
+        _remove(tmp, True)  # the previous output (nothing there after a plain rename)
 
 
 def _swap_by_renames(tmp: Path, path: Path) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import EmsdeployError, UntrustedFileError
 from .limits import check_limit, limit
@@ -71,7 +72,7 @@ _COMPRESSING = {1, 32000}
 @contextlib.contextmanager
 def open_hdf5(
     path: str | Path, *, error: type[EmsdeployError] = UntrustedFileError, compressed: bool = False
-) -> Iterator[object]:
+) -> Iterator[Any]:  # an h5py.File (h5py ships no types)
     """Open ``path`` read-only after :func:`check_hdf5`; yields the ``h5py.File``.
 
     ``error``: the error class raised (e.g. ``IRFormatError``); every message names the file.
@@ -116,7 +117,7 @@ def check_hdf5(f: object, path: Path, file_size: int, compressed: bool = False) 
     count = 0
     compressed_declared = 0
     _check_attrs(f, "/", path)
-    stack: list[tuple[str, h5py.Group]] = [("", f)]  # type: ignore[list-item]
+    stack: list[tuple[str, h5py.Group]] = [("", f)]
     while stack:
         prefix, group = stack.pop()
         for name in group:
@@ -197,7 +198,7 @@ def _check_dataset(ds: object, where: str, path: Path, file_size: int, compresse
             raise UntrustedFileError(
                 f"{path}: dataset {where} is compressed; this file kind is written uncompressed, refused"
             )
-        expected = math.prod(-(-int(n) // int(c)) for n, c in zip(ds.shape, ds.chunks)) if nbytes else 0  # type: ignore[attr-defined]
+        expected = math.prod(-(-int(n) // int(c)) for n, c in zip(ds.shape, ds.chunks)) if nbytes else 0  # type: ignore[attr-defined, misc]
         if ds.id.get_num_chunks() < expected:  # type: ignore[attr-defined]
             raise UntrustedFileError(f"{path}: dataset {where} has unwritten chunks (declared but not stored); refused")
         return nbytes

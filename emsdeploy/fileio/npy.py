@@ -71,7 +71,7 @@ def load_npy(
     """
     path = Path(path)
     shape, dtype, _ = npy_header(path, error=error)
-    fields = [dtype.fields[n][0] for n in dtype.names] if dtype.names else [dtype]
+    fields = [dtype.fields[n][0] for n in dtype.names] if dtype.names and dtype.fields else [dtype]
     if dtype.names and not structured:
         raise error(f"{path}: structured dtype {dtype}; expected a plain numeric array")
     for ft in fields:

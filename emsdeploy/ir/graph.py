@@ -11,7 +11,7 @@ import copy
 import graphlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..errors import IRValidationError
 from .kinds import Kind
@@ -173,7 +173,7 @@ class Graph:
 
     @property
     def encoding(self) -> str:
-        return self.input_node().op.encoding  # type: ignore[attr-defined]
+        return cast(Input, self.input_node().op).encoding  # input_node() found it by isinstance
 
     def _infer(self) -> dict[str, tuple[Shape, Kind]]:
         if self._cache is None:

@@ -29,7 +29,6 @@ population latency if there is no readout), ``graph.attrs["delays_aligned"] = Tr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 
@@ -139,7 +138,9 @@ def align_delays(graph: Graph, relay_above: int = RELAY_ABOVE) -> Graph:
         op = node.op
         if isinstance(op, POPULATIONS):
             for i in node.inputs:
-                term: Any = g[i].op  # a synapse group: every one has delay_u6
+                term = g[i].op
+                if not isinstance(term, CHIP_SYNAPSES + HOST_TERMS):
+                    raise PassError(f"{i}: feeds population {node.name} but is no synapse term (internal error)")
                 delay = latency[node.name] - latency[i]
                 if delay < 0:
                     raise PassError(f"{i}: arrives after its population {node.name} (internal error)")

@@ -29,7 +29,7 @@ class _Layers(nn.Module):
         self.model = model.model
         self.save = model.save
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return run_layers(self.model, self.save, x)
 
 
@@ -128,7 +128,8 @@ def _lower(ctx: TraceContext, node: fx.Node, env: dict, modules: dict, shape: tu
             raise TraceError(
                 f"{node.target} ({type(module).__name__}): called with {len(node.args)} args; expected one input"
             )
-        return handler(ctx, node.target, module, _names(node.args[0], env, node.target))
+        target = str(node.target)  # a module path for call_module
+        return handler(ctx, target, module, _names(node.args[0], env, target))
     if node.op == "call_function" and node.target in FUNCTION_HANDLERS:
         name = _function_name(node)
         inputs = [env[a] for a in _flat_nodes(node.args)]

@@ -149,7 +149,7 @@ class CocoDetection(DetectionDataset):
             )
         s = self.input_size
         sx, sy = s / im["width"], s / im["height"]
-        pixels = np.asarray(rgb.resize((s, s), Image.BILINEAR), dtype=np.uint8)
+        pixels = np.asarray(rgb.resize((s, s), Image.Resampling.BILINEAR), dtype=np.uint8)
         x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
         rows = self._boxes[index]
         boxes = torch.tensor(

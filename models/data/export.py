@@ -3,6 +3,7 @@ the synthetic data with other tools or to check the COCO loader on it."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from emsdeploy.fileio import atomic_write  # usual permissions (umask), cleanup 
 from .sample import DetectionDataset
 
 __all__ = ["export_coco"]
+
+
+def _write_png(pixels: np.ndarray, tmp: Path) -> None:
+    Image.fromarray(pixels).save(tmp, format="PNG")
 
 
 def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | None = None) -> Path:
@@ -35,7 +40,7 @@ def export_coco(dataset: DetectionDataset, out_dir: str | Path, limit: int | Non
         s = dataset[i]
         pixels = (s.x.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
         name = f"{s.image_id:06d}.png"
-        atomic_write(out / name, lambda tmp, p=pixels: Image.fromarray(p).save(tmp, format="PNG"))
+        atomic_write(out / name, functools.partial(_write_png, pixels))
         im = by_id[s.image_id]
         images.append({**im, "file_name": name, "width": pixels.shape[1], "height": pixels.shape[0]})
         by_id[s.image_id] = {**im, "scale": s.scale}

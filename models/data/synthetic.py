@@ -66,7 +66,9 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
         blob = np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * r * r))
         img = img + rng.uniform(-0.12, 0.12, 3) * blob[..., None]
     for _ in range(int(rng.integers(3, 11))):  # specks far smaller than any object
-        speck = Shape(int(rng.choice([0, 1])), *rng.uniform(0, size, 2), size=float(rng.uniform(2, 5)))
+        kind = int(rng.choice([0, 1]))
+        x, y = rng.uniform(0, size, 2)  # drawn in this order: the data sets are reproducible
+        speck = Shape(kind, x, y, size=float(rng.uniform(2, 5)))
         paint(img, speck, rng.uniform(0, 1, 3))
     for _ in range(int(rng.integers(1, 4))):  # thin line segments
         x0, y0 = rng.uniform(0, size, 2)
@@ -113,7 +115,8 @@ def make_scene(recipe: SynthRecipe, split: str, index: int) -> tuple[np.ndarray,
 
 def coco_from_layouts(layouts: list[list[Shape]], size: int) -> dict:
     """COCO ``instances`` dict for images ``1..n`` of side ``size``, category ids ``1..4``."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for i, shapes in enumerate(layouts):
         images.append({"id": i + 1, "file_name": f"{i:06d}.png", "width": size, "height": size})
         for s in shapes:

@@ -116,7 +116,7 @@ class YoloLoss(nn.Module):
         device = raws[0].device
         targets = targets.to(device)
         asgs = [
-            assign_targets(targets, self.anchors[i], tuple(raw.shape[2:4]), self.strides[i], self.hyp.anchor_t)
+            assign_targets(targets, self.anchors[i], (raw.shape[2], raw.shape[3]), self.strides[i], self.hyp.anchor_t)
             for i, raw in enumerate(raws)
         ]
         local = [len(a.b) for a in asgs] + [raw[..., 4].numel() for raw in raws] + [raws[0].shape[0]]

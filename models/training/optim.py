@@ -23,7 +23,8 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; supported: {', '.join(OPTIMIZERS)}")
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for module in model.modules():
         for pname, p in module.named_parameters(recurse=False):
             if not p.requires_grad:

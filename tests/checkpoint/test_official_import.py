@@ -6,8 +6,7 @@ import torch
 
 from emsdeploy.checkpoint import import_official, load_any, load_checkpoint, save_checkpoint
 from emsdeploy.models import record_neurons
-
-TOL = {"rtol": 1e-5, "atol": 1e-4}
+from tests.tolerances import OFFICIAL
 
 
 @pytest.mark.parametrize("k", [0, 1])
@@ -22,10 +21,10 @@ def test_reproduces_official_outputs(official, k):
         assert spikes.shape == ref.shape, name
         assert (spikes == ref).all(), f"{name}: {(spikes != ref).sum()} spike mismatches"
     for name in official.silu_names:
-        np.testing.assert_allclose(rec[name].numpy(), official.ref(k, "silu", name), **TOL)
+        np.testing.assert_allclose(rec[name].numpy(), official.ref(k, "silu", name), **OFFICIAL)
     for i, raw in enumerate(raws):
-        np.testing.assert_allclose(raw.numpy(), official.ref(k, "detect_raw", i), **TOL)
-    np.testing.assert_allclose(pred.numpy(), official.ref(k, "pred"), **TOL)
+        np.testing.assert_allclose(raw.numpy(), official.ref(k, "detect_raw", i), **OFFICIAL)
+    np.testing.assert_allclose(pred.numpy(), official.ref(k, "pred"), **OFFICIAL)
 
 
 def test_tiny_fixture_non_inplace_silu_reference(fixtures_dir):
@@ -40,7 +39,7 @@ def test_tiny_fixture_non_inplace_silu_reference(fixtures_dir):
         pred, _ = model.predict(fx.input(0))
     for name in fx.lif_names:
         assert (rec[name].numpy().astype(np.uint8) == ref[f"in0__spike__{name}"]).all(), name
-    np.testing.assert_allclose(pred.numpy(), ref["in0__pred"], **TOL)
+    np.testing.assert_allclose(pred.numpy(), ref["in0__pred"], **OFFICIAL)
 
 
 def test_anchors_come_from_the_checkpoint_buffer(fixtures_dir):

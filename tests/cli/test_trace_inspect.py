@@ -1,8 +1,6 @@
 """`emsdeploy trace` and `emsdeploy inspect`, run as a user would."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -13,11 +11,7 @@ from emsdeploy.models import build_model, builtin_configs
 from emsdeploy.passes import partition, run_flow
 from emsdeploy.targets import load_target
 from emsdeploy.tracer import trace
-from tests.helpers import tiny_ee
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, "-m", "emsdeploy", *args], capture_output=True, text=True, timeout=300)
+from tests.helpers import run_console, tiny_ee
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def ckpt(tmp_path_factory):
 
 def test_trace_writes_a_readable_ir(ckpt, tmp_path):
     out = tmp_path / "m.emsir"
-    r = _run("trace", str(ckpt), "-o", str(out), "--simplify")
+    r = run_console("trace", str(ckpt), "-o", str(out), "--simplify")
     assert r.returncode == 0, r.stderr
     g = read_ir(out)
     assert g.input_node().op.shape == (3, 32, 32)  # the checkpoint's input_size
@@ -37,7 +31,7 @@ def test_trace_writes_a_readable_ir(ckpt, tmp_path):
 
 
 def test_inspect_json_totals_agree_with_rows(ckpt, tmp_path):
-    r = _run("inspect", str(ckpt), "--json")
+    r = run_console("inspect", str(ckpt), "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     rows, tot = data["layers"], data["totals"]
@@ -49,18 +43,18 @@ def test_inspect_json_totals_agree_with_rows(ckpt, tmp_path):
 
 def test_inspect_table_and_ir_input(ckpt, tmp_path):
     ir = tmp_path / "m.emsir"
-    assert _run("trace", str(ckpt), "-o", str(ir)).returncode == 0
-    r = _run("inspect", str(ir), "--raw")
+    assert run_console("trace", str(ckpt), "-o", str(ir)).returncode == 0
+    r = run_console("inspect", str(ir), "--raw")
     assert r.returncode == 0, r.stderr
     assert "model.1.residual_function.0" in r.stdout and "totals:" in r.stdout
 
 
 def test_inspect_errors(tmp_path):
-    r = _run("inspect", str(tmp_path / "missing.pt"))
+    r = run_console("inspect", str(tmp_path / "missing.pt"))
     assert r.returncode == 2 and "no such file" in r.stderr
-    r = _run("inspect")
+    r = run_console("inspect")
     assert r.returncode == 2 and "SOURCE is required" in r.stderr
-    r = _run("inspect", "--support", "--json")
+    r = run_console("inspect", "--support", "--json")
     assert r.returncode == 0 and "LIF" in json.loads(r.stdout)
 
 

@@ -11,7 +11,7 @@ import torch
 from emsdeploy.energy import energy_report, load_profile
 from emsdeploy.simulators.sops import count_sops
 from emsdeploy.tracer import trace
-from tests.helpers import tiny_ee
+from tests.helpers import one_lif_by_hand, tiny_ee
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +77,8 @@ def test_loihi_prices_active_updates_and_memory_profile_prices_traffic(counts):
 def test_neuron_rows_are_per_inference_by_hand():
     """One LIF of 4 neurons, T = 3, two samples (the same input twice): per inference it makes
     12 updates, 6 of them active (tests/simulators/test_sops.py counts them by hand) and 1 spike."""
-    import numpy as np
-
-    from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
-
-    g = Graph({"time_steps": 3})
-    g.add("input", Input((1, 1, 4), "frames"))
-    g.add("lif", LIF(0.25, 0.5), ["input"])
-    g.add("conv", Conv2d(np.ones((1, 1, 1, 1), np.float32)), ["lif"])
-    g.add("readout", Readout(), ["conv"])
-    g.outputs = ["readout"]
-    x = torch.tensor([[0.0, 0.3, 0.8, 0.0], [0.0, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0]]).view(1, 3, 1, 1, 4)
-    r = energy_report(count_sops(g.validate(), [x, x]), load_profile("loihi"))
+    g, x = one_lif_by_hand()
+    r = energy_report(count_sops(g, [x, x]), load_profile("loihi"))
     (lif,) = r["neurons"]
     assert r["samples"] == 2 and r["time_steps"] == 3
     assert (lif["updates"], lif["active_updates"], lif["firing_rate"]) == (12.0, 6.0, 1 / 12)

@@ -5,32 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 import emsdeploy
-from emsdeploy.checkpoint import from_model, save_checkpoint
-from emsdeploy.cli import cli
 from emsdeploy.errors import InputError
-from tests.helpers import tiny_ee
+from tests.helpers import invoke, tiny_checkpoint
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("facade")
-    recipe = {
-        "kind": "shapes",
-        "seed": 3,
-        "size": SIZE,
-        "train": 2,
-        "val": 2,
-        "max_objects": 2,
-        "min_size": 8,
-        "max_size": 20,
-    }
-    meta = {"input_size": SIZE, "data": {**recipe, "split": "train"}}
-    return save_checkpoint(folder / "tiny.pt", from_model(tiny_ee(time_steps=2), meta))
+    return tiny_checkpoint(tmp_path_factory.mktemp("facade"), SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +24,7 @@ def model(ckpt):
 
 
 def cli_json(*args):
-    res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    res = invoke(*args)
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)
 

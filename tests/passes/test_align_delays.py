@@ -9,6 +9,7 @@ from emsdeploy.ir.ops.loihi import CHIP_SYNAPSES, HOST_TERMS, POPULATIONS, Loihi
 from emsdeploy.passes.align_delays import align_delays, hops
 from emsdeploy.passes.quantize import quantize
 from tests.loihi_cases import chain_graph, mixed_graph, simplified
+from tests.tolerances import EXACT
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_big_delayed_convs_go_through_relays():
     b = RefFixed(relayed).run(x, record="all", raw=True)
     for name, rec in a.records.items():
         for key, v in rec.items():
-            torch.testing.assert_close(b.records[name][key], v, rtol=0, atol=0)
+            torch.testing.assert_close(b.records[name][key], v, **EXACT)
 
 
 def test_chain_needs_no_delays():

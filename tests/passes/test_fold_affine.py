@@ -8,6 +8,7 @@ from emsdeploy.passes import fold_affine
 from emsdeploy.simulators import RefFloat
 from emsdeploy.tracer import trace
 from tests.helpers import tiny_ee
+from tests.tolerances import FLOAT64_REFORMED
 
 
 def test_folds_every_conv_bn_pair_and_keeps_results():
@@ -22,7 +23,7 @@ def test_folds_every_conv_bn_pair_and_keeps_results():
     b = RefFloat(folded, torch.float64).run(x, record="neurons")
     for n in graph.of_type(LIF):
         assert torch.equal(a.records[n.name]["s"], b.records[n.name]["s"]), n.name
-    torch.testing.assert_close(a.outputs[graph.outputs[-1]], b.outputs[folded.outputs[-1]], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.outputs[graph.outputs[-1]], b.outputs[folded.outputs[-1]], **FLOAT64_REFORMED)
     assert len(graph.of_type(Affine)) > 0  # the input graph is untouched
 
 

@@ -23,7 +23,7 @@ from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.ref_fixed import RefFixed
 from emsdeploy.tracer import trace
-from tests.helpers import tiny_ee
+from tests.helpers import spike_mismatches, tiny_ee
 from tests.loihi_cases import lowered, mixed_graph, simplified
 
 
@@ -172,12 +172,7 @@ def test_quantization_is_deterministic_and_pure(mixed):
 def _agreement(graph, x):
     q = lowered(graph)
     f = RefFloat(simplified(graph), torch.float64).run(x, record="neurons")
-    r = RefFixed(q).run(x, record="all")
-    n = m = 0
-    for name, rec in f.records.items():
-        if "s" in rec:
-            n += rec["s"].numel()
-            m += int((rec["s"] != r.records[name]["s"]).sum())
+    n, m = spike_mismatches(f, RefFixed(q).run(x, record="all"))
     return 1 - m / n
 
 

@@ -14,7 +14,9 @@ from emsdeploy.simulators import RefFloat
 from emsdeploy.simulators.fixed_kernels import conv_payload, effective_bias, lif_step, sparse_payload, wrap
 from emsdeploy.simulators.ref_fixed import RefFixed
 from tests.conftest import shipped_checkpoint
+from tests.helpers import spike_mismatches
 from tests.loihi_cases import chain_graph, lowered, mixed_graph, simplified
+from tests.tolerances import EXACT, FLOAT64_ROUNDING
 
 P = load_profile().as_dict()
 
@@ -148,11 +150,11 @@ def test_timing_model_reproduces_ref_float_exactly_when_quantization_is_exact():
     f = RefFloat(simplified(g), torch.float64).run(x, record="neurons")
     r = RefFixed(q).run(x, record="all", raw=True)
     for n in ("lif1", "lif2"):
-        torch.testing.assert_close(r.records[n]["s"].double(), f.records[n]["s"], rtol=0, atol=0)
+        torch.testing.assert_close(r.records[n]["s"].double(), f.records[n]["s"], **EXACT)
         lat = q[n].op.latency
         assert lat == {"lif1": 0, "lif2": 1}[n]
-        torch.testing.assert_close(r.records[n]["s_raw"][lat : lat + 4], r.records[n]["s"], rtol=0, atol=0)
-    torch.testing.assert_close(r.outputs["ro"], f.outputs["ro"], rtol=0, atol=1e-12)
+        torch.testing.assert_close(r.records[n]["s_raw"][lat : lat + 4], r.records[n]["s"], **EXACT)
+    torch.testing.assert_close(r.outputs["ro"], f.outputs["ro"], **FLOAT64_ROUNDING)
     assert q.attrs["latency"] == 2
 
 
@@ -187,8 +189,8 @@ def test_batches_are_independent():
         timeless = isinstance(q[n].op, LoihiReadout)  # readouts record [B, ...], the rest [T, B, ...]
         for k, v in rec.items():
             mine = both.records[n][k][1:2] if timeless else both.records[n][k][:, 1:2]
-            torch.testing.assert_close(mine, v, rtol=0, atol=0)
-    torch.testing.assert_close(both.outputs["ro0"][1:2], one.outputs["ro0"], rtol=0, atol=0)
+            torch.testing.assert_close(mine, v, **EXACT)
+    torch.testing.assert_close(both.outputs["ro0"][1:2], one.outputs["ro0"], **EXACT)
 
 
 def test_time_steps_is_a_run_time_argument():
@@ -222,11 +224,7 @@ def test_fixed_vs_float_on_the_official_fixtures(official):
     x = official.input(0)
     f = RefFloat(simplified(g)).run(x, record="neurons")
     r = RefFixed(q).run(x, record="all")
-    n = m = 0
-    for name, rec in f.records.items():
-        if "s" in rec:
-            n += rec["s"].numel()
-            m += int((rec["s"] != r.records[name]["s"]).sum())
+    n, m = spike_mismatches(f, r)
     assert n > 0 and 1 - m / n > 0.95
     readouts = [o for o in r.outputs if "readout" in o]
     assert readouts, "no readout to compare"
@@ -261,9 +259,9 @@ def test_valid_window_only_equals_the_full_simulation(relay_above):
     full = sim.run(x, record="all", raw=True)
     for name, rec in fast.records.items():
         for key, v in rec.items():
-            torch.testing.assert_close(full.records[name][key], v, rtol=0, atol=0)
+            torch.testing.assert_close(full.records[name][key], v, **EXACT)
     for o, v in fast.outputs.items():
-        torch.testing.assert_close(full.outputs[o], v, rtol=0, atol=0)
+        torch.testing.assert_close(full.outputs[o], v, **EXACT)
 
 
 def test_fixed_vs_float_on_the_shipped_checkpoint():

@@ -22,6 +22,7 @@ from emsdeploy.simulators.sops import (
     count_sops,
     graph_flops,
 )
+from tests.helpers import one_lif_by_hand
 
 
 # --- brute force ---------------------------------------------------------------------------
@@ -209,16 +210,8 @@ def test_resnet34_cat_at_640_matches_the_published_mac_count():
 
 # --- neurons --------------------------------------------------------------------------------
 def test_neuron_updates_and_active_updates_by_hand():
-    g = Graph({"time_steps": 3})
-    g.add("input", Input((1, 1, 4), "frames"))
-    g.add("lif", LIF(0.25, 0.5), ["input"])
-    g.add("conv", Conv2d(np.ones((1, 1, 1, 1), np.float32)), ["lif"])
-    g.add("readout", Readout(), ["conv"])
-    g.outputs = ["readout"]
-    # neuron 0 never gets input; 1 gets 0.3 once and leaks; 2 spikes at once, then is reset to 0;
-    # 3 gets input at step 1 only.
-    x = torch.tensor([[0.0, 0.3, 0.8, 0.0], [0.0, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.0]]).view(1, 3, 1, 1, 4)
-    counts = count_sops(g.validate(), [x])
+    g, x = one_lif_by_hand()  # its docstring says which neuron gets what
+    counts = count_sops(g, [x])
     (lif,) = counts.neurons
     assert lif.size == 4 and lif.fanin == 1 and lif.spiking
     assert lif.active.tolist() == [2, 2, 2]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ...errors import IRValidationError
 from ..kinds import Kind
@@ -24,7 +25,7 @@ def param(unit: str = "", shape: str = "", default: Any = dataclasses.MISSING, d
     return dataclasses.field(default=default, metadata=meta)
 
 
-def as_array(value: Any, dtype: Any = None) -> np.ndarray:
+def as_array(value: Any, dtype: Any = None) -> NDArray[Any]:
     arr = np.asarray(value, dtype=dtype)
     arr.setflags(write=False)  # ops are values: nobody edits a weight in place
     return arr

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ...errors import IRValidationError
 from ..kinds import Kind
@@ -66,7 +68,7 @@ class Decode(Op):
     """
 
     nc: int = param(doc="number of classes")
-    anchors: np.ndarray = param(unit="grid cells", shape="(nl, na, 2)")
+    anchors: NDArray[Any] = param(unit="grid cells", shape="(nl, na, 2)")
     strides: tuple[float, ...] = param(unit="input pixels per grid cell", shape="(nl,)")
     arity = (1, None)
     accepts = frozenset({Kind.ANALOG})
@@ -89,7 +91,7 @@ class Decode(Op):
     def no(self) -> int:
         return self.nc + 5
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if len(in_shapes) != len(self.strides):
             raise IRValidationError(f"Decode has {len(self.strides)} scales but {len(in_shapes)} inputs")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ...errors import IRValidationError
 from ..kinds import Kind
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 
-def _ints(value: Any, dtype: Any) -> np.ndarray:
+def _ints(value: Any, dtype: Any) -> NDArray[Any]:
     arr = np.asarray(value)
     if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
         raise IRValidationError(f"expected integers, got values such as {arr.flat[0]}")
@@ -74,7 +75,7 @@ class _Population(Op):
     def in_shape(self) -> Shape:  # the shape of a_in
         raise NotImplementedError
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         for s in in_shapes:
             if tuple(s) != self.in_shape():
@@ -102,7 +103,7 @@ class LoihiLIF(_Population):
     du_u12: int = param(doc="current decay; 4095 keeps no synaptic memory")
     dv_u12: int = param(doc="voltage decay, 4096·(1 − τ)")
     vth_u17: int = param(unit="weight units", doc="threshold mantissa, compared as v > vth << 6")
-    bias_mant_s13: np.ndarray = param(shape="(C, H, W)", doc="bias mantissa per neuron")
+    bias_mant_s13: NDArray[Any] = param(shape="(C, H, W)", doc="bias mantissa per neuron")
     bias_exp_u3: int = param(doc="bias exponent: v gains bias_mant << bias_exp every step")
     scale: float = param(unit="weight units per unit current", doc="S, a power of two")
     latency: int = param(default=0, unit="steps", doc="first valid step; held in reset before it")
@@ -122,7 +123,7 @@ class LoihiLIF(_Population):
     def in_shape(self) -> Shape:
         return tuple(self.bias_mant_s13.shape)
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.SPIKE
 
     def num_parameters(self) -> int:
@@ -142,7 +143,7 @@ class LoihiReadout(_Population):
     du_u12: int = param(doc="4095: u is this step's input")
     dv_u12: int = param(doc="0: v integrates without leak")
     vth_u17: int = param(doc="largest threshold: the integrator never fires in range")
-    bias_mant_s13: np.ndarray = param(shape="(C, H, W)")
+    bias_mant_s13: NDArray[Any] = param(shape="(C, H, W)")
     bias_exp_u3: int = param()
     scale: float = param(unit="weight units per unit current")
     latency: int = param(default=0, unit="steps")
@@ -158,7 +159,7 @@ class LoihiReadout(_Population):
     def in_shape(self) -> Shape:
         return tuple(self.bias_mant_s13.shape)
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
 
 
@@ -171,7 +172,7 @@ class FixedMaxPool(_Population):
     ``out_shift_u5``; y = z when r = 0), i.e. at scale ``scale / 2**r``. Stateless.
     """
 
-    bias_s24: np.ndarray = param(shape="(C, H, W)", unit="weight units")
+    bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units")
     kernel: int = param(default=2)
     scale: float = param(default=1.0, unit="weight units per unit current")
     out_shift_u5: int = param(default=0, doc="rounding right shift of the graded output")
@@ -196,7 +197,7 @@ class FixedMaxPool(_Population):
         c, h, w = self.in_shape()
         return (c, h // self.kernel, w // self.kernel)
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
 
 
@@ -211,7 +212,7 @@ class FixedSiLU(_Population):
     :func:`silu_fixed_step` is the one implementation (ref-fixed and the Lava process call it).
     """
 
-    bias_s24: np.ndarray = param(shape="(C, H, W)", unit="weight units")
+    bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units")
     tau: float = param(default=0.25, unit="per step")
     inplace: bool = param(default=True)
     scale_in: float = param(default=1.0, unit="weight units per unit current")
@@ -234,7 +235,7 @@ class FixedSiLU(_Population):
     def in_shape(self) -> Shape:
         return tuple(self.bias_s24.shape)
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
 
 
@@ -249,7 +250,7 @@ class GradedRelay(_Population):
     units (``scale``) its readers' integer weights expect. Stateless; valid from ``latency``.
     """
 
-    bias_s24: np.ndarray = param(shape="(C, H, W)", unit="weight units")
+    bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units")
     scale: float = param(default=1.0, unit="weight units per unit current")
     latency: int = param(default=0, unit="steps")
     bound: int = param(default=0, unit="weight units", doc="proven bound on |y| (0: not computed)")
@@ -264,11 +265,11 @@ class GradedRelay(_Population):
     def in_shape(self) -> Shape:
         return tuple(self.bias_s24.shape)
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
 
 
-def silu_fixed_step(op: FixedSiLU, a: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+def silu_fixed_step(op: FixedSiLU, a: NDArray[Any], state: Any) -> tuple[NDArray[Any], Any]:
     """One step of :class:`FixedSiLU`: ``a`` is the int sum of its inputs (any leading axes ending
     in (C, H, W)); ``state`` is ``None`` right after a reset. Returns (graded int64 output, state)."""
     bias = op.bias_s24.astype(np.float64)
@@ -285,7 +286,7 @@ def silu_fixed_step(op: FixedSiLU, a: np.ndarray, state: Any) -> tuple[np.ndarra
 class _Term(Op):
     accepts = frozenset({Kind.SPIKE, Kind.ANALOG})
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.CURRENT
 
 
@@ -300,13 +301,13 @@ def _conv_geometry(op: Any) -> None:
         raise IRValidationError(f"{type(op).__name__}: delay must be >= 0, got {op.delay_u6}")
 
 
-def _conv_check(op: Any, weight: np.ndarray, in_shapes: Sequence[Shape]) -> None:
+def _conv_check(op: Any, weight: NDArray[Any], in_shapes: Sequence[Shape]) -> None:
     c = in_shapes[0][0]
     if c != weight.shape[1] * op.groups:
         raise IRValidationError(f"{type(op).__name__} expects {weight.shape[1] * op.groups} input channels, got {c}")
 
 
-def _conv_shape(op: Any, weight: np.ndarray, in_shapes: Sequence[Shape]) -> Shape:
+def _conv_shape(op: Any, weight: NDArray[Any], in_shapes: Sequence[Shape]) -> Shape:
     _, h, w = in_shapes[0]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = weight.shape[2:], op.stride, op.padding, op.dilation
     return (int(weight.shape[0]), conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw))
@@ -325,7 +326,7 @@ class SynConv(_Term):
     :math:`a = \mathrm{wrap}_{32}(W \star x)`, without the 24-bit wrap.
     """
 
-    weight_s8: np.ndarray = param(shape="(C_out, C_in/groups, kH, kW)", doc="weight mantissas")
+    weight_s8: NDArray[Any] = param(shape="(C_out, C_in/groups, kH, kW)", doc="weight mantissas")
     weight_exp_s4: int = param(default=0, doc="shared exponent, >= 0 for Conv")
     stride: tuple[int, int] = param(default=(1, 1))
     padding: tuple[int, int] = param(default=(0, 0))
@@ -344,14 +345,14 @@ class SynConv(_Term):
                 f"SynConv: Lava's Conv cannot shift right; weight_exp must be >= 0, got {self.weight_exp_s4}"
             )
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         _conv_check(self, self.weight_s8, in_shapes)
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return _conv_shape(self, self.weight_s8, in_shapes)
 
-    def effective_weight(self) -> np.ndarray:
+    def effective_weight(self) -> NDArray[Any]:
         """The integer kernel Lava's Conv receives: m · 2**e."""
         return self.weight_s8.astype(np.int64) << self.weight_exp_s4
 
@@ -369,9 +370,9 @@ class SynSparse(_Term):
     exponent e − 1, so Lava's mixed-sign truncation of the lowest bit is a no-op).
     """
 
-    weight_s8: np.ndarray = param(shape="(nnz,)", doc="CSR data: weight mantissas")
-    indices: np.ndarray = param(shape="(nnz,)", doc="CSR column (source) indices")
-    indptr: np.ndarray = param(shape="(N_out + 1,)", doc="CSR row pointers")
+    weight_s8: NDArray[Any] = param(shape="(nnz,)", doc="CSR data: weight mantissas")
+    indices: NDArray[Any] = param(shape="(nnz,)", doc="CSR column (source) indices")
+    indptr: NDArray[Any] = param(shape="(N_out + 1,)", doc="CSR row pointers")
     in_shape: Shape = param(shape="(C, H, W)")
     out_shape: Shape = param(shape="(C, H, W)")
     weight_exp_s4: int = param(default=0)
@@ -387,7 +388,7 @@ class SynSparse(_Term):
         object.__setattr__(self, "delay_u6", int(self.delay_u6))
         _csr_check(self, self.weight_s8)
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if tuple(in_shapes[0]) != self.in_shape:
             raise IRValidationError(f"SynSparse expects input {self.in_shape}, got {tuple(in_shapes[0])}")
@@ -399,7 +400,7 @@ class SynSparse(_Term):
         return int(np.count_nonzero(self.weight_s8))
 
 
-def _csr_check(op: Any, data: np.ndarray) -> None:
+def _csr_check(op: Any, data: NDArray[Any]) -> None:
     n_out = int(np.prod(op.out_shape))
     n_in = int(np.prod(op.in_shape))
     if op.indptr.shape != (n_out + 1,) or data.shape != op.indices.shape or int(op.indptr[-1]) != data.size:
@@ -420,7 +421,7 @@ class HostConv(_Term):
     rounding term when h = 0), delivered at step t + ``delay_u6`` (no synapse hop).
     """
 
-    weight_s24: np.ndarray = param(shape="(C_out, C_in/groups, kH, kW)", doc="host integer weights")
+    weight_s24: NDArray[Any] = param(shape="(C_out, C_in/groups, kH, kW)", doc="host integer weights")
     shift_u5: int = param(default=0, doc="rounding right shift of the accumulator")
     in_scale: float = param(default=255.0, unit="integer steps per input unit")
     stride: tuple[int, int] = param(default=(1, 1))
@@ -438,7 +439,7 @@ class HostConv(_Term):
         if self.weight_s24.ndim != 4:
             raise IRValidationError(f"HostConv weight must be 4-D, got {self.weight_s24.shape}")
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         _conv_check(self, self.weight_s24, in_shapes)
 
@@ -454,9 +455,9 @@ class HostSparse(_Term):
     r"""Host term as a sparse matrix of the quantized input (CSR rows: destination, (C, H, W)
     order), same arithmetic as :class:`HostConv`."""
 
-    weight_s24: np.ndarray = param(shape="(nnz,)")
-    indices: np.ndarray = param(shape="(nnz,)")
-    indptr: np.ndarray = param(shape="(N_out + 1,)")
+    weight_s24: NDArray[Any] = param(shape="(nnz,)")
+    indices: NDArray[Any] = param(shape="(nnz,)")
+    indptr: NDArray[Any] = param(shape="(N_out + 1,)")
     in_shape: Shape = param(shape="(C, H, W)")
     out_shape: Shape = param(shape="(C, H, W)")
     shift_u5: int = param(default=0)
@@ -475,7 +476,7 @@ class HostSparse(_Term):
         object.__setattr__(self, "delay_u6", int(self.delay_u6))
         _csr_check(self, self.weight_s24)
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if tuple(in_shapes[0]) != self.in_shape:
             raise IRValidationError(f"HostSparse expects input {self.in_shape}, got {tuple(in_shapes[0])}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...errors import IRValidationError
 from ..kinds import Kind
-from .base import Op, param
+from .base import Op, Shape, param
 
 __all__ = ["LIF", "SiLUNeuron"]
 
@@ -34,12 +35,12 @@ class LIF(Op):
         if not 0.0 <= self.tau <= 1.0:
             raise IRValidationError(f"LIF tau must lie in [0, 1], got {self.tau}")
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s) for s in in_shapes}) != 1:
             raise IRValidationError(f"LIF inputs must share one shape, got {list(in_shapes)}")
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.SPIKE
 
 
@@ -61,10 +62,10 @@ class SiLUNeuron(Op):
         object.__setattr__(self, "tau", float(self.tau))
         object.__setattr__(self, "inplace", bool(self.inplace))
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s) for s in in_shapes}) != 1:
             raise IRValidationError(f"SiLUNeuron inputs must share one shape, got {list(in_shapes)}")
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG

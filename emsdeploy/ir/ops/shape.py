@@ -20,12 +20,12 @@ class Add(Op):
     arity = (2, None)
     accepts = frozenset({Kind.CURRENT, Kind.ANALOG})
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s) for s in in_shapes}) != 1:
             raise IRValidationError(f"Add inputs must share one shape, got {list(in_shapes)}")
 
-    def output_kind(self, in_kinds) -> Kind:
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.CURRENT
 
 
@@ -36,7 +36,7 @@ class Concat(Op):
 
     arity = (1, None)
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s[1:]) for s in in_shapes}) != 1:
             raise IRValidationError(f"Concat inputs must share H and W, got {list(in_shapes)}")

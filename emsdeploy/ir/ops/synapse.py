@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
+from numpy.typing import NDArray
 
 from ...errors import IRValidationError
 from ..kinds import Kind
@@ -23,8 +24,8 @@ class Conv2d(Op):
     r"""2-D cross-correlation (PyTorch convention) applied at every step:
     :math:`y[t] = W \star x[t] + b`. Spike inputs make it an accumulate-only synapse group."""
 
-    weight: np.ndarray = param(shape="(C_out, C_in/groups, kH, kW)")
-    bias: np.ndarray | None = param(default=None, shape="(C_out,)")
+    weight: NDArray[Any] = param(shape="(C_out, C_in/groups, kH, kW)")
+    bias: NDArray[Any] | None = param(default=None, shape="(C_out,)")
     stride: tuple[int, int] = param(default=(1, 1))
     padding: tuple[int, int] = param(default=(0, 0), doc="symmetric zero padding")
     dilation: tuple[int, int] = param(default=(1, 1))
@@ -65,7 +66,7 @@ class Conv2d(Op):
     def kernel_size(self) -> tuple[int, int]:
         return (int(self.weight.shape[2]), int(self.weight.shape[3]))
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         c = in_shapes[0][0]
         if c != self.in_channels:
@@ -90,8 +91,8 @@ class Affine(Op):
     r"""Per-channel affine map :math:`y = a_c\,x + b_c`: tdBN at inference
     (:math:`a = \gamma/\sqrt{\sigma^2+\epsilon}`, :math:`b = \beta - \mu a`), kept in float64."""
 
-    scale: np.ndarray = param(shape="(C,)")
-    shift: np.ndarray = param(shape="(C,)")
+    scale: NDArray[Any] = param(shape="(C,)")
+    shift: NDArray[Any] = param(shape="(C,)")
     accepts = frozenset({Kind.CURRENT, Kind.ANALOG})
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class Affine(Op):
                 f"Affine scale and shift must be (C,), got {self.scale.shape} and {self.shift.shape}"
             )
 
-    def check_inputs(self, in_shapes, in_kinds) -> None:
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
         super().check_inputs(in_shapes, in_kinds)
         if in_shapes[0][0] != self.scale.shape[0]:
             raise IRValidationError(f"Affine has {self.scale.shape[0]} channels, input has {in_shapes[0][0]}")

@@ -8,6 +8,7 @@ import torch
 
 from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Readout
 from emsdeploy.simulators import RefFloat
+from tests.tolerances import FLOAT64_REFORMED
 
 
 def _w(rng: np.random.Generator, c_out: int, c_in: int, k: int, gain: float = 2.5) -> np.ndarray:
@@ -88,7 +89,7 @@ def assert_spike_exact(original: Graph, imported: Graph, x: torch.Tensor, time_s
         total += sa.numel()
     worst = 0.0
     for o in original.outputs:
-        torch.testing.assert_close(b.outputs[o], a.outputs[o], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b.outputs[o], a.outputs[o], **FLOAT64_REFORMED)
         worst = max(worst, float((b.outputs[o] - a.outputs[o]).abs().max()))
     assert 0 < spikes < total, "a test that fires nothing (or everything) proves little"
     return {"lif_nodes": len(lifs), "spikes": spikes, "neuron_steps": total, "max_output_diff": worst}

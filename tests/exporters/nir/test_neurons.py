@@ -10,6 +10,7 @@ import pytest
 from emsdeploy.errors import ExportError
 from emsdeploy.exporters.nir import NeuronParams, ems_from_nir, nir_from_ems
 from emsdeploy.exporters.nir.neurons import GAIN_RTOL
+from tests.tolerances import FLOAT64_REFORMED
 
 
 def ems_run(current: np.ndarray, tau: float, v_th: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +69,7 @@ def test_nir_parameters_run_the_ems_lif(tau, discretization, dt):
     u, s = ems_run(current, tau, 0.5)
     v, z = nir_run(current, p, discretization, dt)
     np.testing.assert_array_equal(z, s)
-    np.testing.assert_allclose(v, u, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(v, u, **FLOAT64_REFORMED)
     assert 0 < s.sum() < len(s)
 
 

@@ -13,6 +13,7 @@ from emsdeploy.pipeline import load_graph
 from emsdeploy.simulators import RefFloat
 from emsdeploy.tracer import trace
 from tests.conftest import shipped_checkpoint
+from tests.tolerances import BOX_PIXELS, FLOAT32_REORDERED, OFFICIAL, SCORES
 
 from .conftest import SIZE, lif_margins, session
 
@@ -42,12 +43,12 @@ def test_official_fixtures_spike_exact(official):
             np.testing.assert_array_equal(spikes, official.ref(k, "spike", name).astype(bool), err_msg=name)
             np.testing.assert_array_equal(spikes, ref.records[name]["s"].numpy().astype(bool), err_msg=name)
         for name in official.silu_names:
-            np.testing.assert_allclose(tr.records[name]["y"], official.ref(k, "silu", name), rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(tr.records[name]["y"], official.ref(k, "silu", name), **OFFICIAL)
         for i, head in enumerate(s.meta.heads):
             np.testing.assert_allclose(
-                _raw(tr.outputs[head], s.meta.na), official.ref(k, "detect_raw", i), rtol=1e-5, atol=1e-4
+                _raw(tr.outputs[head], s.meta.na), official.ref(k, "detect_raw", i), **OFFICIAL
             )
-        np.testing.assert_allclose(tr.outputs[s.meta.decode], official.ref(k, "pred"), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(tr.outputs[s.meta.decode], official.ref(k, "pred"), **OFFICIAL)
 
 
 def _excused(ref_rec: dict, spikes: np.ndarray, v_th: float) -> tuple[int, int]:
@@ -85,7 +86,7 @@ def test_random_configs_node_isolated_and_end_to_end(which, request):
                     tr.records[n.name]["s"], ref.records[n.name]["s"].numpy().astype(bool), err_msg=n.name
                 )
             for h in s.meta.heads:
-                np.testing.assert_allclose(tr.outputs[h], ref.outputs[h].numpy(), rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(tr.outputs[h], ref.outputs[h].numpy(), **FLOAT32_REORDERED)
     assert clear, "no input without near-threshold membranes; pick other seeds"
 
 
@@ -144,8 +145,8 @@ def test_detections_equal_the_pytorch_models(tiny_direct):
     assert sum(len(d) for d in got) > 5
     for (xyxy, score, cls), det in zip(expect, got):
         np.testing.assert_array_equal(det.classes, cls.numpy())
-        np.testing.assert_allclose(det.boxes, xyxy.numpy(), rtol=0, atol=1e-3)
-        np.testing.assert_allclose(det.scores, score.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(det.boxes, xyxy.numpy(), **BOX_PIXELS)
+        np.testing.assert_allclose(det.scores, score.numpy(), **SCORES)
 
 
 def test_traced_model_and_export_agree_on_a_frames_model(tiny_frames):
@@ -157,7 +158,7 @@ def test_traced_model_and_export_agree_on_a_frames_model(tiny_frames):
         raws = model(x)
     tr = s.run(x)
     for head, raw in zip(s.meta.heads, raws):
-        np.testing.assert_allclose(_raw(tr.outputs[head], s.meta.na), raw.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(_raw(tr.outputs[head], s.meta.na), raw.numpy(), **FLOAT32_REORDERED)
     assert trace(model, SIZE).same_as(g)
 
 
@@ -197,8 +198,8 @@ def test_shipped_checkpoint_spike_exact_and_same_detections():
     detections = 0
     for (xyxy, score, cls), det in zip(_torch_detections(boxes, 0.25, 0.45), s.nms(tr, 0.25, 0.45)):
         np.testing.assert_array_equal(det.classes, cls.numpy())
-        np.testing.assert_allclose(det.boxes, xyxy.numpy(), rtol=0, atol=1e-3)
-        np.testing.assert_allclose(det.scores, score.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(det.boxes, xyxy.numpy(), **BOX_PIXELS)
+        np.testing.assert_allclose(det.scores, score.numpy(), **SCORES)
         detections += len(det.classes)
     assert detections > 0, "no detections to compare"
 

@@ -14,6 +14,7 @@ from emsdeploy.exporters.onnx import FORMAT, StepwiseSession, build_onnx, export
 from emsdeploy.ir import LIF, Conv2d, Decode, Graph, Input, Readout, SiLUNeuron
 from emsdeploy.passes import flatten_fanin, fold_affine
 from emsdeploy.simulators import RefFloat
+from tests.tolerances import FLOAT64_ROUNDING
 
 from .conftest import session
 
@@ -116,7 +117,7 @@ def test_float64_graph_in_onnx_reference_equals_ref_float64(tiny_direct):
             total += int(tr.records[n.name]["s"].sum())
     assert total > 1000  # the model really fires
     for h in s.meta.heads:
-        np.testing.assert_allclose(tr.outputs[h], ref.outputs[h].numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(tr.outputs[h], ref.outputs[h].numpy(), **FLOAT64_ROUNDING)
 
 
 def test_folded_and_flattened_graphs_export_too(fixture_b_graph, fixture_b):
