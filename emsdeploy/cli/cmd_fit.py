@@ -92,7 +92,7 @@ def fit(
         meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
         counts = spike_counts(q, meta)
     rep = fit_graph(q, chip_desc, counts)
-    if counts is not None and not rep.errors:
+    if counts is not None:
         from ..energy import load_profile
 
         prof = load_profile("loihi")

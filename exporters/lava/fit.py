@@ -679,7 +679,7 @@ def estimate(rep: FitReport, synop_pj: float, update_pj: float) -> dict[str, Any
     T, L = rep.time_steps, rep.latency
     sops = sum(r.sops or 0 for r in rep.layers)
     msgs = sum(r.messages or 0 for r in rep.layers)
-    updates = sum(r.neurons for r in rep.layers if r.cores) * (T + L)
+    updates = sum(r.neurons for r in rep.layers) * (T + L)
     hop = rep.chip["energy.hop_pj"]
     e_pj = synop_pj * sops + update_pj * updates + hop * msgs
     t_syn, t_upd = rep.chip["timing.synop_ns"], rep.chip["timing.neuron_update_ns"]
@@ -769,6 +769,7 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
         lines.append(
             f"energy ~ {est['energy_uJ']:.4g} uJ (synops {p['synops']:.4g}, neuron updates {p['neuron_updates']:.4g}, "
             f"messages {p['messages']:.4g}); latency ~ {est['latency_ms']:.4g} ms ({est['step_us']:.4g} us per step)"
+            + (" - over the mapped layers only: see the DRC errors" if rep.errors else "")
         )
     for e in rep.errors:
         lines.append(f"DRC error: {e}")
