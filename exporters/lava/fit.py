@@ -209,8 +209,13 @@ def load_chip(name_or_path: str | Path) -> Chip:
     out_boards = []
     for i, b in enumerate(boards):
         where = f"{path}: [[boards]] #{i + 1}"
-        if not isinstance(b, dict) or not isinstance(b.get("name"), str):
-            raise ChipError(f"{where}: needs name, chips, status and source")
+        if (
+            not isinstance(b, dict)
+            or not isinstance(b.get("name"), str)
+            or b.get("status") not in _STATUS
+            or not isinstance(b.get("source"), str)
+        ):
+            raise ChipError(f"{where}: needs name, chips, status ({' | '.join(_STATUS)}) and source")
         out_boards.append((b["name"], _check_value(b.get("chips"), int, f"{where} chips")))
     return Chip(
         name, str(data.get("description", "")), values, sources, tuple(sorted(out_boards, key=lambda b: b[1])), path
@@ -330,7 +335,8 @@ class _Group:
     def _sparse(self, c_t: int, p: int, chip: Chip) -> tuple[int, int, int]:
         """Exact for the middle core (positions around H·W/2, channels from 0): a representative
         interior core, without sorting every entry for every candidate tile."""
-        assert self._entries is not None
+        if self._entries is None:
+            return 0, 0, 0
         ch, pos, col = self._entries
         hw = self.out_shape[1] * self.out_shape[2]
         p0 = (hw // 2 // p) * p
@@ -633,7 +639,6 @@ def _sops(g: _Group, per_neuron: np.ndarray) -> int:
 
 
 def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, counts) -> None:
-    by_name = {r.name: r for r in rep.layers}
     for r in rep.layers:
         c = counts.get(r.name)
         if c is None:
@@ -662,7 +667,6 @@ def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, coun
                 raise EmsdeployError(f"no spike counts for population {g.source}")
             sops += _sops(g, np.asarray(c.per_neuron))
         r.sops = sops
-    del by_name
 
 
 # --- energy and latency ----------------------------------------------------------------------
@@ -801,6 +805,8 @@ def write_fit_reports(graph: Graph, folder: Path) -> dict[str, Path]:
     for name in EXPORT_CHIPS:
         rep = fit(graph, load_chip(name))
         texts.append(format_fit(rep))
-        files[f"fit_{name}"] = atomic_write_text(folder / f"fit-{name}.json", json.dumps(fit_json(rep), indent=1) + "\n")
+        files[f"fit_{name}"] = atomic_write_text(
+            folder / f"fit-{name}.json", json.dumps(fit_json(rep), indent=1) + "\n"
+        )
     files["fit_txt"] = atomic_write_text(folder / "fit.txt", "\n\n".join(texts) + "\n")
     return files

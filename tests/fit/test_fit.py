@@ -164,3 +164,17 @@ def test_spikes_cross_chips_when_a_chip_is_full(make_chip):
     assert sum(r.chip_messages for r in rep.layers) == sum(r.messages for r in rep.layers) > 0
     assert rep.board is not None  # a board with enough chips: the smallest listed
     assert all(c >= rep.chips for b, c in rep.chip.boards if b == rep.board)
+
+
+def test_export_writes_the_fit_reports_beside_the_mapping_report(tmp_path):
+    import json
+
+    from emsdeploy.exporters.lava import export
+
+    res = export(chain_graph(size=16), tmp_path / "out")
+    out = tmp_path / "out"
+    assert {"fit.txt", "fit-loihi1.json", "fit-loihi2.json", "mapping.json"} <= {p.name for p in out.iterdir()}
+    for chip in ("loihi1", "loihi2"):
+        data = json.loads((out / f"fit-{chip}.json").read_text())
+        assert data == fit_json(fit(res["graph"], load_chip(chip)))
+    assert "chip: loihi1" in (out / "fit.txt").read_text() and "chip: loihi2" in (out / "fit.txt").read_text()
