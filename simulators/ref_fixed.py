@@ -145,7 +145,12 @@ class RefFixed(Backend):
         self.stats: dict[str, dict[str, int]] = {}
 
     def run(
-        self, x: torch.Tensor, time_steps: int | None = None, record: Any = None, raw: bool = False, observer: Any = None
+        self,
+        x: torch.Tensor,
+        time_steps: int | None = None,
+        record: Any = None,
+        raw: bool = False,
+        observer: Any = None,
     ) -> Trace:
         """Run ``T + latency`` steps on ``x`` (direct ``[B, C, H, W]``, frames ``[B, T, C, H, W]``).
         ``observer(name, out)``, if given, sees every population's output at each of its valid steps

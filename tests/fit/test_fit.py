@@ -178,3 +178,11 @@ def test_export_writes_the_fit_reports_beside_the_mapping_report(tmp_path):
         data = json.loads((out / f"fit-{chip}.json").read_text())
         assert data == fit_json(fit(res["graph"], load_chip(chip)))
     assert "chip: loihi1" in (out / "fit.txt").read_text() and "chip: loihi2" in (out / "fit.txt").read_text()
+
+
+def test_a_kernel_past_the_core_memory_is_a_drc_error(make_chip):
+    # one output channel of b holds 64·3·3 weights of 8 bits = 4,608 bits, in whole 64-bit words
+    rep = fit(two_layers(64, 8, 4), load_chip(make_chip(core__synapse_memory_bits=4096)))
+    msg = next(e for e in rep.errors if e.startswith("b: "))
+    assert "4608 bits, past the 4096 bits" in msg and "synapse_memory" in msg
+    assert layer(rep, "b").cores == 0
