@@ -50,6 +50,11 @@ PLOT_COLOURS = {
     is_flag=True,
     help="Skip the ref-fixed inference: no spike traffic, energy or latency (the map alone).",
 )
+@click.option(
+    "--custom-to-host",
+    is_flag=True,
+    help="Lower max-pools of currents and SiLU neurons to the host, as export --custom-to-host does (no cores).",
+)
 @encoding_option
 def fit(
     source: str | None,
@@ -59,6 +64,7 @@ def fit(
     as_json: bool,
     plot: str | None,
     no_traffic: bool,
+    custom_to_host: bool,
     encoding: str | None,
 ) -> None:
     """Map SOURCE onto Loihi cores and chips before anyone compiles it.
@@ -85,7 +91,7 @@ def fit(
     else:
         from ..exporters.lava import lower
 
-        q = lower(graph)
+        q = lower(graph, custom_to_host=custom_to_host)
     counts = None
     est = None
     if not no_traffic:

@@ -758,7 +758,7 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
     if custom and not rep.chip["core.programmable_neurons"]:
         lines.append(
             f"note: {len(custom)} custom populations (max-pool of currents, SiLU) have no neuron model on "
-            f"{rep.chip.name}; mapped as if they had (export with --custom-to-host to move them off chip)"
+            f"{rep.chip.name}; mapped as if they had (--custom-to-host moves them to the host)"
         )
     if est is not None:
         p = est["energy_parts_uJ"]
