@@ -437,6 +437,8 @@ class FitReport:
     time_steps: int
     latency: int
     counted: bool
+    step_messages: np.ndarray | None = None  # per run step (T + L): messages sent at that step
+    step_chip_messages: np.ndarray | None = None  # of which to another chip
 
     @property
     def neurons(self) -> int:
@@ -635,16 +637,21 @@ def _sops(g: _Group, per_neuron: np.ndarray) -> int:
 
 
 def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, counts) -> None:
+    run = rep.time_steps + rep.latency
+    rep.step_messages, rep.step_chip_messages = np.zeros(run, np.float64), np.zeros(run, np.float64)
     for r in rep.layers:
         c = counts.get(r.name)
         if c is None:
             raise EmsdeployError(f"no spike counts for population {r.name}")
-        r.spikes = int(np.asarray(c.per_step).sum())
+        per_step = np.asarray(c.per_step, dtype=np.float64)
+        r.spikes = int(per_step.sum())
         msgs = chip_msgs = 0
+        fan = cross = 0.0  # messages per spike, and of them across chips
         src_chips = chip_of[r.name]
         for dst, g in readers.get(r.name, []):
             m = reach[r.name][g.name]
             msgs += r.spikes * m
+            fan += m
             dst_chips = chip_of.get(dst, [])
             if src_chips and dst_chips:
                 # spikes spread evenly over the source's cores; each reaches m of the destination's
@@ -654,7 +661,14 @@ def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, coun
                 dshare = np.pad(dshare, (0, max(0, len(share) - len(dshare))))
                 same = float(share @ dshare[: len(share)])
                 chip_msgs += round(r.spikes * m * (1.0 - same))
+                cross += m * (1.0 - same)
         r.messages, r.chip_messages = msgs, chip_msgs
+        # a population's valid step t is run step latency + t (align_delays)
+        start = int(getattr(graph[r.name].op, "latency", 0))
+        steps = np.arange(start, start + per_step.size)
+        keep = steps < run
+        np.add.at(rep.step_messages, steps[keep], per_step[keep] * fan)
+        np.add.at(rep.step_chip_messages, steps[keep], per_step[keep] * cross)
     for r in rep.layers:
         sops = 0
         for g in groups[r.name]:
@@ -770,6 +784,12 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
             f"energy ~ {est['energy_uJ']:.4g} uJ (synops {p['synops']:.4g}, neuron updates {p['neuron_updates']:.4g}, "
             f"messages {p['messages']:.4g}); latency ~ {est['latency_ms']:.4g} ms ({est['step_us']:.4g} us per step)"
             + (" - over the mapped layers only: see the DRC errors" if rep.errors else "")
+        )
+    if rep.step_messages is not None and rep.step_messages.size:
+        busiest = int(np.argmax(rep.step_messages))
+        lines.append(
+            f"messages per run step: mean {rep.step_messages.mean():.0f}, busiest step {busiest} "
+            f"{rep.step_messages[busiest]:.0f} ({rep.step_chip_messages[busiest]:.0f} across chips)"
         )
     for e in rep.errors:
         lines.append(f"DRC error: {e}")

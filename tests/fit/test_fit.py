@@ -136,6 +136,13 @@ def test_traffic_equals_the_exact_spike_counts(make, make_chip):
         # one core per population here: one message per spike per reading group, none across chips
         assert r.messages == spikes * len(readers)
         assert r.chip_messages == 0
+    # per run step: population P's valid step t is run step latency(P) + t
+    steps = np.zeros(rep.time_steps + rep.latency)
+    for r in rep.layers:
+        readers = sum(1 for n in q if isinstance(n.op, (SynConv, SynSparse)) and n.inputs[0] == r.name)
+        start = q[r.name].op.latency
+        steps[start : start + rep.time_steps] += counts[r.name].per_step * readers
+    assert np.array_equal(rep.step_messages, steps) and not rep.step_chip_messages.any()
     # synaptic ops: each spike times the kernel taps that land on it, checked with a ones-kernel conv
     for r in rep.layers:
         expect = 0
