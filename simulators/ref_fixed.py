@@ -144,19 +144,28 @@ class RefFixed(Backend):
         }
         self.stats: dict[str, dict[str, int]] = {}
 
-    def run(self, x: torch.Tensor, time_steps: int | None = None, record: Any = None, raw: bool = False) -> Trace:
-        """Run ``T + latency`` steps on ``x`` (direct ``[B, C, H, W]``, frames ``[B, T, C, H, W]``)."""
+    def run(
+        self,
+        x: torch.Tensor,
+        time_steps: int | None = None,
+        record: Any = None,
+        raw: bool = False,
+        observer: Any = None,
+    ) -> Trace:
+        """Run ``T + latency`` steps on ``x`` (direct ``[B, C, H, W]``, frames ``[B, T, C, H, W]``).
+        ``observer(name, out)``, if given, sees every population's output at each of its valid steps
+        (counting without recording: ``emsdeploy fit``)."""
         before = torch.get_num_threads()
         if self.threads and self.threads != before:
             torch.set_num_threads(self.threads)
         try:
             with torch.no_grad():
-                return self._run(x, time_steps, record, raw)
+                return self._run(x, time_steps, record, raw, observer)
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
-    def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool) -> Trace:
+    def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool, observer: Any = None) -> Trace:
         g, p = self.graph, self.p
         T, frame = step_inputs(g, x, time_steps)
         N = T + self.latency
@@ -242,6 +251,8 @@ class RefFixed(Backend):
                     y, silu_state[node.name] = silu_fixed_step(op, a.numpy(), state)
                     out = torch.from_numpy(y)
                 outs[node.name] = out
+                if observer is not None and valid:
+                    observer(node.name, out)
                 if node.name in wanted and not isinstance(op, LoihiReadout):
                     r = recs[node.name]
                     key = "s" if isinstance(op, LoihiLIF) else "y"

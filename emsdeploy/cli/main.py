@@ -19,6 +19,7 @@ COMMANDS = [
     ("run", "run"),
     ("verify", "verify"),
     ("energy", "energy"),
+    ("fit", "fit"),
     ("train", "train"),
     ("eval", "eval"),
     ("data", "data"),

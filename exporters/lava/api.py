@@ -16,7 +16,7 @@ from emsdeploy.passes.quantize import QuantizeOptions, format_quant_report
 from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.targets import load_target
 
-from . import drc
+from . import drc, fit
 from .dag import dag_from_graph, write_dag
 from .loader import FOLDER_FORMAT, load
 from .network import LavaNetwork
@@ -30,7 +30,7 @@ TARGET = "lava"
 # What an export writes; an existing folder holding anything else is refused, not replaced.
 OWNED = frozenset(
     {"network.lava.h5", "network.net", "host.lava.h5", "quantized.emsir", "mapping.txt", "mapping.json",
-     "quantization.txt", "quantization.json", "manifest.json"}
+     "quantization.txt", "quantization.json", "manifest.json"} | fit.EXPORT_FILES
 )  # fmt: skip
 
 
@@ -130,6 +130,7 @@ def export(
         files["quant_json"] = atomic_write_text(
             tmp / "quantization.json", json.dumps(q.attrs["quantization"], indent=1) + "\n"
         )
+        files.update(fit.write_fit_reports(q, tmp))  # will it fit on Loihi (docs/fit.md)
         files["manifest"] = write_manifest(tmp, FOLDER_FORMAT)
     files = {k: out / p.name for k, p in files.items()}
     return {

@@ -1,0 +1,179 @@
+"""``emsdeploy fit``: will the network fit on Loihi? Cores, chips, board and the binding limit per layer.
+
+The map itself is ``exporters/lava/fit.py`` (pure, on the quantized graph); this command wires
+the spike counts in: one inference of ref-fixed, the bit-exact reference of what Lava runs,
+counts every population's nonzero outputs per step and per neuron (observed, not recorded, so
+memory stays at the size of one step).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .options import encoding_option
+
+PLOT_COLOURS = {
+    "neurons": "tab:blue",
+    "input_axons": "tab:orange",
+    "output_axons": "tab:green",
+    "synapse_memory": "tab:red",
+}
+
+
+@click.command()
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--chip",
+    default="loihi1",
+    show_default=True,
+    help="loihi1, loihi2, or the path of a chip TOML file (docs/fit.md).",
+)
+@click.option(
+    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
+)
+@click.option(
+    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only the map as one JSON object (schema: docs/fit.md).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write cores per layer, coloured by the binding limit (PNG).",
+)
+@click.option(
+    "--no-traffic",
+    is_flag=True,
+    help="Skip the ref-fixed inference: no spike traffic, energy or latency (the map alone).",
+)
+@click.option(
+    "--custom-to-host",
+    is_flag=True,
+    help="Lower max-pools of currents and SiLU neurons to the host, as export --custom-to-host does (no cores).",
+)
+@encoding_option
+def fit(
+    source: str | None,
+    chip: str,
+    input_size: str | None,
+    time_steps: int | None,
+    as_json: bool,
+    plot: str | None,
+    no_traffic: bool,
+    custom_to_host: bool,
+    encoding: str | None,
+) -> None:
+    """Map SOURCE onto Loihi cores and chips before anyone compiles it.
+
+    SOURCE is a .pt checkpoint, an .emsir IR file, or the quantized.emsir an
+    `emsdeploy export --target lava` wrote (default: the shipped
+    models/checkpoints/emsyolo-tiny-synth.pt). The network is lowered as the Lava export lowers
+    it; every population is split into cores under the chip's limits at once (neurons, input
+    axons, output axons, synapse memory) and the limit that binds is named. The spike traffic
+    between cores and chips, the energy and the latency come from the exact spike counts of one
+    inference in ref-fixed (the first default input sample). Exit status 2 when a layer cannot
+    be split to fit (a DRC error naming the layer, the limit and both numbers).
+    """
+    from ..exporters.lava.fit import check_fits, estimate, fit_json, format_fit, load_chip
+    from ..exporters.lava.fit import fit as fit_graph
+    from ..pipeline import load_graph, parse_size, source_or_default
+
+    chip_desc = load_chip(chip)  # a bad chip file fails before anything is traced
+    path = source_or_default(source)
+    loaded = load_graph(path, parse_size(input_size), time_steps, encoding)
+    graph = loaded.graph
+    if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
+        q = graph  # an export's quantized.emsir: already lowered
+    else:
+        from ..exporters.lava import lower
+
+        q = lower(graph, custom_to_host=custom_to_host)
+    counts = None
+    est = None
+    if not no_traffic:
+        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
+        counts = spike_counts(q, meta)
+    rep = fit_graph(q, chip_desc, counts)
+    if counts is not None:
+        from ..energy import load_profile
+
+        prof = load_profile("loihi")
+        est = estimate(rep, prof.pj("ac"), prof.pj("active_neuron_update"))
+    if plot:
+        write_fit_plot(rep, plot)
+    if as_json:
+        sys.stdout.write(json.dumps(fit_json(rep), indent=1) + "\n")
+    else:
+        click.echo(format_fit(rep, est))
+        if plot:
+            click.echo(f"plot: {plot}")
+    check_fits(rep)  # exit 2 with one line when a layer cannot be mapped
+
+
+def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
+    """Nonzero outputs of every population in one inference of ref-fixed: per valid step and per
+    neuron (summed over the steps). The input is the first sample of the default set (the
+    checkpoint's synthetic validation split, else a deterministic random input)."""
+    import torch
+
+    from ..exporters.lava.fit import PopulationCounts
+    from ..inputs import choose_inputs
+    from ..simulators import RefFixed
+    from .notices import warn_input_fallback
+
+    inputs = choose_inputs(None, q, meta, 1, 1, None)
+    warn_input_fallback(inputs)
+    steps: dict[str, list[int]] = {}
+    per_neuron: dict[str, torch.Tensor] = {}
+
+    def observe(name: str, out: torch.Tensor) -> None:
+        nz = out[0] != 0
+        steps.setdefault(name, []).append(int(nz.sum()))
+        if name in per_neuron:
+            per_neuron[name] += nz
+        else:
+            per_neuron[name] = nz.to(torch.int32)
+
+    x = next(iter(inputs.samples()))
+    RefFixed(q).run(x[:1], observer=observe)
+    import numpy as np
+
+    return {name: PopulationCounts(np.asarray(steps[name], dtype=np.int64), per_neuron[name].numpy()) for name in steps}
+
+
+def write_fit_plot(rep: Any, path: str) -> None:
+    """Cores per layer, coloured by the limit that binds (log scale), as the energy plot does it."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from ..fileio import atomic_write
+
+    layers = rep.layers
+    x = range(len(layers))
+    width = max(8.0, 0.22 * len(layers) + 2)
+    fig, ax = plt.subplots(figsize=(width, 5), constrained_layout=True)
+    ax.bar(x, [max(r.cores, 0) for r in layers], color=[PLOT_COLOURS[r.binding] for r in layers])
+    for i, r in enumerate(layers):
+        if r.error:
+            ax.annotate("DRC", (i, 1), ha="center", fontsize=6, color="black")
+    ax.set_yscale("log")
+    ax.set_ylabel("cores")
+    ax.set_title(
+        f"{rep.chip.name}: {rep.cores} cores on {rep.chips} chip(s), board {rep.board or 'none listed'}"
+        + (f"; {len(rep.errors)} DRC error(s)" if rep.errors else ""),
+        fontsize=10,
+    )
+    ax.legend(handles=[Patch(color=c, label=k) for k, c in PLOT_COLOURS.items()], title="binding limit", fontsize=8)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([r.name for r in layers], rotation=90, fontsize=6)
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120), suffix=".png")
+    plt.close(fig)
