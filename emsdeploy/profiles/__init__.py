@@ -1,9 +1,10 @@
 """Profiles: every TOML file emsdeploy reads, shipped here as data, read by one loader.
 
-Three kinds, each with its typed class in its own module: deployment targets
+Four kinds, each with its typed class in its own module: deployment targets
 (``targets/<name>.toml``, :mod:`emsdeploy.targets`), Loihi fixed-point profiles
-(``<name>.toml``, :mod:`.loihi`) and energy profiles (``energy/<name>.toml``,
-:mod:`emsdeploy.energy.profiles`). A user names a shipped profile, or gives the path of their
+(``<name>.toml``, :mod:`.loihi`), energy profiles (``energy/<name>.toml``,
+:mod:`emsdeploy.energy.profiles`) and chip descriptions (``chips/<name>.toml``,
+:mod:`emsdeploy.exporters.lava.fit`). A user names a shipped profile, or gives the path of their
 own file: that file is untrusted, so it is read size-bounded (:func:`emsdeploy.fileio.read_text`)
 and every problem is one :class:`ProfileError` line naming the file and the field (the CLI
 exits 2 on it).
@@ -47,6 +48,7 @@ KINDS: dict[str, Kind] = {
     "energy": Kind(
         PROFILE_DIR / "energy", "energy profile", "Or pass the path of your own .toml file (see docs/energy.md)."
     ),
+    "chip": Kind(PROFILE_DIR / "chips", "chip", "Or pass the path of a .toml chip file (see docs/fit.md)."),
 }
 
 

@@ -65,12 +65,13 @@ from emsdeploy.ir.ops.loihi import (
     SynConv,
     SynSparse,
 )
+from emsdeploy.profiles import KINDS, ProfileError, read_profile
 
 __all__ = [
     "CHIP_DIR",
     "LIMITS",
     "Chip",
-    "ChipError",
+    "ProfileError",
     "FitReport",
     "LayerFit",
     "PopulationCounts",
@@ -80,7 +81,7 @@ __all__ = [
     "load_chip",
 ]
 
-CHIP_DIR = Path(__file__).resolve().parents[2] / "emsdeploy" / "profiles" / "chips"
+CHIP_DIR = KINDS["chip"].folder
 LIMITS = ("neurons", "input_axons", "output_axons", "synapse_memory")
 _POPS = (LoihiLIF, LoihiReadout, GradedRelay, FixedMaxPool, FixedSiLU)
 
@@ -107,10 +108,6 @@ _STATUS = ("published", "from code", "assumed")
 _MAX_INT = 1 << 40  # no chip limit comes near; bounds what a user file can make us compute with
 
 
-class ChipError(EmsdeployError):
-    """A chip description that is unknown, unreadable or malformed."""
-
-
 @dataclass(frozen=True)
 class Chip:
     """One chip kind's limits (``values[section.key]``), each with its status and source."""
@@ -135,77 +132,40 @@ class Chip:
         }
 
 
-def _read_chip_text(path: Path) -> str:
-    """The one place a chip file is read (size-bounded, UTF-8). When issue 16's
-    ``emsdeploy.profiles`` loader lands, switch :func:`load_chip` to it here."""
-    from emsdeploy.fileio import read_text
-
-    return read_text(path, error=ChipError)
-
-
-def _resolve_chip(name_or_path: str | Path) -> Path:
-    text = str(name_or_path)
-    path = Path(text)
-    if path.suffix.lower() == ".toml" or "/" in text or "\\" in text or path.exists():
-        if not path.is_file():
-            raise ChipError(f"{path}: no such chip file")
-        return path
-    builtin = CHIP_DIR / f"{text}.toml"
-    if not builtin.is_file():
-        shipped = ", ".join(sorted(p.stem for p in CHIP_DIR.glob("*.toml")))
-        raise ChipError(
-            f"unknown chip {text!r}; shipped chips: {shipped}, or the path of a .toml chip file (docs/fit.md)"
-        )
-    return builtin
-
-
 def load_chip(name_or_path: str | Path) -> Chip:
     """A shipped chip (``loihi1``, ``loihi2``) or a user's TOML file; every problem is one
-    :class:`ChipError` line naming the file and the field."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-
-    path = _resolve_chip(name_or_path)
-    try:
-        data = tomllib.loads(_read_chip_text(path))
-    except tomllib.TOMLDecodeError as e:
-        raise ChipError(f"{path}: not valid TOML: {e}") from None
-    top = {"name", "description", "boards", *_SCHEMA}
-    unknown = sorted(set(data) - top)
-    if unknown:
-        raise ChipError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(top))}")
+    :class:`ProfileError` line naming the file and the field."""
+    path, data = read_profile("chip", name_or_path, allowed={"name", "description", "boards", *_SCHEMA})
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ChipError(f'{path}: needs a name = "..." entry')
+        raise ProfileError(f'{path}: needs a name = "..." entry')
     values: dict[str, Any] = {}
     sources: dict[str, tuple[str, str]] = {}
     for section, keys in _SCHEMA.items():
         table = data.get(section)
         if not isinstance(table, dict):
-            raise ChipError(f"{path}: needs a [{section}.<key>] table for each of {', '.join(keys)}")
+            raise ProfileError(f"{path}: needs a [{section}.<key>] table for each of {', '.join(keys)}")
         extra = sorted(set(table) - set(keys))
         if extra:
-            raise ChipError(f"{path}: [{section}.{extra[0]}] is not a chip field; fields: {', '.join(keys)}")
+            raise ProfileError(f"{path}: [{section}.{extra[0]}] is not a chip field; fields: {', '.join(keys)}")
         for key, kind in keys.items():
             where = f"{path}: [{section}.{key}]"
             entry = table.get(key)
             if not isinstance(entry, dict) or "value" not in entry:
-                raise ChipError(f"{where}: missing; give value, status ({' | '.join(_STATUS)}) and source")
+                raise ProfileError(f"{where}: missing; give value, status ({' | '.join(_STATUS)}) and source")
             bad = sorted(set(entry) - {"value", "status", "source"})
             if bad:
-                raise ChipError(f"{where}: unknown key {bad[0]!r}; allowed: value, status, source")
+                raise ProfileError(f"{where}: unknown key {bad[0]!r}; allowed: value, status, source")
             status, source = entry.get("status"), entry.get("source")
             if status not in _STATUS:
-                raise ChipError(f"{where}: status must be one of {', '.join(_STATUS)}, got {status!r}")
+                raise ProfileError(f"{where}: status must be one of {', '.join(_STATUS)}, got {status!r}")
             if not isinstance(source, str) or not source.strip():
-                raise ChipError(f"{where}: needs a source (where the value comes from)")
+                raise ProfileError(f"{where}: needs a source (where the value comes from)")
             values[f"{section}.{key}"] = _check_value(entry["value"], kind, where)
             sources[f"{section}.{key}"] = (status, source)
     boards = data.get("boards", [])
     if not isinstance(boards, list) or len(boards) > 64:
-        raise ChipError(f"{path}: [[boards]] must be a list of at most 64 tables")
+        raise ProfileError(f"{path}: [[boards]] must be a list of at most 64 tables")
     out_boards = []
     for i, b in enumerate(boards):
         where = f"{path}: [[boards]] #{i + 1}"
@@ -215,7 +175,7 @@ def load_chip(name_or_path: str | Path) -> Chip:
             or b.get("status") not in _STATUS
             or not isinstance(b.get("source"), str)
         ):
-            raise ChipError(f"{where}: needs name, chips, status ({' | '.join(_STATUS)}) and source")
+            raise ProfileError(f"{where}: needs name, chips, status ({' | '.join(_STATUS)}) and source")
         out_boards.append((b["name"], _check_value(b.get("chips"), int, f"{where} chips")))
     return Chip(
         name, str(data.get("description", "")), values, sources, tuple(sorted(out_boards, key=lambda b: b[1])), path
@@ -225,15 +185,15 @@ def load_chip(name_or_path: str | Path) -> Chip:
 def _check_value(value: Any, kind: type, where: str) -> Any:
     if kind is bool:
         if not isinstance(value, bool):
-            raise ChipError(f"{where}: must be true or false, got {value!r}")
+            raise ProfileError(f"{where}: must be true or false, got {value!r}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_INT:
-            raise ChipError(f"{where}: must be an integer in 1..{_MAX_INT}, got {value!r}")
+            raise ProfileError(f"{where}: must be an integer in 1..{_MAX_INT}, got {value!r}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e6 or value != value:
-            raise ChipError(f"{where}: must be a number in [0, 1e6), got {value!r}")
+            raise ProfileError(f"{where}: must be a number in [0, 1e6), got {value!r}")
         return float(value)
     # list of weight widths
     if (
@@ -241,7 +201,7 @@ def _check_value(value: Any, kind: type, where: str) -> Any:
         or not 1 <= len(value) <= 32
         or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 32 for v in value)
     ):
-        raise ChipError(f"{where}: must be a list of 1 to 32 integer bit widths in 1..32, got {value!r}")
+        raise ProfileError(f"{where}: must be a list of 1 to 32 integer bit widths in 1..32, got {value!r}")
     return sorted(set(value))
 
 

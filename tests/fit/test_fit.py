@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emsdeploy.errors import EmsdeployError
-from emsdeploy.exporters.lava.fit import ChipError, PopulationCounts, fit, fit_json, load_chip
+from emsdeploy.exporters.lava.fit import PopulationCounts, ProfileError, fit, fit_json, load_chip
 from emsdeploy.ir.ops.loihi import SynConv, SynSparse
 from emsdeploy.simulators import RefFixed
 from tests.loihi_cases import chain_graph, lowered, mixed_graph
@@ -89,17 +89,17 @@ def test_a_user_chip_file_changes_the_result(make_chip):
 
 def test_chip_file_errors_name_file_and_field(make_chip, tmp_path):
     bad = make_chip(core__input_axons="-3")
-    with pytest.raises(ChipError, match=r"mychip\.toml: \[core\.input_axons\]: must be an integer"):
+    with pytest.raises(ProfileError, match=r"mychip\.toml: \[core\.input_axons\]: must be an integer"):
         load_chip(bad)
     text = bad.read_text().replace('status = "from code"', 'status = "guessed"', 1)
     bad.write_text(text.replace("value = -3", "value = 4096"))
-    with pytest.raises(ChipError, match=r"\[core\.\w+\]: status must be one of published, from code, assumed"):
+    with pytest.raises(ProfileError, match=r"\[core\.\w+\]: status must be one of published, from code, assumed"):
         load_chip(bad)
     huge = tmp_path / "huge.toml"
     huge.write_bytes(b"#" * (2 << 20))
     with pytest.raises(EmsdeployError, match="huge.toml: file size"):
         load_chip(huge)
-    with pytest.raises(ChipError, match="unknown chip 'loihi9'"):
+    with pytest.raises(ProfileError, match="unknown chip 'loihi9'"):
         load_chip("loihi9")
 
 

@@ -9,12 +9,13 @@ import pytest
 
 from emsdeploy.energy.profiles import load_profile as load_energy
 from emsdeploy.errors import EmsdeployError
+from emsdeploy.exporters.lava.fit import load_chip
 from emsdeploy.profiles import KINDS, ProfileError, builtin_profiles, read_profile
 from emsdeploy.profiles.loihi import load_profile as load_loihi
 from emsdeploy.targets import load_target
 
 REPO = Path(__file__).resolve().parents[2]
-LOADERS = {"target": load_target, "loihi": load_loihi, "energy": load_energy}
+LOADERS = {"target": load_target, "loihi": load_loihi, "energy": load_energy, "chip": load_chip}
 
 
 def test_only_the_profile_package_parses_toml():
