@@ -50,7 +50,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -332,6 +332,11 @@ def _conv_synapses(op: SynConv, in_shape: tuple[int, ...], out_shape: tuple[int,
     return int(out_shape[0] * w.shape[1] * fy * fx)
 
 
+def _chw(shape: Any) -> tuple[int, int, int]:
+    c, h, w = (int(v) for v in shape)
+    return c, h, w
+
+
 def _groups(graph: Graph, pop: str, chip: Chip) -> list[_Group]:
     out = []
     node = graph[pop]
@@ -340,19 +345,18 @@ def _groups(graph: Graph, pop: str, chip: Chip) -> list[_Group]:
         if not isinstance(op, (SynConv, SynSparse)):
             continue  # host terms inject into a_in: no core resources
         src = graph[i].inputs[0]
-        in_shape = tuple(int(v) for v in graph.shape(src))
-        out_shape = tuple(int(v) for v in graph.shape(i))
+        in_shape, out_shape = _chw(graph.shape(src)), _chw(graph.shape(i))
         if isinstance(op, SynConv):
             w = op.weight_s8
             fan_in = int(w.shape[1] * w.shape[2] * w.shape[3])
             syn = _conv_synapses(op, in_shape, out_shape)
             shared = bool(chip["core.shares_conv_weights"]) and op.delay_u6 == 0
-            out.append(_Group(i, src, op, in_shape, out_shape, fan_in, syn, _width(chip, w), shared))  # type: ignore[arg-type]
+            out.append(_Group(i, src, op, in_shape, out_shape, fan_in, syn, _width(chip, w), shared))
         else:
             fan_in = int(np.diff(op.indptr).max()) if op.indptr.size > 1 else 0
             g = _Group(
                 i, src, op, in_shape, out_shape, fan_in, int(op.weight_s8.size), _width(chip, op.weight_s8), False
-            )  # type: ignore[arg-type]
+            )
             out.append(g)
     return out
 
@@ -500,7 +504,7 @@ def fit(graph: Graph, chip: Chip, counts: Mapping[str, PopulationCounts] | None 
     for p in pops:
         for g in groups[p.name]:
             readers.setdefault(g.source, []).append((p.name, g))
-    shapes = {p.name: tuple(int(v) for v in p.op.in_shape()) for p in pops}
+    shapes = {p.name: tuple(int(v) for v in cast(Any, p.op).in_shape()) for p in pops}
     split: dict[str, _Split] = {}
 
     def reach_of(g: _Group, dst: str) -> int:
@@ -745,7 +749,7 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
             f"messages {p['messages']:.4g}); latency ~ {est['latency_ms']:.4g} ms ({est['step_us']:.4g} us per step)"
             + (" - over the mapped layers only: see the DRC errors" if rep.errors else "")
         )
-    if rep.step_messages is not None and rep.step_messages.size:
+    if rep.step_messages is not None and rep.step_chip_messages is not None and rep.step_messages.size:
         busiest = int(np.argmax(rep.step_messages))
         lines.append(
             f"messages per run step: mean {rep.step_messages.mean():.0f}, busiest step {busiest} "
