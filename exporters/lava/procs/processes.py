@@ -36,7 +36,8 @@ from lava.proc.sparse.models import PyDelaySparseModelBitAcc
 from lava.proc.sparse.process import DelaySparse
 from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
 
-from emsdeploy.ir.ops.loihi import FixedSiLU, silu_fixed_step
+from emsdeploy.ir.fixed_point import SiLUState, maxpool_step, silu_step
+from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU
 
 __all__ = [
     "CurrentMaxPool",
@@ -74,23 +75,37 @@ class CurrentMaxPool(AbstractProcess):
         self.bias = Var(shape=in_shape, init=bias)
 
 
-@implements(proc=CurrentMaxPool, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyCurrentMaxPoolModel(PyLoihiProcessModel):
+class _GradedPopulationModel(PyLoihiProcessModel):
+    """The ports and bias of the custom populations; ``_op`` is the IR op their step reads."""
+
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
+    def _input_chw(self) -> np.ndarray:
+        """This step's ``a_in`` in the IR's (C, H, W) order (Lava's is (W, H, C))."""
+        return np.ascontiguousarray(self.a_in.recv().astype(np.int64).transpose(2, 1, 0))
+
+    def _bias_chw(self) -> np.ndarray:
+        return np.ascontiguousarray(self.bias.transpose(2, 1, 0))
+
+    def _send_chw(self, y: np.ndarray) -> None:
+        self.s_out.send(np.ascontiguousarray(y.transpose(2, 1, 0)))
+
+
+@implements(proc=CurrentMaxPool, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyCurrentMaxPoolModel(_GradedPopulationModel):
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._op: FixedMaxPool | None = None
+
     def run_spk(self) -> None:
-        k = int(self.proc_params["kernel"])
-        r = int(self.proc_params["out_shift"])
-        z = self.a_in.recv().astype(np.int64) + self.bias.astype(np.int64)
-        w, h, c = z.shape
-        z = z[: (w // k) * k, : (h // k) * k].reshape(w // k, k, h // k, k, c).max(axis=(1, 3))
-        if r:
-            z = (z + (1 << (r - 1))) >> r
-        self.s_out.send(z)
+        pp = self.proc_params
+        if self._op is None:  # emsdeploy.ir.fixed_point holds the one implementation of the arithmetic
+            self._op = FixedMaxPool(self._bias_chw(), int(pp["kernel"]), out_shift_u5=int(pp["out_shift"]))
+        self._send_chw(maxpool_step(self._op, self._input_chw()))
 
 
 class SiLUFixed(AbstractProcess):
@@ -126,27 +141,21 @@ class SiLUFixed(AbstractProcess):
 @implements(proc=SiLUFixed, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PySiLUFixedModel(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-
+class PySiLUFixedModel(_GradedPopulationModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        self._state = None
+        self._state: SiLUState = None
         self._op: FixedSiLU | None = None
 
     def run_spk(self) -> None:
         pp = self.proc_params
-        if self._op is None:  # the IR op holds the one implementation of the arithmetic
-            bias_chw = np.ascontiguousarray(self.bias.transpose(2, 1, 0))
-            self._op = FixedSiLU(bias_chw, pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
-        a = self.a_in.recv().astype(np.int64)
+        if self._op is None:  # emsdeploy.ir.fixed_point holds the one implementation of the arithmetic
+            self._op = FixedSiLU(self._bias_chw(), pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
+        a = self._input_chw()
         if self.time_step == int(pp["reset_step"]):
             self._state = None
-        a_chw = np.ascontiguousarray(a.transpose(2, 1, 0))[None]
-        y, self._state = silu_fixed_step(self._op, a_chw, self._state)
-        self.s_out.send(np.ascontiguousarray(y[0].transpose(2, 1, 0)))
+        y, self._state = silu_step(self._op, a, self._state)
+        self._send_chw(y)
 
 
 # ---- recording --------------------------------------------------------------------------------
