@@ -469,7 +469,9 @@ def build_nir(
                 raise ExportError(
                     f"{node.name} ({node.op.type_name} on {'/'.join(sorted(kinds))} inputs): the target "
                     f"{target.name!r} places it in the NIR graph, but it has no exact NIR form; NIR lowerings: "
-                    + ", ".join(f"{op} ({', '.join(sorted(k)) or 'no inputs'})" for op, k in LOWERED.items())
+                    + ", ".join(
+                        f"{op.__name__} ({', '.join(sorted(e.kinds)) or 'no inputs'})" for op, e in LOWERINGS.items()
+                    )
                 )
             entry.lower(b, node)
         else:

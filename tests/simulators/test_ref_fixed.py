@@ -280,3 +280,32 @@ def test_fixed_vs_float_on_the_shipped_checkpoint():
     rep = compare_fixed_float(simplified(g), lowered(g), x)
     assert rep["agreement"] > 0.96 and rep["isolated_agreement"] > 0.99
     assert not rep["saturation"]  # no u wrap, no v saturation at the default scales
+
+
+# ---- the registries --------------------------------------------------------------------------------
+
+
+def test_every_fixed_point_op_has_a_ref_fixed_model():
+    """One model per population op and one factory per synapse group / host term."""
+    from emsdeploy.ir import OPS
+    from emsdeploy.ir.ops import loihi
+    from emsdeploy.simulators.ref_fixed import POPULATION_MODELS, TERM_MODELS
+
+    assert set(POPULATION_MODELS) == set(loihi.POPULATIONS)
+    assert set(TERM_MODELS) == {*loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS}
+    fixed_ops = {cls for cls in OPS.values() if cls.__module__ == loihi.__name__}
+    assert fixed_ops == set(POPULATION_MODELS) | set(TERM_MODELS)
+
+
+def test_an_op_without_a_ref_fixed_model_is_a_one_line_error(monkeypatch):
+    from emsdeploy.simulators import ref_fixed
+
+    q = lowered(chain_graph())
+    monkeypatch.delitem(ref_fixed.POPULATION_MODELS, LoihiLIF)
+    with pytest.raises(SimulationError) as e:
+        RefFixed(q)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("lif1 (LoihiLIF): ref-fixed has no step for it; it runs LoihiReadout"), (
+        msg
+    )
+    assert "SynConv" in msg and "HostSparse" in msg
