@@ -93,8 +93,7 @@ def sparse_payload(
         acc = (x * matrix).reshape(b, -1)
     else:
         flat = x.reshape(b, -1).numpy().astype(np.int64).T
-        acc = np.asarray(matrix @ flat).T  # Σ m·x, exact in int64
-        acc = torch.from_numpy(np.ascontiguousarray(acc))
+        acc = torch.from_numpy(np.ascontiguousarray(np.asarray(matrix @ flat).T))  # Σ m·x, exact in int64
     e = op.weight_exp_s4
     if bound is not None and 2 * bound < 1 << (p["sparse_accumulator_bits"] - 1) and (bound << max(e, 0)) < 1 << 31:
         # no overflow possible: (2·acc) shifted by e - 1 is acc shifted by e (floor for e < 0)

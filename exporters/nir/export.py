@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nir
 import numpy as np
+import numpy.typing as npt
 
 from emsdeploy.errors import EmsdeployError, ExportError
 from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Op
@@ -61,7 +62,7 @@ CUT_REASONS: dict[str, str] = {
 ON_UNSUPPORTED = ("cut", "error")
 
 
-def full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+def full(value: float, shape: tuple[int, ...]) -> npt.NDArray[Any]:
     """A per-neuron parameter array holding one value everywhere: a read-only zero-stride view
     (one scalar in memory, whatever the population's size), float32 when the value is exactly a
     float32 (0, 0.5, integers), else float64 (e.g. 4/3, which must round-trip to 1e-12)."""
@@ -188,11 +189,13 @@ class _Builder:
             weight = np.zeros((c, c, 1, 1), dtype=op.scale.dtype)
             weight[np.arange(c), np.arange(c), 0, 0] = op.scale
             bias, stride, padding, dilation = np.asarray(op.shift), (1, 1), (0, 0), (1, 1)
-            note = {"role": "per-channel affine a*x + b as a 1x1 conv with a diagonal kernel"}
+            note: dict[str, Any] = {"role": "per-channel affine a*x + b as a 1x1 conv with a diagonal kernel"}
         else:
-            weight, bias = _dense(op), op.bias if op.bias is not None else np.zeros(op.out_channels, op.weight.dtype)
-            stride, padding, dilation = op.stride, op.padding, op.dilation
-            note = {"groups_expanded": op.groups} if op.groups > 1 else {}
+            conv = cast(Conv2d, op)
+            weight = _dense(conv)
+            bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.weight.dtype)
+            stride, padding, dilation = conv.stride, conv.padding, conv.dilation
+            note = {"groups_expanded": conv.groups} if conv.groups > 1 else {}
         pieces = self.values[x]
         ranges = _ranges(pieces)
         shape = self.g.shape(node.name)
@@ -376,7 +379,7 @@ def _ranges(pieces: list[_Piece]) -> list[tuple[int, int]]:
     return sorted({(p.lo, p.hi) for p in pieces})
 
 
-def _dense(op: Conv2d) -> np.ndarray:
+def _dense(op: Conv2d) -> npt.NDArray[Any]:
     """The kernel with groups expanded to a dense block-diagonal one: NIR 1.0.8 type-checks a
     conv's input as ``weight.shape[1]`` channels, which holds only for ``groups = 1``."""
     if op.groups == 1:
@@ -389,7 +392,14 @@ def _dense(op: Conv2d) -> np.ndarray:
     return dense
 
 
-def _conv(weight, bias, hw, stride, padding, dilation) -> nir.Conv2d:
+def _conv(
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    hw: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> nir.Conv2d:
     return nir.Conv2d(
         input_shape=(int(hw[0]), int(hw[1])),
         weight=np.array(weight),
