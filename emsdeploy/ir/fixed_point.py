@@ -42,8 +42,12 @@ def wrap(x: npt.ArrayLike, bits: int) -> Ints:
 
 
 def trunc_shift(x: Ints, shift: int) -> Ints:
-    """sign(x) · (|x| >> shift): Lava's round-toward-zero right shift (= truncating division)."""
-    out: Ints = np.where(x < 0, x + ((1 << shift) - 1), x) >> shift
+    """sign(x) · (|x| >> shift): Lava's round-toward-zero right shift (= truncating division).
+    Computed as ``(x + (2**shift − 1 if x < 0 else 0)) >> shift``, one temporary."""
+    out: Ints = x >> 63  # -1 where x < 0, else 0
+    out &= (1 << shift) - 1
+    out += x
+    out >>= shift
     return out
 
 
@@ -118,11 +122,14 @@ def maxpool_step(op: FixedMaxPool, a: npt.ArrayLike) -> Ints:
     inputs (``(..., C, H, W)``). Max over each k×k window (stride k, the last rows and columns
     that fill no window dropped) of ``a + bias``, then ``(z + 2**(r-1)) >> r`` (r = ``out_shift_u5``)."""
     k = op.kernel
-    c, h, w = op.in_shape()
-    z = np.asarray(a, dtype=np.int64) + op.bias_s24.astype(np.int64)
-    z = z[..., : (h // k) * k, : (w // k) * k]
-    lead = z.shape[:-3]
-    y: Ints = z.reshape(*lead, c, h // k, k, w // k, k).max(axis=(-3, -1))
+    _, h, w = op.in_shape()
+    z = np.add(a, op.bias_s24, dtype=np.int64)
+    hk, wk = (h // k) * k, (w // k) * k
+    y: Ints = z[..., 0:hk:k, 0:wk:k]
+    for i in range(k):  # the window's k·k strided views, elementwise (no reshaped copy)
+        for j in range(k):
+            if i or j:
+                y = np.maximum(y, z[..., i:hk:k, j:wk:k])
     r = op.out_shift_u5
     if r:
         y = (y + (1 << (r - 1))) >> r

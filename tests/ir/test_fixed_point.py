@@ -40,15 +40,27 @@ def test_trunc_shift_and_wrap():
     assert wrap([2**23, -(2**23) - 1, 5, 2**24 + 3], 24).tolist() == [-(2**23), 2**23 - 1, 5, 3]
 
 
+def _strided(node: ast.AST) -> bool:
+    """A subscript with a stepped slice, ``z[..., i::k, j::k]``: one offset of a k×k window."""
+    return isinstance(node, ast.Subscript) and any(
+        isinstance(s, ast.Slice) and s.step is not None for s in ast.walk(node.slice)
+    )
+
+
 def _window_maxes(tree: ast.AST) -> list[int]:
-    """Lines that take a max over two axes at once (``.max(axis=(..))``/``.amax(dim=(..))``,
-    also as ``np.max(x, axis=...)``): the windowed max of a reshaped k×k pooling."""
+    """Lines that compute a windowed max: a max over two axes at once (``.max(axis=(..))``,
+    ``.amax(dim=(..))``, ``np.max(x, axis=(..))``: the reshaped k×k pooling), or an elementwise
+    ``maximum`` of strided views (the same max, window offset by window offset)."""
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("max", "amax"):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr in ("max", "amax"):
             axes = [k.value for k in node.keywords if k.arg in ("axis", "dim")] + node.args[1:2]
             if any(isinstance(a, ast.Tuple) and len(a.elts) == 2 for a in axes):
                 lines.append(node.lineno)
+        elif node.func.attr in ("maximum", "fmax") and any(_strided(a) for a in node.args):
+            lines.append(node.lineno)
     return lines
 
 
@@ -62,7 +74,8 @@ def test_one_fixed_point_max_pool():
             if lines:
                 found[str(path.relative_to(REPO))] = lines
     assert list(found) == ["emsdeploy/ir/fixed_point.py"], found
-    assert _window_maxes(ast.parse("y = z.reshape(2, 2, 2, 2).max(axis=(1, 3))\nw = np.max(z, axis=(0, 1))")) == [1, 2]
+    probe = "y = z.reshape(2, 2, 2, 2).max(axis=(1, 3))\nw = np.max(z, axis=(0, 1))\nv = np.maximum(y, z[:, 1::2])\n"
+    assert _window_maxes(ast.parse(probe + "u = np.maximum(a[i], a[rest])\nt = x.max(axis=1)")) == [1, 2, 3]
 
     def imports_from_fixed_point(path: Path) -> set[str]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
