@@ -240,9 +240,9 @@ class _Builder:
             neuron = nir.IF(r=full(p.r, shape), v_threshold=full(p.v_threshold, shape), v_reset=full(p.v_reset, shape))
         else:
             neuron = nir.LIF(
-                tau=full(p.tau, shape),
+                tau=full(cast(float, p.tau), shape),  # set whenever the model is LIF
                 r=full(p.r, shape),
-                v_leak=full(p.v_leak, shape),
+                v_leak=full(cast(float, p.v_leak), shape),
                 v_threshold=full(p.v_threshold, shape),
                 v_reset=full(0.0, shape),
             )

@@ -228,9 +228,9 @@ def recorder_model(n_inputs: int) -> type:
 def conv_true_whc(
     x: np.ndarray,
     weight: np.ndarray,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
     groups: int,
 ) -> np.ndarray:
     """Lava's ``conv_scipy``: a true convolution of ``x`` (W, H, C_in) with ``weight``
@@ -239,7 +239,8 @@ def conv_true_whc(
     (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
     xp = np.pad(np.asarray(x, np.float64), ((px, px), (py, py), (0, 0)))
     ekw, ekh = dx * (kw - 1) + 1, dy * (kh - 1) + 1
-    win = np.lib.stride_tricks.sliding_window_view(xp, (ekw, ekh), axis=(0, 1))[::sx, ::sy, :, ::dx, ::dy]
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (ekw, ekh), axis=(0, 1))  # type: ignore[call-overload]
+    win = windows[::sx, ::sy, :, ::dx, ::dy]
     wflip = np.asarray(weight, np.float64)[:, ::-1, ::-1, :]  # convolution = correlation with the flipped kernel
     c_in = x.shape[2]
     c_out = weight.shape[0]
@@ -254,6 +255,8 @@ def conv_true_whc(
 @_fixed_pt_model(Conv)
 class PyConvModelFast(PyConvModelFixed):
     """``PyConvModelFixed`` with a vectorised convolution (same integers, see module docstring)."""
+
+    a_buf: np.ndarray  # declared by the stock model (Lava's Vars; typed here for mypy)
 
     def run_spk(self) -> None:
         self.a_out.send(self.a_buf)
@@ -275,6 +278,10 @@ class PyConvModelFast(PyConvModelFixed):
 @_fixed_pt_model(DelaySparse)
 class PyDelaySparseModelFast(PyDelaySparseModelBitAcc):
     """``PyDelaySparseModelBitAcc`` for a uniform delay (falls back to it otherwise)."""
+
+    weights: Any  # the stock model's state (Lava's Vars; typed here for mypy)
+    weights_set: bool
+    a_buff: np.ndarray
 
     def run_spk(self) -> None:
         if not self.weights_set:
