@@ -1,11 +1,10 @@
-"""Integer semantics of the Loihi fixed-point ops, vectorised over ``[B, C, H, W]`` (torch int64).
+"""Integer semantics of the Loihi synapse groups and host terms, vectorised over ``[B, C, H, W]`` (torch int64).
 
 Each function reproduces one lava-nc 0.10.0 ProcessModel bit for bit (DESIGN.md §8) with the
-widths of the profile the quantize pass stored in ``graph.attrs["loihi"]``:
+widths of the profile the quantize pass stored in ``graph.attrs["loihi"]``. The populations'
+steps (LIF, max-pool, SiLU) are in :mod:`emsdeploy.ir.fixed_point`, shared with the Lava
+ProcessModels; these are the payloads that feed them (convolutions want torch):
 
-* :func:`lif_step` — ``PyLifResetModelBitAcc.run_spk`` (int32 input sum, trunc-toward-zero
-  decays, the 24-bit wrap of u with Lava's exact corrections, saturation of v, strict threshold,
-  reset of v only);
 * :func:`conv_payload` — ``PyConvModelFixed`` (a true convolution in float64, then
   ``astype(int32)`` and ``signed_clamp(24)``); the IR keeps PyTorch's correlation and the
   exporter flips the kernel, so a correlation here is the same sum. A delayed conv is lowered
@@ -27,96 +26,26 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from emsdeploy.ir.ops.loihi import HostConv, HostSparse, LoihiLIF, LoihiReadout, SynConv, SynSparse
+from emsdeploy.ir.fixed_point import wrap
+from emsdeploy.ir.ops.loihi import HostConv, HostSparse, SynConv, SynSparse
 
 __all__ = [
-    "diagonal",
     "Profile",
     "conv_payload",
-    "effective_bias",
+    "diagonal",
     "graded_conv_payload",
     "host_payload",
-    "lif_step",
+    "payload_bound",
     "quantize_input",
     "sparse_payload",
-    "wrap",
 ]
 
 Profile = dict[str, Any]  # graph.attrs["loihi"]
 
 
-def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Two's-complement wrap to ``bits`` (what an int32 overflow or signed_clamp does)."""
-    half = 1 << (bits - 1)
-    if x.numel() == 0:
-        return x
-    lo, hi = torch.aminmax(x)
-    if int(hi) < half and int(lo) >= -half:
-        return x
-    return torch.remainder(x + half, 1 << bits) - half
-
-
-def _trunc_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """sign(x) · (|x| >> shift): Lava's round-toward-zero right shift (= truncating division)."""
-    return torch.div(x, 1 << shift, rounding_mode="trunc")
-
-
-def effective_bias(op: LoihiLIF | LoihiReadout) -> torch.Tensor:
-    """bias_mant << bias_exp, in v units (Lava recomputes it every step; it is constant)."""
-    return torch.from_numpy(op.bias_mant_s13.astype(np.int64)) << op.bias_exp_u3
-
-
-def lif_step(
-    op: LoihiLIF | LoihiReadout,
-    a: torch.Tensor,
-    u: torch.Tensor,
-    v: torch.Tensor,
-    eff_bias: torch.Tensor,
-    p: Profile,
-    stats: dict[str, int] | None = None,
-    a_bound: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One LIF update; ``a`` is the summed input (already int32-wrapped). Returns (s, u, v).
-    ``a_bound``, a proven bound on |a|, lets the int32 overflow checks be skipped."""
-    unity = 1 << p["decay_shift"]
-    half = 1 << (p["uv_bits"] - 1)
-    keep_u = unity - (op.du_u12 + p["ds_offset"])
-    keep_v = unity - (op.dv_u12 + p["dm_offset"])
-    # current: int64 product, truncated toward zero (|u| < 2**24, so it fits int32 again)
-    act = a << p["act_shift"]
-    safe = a_bound is not None and (a_bound << p["act_shift"]) + 2 * half < 1 << 31
-    if not safe:
-        act = wrap(act, 32)
-    if keep_u == 0:  # du = 4095: no synaptic memory (the EMS-YOLO LIF)
-        cur = act
-    else:
-        cur = _trunc_shift(u * keep_u, p["decay_shift"]) + act
-        if not safe:
-            cur = wrap(cur, 32)
-    # Lava's 24-bit wrap: one correction each way; the second test reads the first result but
-    # corrects the original value (proc/lif/models.py)
-    lo, hi = torch.aminmax(cur)
-    if int(hi) > half or int(lo) <= -half:
-        wrapped = torch.where(cur > half, cur - 2 * half, cur)
-        wrapped = torch.where(wrapped <= -half, cur + 2 * half, wrapped)
-        if stats is not None:
-            stats["u_wraps"] = stats.get("u_wraps", 0) + int(torch.count_nonzero(wrapped != cur))
-        cur = wrapped
-    u = cur
-    if keep_v == unity:  # dv = 0: an integrator
-        pre = v + u + eff_bias
-    else:
-        pre = _trunc_shift(v * keep_v, p["decay_shift"]) + u + eff_bias  # |.| < 2**25: no int32 overflow
-    lo, hi = torch.aminmax(pre)
-    if int(hi) > half - 1 or int(lo) < -(half - 1):
-        v = torch.clamp(pre, -(half - 1), half - 1)
-        if stats is not None:
-            stats["v_saturations"] = stats.get("v_saturations", 0) + int(torch.count_nonzero(v != pre))
-    else:
-        v = pre
-    s = v > (op.vth_u17 << p["vth_shift"])
-    v = v.masked_fill(s, 0)
-    return s, u, v
+def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """:func:`emsdeploy.ir.fixed_point.wrap` on a CPU int64 tensor (no copy when nothing wraps)."""
+    return torch.from_numpy(wrap(x.numpy(), bits))
 
 
 def conv_payload(
@@ -132,7 +61,7 @@ def conv_payload(
     bits = p["sparse_accumulator_bits"] if op.delay_u6 else p["conv_accumulator_bits"]  # delayed: a DelaySparse
     if bound is not None and bound < 1 << (bits - 1):
         return acc
-    return wrap(acc, bits)
+    return _wrap(acc, bits)
 
 
 def graded_conv_payload(op: SynConv, weight: torch.Tensor, x: torch.Tensor, p: Profile) -> torch.Tensor:
@@ -140,7 +69,7 @@ def graded_conv_payload(op: SynConv, weight: torch.Tensor, x: torch.Tensor, p: P
     x·(m·2**e) (exact: the quantizer bounds it below 2**23), cast to int and wrapped to 24 bits
     (no shift: graded payloads enter as they are)."""
     acc = F.conv2d(x.to(torch.float64), weight, None, op.stride, op.padding, op.dilation, op.groups)
-    return wrap(acc.to(torch.int64), p["conv_accumulator_bits"])
+    return _wrap(acc.to(torch.int64), p["conv_accumulator_bits"])
 
 
 def diagonal(op: SynSparse) -> torch.Tensor | None:
@@ -164,17 +93,16 @@ def sparse_payload(
         acc = (x * matrix).reshape(b, -1)
     else:
         flat = x.reshape(b, -1).numpy().astype(np.int64).T
-        acc = np.asarray(matrix @ flat).T  # Σ m·x, exact in int64
-        acc = torch.from_numpy(np.ascontiguousarray(acc))
+        acc = torch.from_numpy(np.ascontiguousarray(np.asarray(matrix @ flat).T))  # Σ m·x, exact in int64
     e = op.weight_exp_s4
     if bound is not None and 2 * bound < 1 << (p["sparse_accumulator_bits"] - 1) and (bound << max(e, 0)) < 1 << 31:
         # no overflow possible: (2·acc) shifted by e - 1 is acc shifted by e (floor for e < 0)
         out = acc << e if e >= 0 else acc >> (-e)
         return out.reshape(b, *op.out_shape)
     shift = e - 1
-    acc2 = wrap(acc * 2, p["sparse_accumulator_bits"])
+    acc2 = _wrap(acc * 2, p["sparse_accumulator_bits"])
     out = acc2 << shift if shift > 0 else acc2 >> (-shift)
-    return wrap(out, 32).reshape(b, *op.out_shape)
+    return _wrap(out, 32).reshape(b, *op.out_shape)
 
 
 def payload_bound(op: SynConv | SynSparse) -> int:

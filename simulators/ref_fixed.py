@@ -25,45 +25,34 @@ population only during its T valid steps: the same valid results for a fraction 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
 from emsdeploy.errors import InputError, SimulationError
-from emsdeploy.ir import Decode, Graph, Kind
-from emsdeploy.ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-    silu_fixed_step,
-)
+from emsdeploy.ir import Decode, Graph, Input, Kind, Node
+from emsdeploy.ir import fixed_point as fp
+from emsdeploy.ir.ops import loihi
 
 from .base import Backend, Trace, step_inputs
 from .fixed_kernels import (
+    Profile,
     conv_payload,
     diagonal,
-    effective_bias,
     graded_conv_payload,
     host_payload,
-    lif_step,
     payload_bound,
     quantize_input,
     sparse_payload,
-    wrap,
 )
 from .float_kernels import decode_boxes
 
-__all__ = ["RefFixed", "population_names"]
-
-_POPS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)
+__all__ = ["POPULATION_MODELS", "TERM_MODELS", "RefFixed", "population_names"]
 
 
 def population_names(graph: Graph, record: Any) -> set[str]:
@@ -71,14 +60,144 @@ def population_names(graph: Graph, record: Any) -> set[str]:
     if record is None:
         return set()
     if record == "neurons":
-        return {n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU, GradedRelay))}
+        return {
+            n.name for n in graph if isinstance(n.op, loihi.POPULATIONS) and not isinstance(n.op, loihi.LoihiReadout)
+        }
     if record == "all":
-        return {n.name for n in graph if isinstance(n.op, _POPS)}
+        return {n.name for n in graph if isinstance(n.op, loihi.POPULATIONS)}
     names = set(record)
     unknown = names - set(graph.names())
     if unknown:
         raise InputError(f"cannot record unknown nodes {sorted(unknown)[:5]}")
     return names
+
+
+# ---- synapse groups and host terms: one factory per op ------------------------------------------
+
+
+@dataclass
+class _Term:
+    """A synapse group or host term ready to run: ``payload(x)`` is what it delivers for source
+    values ``x`` (spikes, graded integers, or the quantized input of a host term); ``bound`` a
+    proven bound on |payload| (None: checked at run time)."""
+
+    payload: Callable[[torch.Tensor], torch.Tensor]
+    delay: int
+    host: bool = False
+    bound: int | None = None
+
+
+def _spike_bound(op: loihi.SynConv | loihi.SynSparse) -> int:
+    """A proven bound on the payload of 0/1 inputs: the largest mantissa sum, shifted by e."""
+    base, e = payload_bound(op), op.weight_exp_s4
+    return (base << e) if e >= 0 else (base >> -e) + 1
+
+
+def _csr(data: npt.NDArray[Any], op: Any) -> sp.csr_matrix:
+    n_out, n_in = int(np.prod(op.out_shape)), int(np.prod(op.in_shape))
+    return sp.csr_matrix((data.astype(np.int64), op.indices, op.indptr), shape=(n_out, n_in))
+
+
+def _syn_conv(op: loihi.SynConv, spikes: bool, p: Profile) -> _Term:
+    if not spikes:  # graded integers: a Conv with num_message_bits > 0, float64 kernel m·2**e
+        w64 = torch.from_numpy(op.effective_weight().astype(np.float64))
+        return _Term(lambda x: graded_conv_payload(op, w64, x, p), op.delay_u6)
+    w32 = torch.from_numpy(op.weight_s8.astype(np.float32))
+    bound = _spike_bound(op)
+    return _Term(lambda x: conv_payload(op, w32, x, p, bound), op.delay_u6, bound=bound)
+
+
+def _syn_sparse(op: loihi.SynSparse, spikes: bool, p: Profile) -> _Term:
+    diag = diagonal(op)  # elementwise: same integers, no matrix product
+    weights: Any = diag if diag is not None else _csr(op.weight_s8, op)
+    bound = _spike_bound(op) if spikes else None
+    return _Term(lambda x: sparse_payload(op, weights, x, p, bound), op.delay_u6, bound=bound)
+
+
+def _host_conv(op: loihi.HostConv, spikes: bool, p: Profile) -> _Term:
+    w = torch.from_numpy(op.weight_s24.astype(np.float64))
+    return _Term(lambda x: host_payload(op, w, x), op.delay_u6, host=True)
+
+
+def _host_sparse(op: loihi.HostSparse, spikes: bool, p: Profile) -> _Term:
+    m = _csr(op.weight_s24, op)
+    return _Term(lambda x: host_payload(op, m, x), op.delay_u6, host=True)
+
+
+TERM_MODELS: dict[type, Callable[[Any, bool, Profile], _Term]] = {
+    loihi.SynConv: _syn_conv,
+    loihi.SynSparse: _syn_sparse,
+    loihi.HostConv: _host_conv,
+    loihi.HostSparse: _host_sparse,
+}
+
+
+# ---- populations: one model per op, Norse style: step(a, state) -> (out, state) ------------------
+
+
+class _Population:
+    """A population's integer step (:mod:`emsdeploy.ir.fixed_point`), ``step(a, state, stats) ->
+    (out, state)`` with ``state`` None after a reset; ``key`` names its per-step record (``"s"``
+    spikes, ``"y"`` graded values, None: a readout); ``latency`` its first valid step."""
+
+    key: str | None = "y"
+
+    def __init__(self, op: Any, p: Profile, a_bound: int | None) -> None:
+        self.op, self.p, self.a_bound = op, p, a_bound
+        self.latency = int(op.latency)
+
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        raise NotImplementedError
+
+
+class _LIF(_Population):
+    def __init__(self, op: loihi.LoihiLIF | loihi.LoihiReadout, p: Profile, a_bound: int | None) -> None:
+        super().__init__(op, p, a_bound)
+        self.bias = fp.effective_bias(op)
+        self.key = None if isinstance(op, loihi.LoihiReadout) else "s"
+
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        u, v = state if state is not None else (np.zeros_like(a), np.zeros_like(a))
+        s, u, v = fp.lif_step(self.op, a, u, v, self.bias, self.p, stats, self.a_bound)
+        return s.astype(np.int64), (u, v)
+
+
+class _Relay(_Population):
+    """GradedVec: v = a_in (+ the bias buffer), sent as is."""
+
+    def __init__(self, op: loihi.GradedRelay, p: Profile, a_bound: int | None) -> None:
+        super().__init__(op, p, a_bound)
+        self.bias = op.bias_s24.astype(np.int64)
+
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        return a + self.bias, None
+
+
+class _MaxPool(_Population):
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        return fp.maxpool_step(self.op, a), None
+
+
+class _SiLU(_Population):
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        return fp.silu_step(self.op, a, state)
+
+
+POPULATION_MODELS: dict[type, Callable[[Any, Profile, int | None], _Population]] = {
+    loihi.LoihiLIF: _LIF,
+    loihi.LoihiReadout: _LIF,
+    loihi.GradedRelay: _Relay,
+    loihi.FixedMaxPool: _MaxPool,
+    loihi.FixedSiLU: _SiLU,
+}
+
+
+def _unsupported(node: Node) -> SimulationError:
+    known = ", ".join(t.__name__ for t in (*POPULATION_MODELS, *TERM_MODELS))
+    return SimulationError(
+        f"{node.name} ({node.op.type_name}): ref-fixed has no step for it; it runs {known}, Input and Decode "
+        "(quantize, then align_delays)"
+    )
 
 
 class RefFixed(Backend):
@@ -100,47 +219,26 @@ class RefFixed(Backend):
         self.p = dict(graph.attrs["loihi"])
         self.latency = int(graph.attrs["latency"])
         self._input = graph.input_node().name
-        self._pops = [n for n in graph if isinstance(n.op, _POPS)]
-        self._terms = {i: graph[i] for n in self._pops for i in n.inputs}
-        self._weights: dict[str, Any] = {}
-        for name, node in self._terms.items():
-            op = node.op
-            if isinstance(op, SynConv) and graph.kind(node.inputs[0]) != Kind.SPIKE:
-                self._weights[name] = torch.from_numpy(op.effective_weight().astype(np.float64))
-            elif isinstance(op, SynConv):
-                self._weights[name] = torch.from_numpy(op.weight_s8.astype(np.float32))
-            elif isinstance(op, HostConv):
-                self._weights[name] = torch.from_numpy(op.weight_s24.astype(np.float64))
-            elif isinstance(op, (SynSparse, HostSparse)):
-                diag = diagonal(op) if isinstance(op, SynSparse) else None
-                if diag is not None:
-                    self._weights[name] = diag  # elementwise: same integers, no matrix product
-                    continue
-                data = (op.weight_s8 if isinstance(op, SynSparse) else op.weight_s24).astype(np.int64)
-                n_out, n_in = int(np.prod(op.out_shape)), int(np.prod(op.in_shape))
-                self._weights[name] = sp.csr_matrix((data, op.indices, op.indptr), shape=(n_out, n_in))
-            else:
-                raise SimulationError(f"{name}: {op.type_name} is not a synapse group or host term")
+        for node in graph:
+            if type(node.op) not in POPULATION_MODELS and type(node.op) not in TERM_MODELS:
+                if not isinstance(node.op, (Input, Decode)):
+                    raise _unsupported(node)
+        self._pops = [n for n in graph if type(n.op) in POPULATION_MODELS]
+        self._terms: dict[str, _Term] = {}
+        for n in self._pops:
+            for i in n.inputs:
+                node = graph[i]
+                make = TERM_MODELS.get(type(node.op))
+                if make is None:
+                    raise SimulationError(f"{i}: {node.op.type_name} is not a synapse group or host term")
+                self._terms[i] = make(node.op, graph.kind(node.inputs[0]) == Kind.SPIKE, self.p)
         # proven bounds on payloads and input sums let most int32 / 24-bit wrap checks go
-        self._bound: dict[str, int | None] = {}
-        for name, node in self._terms.items():
-            op = node.op
-            spikes = graph.kind(node.inputs[0]) == Kind.SPIKE
-            if isinstance(op, (SynConv, SynSparse)) and spikes:
-                base = payload_bound(op)
-                e = op.weight_exp_s4
-                self._bound[name] = (base << e) if e >= 0 else (base >> -e) + 1
-            else:
-                self._bound[name] = None  # graded or host values: checked at run time
         self._sum_bound: dict[str, int | None] = {}
         for n in self._pops:
-            bs = [self._bound[i] for i in n.inputs]
-            self._sum_bound[n.name] = None if any(b is None for b in bs) else sum(bs)  # type: ignore[misc]
-        self._bias = {n.name: effective_bias(n.op) for n in self._pops if isinstance(n.op, (LoihiLIF, LoihiReadout))}
-        self._graded_bias = {
-            n.name: torch.from_numpy(n.op.bias_s24.astype(np.int64))
-            for n in self._pops
-            if isinstance(n.op, (FixedMaxPool, GradedRelay))
+            bs = [self._terms[i].bound for i in n.inputs]
+            self._sum_bound[n.name] = sum(b for b in bs if b is not None) if None not in bs else None
+        self._models = {
+            n.name: POPULATION_MODELS[type(n.op)](n.op, self.p, self._sum_bound[n.name]) for n in self._pops
         }
         self.stats: dict[str, dict[str, int]] = {}
 
@@ -172,28 +270,23 @@ class RefFixed(Backend):
         wanted = population_names(g, record)
         B = int(x.shape[0])
         zeros = {n.name: torch.zeros(B, *g.shape(n.inputs[0]), dtype=torch.int64) for n in self._pops}
-        u = {n.name: zeros[n.name].clone() for n in self._pops if isinstance(n.op, (LoihiLIF, LoihiReadout))}
-        v = {k: t.clone() for k, t in u.items()}
-        silu_state: dict[str, Any] = {}
+        state: dict[str, Any] = {}
         lines = {
-            name: deque([torch.zeros(B, *g.shape(name), dtype=torch.int64)] * (1 + node.op.delay_u6))
-            for name, node in self._terms.items()
-            if isinstance(node.op, (SynConv, SynSparse))
+            name: deque([torch.zeros(B, *g.shape(name), dtype=torch.int64)] * (1 + term.delay))
+            for name, term in self._terms.items()
+            if not term.host
         }
         host_cache: dict[int, torch.Tensor] = {}
         term_cache: dict[tuple[str, int], torch.Tensor] = {}
         static = g.encoding == "direct"  # the same image every step: host terms are computed once
-        outs: dict[str, torch.Tensor] = {}
+        outs: dict[str, torch.Tensor | None] = {}
         recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
         self.stats = {n.name: {} for n in self._pops}
 
-        def quantized_frame(n: int) -> torch.Tensor | None:
-            if n < 0 or n >= T:
-                return None
+        def quantized_frame(n: int) -> torch.Tensor:
             if n not in host_cache:
-                fr = frame(n)
                 in_scale = float(g.attrs.get("input_scale", 255.0))
-                host_cache[n] = quantize_input(fr, in_scale)
+                host_cache[n] = quantize_input(frame(n), in_scale)
             return host_cache[n]
 
         # Outside its T valid steps a population's values reach only other populations' invalid
@@ -203,84 +296,57 @@ class RefFixed(Backend):
         for n in range(N):
             arrived = {name: line.popleft() for name, line in lines.items()}
             for node in self._pops:
-                op = node.op
-                if window_only and not op.latency <= n < op.latency + T:
-                    outs[node.name] = None  # type: ignore[assignment]
+                model = self._models[node.name]
+                valid = model.latency <= n < model.latency + T
+                if window_only and not valid:
+                    outs[node.name] = None
                     continue
                 a = None
                 for i in node.inputs:
-                    top = g[i].op
-                    if isinstance(top, (HostConv, HostSparse)):
-                        k = n - top.delay_u6
+                    term = self._terms[i]
+                    if term.host:
+                        k = n - term.delay
                         if k < 0 or k >= T:
                             val = zeros[node.name]
                         else:
                             key = (i, 0 if static else k)
                             if key not in term_cache:
-                                term_cache[key] = host_payload(top, self._weights[i], quantized_frame(k))
+                                term_cache[key] = term.payload(quantized_frame(k))
                             val = term_cache[key]
                     else:
                         val = arrived[i]
                     a = val if a is None else a + val
+                a_np = a.numpy()  # type: ignore[union-attr]
                 sb = self._sum_bound[node.name]
                 if sb is None or sb >= 1 << 31:
-                    a = wrap(a, 32)  # InPort sums in int32
-                valid = op.latency <= n < op.latency + T
-                st = self.stats[node.name] if valid else None
-                if isinstance(op, (LoihiLIF, LoihiReadout)):
-                    if n == op.latency:
-                        u[node.name].zero_()
-                        v[node.name].zero_()
-                    s, u[node.name], v[node.name] = lif_step(
-                        op, a, u[node.name], v[node.name], self._bias[node.name], p, st, sb
-                    )
-                    out = s.to(torch.int64)
-                elif isinstance(op, GradedRelay):
-                    out = a + self._graded_bias[node.name]  # GradedVec: v = a_in (+ the bias buffer), sent as is
-                elif isinstance(op, FixedMaxPool):
-                    k = op.kernel
-                    c, h, w = op.in_shape()
-                    pre = a + self._graded_bias[node.name]
-                    pre = pre[:, :, : (h // k) * k, : (w // k) * k]
-                    out = pre.reshape(B, c, h // k, k, w // k, k).amax(dim=(3, 5))
-                    r = op.out_shift_u5
-                    if r:
-                        out = (out + (1 << (r - 1))) >> r
-                else:  # FixedSiLU
-                    state = None if n == op.latency else silu_state.get(node.name)
-                    y, silu_state[node.name] = silu_fixed_step(op, a.numpy(), state)
-                    out = torch.from_numpy(y)
+                    a_np = fp.wrap(a_np, 32)  # InPort sums in int32
+                if n == model.latency:  # held in reset until its first valid step
+                    state.pop(node.name, None)
+                y, state[node.name] = model.step(a_np, state.get(node.name), self.stats[node.name] if valid else None)
+                out = torch.from_numpy(y)
                 outs[node.name] = out
                 if observer is not None and valid:
                     observer(node.name, out)
-                if node.name in wanted and not isinstance(op, LoihiReadout):
+                if node.name in wanted and model.key is not None:
                     r = recs[node.name]
-                    key = "s" if isinstance(op, LoihiLIF) else "y"
+                    shown = out.to(torch.float32) if model.key == "s" else out
                     if raw:
-                        r.setdefault(f"{key}_raw", []).append(out.to(torch.float32) if key == "s" else out)
+                        r.setdefault(f"{model.key}_raw", []).append(shown)
                     if valid:
-                        r.setdefault(key, []).append(out.to(torch.float32) if key == "s" else out)
-                        if isinstance(op, LoihiLIF):
-                            r.setdefault("v", []).append(v[node.name].clone())
+                        r.setdefault(model.key, []).append(shown)
+                        if model.key == "s":
+                            r.setdefault("v", []).append(torch.from_numpy(state[node.name][1]))
             for name, line in lines.items():
-                src = g[name].inputs[0]
-                top = g[name].op
-                xs = outs[src]
-                if xs is None:  # a skipped step of the source: nothing valid to deliver
-                    line.append(term_zero[name])
-                elif isinstance(top, SynConv) and self._weights[name].dtype == torch.float64:
-                    line.append(graded_conv_payload(top, self._weights[name], xs, p))
-                elif isinstance(top, SynConv):
-                    line.append(conv_payload(top, self._weights[name], xs, p, self._bound[name]))
-                else:
-                    line.append(sparse_payload(top, self._weights[name], xs, p, self._bound[name]))
+                xs = outs[g[name].inputs[0]]
+                # a skipped step of the source: nothing valid to deliver
+                line.append(term_zero[name] if xs is None else self._terms[name].payload(xs))
 
         outputs: dict[str, torch.Tensor] = {}
         records = {n: {k: torch.stack(val) for k, val in r.items()} for n, r in recs.items()}
         act = 1 << p["act_shift"]
         for node in self._pops:
-            if isinstance(node.op, LoihiReadout):
-                vi = v[node.name]
+            if isinstance(node.op, loihi.LoihiReadout):
+                vi = torch.from_numpy(state[node.name][1])
                 outputs[node.name] = vi.to(torch.float64) / (act * node.op.scale * T)
                 records.setdefault(node.name, {})["v"] = vi.clone()
         for node in g:

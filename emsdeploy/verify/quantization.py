@@ -26,18 +26,10 @@ import scipy.sparse as sp
 import torch
 
 from ..ir import Decode, Graph, Input, Kind
+from ..ir.fixed_point import effective_bias, lif_step, wrap
 from ..ir.ops.loihi import FixedMaxPool, FixedSiLU, GradedRelay, HostConv, HostSparse, LoihiLIF, SynConv
 from ..simulators import RefFixed, RefFloat
-from ..simulators.fixed_kernels import (
-    conv_payload,
-    effective_bias,
-    graded_conv_payload,
-    host_payload,
-    lif_step,
-    quantize_input,
-    sparse_payload,
-    wrap,
-)
+from ..simulators.fixed_kernels import conv_payload, graded_conv_payload, host_payload, quantize_input, sparse_payload
 
 if TYPE_CHECKING:
     from ..simulators.base import Trace
@@ -126,14 +118,13 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
             continue
         want = f.records[node.name]["s"]
         T = want.shape[0]
-        u = torch.zeros(want.shape[1:], dtype=torch.int64)
-        v = torch.zeros_like(u)
+        u = v = np.zeros(tuple(want.shape[1:]), np.int64)
         bias = effective_bias(op)
         bad = 0
         if any(_float_source(fixed, fixed[i].inputs[0], f) is None for i in node.inputs):
             continue  # reads a relayed current ref-float did not record: not isolated
         for t in range(T):
-            a = torch.zeros_like(u)
+            a = torch.zeros(want.shape[1:], dtype=torch.int64)
             for i in node.inputs:
                 term = fixed[i]
                 top, src = term.op, term.inputs[0]
@@ -157,8 +148,8 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
                     a = a + conv_payload(top, torch.from_numpy(top.weight_s8.astype(np.float32)), xs, p)
                 else:
                     a = a + sparse_payload(top, _weights(top), xs, p)
-            s, u, v = lif_step(op, wrap(a, 32), u, v, bias, p)
-            bad += int((s.to(want.dtype) != want[t]).sum())
+            s, u, v = lif_step(op, wrap(a.numpy(), 32), u, v, bias, p)
+            bad += int((torch.from_numpy(s).to(want.dtype) != want[t]).sum())
         out[node.name] = 1 - bad / want.numel()
     return out
 

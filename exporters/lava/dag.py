@@ -24,34 +24,28 @@ the population's (W, H, C)).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write, open_hdf5
-from emsdeploy.ir import Decode, Graph, Input, Kind
+from emsdeploy.ir import Decode, Graph, Input, Kind, Node, Op
 from emsdeploy.ir.linear import ConvMap, to_sparse
-from emsdeploy.ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
+from emsdeploy.ir.ops import loihi
 
-__all__ = ["FORMAT", "VERSION", "LavaDag", "ProcSpec", "dag_from_graph", "read_dag", "write_dag", "whc"]
+__all__ = ["FORMAT", "LOWERINGS", "VERSION", "LavaDag", "ProcSpec", "dag_from_graph", "read_dag", "write_dag", "whc"]
 
 FORMAT = "emsdeploy.lava-dag"
 VERSION = 1
+
+Array = npt.NDArray[Any]
 
 
 def whc(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -60,14 +54,17 @@ def whc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (int(w), int(h), int(c))
 
 
-def _lava_perm(shape: tuple[int, ...]) -> np.ndarray:
+def _lava_perm(shape: tuple[int, ...]) -> Array:
     """perm[i] = Lava (W, H, C) flat index of the (C, H, W) flat index i."""
     c, h, w = shape
     ci, yi, xi = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
-    return ((xi * h + yi) * c + ci).ravel()
+    perm: Array = ((xi * h + yi) * c + ci).ravel()
+    return perm
 
 
-def csr_to_lava(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, in_shape, out_shape) -> sp.csr_matrix:
+def csr_to_lava(
+    data: Array, indices: Array, indptr: Array, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> sp.csr_matrix:
     """A (C, H, W)-ordered CSR matrix re-indexed for Lava's (W, H, C) flattening."""
     n_out, n_in = int(np.prod(out_shape)), int(np.prod(in_shape))
     coo = sp.csr_matrix((data, indices, indptr), shape=(n_out, n_in)).tocoo()
@@ -84,7 +81,7 @@ class ProcSpec:
     placement: str
     ir_node: str
     params: dict[str, Any] = field(default_factory=dict)
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, Array] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,208 +113,214 @@ class LavaDag:
 GRADED_BITS_KEY = "graded_message_bits"
 
 
+# ---- lowering: one function per IR op, found in LOWERINGS ---------------------------------------
+
+
+@dataclass
+class _DagBuilder:
+    """What the lowerings append to while :func:`dag_from_graph` walks the graph."""
+
+    graph: Graph
+    graded_bits: int
+    input_name: str
+    procs: list[ProcSpec] = field(default_factory=list)
+    edges: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    readouts: dict[str, float] = field(default_factory=dict)
+    decode: dict[str, Any] | None = None
+
+    def population(self, node: Node, kind: str, params: dict[str, Any], arrays: dict[str, Array]) -> None:
+        place = str(node.meta.get("partition", "chip"))
+        self.procs.append(ProcSpec(node.name, kind, place, node.name, params, arrays))
+
+    def synapse_ends(self, node: Node) -> tuple[str, str, int]:
+        """(source, the population it feeds, num_message_bits: 0 for spikes, else graded)."""
+        src = node.inputs[0]
+        dst = node.meta.get("population") or next(c.name for c in self.graph.consumers(node.name))
+        graded = self.graph.kind(src) != Kind.SPIKE
+        return src, str(dst), self.graded_bits if graded else 0
+
+
+def _whc_ints(a: Array) -> Array:
+    """A per-neuron (C, H, W) array in Lava's (W, H, C) order, int32."""
+    return a.transpose(2, 1, 0).astype(np.int32)
+
+
+def _input(b: _DagBuilder, node: Node) -> None:
+    """The network input: fed by the host terms that read it, no process of its own."""
+
+
+def _decode(b: _DagBuilder, node: Node) -> None:
+    op: Decode = node.op  # type: ignore[assignment]
+    b.decode = {
+        "name": node.name,
+        "inputs": list(node.inputs),
+        "nc": op.nc,
+        "anchors": op.anchors.tolist(),
+        "strides": list(op.strides),
+    }
+
+
+def _lif(b: _DagBuilder, node: Node) -> None:
+    op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
+    kind = "readout" if isinstance(op, loihi.LoihiReadout) else "lif"
+    params = {
+        "shape": whc(b.graph.shape(node.inputs[0])),
+        "du": op.du_u12,
+        "dv": op.dv_u12,
+        "vth": op.vth_u17,
+        "bias_exp": op.bias_exp_u3,
+        "latency": op.latency,
+        "scale": op.scale,
+    }
+    b.population(node, kind, params, {"bias_mant": _whc_ints(op.bias_mant_s13)})
+    if kind == "readout":
+        b.readouts[node.name] = op.scale
+
+
+def _maxpool(b: _DagBuilder, node: Node) -> None:
+    op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
+    params = {"in_shape": whc(op.in_shape()), "kernel": op.kernel, "out_shift": op.out_shift_u5, "latency": op.latency}
+    b.population(node, "maxpool_current", params, {"bias": _whc_ints(op.bias_s24)})
+
+
+def _relay(b: _DagBuilder, node: Node) -> None:
+    op: loihi.GradedRelay = node.op  # type: ignore[assignment]
+    params = {"shape": whc(op.in_shape()), "latency": op.latency, "scale": op.scale}
+    b.population(node, "relay", params, {"bias": _whc_ints(op.bias_s24)})
+
+
+def _silu(b: _DagBuilder, node: Node) -> None:
+    op: loihi.FixedSiLU = node.op  # type: ignore[assignment]
+    params = {
+        "shape": whc(op.in_shape()),
+        "tau": op.tau,
+        "inplace": op.inplace,
+        "scale_in": op.scale_in,
+        "scale_out": op.scale_out,
+        "latency": op.latency,
+    }
+    b.population(node, "silu", params, {"bias": _whc_ints(op.bias_s24)})
+
+
+def _syn_conv(b: _DagBuilder, node: Node) -> None:
+    op: loihi.SynConv = node.op  # type: ignore[assignment]
+    src, dst, nmb = b.synapse_ends(node)
+    src_shape, out_shape = b.graph.shape(src), b.graph.shape(node.name)
+    if op.delay_u6 > 0:  # Lava's Conv has no delay: the same integers as a DelaySparse
+        geometry = (op.stride, op.padding, op.dilation, op.groups, tuple(src_shape), tuple(out_shape))
+        m = to_sparse(ConvMap(op.weight_s8.astype(np.float64), *geometry)).matrix
+        sparse = loihi.SynSparse(
+            m.data, m.indices, m.indptr, tuple(src_shape), tuple(out_shape), op.weight_exp_s4, op.delay_u6
+        )
+        _sparse_spec(b, node.name, sparse, src, dst, nmb)
+        return
+    w = op.effective_weight()[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
+    params = {
+        "input_shape": whc(src_shape),
+        "stride": op.stride[::-1],
+        "padding": op.padding[::-1],
+        "dilation": op.dilation[::-1],
+        "groups": op.groups,
+        "num_message_bits": nmb,
+        "weight_exp": op.weight_exp_s4,
+    }
+    b.procs.append(
+        ProcSpec(node.name, "conv", "chip", node.name, params, {"weight": np.ascontiguousarray(w).astype(np.int32)})
+    )
+    b.edges += [(src, "s_out", node.name, "s_in", ""), (node.name, "a_out", dst, "a_in", "")]
+
+
+def _syn_sparse(b: _DagBuilder, node: Node) -> None:
+    _sparse_spec(b, node.name, node.op, *b.synapse_ends(node))  # type: ignore[arg-type]
+
+
+def _sparse_spec(b: _DagBuilder, name: str, op: loihi.SynSparse, src: str, dst: str, nmb: int) -> None:
+    """A Sparse (DelaySparse when delayed) with weights 2m and exponent e − 1: Lava's mixed-sign
+    mode drops the lowest weight bit."""
+    mat = csr_to_lava(op.weight_s8.astype(np.int32) * 2, op.indices, op.indptr, op.in_shape, op.out_shape)
+    params = {
+        "shape": [int(mat.shape[0]), int(mat.shape[1])],
+        "weight_exp": op.weight_exp_s4 - 1,
+        "num_message_bits": nmb,
+        "delay": op.delay_u6,
+        "out_shape": whc(op.out_shape),
+    }
+    arrays = {
+        "data": mat.data.astype(np.int32),
+        "indices": mat.indices.astype(np.int32),
+        "indptr": mat.indptr.astype(np.int64),
+    }
+    kind = "delay_sparse" if op.delay_u6 > 0 else "sparse"
+    b.procs.append(ProcSpec(name, kind, "chip", name, params, arrays))
+    b.edges += [(src, "s_out", name, "s_in", "flatten"), (name, "a_out", dst, "a_in", "reshape")]
+
+
+def _host_term(b: _DagBuilder, node: Node) -> None:
+    op: loihi.HostConv | loihi.HostSparse = node.op  # type: ignore[assignment]
+    src, dst, _ = b.synapse_ends(node)
+    if src != b.input_name:
+        raise ExportError(f"{node.name}: a host term must read the input, it reads {src}")
+    params: dict[str, Any] = {
+        "shift": op.shift_u5,
+        "in_scale": op.in_scale,
+        "delay": op.delay_u6,
+        "in_shape": list(b.graph.shape(src)),
+        "out_shape": list(b.graph.shape(node.name)),
+    }
+    arrays: dict[str, Array] = {}
+    if isinstance(op, loihi.HostConv):
+        geometry = {"stride": list(op.stride), "padding": list(op.padding), "dilation": list(op.dilation)}
+        params.update({"form": "conv", **geometry, "groups": op.groups})
+        arrays["weight"] = op.weight_s24.astype(np.int32)  # PyTorch layout: the host computes in (C, H, W)
+    else:
+        params["form"] = "sparse"
+        arrays.update({"data": op.weight_s24.astype(np.int32), "indices": op.indices, "indptr": op.indptr})
+    b.procs.append(ProcSpec(node.name, "host_source", "host", node.name, params, arrays))
+    b.edges.append((node.name, "s_out", dst, "a_in", ""))
+
+
+LOWERINGS: dict[type[Op], Callable[[_DagBuilder, Node], None]] = {
+    Input: _input,
+    Decode: _decode,
+    loihi.LoihiLIF: _lif,
+    loihi.LoihiReadout: _lif,
+    loihi.FixedMaxPool: _maxpool,
+    loihi.GradedRelay: _relay,
+    loihi.FixedSiLU: _silu,
+    loihi.SynConv: _syn_conv,
+    loihi.SynSparse: _syn_sparse,
+    loihi.HostConv: _host_term,
+    loihi.HostSparse: _host_term,
+}
+
+
 def dag_from_graph(graph: Graph) -> LavaDag:
-    """Lower a quantized, delay-aligned graph to Lava processes (see the module docstring)."""
+    """Lower a quantized, delay-aligned graph to Lava processes (see the module docstring): one
+    :data:`LOWERINGS` function per node. Every population's spikes or graded values go to the
+    synapse groups that read them (the edges the synapse lowerings add)."""
     if not graph.attrs.get("delays_aligned"):
         raise ExportError("the Lava exporter needs a quantized, delay-aligned graph (quantize, then align_delays)")
-    graded_bits = int(graph.attrs["loihi"][GRADED_BITS_KEY])
-    procs: list[ProcSpec] = []
-    edges: list[tuple[str, str, str, str, str]] = []
-    readouts: dict[str, float] = {}
-    decode = None
     inp = graph.input_node()
+    b = _DagBuilder(graph, int(graph.attrs["loihi"][GRADED_BITS_KEY]), inp.name)
     for node in graph:
-        op, name = node.op, node.name
-        place = str(node.meta.get("partition", "chip"))
-        ir_node = name
-        if isinstance(op, Input):
-            continue
-        if isinstance(op, Decode):
-            decode = {
-                "name": name,
-                "inputs": list(node.inputs),
-                "nc": op.nc,
-                "anchors": op.anchors.tolist(),
-                "strides": list(op.strides),
-            }
-            continue
-        if isinstance(op, (LoihiLIF, LoihiReadout)):
-            kind = "readout" if isinstance(op, LoihiReadout) else "lif"
-            shape = graph.shape(node.inputs[0])
-            procs.append(
-                ProcSpec(
-                    name,
-                    kind,
-                    place,
-                    ir_node,
-                    {
-                        "shape": whc(shape),
-                        "du": op.du_u12,
-                        "dv": op.dv_u12,
-                        "vth": op.vth_u17,
-                        "bias_exp": op.bias_exp_u3,
-                        "latency": op.latency,
-                        "scale": op.scale,
-                    },
-                    {"bias_mant": op.bias_mant_s13.transpose(2, 1, 0).astype(np.int32)},
-                )
+        lower = LOWERINGS.get(type(node.op))
+        if lower is None:
+            raise ExportError(
+                f"{node.name} ({node.op.type_name}): no Lava lowering; run quantize and align_delays first "
+                f"(lowered: {', '.join(t.__name__ for t in LOWERINGS)})"
             )
-            if kind == "readout":
-                readouts[name] = op.scale
-        elif isinstance(op, FixedMaxPool):
-            procs.append(
-                ProcSpec(
-                    name,
-                    "maxpool_current",
-                    place,
-                    ir_node,
-                    {
-                        "in_shape": whc(op.in_shape()),
-                        "kernel": op.kernel,
-                        "out_shift": op.out_shift_u5,
-                        "latency": op.latency,
-                    },
-                    {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
-                )
-            )
-        elif isinstance(op, GradedRelay):
-            procs.append(
-                ProcSpec(
-                    name,
-                    "relay",
-                    place,
-                    ir_node,
-                    {"shape": whc(op.in_shape()), "latency": op.latency, "scale": op.scale},
-                    {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
-                )
-            )
-        elif isinstance(op, FixedSiLU):
-            procs.append(
-                ProcSpec(
-                    name,
-                    "silu",
-                    place,
-                    ir_node,
-                    {
-                        "shape": whc(op.in_shape()),
-                        "tau": op.tau,
-                        "inplace": op.inplace,
-                        "scale_in": op.scale_in,
-                        "scale_out": op.scale_out,
-                        "latency": op.latency,
-                    },
-                    {"bias": op.bias_s24.transpose(2, 1, 0).astype(np.int32)},
-                )
-            )
-        elif isinstance(op, (SynConv, SynSparse, HostConv, HostSparse)):
-            src = node.inputs[0]
-            dst = node.meta.get("population") or next(c.name for c in graph.consumers(name))
-            graded = graph.kind(src) != Kind.SPIKE
-            nmb = graded_bits if graded else 0
-            src_shape, out_shape = graph.shape(src), graph.shape(name)
-            if isinstance(op, SynConv) and op.delay_u6 > 0:
-                # Lava's Conv has no delay: the same integers as a DelaySparse
-                m = to_sparse(
-                    ConvMap(
-                        op.weight_s8.astype(np.float64),
-                        op.stride,
-                        op.padding,
-                        op.dilation,
-                        op.groups,
-                        tuple(src_shape),
-                        tuple(out_shape),
-                    )
-                ).matrix
-                op = SynSparse(
-                    m.data, m.indices, m.indptr, tuple(src_shape), tuple(out_shape), op.weight_exp_s4, op.delay_u6
-                )
-            if isinstance(op, SynConv):
-                w = op.effective_weight()[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
-                procs.append(
-                    ProcSpec(
-                        name,
-                        "conv",
-                        "chip",
-                        ir_node,
-                        {
-                            "input_shape": whc(src_shape),
-                            "stride": op.stride[::-1],
-                            "padding": op.padding[::-1],
-                            "dilation": op.dilation[::-1],
-                            "groups": op.groups,
-                            "num_message_bits": nmb,
-                            "weight_exp": op.weight_exp_s4,
-                        },
-                        {"weight": np.ascontiguousarray(w).astype(np.int32)},
-                    )
-                )
-                edges += [(src, "s_out", name, "s_in", ""), (name, "a_out", dst, "a_in", "")]
-            elif isinstance(op, SynSparse):
-                # weights 2m with exponent e - 1: Lava's mixed-sign mode drops the lowest weight bit
-                mat = csr_to_lava(op.weight_s8.astype(np.int32) * 2, op.indices, op.indptr, op.in_shape, op.out_shape)
-                kind = "delay_sparse" if op.delay_u6 > 0 else "sparse"
-                procs.append(
-                    ProcSpec(
-                        name,
-                        kind,
-                        "chip",
-                        ir_node,
-                        {
-                            "shape": [int(mat.shape[0]), int(mat.shape[1])],
-                            "weight_exp": op.weight_exp_s4 - 1,
-                            "num_message_bits": nmb,
-                            "delay": op.delay_u6,
-                            "out_shape": whc(op.out_shape),
-                        },
-                        {
-                            "data": mat.data.astype(np.int32),
-                            "indices": mat.indices.astype(np.int32),
-                            "indptr": mat.indptr.astype(np.int64),
-                        },
-                    )
-                )
-                edges += [(src, "s_out", name, "s_in", "flatten"), (name, "a_out", dst, "a_in", "reshape")]
-            else:
-                params: dict[str, Any] = {
-                    "shift": op.shift_u5,
-                    "in_scale": op.in_scale,
-                    "delay": op.delay_u6,
-                    "in_shape": list(src_shape),
-                    "out_shape": list(out_shape),
-                }
-                arrays: dict[str, np.ndarray] = {}
-                if isinstance(op, HostConv):
-                    params.update(
-                        {
-                            "form": "conv",
-                            "stride": list(op.stride),
-                            "padding": list(op.padding),
-                            "dilation": list(op.dilation),
-                            "groups": op.groups,
-                        }
-                    )
-                    arrays["weight"] = op.weight_s24.astype(np.int32)  # PyTorch layout: the host computes in (C, H, W)
-                else:
-                    params["form"] = "sparse"
-                    arrays.update({"data": op.weight_s24.astype(np.int32), "indices": op.indices, "indptr": op.indptr})
-                if src != inp.name:
-                    raise ExportError(f"{name}: a host term must read the input, it reads {src}")
-                procs.append(ProcSpec(name, "host_source", "host", ir_node, params, arrays))
-                edges.append((name, "s_out", dst, "a_in", ""))
-        else:
-            raise ExportError(f"{name} ({op.type_name}): no Lava lowering; run quantize and align_delays first")
-    # every population's spikes or graded values go to the synapse groups that read them (edges above)
+        lower(b, node)
     return LavaDag(
-        procs,
-        edges,
+        b.procs,
+        b.edges,
         graph.time_steps,
         int(graph.attrs["latency"]),
         graph.encoding,
         tuple(inp.op.shape),  # type: ignore[attr-defined]
         float(graph.attrs.get("input_scale", 255.0)),
         list(graph.outputs),
-        readouts,
-        decode,
+        b.readouts,
+        b.decode,
         {k: v for k, v in graph.attrs.items() if k not in ("quantization",)},
     )
 
@@ -340,7 +343,7 @@ def _jsonable(x: Any) -> Any:
 COMPRESS_ABOVE = 1 << 16  # bytes: larger arrays are stored gzip-1 + shuffle (weights, per-neuron biases)
 
 
-def _compact(a: np.ndarray) -> np.ndarray:
+def _compact(a: Array) -> Array:
     """An integer array in the smallest signed type holding its values (the loader casts every
     array to Lava's type): 8-bit mantissas take one byte, not four."""
     if a.dtype.kind not in "iu" or a.size == 0:

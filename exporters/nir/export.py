@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nir
 import numpy as np
+import numpy.typing as npt
 
 from emsdeploy.errors import EmsdeployError, ExportError
-from emsdeploy.ir import LIF, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Node
+from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Graph, Input, MaxPool2d, Node, Op
 from emsdeploy.passes import FlowOptions, run_flow
 from emsdeploy.passes.flatten_fanin import SUMMING_OPS
 from emsdeploy.targets import Target, load_target
@@ -48,18 +50,7 @@ from .contract import FORMAT, FORMAT_VERSION, HOST_BY_DESIGN, HostOp, host_ops_t
 from .neurons import DISCRETIZATIONS, nir_from_ems
 from .writer import write_nir
 
-__all__ = ["CUT_REASONS", "LOWERED", "NirExport", "build_nir", "export_nir", "full"]
-
-# What this module can lower: IR op -> input kinds (the nir target must place nothing else).
-LOWERED: dict[str, frozenset[str]] = {
-    "Input": frozenset(),
-    "Conv2d": frozenset({"spike", "current", "analog"}),
-    "Affine": frozenset({"current", "analog"}),
-    "Add": frozenset({"current", "analog"}),
-    "Concat": frozenset({"spike", "current", "analog"}),
-    "MaxPool2d": frozenset({"spike"}),
-    "LIF": frozenset({"current", "analog"}),
-}
+__all__ = ["CUT_REASONS", "LOWERED", "LOWERINGS", "NirExport", "NirLowering", "build_nir", "export_nir", "full"]
 
 # Why NIR 1.0.8 has no exact form, by op (for the host_ops metadata and error messages).
 CUT_REASONS: dict[str, str] = {
@@ -68,11 +59,10 @@ CUT_REASONS: dict[str, str] = {
     "SiLUNeuron": "SiLU neuron (non-spiking mem_update with SiLU): NIR 1.0 has no SiLU non-linearity",
 }
 
-FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "Readout", "Decode")
 ON_UNSUPPORTED = ("cut", "error")
 
 
-def full(value: float, shape: tuple[int, ...]) -> np.ndarray:
+def full(value: float, shape: tuple[int, ...]) -> npt.NDArray[Any]:
     """A per-neuron parameter array holding one value everywhere: a read-only zero-stride view
     (one scalar in memory, whatever the population's size), float32 when the value is exactly a
     float32 (0, 0.5, integers), else float64 (e.g. 4/3, which must round-trip to 1e-12)."""
@@ -174,25 +164,21 @@ class _Builder:
             self.edge(p, name)
         return name
 
-    # --- lowerings ---------------------------------------------------------------------
-    def lower(self, node: Node) -> None:
-        op = node.op
-        if isinstance(op, Input):
-            self.values[node.name] = [_Piece(node.name, 0, op.shape[0], host=True)]
-        elif isinstance(op, (Conv2d, Affine)):
-            self._conv(node)
-        elif isinstance(op, LIF):
-            self._lif(node)
-        elif isinstance(op, MaxPool2d):
-            self._spike_pool(node)
-        elif isinstance(op, Concat):
-            pieces, offset = [], 0
-            for i in node.inputs:
-                pieces += [_Piece(p.src, p.lo + offset, p.hi + offset, p.host) for p in self.values[i]]
-                offset += self.g.shape(i)[0]
-            self.values[node.name] = pieces
-        else:  # Add: the sum of its operands' pieces
-            self.values[node.name] = [p for i in node.inputs for p in self.values[i]]
+    # --- lowerings (one per op, found in LOWERINGS) -------------------------------------
+    def _input(self, node: Node) -> None:
+        self.values[node.name] = [_Piece(node.name, 0, self.g.shape(node.name)[0], host=True)]
+
+    def _concat(self, node: Node) -> None:
+        """No node: readers that are convs get sliced kernels, others 1×1 identity convs."""
+        pieces, offset = [], 0
+        for i in node.inputs:
+            pieces += [_Piece(p.src, p.lo + offset, p.hi + offset, p.host) for p in self.values[i]]
+            offset += self.g.shape(i)[0]
+        self.values[node.name] = pieces
+
+    def _add(self, node: Node) -> None:
+        """No node: the sum of its operands' pieces (NIR sums a node's incoming edges)."""
+        self.values[node.name] = [p for i in node.inputs for p in self.values[i]]
 
     def _conv(self, node: Node) -> None:
         op = node.op
@@ -203,11 +189,13 @@ class _Builder:
             weight = np.zeros((c, c, 1, 1), dtype=op.scale.dtype)
             weight[np.arange(c), np.arange(c), 0, 0] = op.scale
             bias, stride, padding, dilation = np.asarray(op.shift), (1, 1), (0, 0), (1, 1)
-            note = {"role": "per-channel affine a*x + b as a 1x1 conv with a diagonal kernel"}
+            note: dict[str, Any] = {"role": "per-channel affine a*x + b as a 1x1 conv with a diagonal kernel"}
         else:
-            weight, bias = _dense(op), op.bias if op.bias is not None else np.zeros(op.out_channels, op.weight.dtype)
-            stride, padding, dilation = op.stride, op.padding, op.dilation
-            note = {"groups_expanded": op.groups} if op.groups > 1 else {}
+            conv = cast(Conv2d, op)
+            weight = _dense(conv)
+            bias = conv.bias if conv.bias is not None else np.zeros(conv.out_channels, conv.weight.dtype)
+            stride, padding, dilation = conv.stride, conv.padding, conv.dilation
+            note = {"groups_expanded": conv.groups} if conv.groups > 1 else {}
         pieces = self.values[x]
         ranges = _ranges(pieces)
         shape = self.g.shape(node.name)
@@ -252,9 +240,9 @@ class _Builder:
             neuron = nir.IF(r=full(p.r, shape), v_threshold=full(p.v_threshold, shape), v_reset=full(p.v_reset, shape))
         else:
             neuron = nir.LIF(
-                tau=full(p.tau, shape),
+                tau=full(cast(float, p.tau), shape),  # set whenever the model is LIF
                 r=full(p.r, shape),
-                v_leak=full(p.v_leak, shape),
+                v_leak=full(cast(float, p.v_leak), shape),
                 v_threshold=full(p.v_threshold, shape),
                 v_reset=full(0.0, shape),
             )
@@ -359,11 +347,39 @@ class _Builder:
         return out
 
 
+@dataclass(frozen=True)
+class NirLowering:
+    """How one IR op becomes NIR nodes: ``lower(builder, node)``, for inputs of ``kinds`` only."""
+
+    lower: Callable[[_Builder, Node], None]
+    kinds: frozenset[str]
+
+
+_ANY = frozenset({"spike", "current", "analog"})
+_REAL = frozenset({"current", "analog"})
+
+# One lowering per IR op (the nir target must place nothing else in the graph).
+LOWERINGS: dict[type[Op], NirLowering] = {
+    Input: NirLowering(_Builder._input, frozenset()),
+    Conv2d: NirLowering(_Builder._conv, _ANY),
+    Affine: NirLowering(_Builder._conv, _REAL),  # a 1x1 conv with a diagonal kernel
+    Add: NirLowering(_Builder._add, _REAL),
+    Concat: NirLowering(_Builder._concat, _ANY),
+    MaxPool2d: NirLowering(_Builder._spike_pool, frozenset({"spike"})),  # exact on binary spikes only
+    LIF: NirLowering(_Builder._lif, _REAL),
+}
+
+# What this module can lower: IR op name -> input kinds (a view of LOWERINGS).
+LOWERED: dict[str, frozenset[str]] = {op.__name__: entry.kinds for op, entry in LOWERINGS.items()}
+
+FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "Readout", "Decode")
+
+
 def _ranges(pieces: list[_Piece]) -> list[tuple[int, int]]:
     return sorted({(p.lo, p.hi) for p in pieces})
 
 
-def _dense(op: Conv2d) -> np.ndarray:
+def _dense(op: Conv2d) -> npt.NDArray[Any]:
     """The kernel with groups expanded to a dense block-diagonal one: NIR 1.0.8 type-checks a
     conv's input as ``weight.shape[1]`` channels, which holds only for ``groups = 1``."""
     if op.groups == 1:
@@ -376,7 +392,14 @@ def _dense(op: Conv2d) -> np.ndarray:
     return dense
 
 
-def _conv(weight, bias, hw, stride, padding, dilation) -> nir.Conv2d:
+def _conv(
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    hw: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> nir.Conv2d:
     return nir.Conv2d(
         input_shape=(int(hw[0]), int(hw[1])),
         weight=np.array(weight),
@@ -451,14 +474,16 @@ def build_nir(
     for node in g:
         if isinstance(node.op, Input) or node.meta["partition"] == "chip":
             kinds = {g.kind(i).value for i in node.inputs}
-            allowed = LOWERED.get(node.op.type_name)
-            if allowed is None or not kinds <= allowed:
+            entry = LOWERINGS.get(type(node.op))
+            if entry is None or not kinds <= entry.kinds:
                 raise ExportError(
                     f"{node.name} ({node.op.type_name} on {'/'.join(sorted(kinds))} inputs): the target "
                     f"{target.name!r} places it in the NIR graph, but it has no exact NIR form; NIR lowerings: "
-                    + ", ".join(f"{op} ({', '.join(sorted(k)) or 'no inputs'})" for op, k in LOWERED.items())
+                    + ", ".join(
+                        f"{op.__name__} ({', '.join(sorted(e.kinds)) or 'no inputs'})" for op, e in LOWERINGS.items()
+                    )
                 )
-            b.lower(node)
+            entry.lower(b, node)
         else:
             hosts.append(b.host(node, target))
     for o in g.outputs:

@@ -419,7 +419,7 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
 
 
 def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
-    """:func:`silu_fixed_step` in float64, the same operations in the same order."""
+    """:func:`emsdeploy.ir.fixed_point.silu_step` in float64, the same operations in the same order."""
     op: FixedSiLU = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     af = b.op("Cast", [b.cast(a, I64).name], f"{node.name}/f64", to=F64)

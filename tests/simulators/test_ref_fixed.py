@@ -7,11 +7,12 @@ import torch
 
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
-from emsdeploy.ir.ops.loihi import FixedSiLU, LoihiLIF, LoihiReadout, SynConv, SynSparse, silu_fixed_step
+from emsdeploy.ir.fixed_point import effective_bias, lif_step, silu_step, wrap
+from emsdeploy.ir.ops.loihi import FixedSiLU, LoihiLIF, LoihiReadout, SynConv, SynSparse
 from emsdeploy.passes.quantize import QuantizeOptions
 from emsdeploy.profiles.loihi import load_profile
 from emsdeploy.simulators import RefFloat
-from emsdeploy.simulators.fixed_kernels import conv_payload, effective_bias, lif_step, sparse_payload, wrap
+from emsdeploy.simulators.fixed_kernels import conv_payload, sparse_payload
 from emsdeploy.simulators.ref_fixed import RefFixed
 from tests.conftest import shipped_checkpoint
 from tests.helpers import spike_mismatches
@@ -58,9 +59,9 @@ def test_lif_step_is_lavas_pylifmodelbitacc(du, dv, vth, amp):
         s_lava = m.spiking_activation()
         m.reset_voltage(s_lava)
         s, u, v = lif_step(op, torch.from_numpy(a.astype(np.int64))[None], u, v, effective_bias(op), P)
-        np.testing.assert_array_equal(s[0].numpy(), s_lava)
-        np.testing.assert_array_equal(u[0].numpy(), m.u)
-        np.testing.assert_array_equal(v[0].numpy(), m.v)
+        np.testing.assert_array_equal(s[0], s_lava)
+        np.testing.assert_array_equal(u[0], m.u)
+        np.testing.assert_array_equal(v[0], m.v)
 
 
 @pytest.mark.lava
@@ -114,7 +115,7 @@ def test_silu_fixed_step_matches_the_official_recurrence(lif_unit):
     state = m = sv = None
     for t in range(current.shape[0]):
         a = np.rint(current[t].numpy() * s).astype(np.int64)
-        y, state = silu_fixed_step(op, a, state)
+        y, state = silu_step(op, a, state)
         # exact: the official in-place recurrence in float64 on the quantized current, rounded once
         i = a / s
         m = i if m is None else 0.25 * sv * (1.0 - sv) + i
@@ -277,3 +278,32 @@ def test_fixed_vs_float_on_the_shipped_checkpoint():
     rep = compare_fixed_float(simplified(g), lowered(g), x)
     assert rep["agreement"] > 0.96 and rep["isolated_agreement"] > 0.99
     assert not rep["saturation"]  # no u wrap, no v saturation at the default scales
+
+
+# ---- the registries --------------------------------------------------------------------------------
+
+
+def test_every_fixed_point_op_has_a_ref_fixed_model():
+    """One model per population op and one factory per synapse group / host term."""
+    from emsdeploy.ir import OPS
+    from emsdeploy.ir.ops import loihi
+    from emsdeploy.simulators.ref_fixed import POPULATION_MODELS, TERM_MODELS
+
+    assert set(POPULATION_MODELS) == set(loihi.POPULATIONS)
+    assert set(TERM_MODELS) == {*loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS}
+    fixed_ops = {cls for cls in OPS.values() if cls.__module__ == loihi.__name__}
+    assert fixed_ops == set(POPULATION_MODELS) | set(TERM_MODELS)
+
+
+def test_an_op_without_a_ref_fixed_model_is_a_one_line_error(monkeypatch):
+    from emsdeploy.simulators import ref_fixed
+
+    q = lowered(chain_graph())
+    monkeypatch.delitem(ref_fixed.POPULATION_MODELS, LoihiLIF)
+    with pytest.raises(SimulationError) as e:
+        RefFixed(q)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("lif1 (LoihiLIF): ref-fixed has no step for it; it runs LoihiReadout"), (
+        msg
+    )
+    assert "SynConv" in msg and "HostSparse" in msg

@@ -48,7 +48,6 @@ __all__ = [
     "LoihiReadout",
     "SynConv",
     "SynSparse",
-    "silu_fixed_step",
 ]
 
 
@@ -95,6 +94,8 @@ class LoihiLIF(_Population):
     * :math:`u = \mathrm{wrap}_{24}(\mathrm{trunc}_0(u\,(4096 - du - 1)/4096) + (a \ll 6))`;
     * :math:`v = \mathrm{sat}_{24}(\mathrm{trunc}_0(v\,(4096 - dv)/4096) + u + (b \ll e_b))`;
     * :math:`s = [v > (v_{th} \ll 6)]`, then :math:`v = 0` where :math:`s` (u is not reset).
+
+    :func:`emsdeploy.ir.fixed_point.lif_step` is the one implementation.
 
     The EMS-YOLO neuron maps to ``du = 4095`` (u is this step's input), ``dv = round(4096(1 − τ))``
     and ``vth = round(V_th · scale)``; ``tau`` and ``v_th`` keep the float values for reports.
@@ -170,6 +171,7 @@ class FixedMaxPool(_Population):
     :math:`z = \mathrm{maxpool}_{k \times k,\,\mathrm{stride}\ k}(a[t] + b)` in the population's
     scale, sent as graded spikes :math:`y = \lfloor (z + 2^{r-1}) / 2^{r} \rfloor` (r =
     ``out_shift_u5``; y = z when r = 0), i.e. at scale ``scale / 2**r``. Stateless.
+    :func:`emsdeploy.ir.fixed_point.maxpool_step` is the one implementation.
     """
 
     bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units")
@@ -209,7 +211,8 @@ class FixedSiLU(_Population):
     :math:`m = I` at step ``latency``, else :math:`m = \tau\,p\,(1 - s') + I` where
     :math:`p = s'` (``inplace``, the official recurrence) or :math:`m'`;
     :math:`s = m / (1 + e^{-m})`; output :math:`\mathrm{rint}(s \cdot s_{out})` as graded integers.
-    :func:`silu_fixed_step` is the one implementation (ref-fixed and the Lava process call it).
+    :func:`emsdeploy.ir.fixed_point.silu_step` is the one implementation (ref-fixed and the Lava
+    process call it).
     """
 
     bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units")
@@ -267,20 +270,6 @@ class GradedRelay(_Population):
 
     def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
-
-
-def silu_fixed_step(op: FixedSiLU, a: NDArray[Any], state: Any) -> tuple[NDArray[Any], Any]:
-    """One step of :class:`FixedSiLU`: ``a`` is the int sum of its inputs (any leading axes ending
-    in (C, H, W)); ``state`` is ``None`` right after a reset. Returns (graded int64 output, state)."""
-    bias = op.bias_s24.astype(np.float64)
-    current = (np.asarray(a, dtype=np.float64) + bias) / op.scale_in
-    if state is None:
-        m = current
-    else:
-        m_prev, s_prev = state
-        m = op.tau * (s_prev if op.inplace else m_prev) * (1.0 - s_prev) + current
-    s = m / (1.0 + np.exp(-m))
-    return np.rint(s * op.scale_out).astype(np.int64), (m, s)
 
 
 class _Term(Op):

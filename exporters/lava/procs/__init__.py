@@ -1,26 +1,7 @@
 """Lava processes and ProcessModels emsdeploy adds (kept in their own folder: Lava's compiler
-imports every module beside a Process class when it looks for ProcessModels)."""
+imports every module beside a Process class when it looks for ProcessModels).
 
-from .processes import (
-    CurrentMaxPool,
-    PyConvModelFast,
-    PyCurrentMaxPoolModel,
-    PyDelaySparseModelFast,
-    PySiLUFixedModel,
-    Recorder,
-    SiLUFixed,
-    conv_true_whc,
-    recorder_model,
-)
+The public names are those of :mod:`.processes` (its ``__all__``, listed once)."""
 
-__all__ = [
-    "CurrentMaxPool",
-    "PyConvModelFast",
-    "PyDelaySparseModelFast",
-    "PyCurrentMaxPoolModel",
-    "PySiLUFixedModel",
-    "Recorder",
-    "SiLUFixed",
-    "conv_true_whc",
-    "recorder_model",
-]
+from .processes import *  # noqa: F403
+from .processes import __all__ as __all__

@@ -19,6 +19,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -36,7 +39,8 @@ from lava.proc.sparse.models import PyDelaySparseModelBitAcc
 from lava.proc.sparse.process import DelaySparse
 from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
 
-from emsdeploy.ir.ops.loihi import FixedSiLU, silu_fixed_step
+from emsdeploy.ir.fixed_point import maxpool_step, silu_step
+from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU
 
 __all__ = [
     "CurrentMaxPool",
@@ -52,6 +56,15 @@ __all__ = [
 
 
 # ---- custom neuron-like processes ----------------------------------------------------------------
+
+
+def _fixed_pt_model(proc: type[AbstractProcess]) -> Callable[[type], type]:
+    """Lava's three decorators of a bit-accurate CPU ProcessModel implementing ``proc``."""
+
+    def decorate(cls: type) -> type:
+        return tag("fixed_pt")(requires(CPU)(implements(proc=proc, protocol=LoihiProtocol)(cls)))
+
+    return decorate
 
 
 class CurrentMaxPool(AbstractProcess):
@@ -74,23 +87,41 @@ class CurrentMaxPool(AbstractProcess):
         self.bias = Var(shape=in_shape, init=bias)
 
 
-@implements(proc=CurrentMaxPool, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyCurrentMaxPoolModel(PyLoihiProcessModel):
+class _GradedPopulationModel(PyLoihiProcessModel):
+    """The ports and bias of the custom populations, in Lava's (W, H, C) order; their step is a
+    function of :mod:`emsdeploy.ir.fixed_point` on the IR op (:meth:`make_op`), in (C, H, W)."""
+
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._op: Any = None
+        self._state: Any = None
+
+    def make_op(self, bias_chw: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def recv_chw(self) -> tuple[Any, np.ndarray]:
+        """(the IR op, built on the first step from the bias Var; this step's ``a_in`` in (C, H, W))."""
+        if self._op is None:
+            self._op = self.make_op(np.ascontiguousarray(self.bias.transpose(2, 1, 0)))
+        return self._op, np.ascontiguousarray(self.a_in.recv().astype(np.int64).transpose(2, 1, 0))
+
+    def send_chw(self, y: np.ndarray) -> None:
+        self.s_out.send(np.ascontiguousarray(y.transpose(2, 1, 0)))
+
+
+@_fixed_pt_model(CurrentMaxPool)
+class PyCurrentMaxPoolModel(_GradedPopulationModel):
+    def make_op(self, bias_chw: np.ndarray) -> FixedMaxPool:
+        pp = self.proc_params
+        return FixedMaxPool(bias_chw, int(pp["kernel"]), out_shift_u5=int(pp["out_shift"]))
+
     def run_spk(self) -> None:
-        k = int(self.proc_params["kernel"])
-        r = int(self.proc_params["out_shift"])
-        z = self.a_in.recv().astype(np.int64) + self.bias.astype(np.int64)
-        w, h, c = z.shape
-        z = z[: (w // k) * k, : (h // k) * k].reshape(w // k, k, h // k, k, c).max(axis=(1, 3))
-        if r:
-            z = (z + (1 << (r - 1))) >> r
-        self.s_out.send(z)
+        op, a = self.recv_chw()
+        self.send_chw(maxpool_step(op, a))
 
 
 class SiLUFixed(AbstractProcess):
@@ -123,30 +154,18 @@ class SiLUFixed(AbstractProcess):
         self.bias = Var(shape=shape, init=bias)
 
 
-@implements(proc=SiLUFixed, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySiLUFixedModel(PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._state = None
-        self._op: FixedSiLU | None = None
+@_fixed_pt_model(SiLUFixed)
+class PySiLUFixedModel(_GradedPopulationModel):
+    def make_op(self, bias_chw: np.ndarray) -> FixedSiLU:
+        pp = self.proc_params
+        return FixedSiLU(bias_chw, pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
 
     def run_spk(self) -> None:
-        pp = self.proc_params
-        if self._op is None:  # the IR op holds the one implementation of the arithmetic
-            bias_chw = np.ascontiguousarray(self.bias.transpose(2, 1, 0))
-            self._op = FixedSiLU(bias_chw, pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
-        a = self.a_in.recv().astype(np.int64)
-        if self.time_step == int(pp["reset_step"]):
+        op, a = self.recv_chw()
+        if self.time_step == int(self.proc_params["reset_step"]):
             self._state = None
-        a_chw = np.ascontiguousarray(a.transpose(2, 1, 0))[None]
-        y, self._state = silu_fixed_step(self._op, a_chw, self._state)
-        self.s_out.send(np.ascontiguousarray(y[0].transpose(2, 1, 0)))
+        y, self._state = silu_step(op, a, self._state)
+        self.send_chw(y)
 
 
 # ---- recording --------------------------------------------------------------------------------
@@ -183,9 +202,7 @@ class _RecorderModelBase(PyLoihiProcessModel):
                 f.flush()
 
 
-@implements(proc=Recorder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_fixed_pt_model(Recorder)
 class PyRecorderModel(_RecorderModelBase):
     """Lets Lava's model search find a model for :class:`Recorder`; the run config's exception
     map then substitutes :func:`recorder_model` (whose ports match the process)."""
@@ -200,7 +217,7 @@ def recorder_model(n_inputs: int) -> type:
     if n_inputs not in _RECORDER_MODELS:
         attrs = {f"in_{i}": LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24) for i in range(n_inputs)}
         cls = type(f"PyRecorderModel{n_inputs}", (_RecorderModelBase,), attrs)
-        cls = tag("fixed_pt")(requires(CPU)(implements(proc=Recorder, protocol=LoihiProtocol)(cls)))
+        cls = _fixed_pt_model(Recorder)(cls)
         _RECORDER_MODELS[n_inputs] = cls
     return _RECORDER_MODELS[n_inputs]
 
@@ -211,9 +228,9 @@ def recorder_model(n_inputs: int) -> type:
 def conv_true_whc(
     x: np.ndarray,
     weight: np.ndarray,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
     groups: int,
 ) -> np.ndarray:
     """Lava's ``conv_scipy``: a true convolution of ``x`` (W, H, C_in) with ``weight``
@@ -222,7 +239,8 @@ def conv_true_whc(
     (sx, sy), (px, py), (dx, dy) = stride, padding, dilation
     xp = np.pad(np.asarray(x, np.float64), ((px, px), (py, py), (0, 0)))
     ekw, ekh = dx * (kw - 1) + 1, dy * (kh - 1) + 1
-    win = np.lib.stride_tricks.sliding_window_view(xp, (ekw, ekh), axis=(0, 1))[::sx, ::sy, :, ::dx, ::dy]
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (ekw, ekh), axis=(0, 1))  # type: ignore[call-overload]
+    win = windows[::sx, ::sy, :, ::dx, ::dy]
     wflip = np.asarray(weight, np.float64)[:, ::-1, ::-1, :]  # convolution = correlation with the flipped kernel
     c_in = x.shape[2]
     c_out = weight.shape[0]
@@ -234,11 +252,11 @@ def conv_true_whc(
     return np.concatenate(outs, axis=2) if groups > 1 else outs[0]
 
 
-@implements(proc=Conv, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_fixed_pt_model(Conv)
 class PyConvModelFast(PyConvModelFixed):
     """``PyConvModelFixed`` with a vectorised convolution (same integers, see module docstring)."""
+
+    a_buf: np.ndarray  # declared by the stock model (Lava's Vars; typed here for mypy)
 
     def run_spk(self) -> None:
         self.a_out.send(self.a_buf)
@@ -257,11 +275,13 @@ class PyConvModelFast(PyConvModelFixed):
         self.a_buf = conv_utils.signed_clamp(out.astype(self.weight.dtype), bits=24)
 
 
-@implements(proc=DelaySparse, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_fixed_pt_model(DelaySparse)
 class PyDelaySparseModelFast(PyDelaySparseModelBitAcc):
     """``PyDelaySparseModelBitAcc`` for a uniform delay (falls back to it otherwise)."""
+
+    weights: Any  # the stock model's state (Lava's Vars; typed here for mypy)
+    weights_set: bool
+    a_buff: np.ndarray
 
     def run_spk(self) -> None:
         if not self.weights_set:

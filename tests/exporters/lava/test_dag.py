@@ -170,3 +170,31 @@ def test_mapping_report(q):
     assert "CurrentMaxPool" in text and "latency: 9 steps" in text
     host = mapping_report(lowered(mixed_graph(seed=0), custom_to_host=True))
     assert {r["process"]: r["kind"] for r in host["processes"]}["pool"] == "host"
+
+
+# ---- the lowering registry ------------------------------------------------------------------------
+
+
+def test_every_quantized_op_has_a_lava_lowering():
+    """dag.LOWERINGS holds one function per op a quantized, delay-aligned graph may contain."""
+    from emsdeploy.exporters.lava.dag import LOWERINGS
+    from emsdeploy.ir import Decode, Input
+    from emsdeploy.ir.ops import loihi
+
+    assert set(LOWERINGS) == {Input, Decode, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS}
+    assert all(callable(f) for f in LOWERINGS.values())
+
+
+def test_an_op_without_a_lava_lowering_is_a_one_line_error(q, monkeypatch):
+    from emsdeploy.exporters.lava import dag
+    from emsdeploy.ir.ops import loihi
+
+    monkeypatch.delitem(dag.LOWERINGS, loihi.FixedSiLU)
+    with pytest.raises(ExportError) as e:
+        dag_from_graph(q)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("silu (FixedSiLU): no Lava lowering"), msg
+    assert (
+        "lowered: Input, Decode, LoihiLIF, LoihiReadout, FixedMaxPool" in msg
+        and "FixedSiLU" not in msg.split(":", 2)[2]
+    )

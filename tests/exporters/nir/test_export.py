@@ -247,3 +247,23 @@ def test_write_errors_name_the_path(chain, tmp_path):
     with pytest.raises(ExportError):
         export_nir(chain, good, discretization="rk4")
     assert good.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "m.nir"]
+
+
+def test_every_op_the_nir_target_places_has_one_lowering():
+    """LOWERINGS: one lowering per op (LOWERED is its view); the nir target places nothing else."""
+    from emsdeploy.exporters.nir.export import LOWERINGS
+
+    assert LOWERED == {op.__name__: entry.kinds for op, entry in LOWERINGS.items()}
+    assert set(load_target("nir").chip) == set(LOWERED)
+    assert all(callable(entry.lower) for entry in LOWERINGS.values())
+
+
+def test_an_op_without_a_nir_lowering_is_a_one_line_error(chain, monkeypatch):
+    from emsdeploy.exporters.nir import export
+
+    monkeypatch.delitem(export.LOWERINGS, LIF)
+    with pytest.raises(ExportError) as e:
+        build_nir(chain)
+    msg = str(e.value)
+    assert "\n" not in msg and "(LIF on current inputs): the target 'nir' places it in the NIR graph" in msg, msg
+    assert msg.endswith("MaxPool2d (spike)") and "LIF (" not in msg
