@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .checkpoint import Checkpoint, load_any
 from .errors import InputError
 from .fileio import check_limit
-from .ir import Graph, read_ir
+from .ir import Graph, Input, read_ir
 
 if TYPE_CHECKING:
     from .models import EMSYOLO
@@ -55,7 +55,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         hw = (hw[0], hw[0])
     if len(hw) != 2 or min(hw) < 1:
         raise InputError(f"input size {text!r}: use H or HxW with positive integers")
-    return hw  # type: ignore[return-value]
+    return hw
 
 
 def check_run_size(time_steps: int | None, size: Sequence[int] | None, where: str = "") -> None:
@@ -95,11 +95,10 @@ def load_graph(
     check_run_size(time_steps, input_size)  # before anything is read or allocated
     if path.suffix.lower() in IR_SUFFIXES:
         graph = read_ir(path)
-        check_run_size(graph.time_steps, tuple(graph.input_node().op.shape[1:]), f"{path}: ")  # type: ignore[attr-defined]
-        if input_size is not None and tuple(graph.input_node().op.shape[1:]) != tuple(input_size):  # type: ignore[attr-defined]
-            raise InputError(
-                f"{path}: the IR is traced for input {graph.input_node().op.shape}; re-trace the checkpoint to change it"
-            )  # type: ignore[attr-defined]
+        traced = tuple(cast(Input, graph.input_node().op).shape)
+        check_run_size(graph.time_steps, traced[1:], f"{path}: ")
+        if input_size is not None and traced[1:] != tuple(input_size):
+            raise InputError(f"{path}: the IR is traced for input {traced}; re-trace the checkpoint to change it")
         if time_steps is not None:
             graph = graph.copy()
             graph.attrs["time_steps"] = int(time_steps)

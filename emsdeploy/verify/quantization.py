@@ -127,7 +127,8 @@ def _isolated(fixed: Graph, f: Any) -> dict[str, float]:
             a = torch.zeros(want.shape[1:], dtype=torch.int64)
             for i in node.inputs:
                 term = fixed[i]
-                top, src = term.op, term.inputs[0]
+                top: Any = term.op  # a synapse group or host term of a population
+                src = term.inputs[0]
                 src, relay_scale = _float_source(fixed, src, f)  # type: ignore[misc]
                 rec = f.records[src]
                 if isinstance(fixed[src].op, Input):

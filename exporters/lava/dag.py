@@ -421,7 +421,7 @@ def read_dag(path: str | Path) -> LavaDag:
         decode = str(f.attrs["decode"])
         return LavaDag(
             procs,
-            edges,  # type: ignore[arg-type]
+            edges,
             int(f.attrs["time_steps"]),
             int(f.attrs["latency"]),
             str(f.attrs["encoding"]),

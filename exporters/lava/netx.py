@@ -104,6 +104,7 @@ def write_netx(graph: Graph, folder: str | Path) -> tuple[Path, Path]:
         raise ExportError(f"not a netx chain: {why}")
     folder = Path(folder)
     p0 = graph[names[0]]
+    pop0: Any = p0.op  # the chain's populations and convs, checked by chain_populations
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -111,10 +112,11 @@ def write_netx(graph: Graph, folder: str | Path) -> tuple[Path, Path]:
             g0 = layers.create_group("0")
             g0.create_dataset("type", data=np.array([b"input"]))
             g0.create_dataset("shape", data=np.array(graph.shape(names[0])))
-            _neuron(g0, p0.op)
+            _neuron(g0, pop0)
             for i, name in enumerate(names[1:], start=1):
                 n = graph[name]
-                conv = graph[n.inputs[0]].op
+                pop: Any = n.op
+                conv: Any = graph[n.inputs[0]].op
                 g = layers.create_group(str(i))
                 g.create_dataset("type", data=np.array([b"conv"]))
                 g.create_dataset("shape", data=np.array(graph.shape(n.inputs[0])))
@@ -128,8 +130,8 @@ def write_netx(graph: Graph, folder: str | Path) -> tuple[Path, Path]:
                 g.create_dataset(
                     "weight", data=conv.effective_weight().astype(np.float32)
                 )  # integers; netx reads astype(int)
-                g.create_dataset("bias", data=_bias(n.op).astype(np.float32))
-                _neuron(g, n.op)
+                g.create_dataset("bias", data=_bias(pop).astype(np.float32))
+                _neuron(g, pop)
             sim = f.create_group("simulation")
             sim.create_dataset("Ts", data=1)
             sim.create_dataset("tSample", data=graph.time_steps + int(graph.attrs["latency"]))
@@ -139,7 +141,7 @@ def write_netx(graph: Graph, folder: str | Path) -> tuple[Path, Path]:
     dag = dag_from_graph(graph)
     host = [p for p in dag.procs if p.kind == "host_source"]
     host[0].params["input_bias"] = True
-    host[0].arrays["bias_whc"] = p0.op.bias_mant_s13.transpose(2, 1, 0).astype(np.int32)
+    host[0].arrays["bias_whc"] = pop0.bias_mant_s13.transpose(2, 1, 0).astype(np.int32)
     side = LavaDag(
         host,
         [],
@@ -175,7 +177,7 @@ class NetxNetwork(LavaNetwork):
             raise InputError(f"cannot record {bad[:5]}: not layers of the netx network")
         return list(record)
 
-    def build(self, frames, time_steps, record=(), folder=None):  # type: ignore[override]
+    def build(self, frames, time_steps, record=(), folder=None):
         require_lava()
         from lava.lib.dl import netx
         from lava.proc.io.source import RingBuffer as Source

@@ -10,7 +10,7 @@ graph: where it runs and which processes carry it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,7 +91,8 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
                 ir_nodes = []
             elif isinstance(op, GradedRelay):
                 row["why"] = "carries the current of " + n.name + " as graded spikes (weight-shared readers)"
-        else:
+        else:  # a synapse group or host term (partition placed nothing else here)
+            op = cast(SynConv | HostConv | SynSparse | HostSparse, op)
             if isinstance(op, (SynConv, HostConv)):
                 w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
                 syn = _conv_connections(op, graph, n.name)
