@@ -29,20 +29,7 @@ import scipy.sparse as sp
 
 from emsdeploy.errors import DRCError
 from emsdeploy.ir import Decode, Graph, Input
-from emsdeploy.ir.ops.loihi import (
-    CHIP_SYNAPSES,
-    HOST_TERMS,
-    POPULATIONS,
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
+from emsdeploy.ir.ops import loihi
 from emsdeploy.profiles.loihi import LoihiProfile
 
 __all__ = ["LEGAL_EDGES", "RULES", "check"]
@@ -51,14 +38,14 @@ Rule = Callable[[Graph, LoihiProfile], None]
 
 # (source op type, synapse group op type): the legal edges into any population
 LEGAL_EDGES: dict[tuple[type, type], str] = {
-    (Input, HostConv): "host conv of the input, injected into a_in",
-    (Input, HostSparse): "host matrix of the input, injected into a_in",
-    (LoihiLIF, SynConv): "binary spikes through lava Conv",
-    (LoihiLIF, SynSparse): "binary spikes through lava Sparse / DelaySparse",
-    (FixedMaxPool, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
-    (FixedSiLU, SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
-    (GradedRelay, SynSparse): "a relayed current through Sparse (index maps, small matrices)",
-    (GradedRelay, SynConv): "a relayed current through a weight-shared Conv (no shift, 24-bit sum)",
+    (Input, loihi.HostConv): "host conv of the input, injected into a_in",
+    (Input, loihi.HostSparse): "host matrix of the input, injected into a_in",
+    (loihi.LoihiLIF, loihi.SynConv): "binary spikes through lava Conv",
+    (loihi.LoihiLIF, loihi.SynSparse): "binary spikes through lava Sparse / DelaySparse",
+    (loihi.FixedMaxPool, loihi.SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
+    (loihi.FixedSiLU, loihi.SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
+    (loihi.GradedRelay, loihi.SynSparse): "a relayed current through Sparse (index maps, small matrices)",
+    (loihi.GradedRelay, loihi.SynConv): "a relayed current through a weight-shared Conv (no shift, 24-bit sum)",
 }
 
 
@@ -66,7 +53,7 @@ def graph_is_lowered(graph: Graph, p: LoihiProfile) -> None:
     """The graph went through quantize and align_delays and holds only Loihi ops."""
     if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
         raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava flow)")
-    allowed = (Input, Decode, *POPULATIONS, *CHIP_SYNAPSES, *HOST_TERMS)
+    allowed = (Input, Decode, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS)
     for n in graph:
         if not isinstance(n.op, allowed):
             raise DRCError(
@@ -79,12 +66,12 @@ def populations_are_placed(graph: Graph, p: LoihiProfile) -> None:
     """Standard populations run on the chip; the others are marked custom or host."""
     for n in graph:
         where = n.meta.get("partition")
-        if isinstance(n.op, (LoihiLIF, LoihiReadout, GradedRelay)) and where != "chip":
+        if isinstance(n.op, (loihi.LoihiLIF, loihi.LoihiReadout, loihi.GradedRelay)) and where != "chip":
             raise DRCError(
                 "populations_are_placed",
                 f"{n.name}: a {n.op.type_name} is a standard Lava LIF; it must be on the chip, not {where!r}",
             )
-        if isinstance(n.op, (FixedMaxPool, FixedSiLU)) and where not in ("custom", "host"):
+        if isinstance(n.op, (loihi.FixedMaxPool, loihi.FixedSiLU)) and where not in ("custom", "host"):
             raise DRCError(
                 "populations_are_placed",
                 f"{n.name}: {n.op.type_name} has no standard Loihi neuron model; mark it 'custom' (simulation only) or 'host', not {where!r}",
@@ -96,7 +83,7 @@ def edges_are_legal(graph: Graph, p: LoihiProfile) -> None:
     users = graph.users()
     for n in graph:
         op = n.op
-        if isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
+        if isinstance(op, loihi.CHIP_SYNAPSES + loihi.HOST_TERMS):
             src = graph[n.inputs[0]].op
             if (type(src), type(op)) not in LEGAL_EDGES:
                 ok = ", ".join(f"{a.__name__}->{b.__name__}" for a, b in LEGAL_EDGES)
@@ -105,19 +92,19 @@ def edges_are_legal(graph: Graph, p: LoihiProfile) -> None:
                     f"{n.name}: {type(src).__name__} -> {op.type_name} is not a legal edge; legal: {ok}",
                 )
             readers = users[n.name]
-            if len(readers) != 1 or not isinstance(graph[readers[0]].op, POPULATIONS):
+            if len(readers) != 1 or not isinstance(graph[readers[0]].op, loihi.POPULATIONS):
                 raise DRCError(
                     "edges_are_legal", f"{n.name}: a synapse group feeds exactly one population, it feeds {readers}"
                 )
-        elif isinstance(op, POPULATIONS):
+        elif isinstance(op, loihi.POPULATIONS):
             for i in n.inputs:
-                if not isinstance(graph[i].op, CHIP_SYNAPSES + HOST_TERMS):
+                if not isinstance(graph[i].op, loihi.CHIP_SYNAPSES + loihi.HOST_TERMS):
                     raise DRCError(
                         "edges_are_legal", f"{n.name}: input {i} ({graph[i].op.type_name}) is not a synapse group"
                     )
         elif isinstance(op, Decode):
             for i in n.inputs:
-                if not isinstance(graph[i].op, LoihiReadout):
+                if not isinstance(graph[i].op, loihi.LoihiReadout):
                     raise DRCError(
                         "edges_are_legal", f"{n.name}: Decode reads readouts only, {i} is a {graph[i].op.type_name}"
                     )
@@ -135,9 +122,9 @@ def weights_fit(graph: Graph, p: LoihiProfile) -> None:
     hlo, hhi = p.host_weight_range
     for n in graph:
         op = n.op
-        if isinstance(op, CHIP_SYNAPSES):
+        if isinstance(op, loihi.CHIP_SYNAPSES):
             _range(n.name, "weights_fit", "weight_s8", op.weight_s8, lo, hi, f"s{p.weight_bits}")
-            e_lo = 0 if isinstance(op, SynConv) else p.weight_exp_min
+            e_lo = 0 if isinstance(op, loihi.SynConv) else p.weight_exp_min
             _range(
                 n.name,
                 "weights_fit",
@@ -147,7 +134,7 @@ def weights_fit(graph: Graph, p: LoihiProfile) -> None:
                 p.weight_exp_max,
                 "the exponent",
             )
-        elif isinstance(op, HOST_TERMS):
+        elif isinstance(op, loihi.HOST_TERMS):
             _range(n.name, "weights_fit", "weight_s24", op.weight_s24, hlo, hhi, f"s{p.host_weight_bits}")
             _range(n.name, "weights_fit", "shift_u5", np.array([op.shift_u5]), 0, p.host_max_shift, "the host shift")
 
@@ -158,13 +145,13 @@ def neuron_params_fit(graph: Graph, p: LoihiProfile) -> None:
     half = 1 << (p.graded_message_bits - 1)
     for n in graph:
         op = n.op
-        if isinstance(op, (LoihiLIF, LoihiReadout)):
+        if isinstance(op, (loihi.LoihiLIF, loihi.LoihiReadout)):
             _range(n.name, "neuron_params_fit", "du_u12", np.array([op.du_u12]), 0, p.du_max, "u12")
             _range(n.name, "neuron_params_fit", "dv_u12", np.array([op.dv_u12]), 0, p.dv_max, "u12")
             _range(n.name, "neuron_params_fit", "vth_u17", np.array([op.vth_u17]), 0, p.vth_max, "u17")
             _range(n.name, "neuron_params_fit", "bias_mant_s13", op.bias_mant_s13, blo, bhi, "s13")
             _range(n.name, "neuron_params_fit", "bias_exp_u3", np.array([op.bias_exp_u3]), 0, p.bias_exp_max, "u3")
-        elif isinstance(op, (FixedMaxPool, FixedSiLU, GradedRelay)):
+        elif isinstance(op, (loihi.FixedMaxPool, loihi.FixedSiLU, loihi.GradedRelay)):
             _range(n.name, "neuron_params_fit", "bias_s24", op.bias_s24, -half, half - 1, f"s{p.graded_message_bits}")
 
 
@@ -172,8 +159,8 @@ def delays_fit(graph: Graph, p: LoihiProfile) -> None:
     """Delays are within DelaySparse's range (a delayed conv is lowered to a DelaySparse)."""
     for n in graph:
         op = n.op
-        if isinstance(op, CHIP_SYNAPSES + HOST_TERMS):
-            if isinstance(op, CHIP_SYNAPSES) and op.delay_u6 > p.max_delay:
+        if isinstance(op, loihi.CHIP_SYNAPSES + loihi.HOST_TERMS):
+            if isinstance(op, loihi.CHIP_SYNAPSES) and op.delay_u6 > p.max_delay:
                 raise DRCError(
                     "delays_fit",
                     f"{n.name}: delay {op.delay_u6} exceeds DelaySparse's maximum {p.max_delay}; add relay populations",
@@ -189,10 +176,10 @@ def accumulators_exact(graph: Graph, p: LoihiProfile) -> None:
     for n in graph:
         op = n.op
         src = graph[n.inputs[0]].op if n.inputs else None
-        if isinstance(op, SynConv):
+        if isinstance(op, loihi.SynConv):
             w = np.abs(op.effective_weight())
             bound = int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
-            if not isinstance(src, LoihiLIF):  # graded input: Lava's Conv wraps its sum at 24 bits
+            if not isinstance(src, loihi.LoihiLIF):  # graded input: Lava's Conv wraps its sum at 24 bits
                 x_max = graph[n.inputs[0]].meta.get("out_bound")
                 lim24 = 1 << (p.conv_accumulator_bits - 1)
                 if x_max is None or bound * int(x_max) >= lim24:
@@ -206,13 +193,13 @@ def accumulators_exact(graph: Graph, p: LoihiProfile) -> None:
                 raise DRCError(
                     "accumulators_exact", f"{n.name}: a Conv output can reach {bound} >= 2**31 before its 24-bit wrap"
                 )
-        elif isinstance(op, SynSparse) and isinstance(src, LoihiLIF):
+        elif isinstance(op, loihi.SynSparse) and isinstance(src, loihi.LoihiLIF):
             rows = _row_abs_sums(op.weight_s8, op.indices, op.indptr) * 2
             if rows.size and int(rows.max()) >= lim32:
                 raise DRCError("accumulators_exact", f"{n.name}: a Sparse row can reach {int(rows.max())} >= 2**31")
-        elif isinstance(op, (HostConv, HostSparse)):
+        elif isinstance(op, (loihi.HostConv, loihi.HostSparse)):
             x_max = int(np.ceil(op.in_scale))
-            if isinstance(op, HostConv):
+            if isinstance(op, loihi.HostConv):
                 w = np.abs(op.weight_s24.astype(np.int64))
                 rows = w.reshape(w.shape[0], -1).sum(1)
             else:
@@ -234,7 +221,7 @@ def _row_abs_sums(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> 
 
 def readouts_aligned(graph: Graph, p: LoihiProfile) -> None:
     """All readouts share one latency (one run of T + latency steps reads them together)."""
-    lat = {n.name: n.op.latency for n in graph if isinstance(n.op, LoihiReadout)}
+    lat = {n.name: n.op.latency for n in graph if isinstance(n.op, loihi.LoihiReadout)}
     if len(set(lat.values())) > 1:
         raise DRCError("readouts_aligned", f"readout latencies differ: {lat}; run align_delays")
 

@@ -15,36 +15,26 @@ from typing import Any, cast
 import numpy as np
 
 from emsdeploy.ir import Graph, Input
-from emsdeploy.ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
+from emsdeploy.ir.ops import loihi
 
 __all__ = ["format_mapping", "mapping_report"]
 
 _CLASS = {
-    LoihiLIF: ("LIFReset", "standard"),
-    LoihiReadout: ("LIFReset (integrator)", "standard"),
-    SynConv: ("Conv", "standard"),
-    FixedMaxPool: ("CurrentMaxPool", "custom"),
-    FixedSiLU: ("SiLUFixed", "custom"),
-    GradedRelay: ("GradedVec (relay)", "standard"),
-    HostConv: ("RingBuffer <- host conv", "host"),
-    HostSparse: ("RingBuffer <- host matrix", "host"),
+    loihi.LoihiLIF: ("LIFReset", "standard"),
+    loihi.LoihiReadout: ("LIFReset (integrator)", "standard"),
+    loihi.SynConv: ("Conv", "standard"),
+    loihi.FixedMaxPool: ("CurrentMaxPool", "custom"),
+    loihi.FixedSiLU: ("SiLUFixed", "custom"),
+    loihi.GradedRelay: ("GradedVec (relay)", "standard"),
+    loihi.HostConv: ("RingBuffer <- host conv", "host"),
+    loihi.HostSparse: ("RingBuffer <- host matrix", "host"),
 }
 
 
-def _conv_connections(op: SynConv | HostConv, graph: Graph, name: str) -> int:
+def _conv_connections(op: loihi.SynConv | loihi.HostConv, graph: Graph, name: str) -> int:
     """Connections with a non-zero weight, counted per kernel tap (no unrolled matrix: at paper
     sizes that matrix is what the weight-shared lowering avoids)."""
-    w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
+    w = op.weight_s8 if isinstance(op, loihi.SynConv) else op.weight_s24
     _, hi, wi = graph.shape(graph[name].inputs[0])
     _, ho, wo = graph.shape(name)
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
@@ -65,11 +55,11 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
     carried: dict[str, list[str]] = {}
     for n in graph:
         op = n.op
-        if isinstance(op, Input) or type(op) not in (*_CLASS, SynSparse):
+        if isinstance(op, Input) or type(op) not in (*_CLASS, loihi.SynSparse):
             continue
-        if isinstance(op, SynSparse):
+        if isinstance(op, loihi.SynSparse):
             cls, kind = ("DelaySparse" if op.delay_u6 else "Sparse"), "standard"
-        elif isinstance(op, SynConv) and op.delay_u6:
+        elif isinstance(op, loihi.SynConv) and op.delay_u6:
             cls, kind = "DelaySparse (a conv)", "standard"
         else:
             cls, kind = _CLASS[type(op)]
@@ -82,27 +72,27 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
             "kind": kind,
             "latency": int(n.meta.get("latency", getattr(op, "latency", 0))),
         }
-        if isinstance(op, (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)):
+        if isinstance(op, (loihi.LoihiLIF, loihi.LoihiReadout, loihi.FixedMaxPool, loihi.FixedSiLU, loihi.GradedRelay)):
             row.update({"neurons": int(np.prod(op.in_shape())), "synapses": 0, "weight_bytes": 0})
             ir_nodes = [n.name]
             if "relay_delay" in n.meta:  # a delay line inserted by align_delays, no IR node of its own
-                base = "GradedVec" if isinstance(op, GradedRelay) else "LIFReset"
+                base = "GradedVec" if isinstance(op, loihi.GradedRelay) else "LIFReset"
                 row["class"] = f"{base} (relay, +{n.meta['relay_delay']} steps)"
                 ir_nodes = []
-            elif isinstance(op, GradedRelay):
+            elif isinstance(op, loihi.GradedRelay):
                 row["why"] = "carries the current of " + n.name + " as graded spikes (weight-shared readers)"
         else:  # a synapse group or host term (partition placed nothing else here)
-            op = cast(SynConv | HostConv | SynSparse | HostSparse, op)
-            if isinstance(op, (SynConv, HostConv)):
-                w = op.weight_s8 if isinstance(op, SynConv) else op.weight_s24
+            op = cast(loihi.SynConv | loihi.HostConv | loihi.SynSparse | loihi.HostSparse, op)
+            if isinstance(op, (loihi.SynConv, loihi.HostConv)):
+                w = op.weight_s8 if isinstance(op, loihi.SynConv) else op.weight_s24
                 syn = _conv_connections(op, graph, n.name)
-                nbytes = int(np.count_nonzero(w)) * (1 if isinstance(op, SynConv) else 3)
-                if isinstance(op, SynConv) and op.delay_u6:
+                nbytes = int(np.count_nonzero(w)) * (1 if isinstance(op, loihi.SynConv) else 3)
+                if isinstance(op, loihi.SynConv) and op.delay_u6:
                     nbytes = syn * 5  # stored as a sparse matrix: a mantissa and an index per synapse
             else:
-                w = op.weight_s8 if isinstance(op, SynSparse) else op.weight_s24
+                w = op.weight_s8 if isinstance(op, loihi.SynSparse) else op.weight_s24
                 syn = int(np.count_nonzero(w))
-                nbytes = syn * ((1 if isinstance(op, SynSparse) else 3) + 4)
+                nbytes = syn * ((1 if isinstance(op, loihi.SynSparse) else 3) + 4)
             row.update(
                 {
                     "neurons": 0,
