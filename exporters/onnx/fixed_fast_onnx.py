@@ -20,6 +20,7 @@ integer graph for a step whose quantized input exceeds it), so the graph is exac
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -151,16 +152,19 @@ def conv_sum_bound(weight: np.ndarray, x_bound: int) -> int:
     return int(w.reshape(w.shape[0], -1).sum(1).max()) * x_bound if w.size else 0
 
 
-def _float_conv(b: FixedBuilder, hint: str, x: Value, weight: np.ndarray, op, bound: int) -> Value:
-    """Σ w·x as one float convolution: float32 ``Conv`` below 2^24, float64 im2col + ``MatMul`` below 2^53."""
+def _float_conv(b: FixedBuilder, hint: str, x: Value, weight: np.ndarray, op, bound: int, r: int = 0) -> Value:
+    """2^−r · Σ w·x as one float convolution: float32 ``Conv`` when every partial sum |Σ| <= bound
+    is below 2^24, float64 im2col + ``MatMul`` below 2^53. Scaling the weights by 2^−r keeps every
+    partial sum exact (a multiple of 2^−r with the same significant bits)."""
     elem = _elem(bound, hint)
+    w = weight.astype(np.float64) * 2.0**-r
     if elem == F32:
-        acc = b.op("Conv", [_fl(b, x, F32), b.const(weight.astype(np.float32), F32)], f"{hint}/conv", **_conv_attrs(op))
+        acc = b.op("Conv", [_fl(b, x, F32), b.const(w, F32)], f"{hint}/conv", **_conv_attrs(op))
         return Value(acc, F32, bound)
     from .fixed_kernels_onnx import _im2col_matmul
 
-    acc = _im2col_matmul(b, hint, _fl(b, x, F64), weight, b.graph.shape(b.graph[hint].inputs[0]), op, elem=F64)
-    return Value(acc, F64, bound)
+    shape = b.graph.shape(b.graph[hint].inputs[0])
+    return Value(_im2col_matmul(b, hint, _fl(b, x, F64), weight, shape, op, elem=F64, scale=2.0**-r), F64, bound)
 
 
 def _row_sums(data: np.ndarray, indptr: np.ndarray) -> int:
@@ -175,19 +179,25 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
     from .fixed_kernels_onnx import _sparse_matmul
 
     elem = _elem(bound, hint)
-    n = int(np.prod(out_shape))
-    diag = (tuple(in_shape) == tuple(out_shape) and indices.size == n and np.array_equal(indptr, np.arange(n + 1))
-            and np.array_equal(indices, np.arange(n)))  # fmt: skip
-    if diag:  # elementwise x · (w · 2^e), exact (a power-of-two rescaling of the exact product)
+    block = _channel_block(indices, indptr, in_shape, out_shape)
+    if block is not None:  # x placed at output channels [c0, c0 + C_in), scaled elementwise by w · 2^e
         c = data.astype(np.float64) * 2.0**e
-        integral = bool(np.all(c == np.round(c)))
         out_bound = -(-bound * (1 << max(e, 0)) // (1 << max(-e, 0)))
-        if np.all(c == 1.0):
-            return Value(x.name, x.elem, x.bound) if x.elem in (F32, F64) else b.cast(x, F32), "identity"
-        y = b.op("Mul", [_fl(b, x, elem), b.const(c.reshape(out_shape), elem)], f"{hint}/diag")
-        if not integral:
-            y = b.op("Floor", [y], f"{hint}/floor")
-        return narrow(b, Value(y, elem, out_bound)), f"elementwise {elem_name(elem)}"
+        y = x if x.elem in (F32, F64) else b.cast(x, F32)
+        kind = "identity"
+        if not np.all(c == 1.0):  # exact: a power-of-two rescaling of the exact product
+            y = Value(
+                b.op("Mul", [_fl(b, x, elem), b.const(c.reshape(in_shape), elem)], f"{hint}/diag"), elem, out_bound
+            )
+            if not np.all(c == np.round(c)):
+                y = Value(b.op("Floor", [y.name], f"{hint}/floor"), elem, out_bound)
+            kind = f"elementwise {elem_name(elem)}"
+        after = out_shape[0] - in_shape[0] - block
+        if block or after:
+            pads = b.const([0, block, 0, 0, 0, after, 0, 0], I64)
+            y = Value(b.op("Pad", [y.name, pads], f"{hint}/place"), y.elem, y.bound)
+            kind += f" placed at channels {block}..{block + in_shape[0] - 1} (Pad)"
+        return narrow(b, y), kind
     acc = _sparse_matmul(b, hint, _fl(b, x, elem), data, indices, indptr, in_shape, out_shape, elem=elem)
     v = Value(acc, elem, bound)
     if e > 0:
@@ -195,17 +205,102 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
     return floor_shift(b, v, -e, hint), f"row gather + sum {elem_name(elem)}"
 
 
+def _channel_block(indices, indptr, in_shape, out_shape) -> int | None:
+    """c0 when the matrix maps source j to output row c0·H·W + j, one entry per row, nothing else
+    (an identity, a channel scaling, or a concatenation's placement); None otherwise."""
+    (ci, h, w), (co, ho, wo) = tuple(in_shape), tuple(out_shape)
+    n_in = ci * h * w
+    if (h, w) != (ho, wo) or co < ci or indices.size != n_in or not np.array_equal(indices, np.arange(n_in)):
+        return None
+    counts = np.diff(indptr)
+    rows = np.flatnonzero(counts)
+    if rows.size != n_in or np.any(counts[rows] != 1) or rows[0] % (h * w) or rows[-1] - rows[0] != n_in - 1:
+        return None
+    return int(rows[0] // (h * w))
+
+
 def elem_name(elem: int) -> str:
     return {F32: "float32", F64: "float64", I32: "int32", I64: "int64", U8: "uint8", BOOL: "bool"}[elem]
 
 
-def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
+@dataclass(frozen=True)
+class PendingConv:
+    """A chip conv of spikes that provably never wraps, left for its population to emit: convs of
+    one population with the same geometry and exponent become one ``ConvInteger`` over their
+    concatenated inputs, scaled once (by 2^e, and by the LIF's 2^6 when that is exact too)."""
+
+    node: Node
+    x: Value
+    base: int  # max Σ|m| over one output's fan-in
+
+    @property
+    def bound(self) -> int:
+        return self.base << self.node.op.weight_exp_s4  # type: ignore[attr-defined]
+
+
+def emit_terms(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv], shift: int = 0) -> list[Value]:
+    """The population's terms as float values, each times 2^shift (the caller proves it exact)."""
+    out: list[Value] = []
+    groups: dict[tuple, list[PendingConv]] = {}
+    for t in terms:
+        if isinstance(t, PendingConv):
+            op = t.node.op
+            key = (op.weight_exp_s4, op.weight_s8.shape[2:], op.stride, op.padding, op.dilation,  # type: ignore[attr-defined]
+                   b.graph.shape(t.node.inputs[0])[1:], id(t) if op.groups != 1 else 0)  # type: ignore[attr-defined]  # fmt: skip
+            groups.setdefault(key, []).append(t)
+        elif shift:
+            elem = _elem(t.bound << shift, node.name)  # type: ignore[operator]
+            y = b.op("Mul", [_fl(b, t, elem), _const_f(b, 2.0**shift, elem)], f"{node.name}/act")
+            out.append(Value(y, elem, t.bound << shift))  # type: ignore[operator]
+        else:
+            out.append(t)
+    for group in groups.values():
+        while group:  # as many as int32 sums allow in one ConvInteger
+            take, base = [], 0
+            while group and base + group[0].base < INT32_LIMIT:
+                base += group[0].base
+                take.append(group.pop(0))
+            if not take:
+                take, base = [group.pop(0)], 0
+                base = take[0].base
+            out.append(_merged_conv(b, node, take, base, shift))
+    return out
+
+
+def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: int, shift: int) -> Value:
+    first = group[0].node
+    e = first.op.weight_exp_s4  # type: ignore[attr-defined]
+    xs = [b.cast(t.x, U8).name for t in group]
+    x = b.op("Concat", xs, f"{first.name}/merged", axis=1) if len(xs) > 1 else xs[0]
+    w = np.concatenate([t.node.op.weight_s8 for t in group], axis=1)  # type: ignore[attr-defined]
+    wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
+    acc = b.op("ConvInteger", [x, wq, "", b.const(np.uint8(128), U8)], f"{first.name}/convint",
+               **_conv_attrs(first.op))  # fmt: skip
+    bound = base << (e + shift)
+    elem = _elem(bound, node.name)
+    if elem == F32:  # int32 → float32 times 2^(e + shift) in one pass, exact (a power-of-two scaling)
+        y = b.op("DequantizeLinear", [acc, _const_f(b, 2.0 ** (e + shift), F32)], f"{first.name}/f")
+    else:
+        y = b.op("Cast", [acc], f"{first.name}/f", to=elem)
+        if e + shift:
+            y = b.op("Mul", [y, _const_f(b, 2.0 ** (e + shift), elem)], f"{first.name}/exp")
+    names = [t.node.name for t in group]
+    for t in group:
+        others = f", one ConvInteger with {len(names) - 1} more of {node.name}'s inputs" if len(names) > 1 else ""
+        b.kernels[t.node.name] = (f"ConvInteger (|Σm·s| <= {t.base}; no wrap: |Σm·2^e·s| <= {t.bound}){others}, "
+                                  f"int32 sum <= {base} < 2^31, then {elem_name(elem)}")  # fmt: skip
+    return narrow(b, Value(y, elem, bound))
+
+
+def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
     op: SynConv = node.op  # type: ignore[assignment]
     e = op.weight_exp_s4
     bits = b.p["sparse_accumulator_bits"] if op.delay_u6 else b.p["conv_accumulator_bits"]
     if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
         base = spike_conv_bound(op)
         kernel = b.kernel_override or DEFAULT_SPIKE_KERNEL
+        if kernel == "ConvInteger" and base << e < 1 << (bits - 1):
+            return PendingConv(node, x, base)
         if kernel == "float-Conv" and base >= FLOAT_EXACT:
             kernel = "ConvInteger"
         acc = Value(SPIKE_CONV_KERNELS[kernel](b, node, x), I32, base)
@@ -251,16 +346,23 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 def _host(b: FixedBuilder, node: Node, x: Value) -> Value:
     op = node.op
-    if isinstance(op, HostConv):
-        bound = conv_sum_bound(op.weight_s24, x.bound)  # type: ignore[arg-type]
-        acc = _float_conv(b, node.name, x, op.weight_s24, op, bound)
-        kind = "float32 Conv" if acc.elem == F32 else "im2col + float64 MatMul"
-    else:
-        bound = _row_sums(op.weight_s24, op.indptr) * x.bound  # type: ignore[operator]
-        acc, kind = _float_sparse(b, node.name, x, op.weight_s24, op.indices, op.indptr, op.in_shape, op.out_shape,
-                                  0, bound)  # fmt: skip
-    b.kernels[node.name] = f"host: {kind} (|x_q| <= {x.bound}; |Σ| <= {bound})"
     h = op.shift_u5
+    if isinstance(op, HostConv):
+        # the rounding shift ⌊(acc + 2^(h−1)) / 2^h⌋ = ⌊acc·2^−h + 1/2⌋, with 2^−h folded into the weights
+        bound = conv_sum_bound(op.weight_s24, x.bound)  # type: ignore[arg-type]
+        acc = _float_conv(b, node.name, x, op.weight_s24, op, bound, r=h)
+        kind = "float32 Conv" if acc.elem == F32 else "im2col + float64 MatMul"
+        b.kernels[node.name] = f"host: {kind} (|x_q| <= {x.bound}; |Σ| <= {bound}; weights · 2^-{h})"
+        if not h:
+            return narrow(b, acc)
+        y = b.op(
+            "Floor", [b.op("Add", [acc.name, _const_f(b, 0.5, acc.elem)], f"{node.name}/round")], f"{node.name}/shift"
+        )
+        return narrow(b, Value(y, acc.elem, -(-(bound + (1 << (h - 1))) // (1 << h))))
+    bound = _row_sums(op.weight_s24, op.indptr) * x.bound  # type: ignore[operator]
+    acc, kind = _float_sparse(b, node.name, x, op.weight_s24, op.indices, op.indptr, op.in_shape, op.out_shape,
+                              0, bound)  # fmt: skip
+    b.kernels[node.name] = f"host: {kind} (|x_q| <= {x.bound}; |Σ| <= {bound})"
     return floor_shift(b, acc, h, node.name, 1 << (h - 1)) if h else narrow(b, acc)
 
 
@@ -271,9 +373,9 @@ FAST_TERM_LOWERINGS: dict[type, Callable] = {SynConv: _syn_conv, SynSparse: _syn
 # --- populations ------------------------------------------------------------------------------
 
 
-def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> Value:
+def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> Value:
     """The InPort's sum, wrapped to 32 bits only when its bound reaches 2^31."""
-    return wrap(b, add(b, terms, node.name), 32, node.name)
+    return wrap(b, add(b, emit_terms(b, node, terms), node.name), 32, node.name)
 
 
 def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
@@ -284,31 +386,45 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
     keep_u = unity - (op.du_u12 + p["ds_offset"])
     keep_v = unity - (op.dv_u12 + p["dm_offset"])
-    a = _input_sum(b, node, terms)
+    total = sum(t.bound for t in terms)  # type: ignore[misc]
+    if total << p["act_shift"] < INT32_LIMIT and any(isinstance(t, PendingConv) for t in terms):
+        # no wrap of a nor of 64·a: scale each term by 64 in the multiply it needs anyway
+        act = add(b, emit_terms(b, node, terms, p["act_shift"]), name)
+        a = Value(act.name, act.elem, total)
+        scaled = True
+    else:
+        a = _input_sum(b, node, terms)
+        scaled = False
+    vth = op.vth_u17 << p["vth_shift"]
+    bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
+    if (isinstance(op, LoihiLIF) and keep_u == 0 and vth == 0 and not np.any(bias)
+            and a.bound << p["act_shift"] <= half - 1 and _nonnegative_spike_terms(b, node)):  # fmt: skip
+        # a relay of spikes: from v = 0, v' = 64·a >= 0 either fires (reset to 0) or is 0, so v is
+        # always 0 (decay, wraps and saturation never act) and s = a > 0
+        v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)
+        b.op_to("Identity", [v_in], v_out)
+        b.kernels[name] = "spike relay: s = a > 0, v stays 0 (a >= 0, vth = 0, no bias)"
+        return Value(b.op("Greater", [a.name, _const_f(b, 0.0, a.elem)], f"{name}/fire"), BOOL, 1), v_out
     act_bound = a.bound << p["act_shift"]  # type: ignore[operator]
-    elem = _elem(act_bound, name)
-    act = Value(b.op("Mul", [_fl(b, a, elem), _const_f(b, 1 << p["act_shift"], elem)], f"{name}/act"), elem, act_bound)
-    act = wrap(b, act, 32, name)
+    if scaled:
+        act = Value(a.name, a.elem, act_bound)
+    else:
+        elem = _elem(act_bound, name)
+        act = Value(b.op("Mul", [_fl(b, a, elem), _const_f(b, 1 << p["act_shift"], elem)], f"{name}/act"), elem,
+                    act_bound)  # fmt: skip
+        act = wrap(b, act, 32, name)
     if keep_u == 0:
         cur = act
     else:
         u_in, u_out = b.state(f"{name}.u", op.in_shape(), F32)  # |u| <= 2^23 after the 24-bit wrap
         cur = wrap(b, add(b, [_trunc_decay(b, u_in, keep_u, p["decay_shift"], half, f"{name}/u"), act], f"{name}/cur"),
                    32, name)  # fmt: skip
-    if cur.bound > half - 1:  # Lava's 24-bit wrap: two corrections, the second reading the first result
-        elem = _elem(cur.bound + 2 * half, name)
-        c = _fl(b, cur, elem)
-        hi = b.op("Greater", [c, _const_f(b, half, elem)], f"{name}/hi")
-        w1 = b.op("Where", [hi, b.op("Sub", [c, _const_f(b, 2 * half, elem)], f"{name}/dn"), c], f"{name}/w1")
-        lo = b.op("LessOrEqual", [w1, _const_f(b, -half, elem)], f"{name}/lo")
-        w2 = b.op("Where", [lo, b.op("Add", [c, _const_f(b, 2 * half, elem)], f"{name}/up"), w1], f"{name}/w2")
-        cur = Value(w2, elem, max(half, cur.bound - 2 * half))  # type: ignore[operator]
+    if cur.bound > half - 1:  # type: ignore[operator]
+        cur = _wrap24(b, cur, half, name)
     if keep_u != 0:
         b.op_to("Cast", [_fl(b, cur, cur.elem)], u_out, to=F32)  # in (−2^23, 2^23]: exact in float32
     v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)  # |v| <= 2^23 − 1 (saturated)
-    bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
     bias_bound = int(np.abs(bias).max()) if bias.size else 0
-    vth = op.vth_u17 << p["vth_shift"]
     decayed = _trunc_decay(b, v_in, keep_v, p["decay_shift"], half - 1, f"{name}/v")
     pre = add(b, [decayed, cur], f"{name}/pre")
     if bias_bound:
@@ -320,10 +436,40 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     if pre.elem != F32:
         v = b.op("Cast", [v], f"{name}/v32", to=F32)
     s = b.op("Greater", [v, _const_f(b, vth, F32)], f"{name}/fire")
-    b.op_to("Where", [s, _const_f(b, 0.0, F32), v], v_out)
+    # v = 0 where fired, as v · [v <= vth] (onnxruntime's Where costs ~5 elementwise ops; v > vth >= 0
+    # where fired, so the product is +0)
+    keep = b.op("Cast", [b.op("LessOrEqual", [v, _const_f(b, vth, F32)], f"{name}/keep")], f"{name}/keepf", to=F32)
+    b.op_to("Mul", [v, keep], v_out)
     if isinstance(op, LoihiReadout):
         return Value(v_out, F32, half - 1), v_out
     return Value(s, BOOL, 1), v_out
+
+
+def _wrap24(b: FixedBuilder, cur: Value, half: int, name: str) -> Value:
+    """Lava's 24-bit wrap of the current: c − 2h where c > h, then + 2h where that is <= −h.
+
+    The second correction only fires where the first did not, so this is c − 2h·q with
+    q = clip(⌈(c − h) / 2h⌉, −1, 1) (no clip needed for |c| < 3h, where it is the modular wrap
+    into (−h, h]): cheap float ops instead of two ``Where``."""
+    elem = _elem(cur.bound + 2 * half, name)  # type: ignore[operator]
+    c = _fl(b, cur, elem)
+    q = b.op("Ceil", [b.op("Mul", [b.op("Sub", [c, _const_f(b, half, elem)], f"{name}/w"),
+                                   _const_f(b, 1 / (2 * half), elem)], f"{name}/w")], f"{name}/w")  # fmt: skip
+    if cur.bound >= 3 * half:  # type: ignore[operator]
+        q = b.op("Clip", [q, _const_f(b, -1.0, elem), _const_f(b, 1.0, elem)], f"{name}/w")
+    w = b.op("Sub", [c, b.op("Mul", [q, _const_f(b, 2 * half, elem)], f"{name}/w")], f"{name}/w24")
+    return Value(w, elem, half if cur.bound < 3 * half else cur.bound - 2 * half)  # type: ignore[operator]
+
+
+def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
+    """Every input of ``node`` is a chip synapse group of spikes with weights >= 0."""
+    for i in node.inputs:
+        t = b.graph[i]
+        if not isinstance(t.op, SynConv | SynSparse) or b.graph.kind(t.inputs[0]) != Kind.SPIKE:
+            return False
+        if np.any(t.op.weight_s8 < 0):
+            return False
+    return True
 
 
 def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
@@ -343,6 +489,10 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
     k = op.kernel
     c, h, w = op.in_shape()
     x = pre.name
+    if pre.elem == F32:  # max is exact; MaxPool drops the incomplete border blocks as the crop does
+        out = Value(b.op("MaxPool", [x], f"{node.name}/max", kernel_shape=[k, k], strides=[k, k]), F32, pre.bound)
+        r = op.out_shift_u5
+        return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
     if h % k or w % k:
         x = b.op("Slice", [x, b.const([0, 0], I64), b.const([(h // k) * k, (w // k) * k], I64),
                            b.const([2, 3], I64)], f"{node.name}/crop")  # fmt: skip

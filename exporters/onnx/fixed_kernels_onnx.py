@@ -209,9 +209,12 @@ SPIKE_CONV_KERNELS: dict[str, Callable[[FixedBuilder, Node, Value], str]] = {
 DEFAULT_SPIKE_KERNEL = "ConvInteger"  # measured fastest in this onnxruntime build (docs/onnx.md)
 
 
-def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_shape, op, elem: int = I64) -> str:
-    """An exact convolution: im2col (strided slices of the padded input) then MatMul, in int64 (or
-    in float64 where the caller proves every partial sum below 2**53)."""
+def _im2col_matmul(
+    b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_shape, op, elem: int = I64, scale: float = 1.0
+) -> str:
+    """An exact convolution: im2col (strided slices of the padded input, shared by every conv of
+    the same input and geometry) then MatMul, in int64 (or in float64 with the weights times the
+    power of two ``scale``, where the caller proves every partial sum exact)."""
     if op.groups != 1:
         raise ExportError(f"{hint}: grouped convolution of graded or host integers has no exact ONNX lowering here")
     _, h, w = in_shape
@@ -219,17 +222,21 @@ def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = b.op("Pad", [x64, b.const([0, 0, ph, pw, 0, 0, ph, pw], I64)], f"{hint}/pad") if ph or pw else x64
-    cols = []
-    for i in range(kh):
-        for j in range(kw):
-            starts = [i * dh, j * dw]
-            ends = [i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1]
-            cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
-                                       b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
-    cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
-    flat = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
-    w2 = weight.astype(np.int64).transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
+    key = ("im2col", x64, kh, kw, op.stride, op.padding, op.dilation)
+    if key not in b._cache:
+        xp = b.op("Pad", [x64, b.const([0, 0, ph, pw, 0, 0, ph, pw], I64)], f"{hint}/pad") if ph or pw else x64
+        cols = []
+        for i in range(kh):
+            for j in range(kw):
+                starts = [i * dh, j * dw]
+                ends = [i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1]
+                cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
+                                           b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
+        cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
+        b._cache[key] = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
+    flat = b._cache[key]
+    w2 = weight.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
+    w2 = w2.astype(np.int64) if elem == I64 else w2.astype(np.float64) * scale
     acc = b.op("MatMul", [b.const(w2, elem), flat], f"{hint}/matmul")
     return b.op("Reshape", [acc, b.const([0, co, ho, wo], I64)], f"{hint}/acc")
 
@@ -257,6 +264,11 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
         idx = np.zeros((n_out, k), np.int64)
         wts = np.zeros((n_out, k), np.int64)
         idx[pos], wts[pos] = indices, data
+        if k == 1:  # one source per row (a channel placement, an up-sampling): gather and scale
+            picked = b.op("Gather", [flat, b.const(idx[:, 0], I64)], f"{hint}/gather", axis=1)
+            if np.any(wts != 1):
+                picked = b.op("Mul", [picked, b.const(wts[:, 0], elem)], f"{hint}/scale")
+            return b.op("Reshape", [picked, b.const([0, *out_shape], I64)], f"{hint}/acc")
         picked = b.op("Gather", [flat, b.const(idx, I64)], f"{hint}/gather", axis=1)
         scaled = b.op("Mul", [picked, b.const(wts, elem)], f"{hint}/scale")
         acc = b.op("ReduceSum", [scaled, b.const([2], I64)], f"{hint}/rowsum", keepdims=0)
