@@ -451,7 +451,10 @@ def _wrap24(b: FixedBuilder, cur: Value, half: int, name: str) -> Value:
     The second correction only fires where the first did not, so this is c − 2h·q with
     q = clip(⌈(c − h) / 2h⌉, −1, 1) (no clip needed for |c| < 3h, where it is the modular wrap
     into (−h, h]): cheap float ops instead of two ``Where``."""
-    elem = _elem(cur.bound + 2 * half, name)  # type: ignore[operator]
+    # float32 whenever c is (|c| < 2^24): c − h may then round, but rounding is monotone and the
+    # ceiling's steps (multiples of 2h) are float32 numbers, so q is exact; c − 2h·q is exact
+    # (its value, in (−h, h] or within the bound, is representable)
+    elem = _elem(cur.bound, name)  # type: ignore[arg-type]
     c = _fl(b, cur, elem)
     q = b.op("Ceil", [b.op("Mul", [b.op("Sub", [c, _const_f(b, half, elem)], f"{name}/w"),
                                    _const_f(b, 1 / (2 * half), elem)], f"{name}/w")], f"{name}/w")  # fmt: skip
