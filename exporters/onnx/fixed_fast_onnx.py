@@ -419,7 +419,8 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         u_in, u_out = b.state(f"{name}.u", op.in_shape(), F32)  # |u| <= 2^23 after the 24-bit wrap
         cur = wrap(b, add(b, [_trunc_decay(b, u_in, keep_u, p["decay_shift"], half, f"{name}/u"), act], f"{name}/cur"),
                    32, name)  # fmt: skip
-    if cur.bound > half - 1:  # type: ignore[operator]
+    wrapped24 = cur.bound > half - 1  # type: ignore[operator]
+    if wrapped24:
         cur = _wrap24(b, cur, half, name)
     if keep_u != 0:
         b.op_to("Cast", [_fl(b, cur, cur.elem)], u_out, to=F32)  # in (−2^23, 2^23]: exact in float32
@@ -435,6 +436,10 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         v = b.op("Clip", [v, _const_f(b, -(half - 1), pre.elem), _const_f(b, half - 1, pre.elem)], f"{name}/sat")
     if pre.elem != F32:
         v = b.op("Cast", [v], f"{name}/v32", to=F32)
+    emitted = [x for x, on in (("32-bit wraps", a.bound >= INT32_LIMIT or act_bound >= INT32_LIMIT),
+                               ("24-bit wrap", wrapped24), ("saturation", pre.bound > half - 1)) if on]  # type: ignore[operator]  # fmt: skip
+    b.kernels[name] = (f"{type(op).__name__} {elem_name(pre.elem)} (|a| <= {a.bound}, |v before saturation| <= "
+                       f"{pre.bound}): {', '.join(emitted) or 'no wrap or saturation reachable'}")  # fmt: skip
     s = b.op("Greater", [v, _const_f(b, vth, F32)], f"{name}/fire")
     # v = 0 where fired, as v · [v <= vth] (onnxruntime's Where costs ~5 elementwise ops; v > vth >= 0
     # where fired, so the product is +0)
