@@ -350,6 +350,10 @@ def _host(b: FixedBuilder, node: Node, x: Value) -> Value:
     if isinstance(op, HostConv):
         # the rounding shift ⌊(acc + 2^(h−1)) / 2^h⌋ = ⌊acc·2^−h + 1/2⌋, with 2^−h folded into the weights
         bound = conv_sum_bound(op.weight_s24, x.bound)  # type: ignore[arg-type]
+        if bound >= FLOAT_EXACT and h:
+            split = _split_host(b, node, x, h)
+            if split is not None:
+                return split
         acc = _float_conv(b, node.name, x, op.weight_s24, op, bound, r=h)
         kind = "float32 Conv" if acc.elem == F32 else "im2col + float64 MatMul"
         b.kernels[node.name] = f"host: {kind} (|x_q| <= {x.bound}; |Σ| <= {bound}; weights · 2^-{h})"
@@ -364,6 +368,44 @@ def _host(b: FixedBuilder, node: Node, x: Value) -> Value:
                               0, bound)  # fmt: skip
     b.kernels[node.name] = f"host: {kind} (|x_q| <= {x.bound}; |Σ| <= {bound})"
     return floor_shift(b, acc, h, node.name, 1 << (h - 1)) if h else narrow(b, acc)
+
+
+def _split_host(b: FixedBuilder, node: Node, x: Value, h: int) -> Value | None:
+    """⌊(Σ w·x + 2^(h−1)) / 2^h⌋ with two float32 ``Conv``s, when the weights split exactly.
+
+    w = 2^k·w_hi + w_lo (|w_lo| <= 2^(k−1)), k <= h. t = Σ w_hi·x·2^(k−h) (weights pre-scaled)
+    and l = Σ w_lo·x·2^−h + 1/2 (weights pre-scaled, bias 1/2) are exact in float32 when
+    Σ|w_hi|·|x| and Σ|w_lo|·|x| + 2^(h−1) are below 2^24 (all partial sums are multiples of a
+    power of two with fewer than 24 significant bits). With q = ⌊t⌋ and f = t − q ∈ [0, 1) (exact),
+    (acc + 2^(h−1)) / 2^h = q + f + l, so the result is q + ⌊f + l⌋, exact while
+    2^h + Σ|w_lo|·|x| + 2^(h−1) < 2^24. None when no k meets the bounds."""
+    op: HostConv = node.op  # type: ignore[assignment]
+    w = op.weight_s24.astype(np.int64)
+    for k in range(min(h, 23), 0, -1):
+        hi = np.round(w / (1 << k)).astype(np.int64)
+        lo = w - (hi << k)
+        s_hi, s_lo = conv_sum_bound(hi, x.bound), conv_sum_bound(lo, x.bound)  # type: ignore[arg-type]
+        if (
+            s_hi < FLOAT_EXACT
+            and s_lo + (1 << (h - 1)) < FLOAT_EXACT
+            and (1 << h) + s_lo + (1 << (h - 1)) < FLOAT_EXACT
+        ):
+            break
+    else:
+        return None
+    xf = _fl(b, x, F32)
+    attrs = _conv_attrs(op)
+    t = b.op("Conv", [xf, b.const(hi * 2.0 ** (k - h), F32)], f"{node.name}/hi", **attrs)
+    half = b.const(np.full(w.shape[0], 0.5), F32)
+    low = b.op("Conv", [xf, b.const(lo * 2.0**-h, F32), half], f"{node.name}/lo", **attrs)
+    q = b.op("Floor", [t], f"{node.name}/q")
+    frac = b.op("Sub", [t, q], f"{node.name}/frac")
+    y = b.op("Add", [q, b.op("Floor", [b.op("Add", [frac, low], f"{node.name}/sum")], f"{node.name}/shift")],
+             f"{node.name}/y")  # fmt: skip
+    bound = -(-(conv_sum_bound(w, x.bound) + (1 << (h - 1))) // (1 << h))  # type: ignore[arg-type]
+    b.kernels[node.name] = (f"host: two float32 Conv (weights split at 2^{k}: |x_q| <= {x.bound}, Σ|w_hi|·|x| <= "
+                            f"{s_hi}, Σ|w_lo|·|x| <= {s_lo}, rounding shift {h} recombined exactly)")  # fmt: skip
+    return Value(y, F32, bound)
 
 
 FAST_TERM_LOWERINGS: dict[type, Callable] = {SynConv: _syn_conv, SynSparse: _syn_sparse, HostConv: _host,

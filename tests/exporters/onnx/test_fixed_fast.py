@@ -138,3 +138,13 @@ def test_synaptic_decay_and_leak_take_the_fast_branch_exactly():
     assert json.loads(meta["fast_path"]).startswith("bounded float lowering")
     assert any(n.endswith(".u") for n, _, _ in json.loads(meta["states"]))
     assert assert_exact(q, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))["spikes"] > 50
+
+
+def test_extreme_inputs_within_the_bound_stay_exact():
+    """x in {−1, 0, 1} (x_q at ±255, the bound's edge): host sums at their extremes, on the fast branch."""
+    q = lowered(trace(tiny_ee(3, seed=5, width=0.25), (32, 32)))
+    kernels = json.loads(_meta(q)["kernels"])
+    assert any(k.startswith("host: two float32 Conv") for k in kernels.values()), kernels
+    gen = torch.Generator().manual_seed(5)
+    signs = torch.randint(-1, 2, (2, 3, 32, 32), generator=gen).float()
+    assert assert_exact(q, torch.cat([signs, torch.ones(1, 3, 32, 32), -torch.ones(1, 3, 32, 32)]))["entries"]
