@@ -198,11 +198,44 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
             y = Value(b.op("Pad", [y.name, pads], f"{hint}/place"), y.elem, y.bound)
             kind += f" placed at channels {block}..{block + in_shape[0] - 1} (Pad)"
         return narrow(b, y), kind
-    acc = _sparse_matmul(b, hint, _fl(b, x, elem), data, indices, indptr, in_shape, out_shape, elem=elem)
+    w1 = _pointwise(data, indices, indptr, in_shape, out_shape)
+    if w1 is not None:  # a 1×1 convolution over channels: one MatMul instead of a row gather
+        ci, h, w = in_shape
+        flat = b.op("Reshape", [_fl(b, x, elem), b.const([0, ci, h * w], I64)], f"{hint}/pix")
+        mm = b.op("MatMul", [b.const(w1, elem), flat], f"{hint}/matmul")
+        acc = b.op("Reshape", [mm, b.const([0, *out_shape], I64)], f"{hint}/acc")
+        kind = f"1×1 channel MatMul {elem_name(elem)}"
+    else:
+        acc = _sparse_matmul(b, hint, _fl(b, x, elem), data, indices, indptr, in_shape, out_shape, elem=elem)
+        kind = f"row gather + sum {elem_name(elem)}"
     v = Value(acc, elem, bound)
     if e > 0:
-        return Value(b.op("Mul", [acc, _const_f(b, 2.0**e, elem)], f"{hint}/exp"), elem, bound << e), "row gather"
-    return floor_shift(b, v, -e, hint), f"row gather + sum {elem_name(elem)}"
+        return Value(b.op("Mul", [acc, _const_f(b, 2.0**e, elem)], f"{hint}/exp"), elem, bound << e), kind
+    return floor_shift(b, v, -e, hint), kind
+
+
+def _pointwise(data, indices, indptr, in_shape, out_shape) -> np.ndarray | None:
+    """W [C_out, C_in] when the matrix is exactly a 1×1 convolution over channels (every output
+    pixel reads the same pixel of the input with weights that depend on the channels only)."""
+    (ci, h, w), (co, ho, wo) = tuple(in_shape), tuple(out_shape)
+    if (h, w) != (ho, wo) or co * ci > 1 << 20 or not indices.size:
+        return None
+    rows = np.repeat(np.arange(co * h * w), np.diff(indptr))
+    o, pix = np.divmod(rows, h * w)
+    c, pix_in = np.divmod(indices.astype(np.int64), h * w)
+    if not np.array_equal(pix, pix_in):
+        return None
+    w1 = np.zeros((co, ci), np.int64)
+    w1[o, c] = data
+    if not np.array_equal(w1[o, c], data):  # one weight per channel pair
+        return None
+    # every pixel carries every nonzero channel pair exactly once
+    pairs = np.count_nonzero(w1)
+    nz = data != 0
+    if np.count_nonzero(nz) != pairs * h * w:
+        return None
+    key = (o[nz] * ci + c[nz]) * (h * w) + pix[nz]
+    return w1 if np.unique(key).size == key.size else None
 
 
 def _channel_block(indices, indptr, in_shape, out_shape) -> int | None:
