@@ -148,3 +148,23 @@ def test_extreme_inputs_within_the_bound_stay_exact():
     gen = torch.Generator().manual_seed(5)
     signs = torch.randint(-1, 2, (2, 3, 32, 32), generator=gen).float()
     assert assert_exact(q, torch.cat([signs, torch.ones(1, 3, 32, 32), -torch.ones(1, 3, 32, 32)]))["entries"]
+
+
+def test_pointwise_detection_is_exact():
+    """A sparse group is lowered as a 1×1 channel MatMul only when it is exactly one."""
+    from emsdeploy.exporters.onnx.fixed_fast_onnx import _pointwise
+
+    rng = np.random.default_rng(0)
+    ci, co, h, w = 3, 4, 2, 5
+    w1 = rng.integers(-5, 6, (co, ci))
+    dense = np.einsum("oc,pq->opcq", w1, np.eye(h * w, dtype=np.int64)).reshape(co * h * w, ci * h * w)
+    rows, cols = np.nonzero(dense)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dense.shape[0]))])
+    data = dense[rows, cols]
+    np.testing.assert_array_equal(_pointwise(data, cols, indptr, (ci, h, w), (co, h, w)), w1)
+    moved = data.copy()
+    moved[0] += 1  # one pixel's weight differs: not a convolution
+    assert _pointwise(moved, cols, indptr, (ci, h, w), (co, h, w)) is None
+    shifted = cols.copy()
+    shifted[0] = (shifted[0] + 1) % (ci * h * w)  # reads a neighbouring pixel
+    assert _pointwise(data, shifted, indptr, (ci, h, w), (co, h, w)) is None
