@@ -99,6 +99,57 @@ def layer_table(q, rounds: int) -> list[dict]:
     return rows
 
 
+def _layer_of(node: str) -> str:
+    """The population or synapse group an ONNX node of the fixed graph belongs to (by its name)."""
+    while node.startswith(("fast/", "int/")):
+        node = node.split("/", 1)[1]
+    if node.startswith(("state_out.", "head.", "out.")):
+        node = node.split(".", 1)[1].rsplit(".", 1)[0] if node.startswith("state_out.") else node
+    head = node.split("/", 1)[0].split("#", 1)[0]
+    return "input quantization and bound check" if head in ("x", "batch") else head
+
+
+def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: dict) -> list[dict]:
+    """onnxruntime's profile of one inference (T calls after a warm-up call, one thread): ms per
+    layer, kernel named."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "fixed")
+        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        dtypes = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+                  "tensor(double)": np.float64, "tensor(float)": np.float32}  # fmt: skip
+        zeros = {i.name: np.zeros([x.shape[0], *i.shape[1:]], dtypes[i.type])
+                 for i in sess.get_inputs() if i.name.startswith("state_in.")}  # fmt: skip
+        names = [o.name for o in sess.get_outputs()]
+        sess.run(None, {"x": x, **zeros})  # warm-up call (allocations, weight packing): not counted
+        feed = {"x": x, **zeros}
+        for _ in range(time_steps):
+            for n, v in zip(names, sess.run(None, feed), strict=True):
+                if n.startswith("state_out."):
+                    feed[n.replace("state_out.", "state_in.", 1)] = v
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    start = runs[1] if len(runs) > 1 else 0
+    per: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["args"]["op_name"] != "If":
+            if e["ts"] < start:
+                continue
+            layer = _layer_of(e["name"].removesuffix("_kernel_time"))
+            per[layer] = per.get(layer, 0.0) + e["dur"] / 1e3
+    total = sum(per.values())
+    rows = [{"layer": k, "ms": round(v, 2), "share": round(v / total, 3), "kernel": kernels.get(k, "")}
+            for k, v in sorted(per.items(), key=lambda kv: -kv[1])]  # fmt: skip
+    return rows
+
+
 def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> dict:
     import torch
 
@@ -136,19 +187,29 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
     for fn in backends.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in backends}
+    cpu: dict[str, list[float]] = {k: [] for k in backends}  # process CPU time: less sensitive to load
     for _ in range(rounds):
         for k, fn in backends.items():
+            c0 = time.process_time()
             times[k].append(1e3 * _time(fn))
+            cpu[k].append(1e3 * (time.process_time() - c0))
     summary = {}
     for k, ts in times.items():
         qs = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        summary[k] = {"median_ms": round(statistics.median(ts), 1), "q1": round(qs[0], 1), "q3": round(qs[2], 1)}
+        summary[k] = {"median_ms": round(statistics.median(ts), 1), "q1": round(qs[0], 1), "q3": round(qs[2], 1),
+                      "cpu_ms": round(statistics.median(cpu[k]), 1)}  # fmt: skip
     ratios = {
         f"float/fixed {t}t": round(
             summary[f"float-onnx/{t}t"]["median_ms"] / summary[f"fixed-onnx/{t}t"]["median_ms"], 2
         )
         for t in threads
     }
+    ratios.update({
+        f"float/fixed {t}t (CPU time)": round(
+            summary[f"float-onnx/{t}t"]["cpu_ms"] / summary[f"fixed-onnx/{t}t"]["cpu_ms"], 2
+        )
+        for t in threads
+    })  # fmt: skip
     ratios.update({
         f"ref-fixed/fixed {t}t": round(summary[f"ref-fixed/{t}t"]["median_ms"] / summary[f"fixed-onnx/{t}t"]["median_ms"], 2)
         for t in threads
@@ -163,6 +224,8 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
         "ratios": ratios,
         "exact": {"entries": entries, "mismatches": mismatches},
         "kernels": kernels,
+        "fast_path": json.loads({p.key: p.value for p in fixed_model.metadata_props}["fast_path"]),
+        "profile": layer_profile(fixed_bytes, x.numpy(), T, kernels),
         "layers": layer_table(q, 3) if name != "shipped" else [],
     }
 
@@ -179,9 +242,15 @@ def _markdown(res: dict) -> str:
                  f"load average before/after {res['cpu']['loadavg_before']} / {res['loadavg_after']}")  # fmt: skip
     for m in res["models"]:
         lines += ["", f"## {m['model']} {m['input']} T={m['time_steps']} (exact: {m['exact']})", ""]
-        lines += ["| backend | median ms | q1 | q3 |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['median_ms']} | {v['q1']} | {v['q3']} |" for k, v in m["per_inference_ms"].items()]
+        lines += ["| backend | median ms | q1 | q3 | CPU ms |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['median_ms']} | {v['q1']} | {v['q3']} | {v.get('cpu_ms', '')} |"
+                  for k, v in m["per_inference_ms"].items()]  # fmt: skip
         lines += ["", "ratios: " + ", ".join(f"{k} = {v}" for k, v in m["ratios"].items())]
+        lines += ["", f"fast path: {m.get('fast_path')}"]
+        if m.get("profile"):
+            lines += ["", "Fixed graph, onnxruntime profile of one inference (T calls, one thread), by layer:", "",
+                      "| layer | ms | share | kernel |", "|---|---|---|---|"]  # fmt: skip
+            lines += [f"| {r['layer']} | {r['ms']} | {r['share']:.1%} | {r['kernel']} |" for r in m["profile"]]
         if m["layers"]:
             lines += [
                 "",

@@ -21,6 +21,9 @@ earlier), so within a step only host terms feed populations directly, exactly La
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from emsdeploy.fileio import atomic_write
 from emsdeploy.ir import Decode, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
 
+from .fixed_fast_onnx import FAST_LOWERINGS, FAST_TERM_LOWERINGS, UnboundedError, fast_input
 from .fixed_kernels_onnx import F32, F64, FIXED_LOWERINGS, I64, TERM_LOWERINGS, U8, FixedBuilder, Value
 from .options import OnnxOptions
 
@@ -65,8 +69,17 @@ def _out_elem(q: Graph, name: str) -> int:
     return U8 if isinstance(q[name].op, LoihiLIF) else I64
 
 
+@dataclass
+class _Step:
+    """One lowered step: what the metadata and the graph outputs need besides the builder's states."""
+
+    populations: list[dict] = field(default_factory=list)
+    readouts: list[tuple[str, str, float]] = field(default_factory=list)  # (readout, v state_out, scale)
+    records: list[tuple[str, int, tuple[int, ...]]] = field(default_factory=list)  # (out.<pop>, elem, shape)
+
+
 def build_fixed_onnx(
-    q: Graph, *, timing: str = "aligned", record: bool = False, kernel: str | None = None
+    q: Graph, *, timing: str = "aligned", record: bool = False, kernel: str | None = None, fast: bool = True
 ) -> onnx.ModelProto:
     """The stepwise integer ONNX model of a quantized, delay-aligned graph ``q``.
 
@@ -76,17 +89,17 @@ def build_fixed_onnx(
             calls, invalid steps included).
         record: also output every population's output (``out.<pop>``) each call (verification).
         kernel: force one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere.
+        fast: (aligned timing) add the bounded float lowering (fixed_fast_onnx.py) behind a
+            run-time check of the input bound; the integer graph runs whenever the check fails.
     """
     if not q.attrs.get("quantized") or not q.attrs.get("delays_aligned"):
         raise ExportError("the fixed ONNX graph lowers quantized, delay-aligned graphs (exporters.lava.lower)")
     if timing not in TIMINGS:
         raise ExportError(f"timing {timing!r} unknown; choose from {', '.join(TIMINGS)}")
     q.validate()
-    b = FixedBuilder(q, kernel)
     lava = timing == "lava"
     inp = q.input_node()
     in_shape = tuple(int(s) for s in inp.op.shape)  # type: ignore[attr-defined]
-    pops = [n for n in q if isinstance(n.op, POPULATIONS)]
     for n in q:
         if n.op.timeless or n.name == inp.name or isinstance(n.op, POPULATIONS):
             continue
@@ -95,103 +108,70 @@ def build_fixed_onnx(
     graph_inputs = [helper.make_tensor_value_info("x", F32, ["batch", *in_shape])]
     if lava:
         graph_inputs.append(helper.make_tensor_value_info("clock", I64, [1]))
-        b.clock = "clock"
-    b.batch = b.op("Shape", ["x"], "batch", start=0, end=1)
-
-    # lava timing: how far back each source is read (1 + the largest delay of its readers);
-    # aligned timing: a reader's valid step t reads its source's valid step t (checked here)
-    depth: dict[str, int] = {}
-    host_lag = 0
-    for n in pops:
-        for i in n.inputs:
-            t = q[i]
-            if isinstance(t.op, HOST_TERMS):
-                host_lag = max(host_lag, t.op.delay_u6)
-                due = t.op.delay_u6
-            else:
-                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
-                due = q[t.inputs[0]].op.latency + 1 + t.op.delay_u6
-            if not lava and due != n.op.latency:
-                raise ExportError(
-                    f"{i}: arrives at step {due} but {n.name} starts at {n.op.latency}; use timing='lava'"
-                )
-    current: dict[str, Value] = {}
-    if lava:
-        for name, d in depth.items():
-            shape = q.shape(name)
-            b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
-    else:
-        host_lag = 0
-    lags = ["x"] + [b.state(f"x.lag{k}", in_shape, F32)[0] for k in range(1, host_lag + 1)]
     scale = float(q.attrs.get("input_scale", 255.0))
-    x_int: dict[int, str] = {}
+    x_bound = max(1, math.ceil(abs(scale)))  # |rint(x · scale)| for |x| <= 1
+    exact = FixedBuilder(q, kernel)
+    head_nodes: list[onnx.NodeProto] = []
+    guard = ""
+    fast_b: FixedBuilder | None = None
+    fast_step: _Step | None = None
+    fallback = "lava timing (verification): integer graph only" if lava else "fast=False: integer graph only"
+    if fast and not lava:
+        # x_q = rint(x · scale) in float64, shared by both branches; the fast branch assumes |x_q| <= x_bound
+        xd = exact.op("Cast", ["x"], "x/f64", to=F64)
+        xq = exact.op("Round", [exact.op("Mul", [xd, exact.const(scale, F64)], "x/scaled")], "x/rint")
+        top = FixedBuilder(q, kernel, prefix="fast/", shared=exact)
+        top.batch = exact.batch = top.op("Shape", ["x"], "batch", start=0, end=1)
+        peak = top.op("ReduceMax", [top.op("Abs", [xq], "x/abs")], "x/peak", keepdims=0)
+        guard = top.op("LessOrEqual", [peak, top.const(float(x_bound), F64)], "x/in_bound")
+        head_nodes = exact.nodes + top.nodes
+        exact.nodes = []
+        fast_b = FixedBuilder(q, kernel, prefix="fast/", shared=exact)
+        fast_b.batch, fast_b._n = top.batch, top._n
+        try:
+            fast_step = _lower_step(fast_b, q, False, record, lambda k: fast_input(fast_b, xq, x_bound),
+                                    FAST_TERM_LOWERINGS, FAST_LOWERINGS)  # fmt: skip
+        except UnboundedError as e:
+            fallback = f"integer graph only: {e}"
+            fast_b = fast_step = None
+        exact.prefix = "int/"
+        x_int = exact.op("Cast", [xq], "x/int", to=I64)
+        quantized: Callable[[int], Any] = lambda k: x_int  # noqa: E731
+    else:
+        if lava:
+            exact.clock = "clock"
+        exact.batch = exact.op("Shape", ["x"], "batch", start=0, end=1)
+        x_int_lag: dict[int, str] = {}
 
-    def quantized(k: int) -> str:  # rint(x · in_scale) in float64, as ref-fixed's quantize_input
-        if k not in x_int:
-            xd = b.op("Cast", [lags[k]], f"x{k}/f64", to=F64)
-            r = b.op("Round", [b.op("Mul", [xd, b.const(scale, F64)], f"x{k}/scaled")], f"x{k}/rint")
-            x_int[k] = b.op("Cast", [r], f"x{k}/int", to=I64)
-        return x_int[k]
+        def quantized(k: int) -> str:  # rint(x · in_scale) in float64, as ref-fixed's quantize_input
+            if k not in x_int_lag:
+                xd = exact.op("Cast", [exact.lags[k]], f"x{k}/f64", to=F64)
+                r = exact.op("Round", [exact.op("Mul", [xd, exact.const(scale, F64)], f"x{k}/scaled")], f"x{k}/rint")
+                x_int_lag[k] = exact.op("Cast", [r], f"x{k}/int", to=I64)
+            return x_int_lag[k]
 
-    def source(t) -> Value:
-        src = t.inputs[0]
-        if not lava:
-            return current[src]
-        bound = 1 if isinstance(q[src].op, LoihiLIF) else None
-        return Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)
-
-    record_outputs = []
-    readouts: list[tuple[str, str, float]] = []
-    populations = []
-    for n in pops:
-        terms: list[Value] = []
-        for i in n.inputs:
-            t = q[i]
-            lower_term = TERM_LOWERINGS.get(type(t.op))
-            if lower_term is None:
-                raise ExportError(f"{i} ({t.op.type_name}): no fixed-point ONNX lowering")
-            if isinstance(t.op, HOST_TERMS):
-                terms.append(lower_term(b, t, quantized(t.op.delay_u6 if lava else 0)))
-            else:
-                terms.append(lower_term(b, t, source(t)))
-        lower_pop = FIXED_LOWERINGS.get(type(n.op))
-        if lower_pop is None:
-            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
-        out, v_state = lower_pop(b, n, terms)
-        entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
-        current[n.name] = out
-        if v_state:
-            entry["v"] = v_state.removeprefix("state_out.")
-        if record and not isinstance(n.op, LoihiReadout):
-            elem = U8 if isinstance(n.op, LoihiLIF) else I64
-            b.op_to("Identity", [b.cast(out, elem).name], f"out.{n.name}")
-            record_outputs.append(helper.make_tensor_value_info(f"out.{n.name}", elem, ["batch", *q.shape(n.name)]))
-            entry["out"] = f"out.{n.name}"
-        if n.name in b.history:
-            hist = b.history[n.name]
-            y0 = b.cast(out, U8).name if isinstance(n.op, LoihiLIF) else b.cast(out, I64).name
-            b.op_to("Identity", [y0], hist[0].replace("state_in.", "state_out.", 1))
-            for k in range(1, len(hist)):
-                b.op_to("Identity", [hist[k - 1]], hist[k].replace("state_in.", "state_out.", 1))
-            entry["y"] = hist[0].removeprefix("state_in.")
-        populations.append(entry)
-        if isinstance(n.op, LoihiReadout):
-            readouts.append((n.name, v_state or "", float(n.op.scale)))
-    for k in range(1, host_lag + 1):
-        b.op_to("Identity", [lags[k - 1]], f"state_out.x.lag{k}")
-
+    step = _lower_step(exact, q, lava, record, quantized, TERM_LOWERINGS, FIXED_LOWERINGS)
+    if fast_b is not None and sorted(x[:2] for x in fast_b.states_in) != sorted(x[:2] for x in exact.states_in):
+        fast_b = fast_step = None  # not the same state names and shapes: keep the integer graph alone
+        fallback = "integer graph only: the fast lowering's states differ"
+    main = fast_b or exact
+    states_in = main.states_in
+    shown = fast_step or step
+    outs = _outputs(main, shown)
+    if fast_b is not None:
+        own = {n: e for n, e, _ in _outputs(exact, step)} | {n: e for n, _, e in exact.states_in}
+        node = helper.make_node(
+            "If", [guard], [n for n, _, _ in outs], name="fast_or_integer",
+            then_branch=_branch(fast_b.nodes, "fast", outs, {}),
+            else_branch=_branch(exact.nodes, "int", outs, own),
+        )  # fmt: skip
+        nodes = [*head_nodes, node]
+    else:
+        nodes = head_nodes + exact.nodes
+    graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in states_in]
+    outputs = [helper.make_tensor_value_info(n, e, ["batch", *s]) for n, e, s in outs]
+    populations, readouts, b = shown.populations, shown.readouts, main
     decodes = q.of_type(Decode)
-    order = list(decodes[0].inputs) if decodes else []
-    readouts.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
-    heads_out = []
-    v_elem = {name: elem for name, _, elem in b.states_out}
-    for i, (_, v_out, _) in enumerate(readouts):
-        b.op_to("Identity", [v_out], f"head.{i}")
-        shape = next(s for nm, s, _ in b.states_out if nm == v_out)
-        heads_out.append(helper.make_tensor_value_info(f"head.{i}", v_elem[v_out], ["batch", *shape]))
-    graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_in]
-    outputs = heads_out + [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in b.states_out]
-    outputs += record_outputs
     dec = decodes[0].op if decodes else None
     meta = {
         "format": FIXED_FORMAT,
@@ -216,10 +196,16 @@ def build_fixed_onnx(
         "strides": json.dumps(list(map(float, dec.strides)) if dec else []),
         "names": json.dumps([str(x) for x in q.attrs.get("names", [])]),
         "kernels": json.dumps(b.kernels),
+        "fast_path": json.dumps(
+            f"bounded float lowering when max |rint(x*scale)| <= {x_bound}, else the integer graph (kernels_integer)"
+            if fast_b is not None
+            else fallback
+        ),
+        "kernels_integer": json.dumps(exact.kernels),
         "source": str(q.attrs.get("source", "")),
     }
     model = helper.make_model(
-        helper.make_graph(b.nodes, "emsdeploy_fixed_stepwise", graph_inputs, outputs, initializer=b.inits),
+        helper.make_graph(nodes, "emsdeploy_fixed_stepwise", graph_inputs, outputs, initializer=exact.inits),
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="emsdeploy",
         ir_version=IR_VERSION,
@@ -231,6 +217,122 @@ def build_fixed_onnx(
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the fixed-point ONNX graph fails onnx.checker (an exporter bug): {e}") from None
     return model
+
+
+def _lower_step(b: FixedBuilder, q: Graph, lava: bool, record: bool, quantized: Callable[[int], Any],
+                terms_lowerings: dict, pop_lowerings: dict) -> _Step:  # fmt: skip
+    """Lower every population (and its synapse groups and host terms) of one step into ``b``."""
+    pops = [n for n in q if isinstance(n.op, POPULATIONS)]
+    in_shape = tuple(int(s) for s in q.input_node().op.shape)  # type: ignore[attr-defined]
+    # lava timing: how far back each source is read (1 + the largest delay of its readers);
+    # aligned timing: a reader's valid step t reads its source's valid step t (checked here)
+    depth: dict[str, int] = {}
+    host_lag = 0
+    for n in pops:
+        for i in n.inputs:
+            t = q[i]
+            if isinstance(t.op, HOST_TERMS):
+                host_lag = max(host_lag, t.op.delay_u6)
+                due = t.op.delay_u6
+            else:
+                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
+                due = q[t.inputs[0]].op.latency + 1 + t.op.delay_u6
+            if not lava and due != n.op.latency:
+                raise ExportError(
+                    f"{i}: arrives at step {due} but {n.name} starts at {n.op.latency}; use timing='lava'"
+                )
+    current: dict[str, Value] = {}
+    if lava:
+        for name, d in depth.items():
+            shape = q.shape(name)
+            b.history[name] = [b.state(f"{name}.y{k}", shape, _out_elem(q, name))[0] for k in range(d)]
+    else:
+        host_lag = 0
+    b.lags = ["x"] + [b.state(f"x.lag{k}", in_shape, F32)[0] for k in range(1, host_lag + 1)]
+
+    def source(t) -> Value:
+        src = t.inputs[0]
+        if not lava:
+            return current[src]
+        bound = 1 if isinstance(q[src].op, LoihiLIF) else None
+        return Value(b.history[src][t.op.delay_u6], _out_elem(q, src), bound)
+
+    step = _Step()
+    for n in pops:
+        terms: list[Value] = []
+        for i in n.inputs:
+            t = q[i]
+            lower_term = terms_lowerings.get(type(t.op))
+            if lower_term is None:
+                raise ExportError(f"{i} ({t.op.type_name}): no fixed-point ONNX lowering")
+            if isinstance(t.op, HOST_TERMS):
+                terms.append(lower_term(b, t, quantized(t.op.delay_u6 if lava else 0)))
+            else:
+                terms.append(lower_term(b, t, source(t)))
+        lower_pop = pop_lowerings.get(type(n.op))
+        if lower_pop is None:
+            if pop_lowerings is not FIXED_LOWERINGS:
+                raise UnboundedError(f"{n.name} ({n.op.type_name}): no bounded float lowering")
+            raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
+        out, v_state = lower_pop(b, n, terms)
+        entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
+        current[n.name] = out
+        if v_state:
+            entry["v"] = v_state.removeprefix("state_out.")
+        if record and not isinstance(n.op, LoihiReadout):
+            elem = U8 if isinstance(n.op, LoihiLIF) else I64
+            b.op_to("Identity", [b.cast(out, elem).name], f"out.{n.name}")
+            step.records.append((f"out.{n.name}", elem, tuple(q.shape(n.name))))
+            entry["out"] = f"out.{n.name}"
+        if n.name in b.history:
+            hist = b.history[n.name]
+            y0 = b.cast(out, U8).name if isinstance(n.op, LoihiLIF) else b.cast(out, I64).name
+            b.op_to("Identity", [y0], hist[0].replace("state_in.", "state_out.", 1))
+            for k in range(1, len(hist)):
+                b.op_to("Identity", [hist[k - 1]], hist[k].replace("state_in.", "state_out.", 1))
+            entry["y"] = hist[0].removeprefix("state_in.")
+        step.populations.append(entry)
+        if isinstance(n.op, LoihiReadout):
+            step.readouts.append((n.name, v_state or "", float(n.op.scale)))
+    for k in range(1, host_lag + 1):
+        b.op_to("Identity", [b.lags[k - 1]], f"state_out.x.lag{k}")
+    decodes = q.of_type(Decode)
+    order = list(decodes[0].inputs) if decodes else []
+    step.readouts.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
+    return step
+
+
+def _outputs(b: FixedBuilder, step: _Step) -> list[tuple[str, int, tuple[int, ...]]]:
+    """The graph's outputs in contract order: head.<i> (readout i's v), state_out.*, out.* (records)."""
+    states = {nm: (el, s) for nm, s, el in b.states_out}
+    heads = []
+    for i, (_, v_out, _) in enumerate(step.readouts):
+        b.op_to("Identity", [v_out], f"head.{i}")
+        heads.append((f"head.{i}", states[v_out][0], states[v_out][1]))
+    return heads + [(nm, el, s) for nm, s, el in b.states_out] + step.records
+
+
+def _branch(nodes: list[onnx.NodeProto], tag: str, outs, own_elems: dict[str, int]) -> onnx.GraphProto:
+    """A branch of the ``If``: its nodes with the graph's output names made local (``tag/name``),
+    cast to the contract's element types where this branch computes another (``own_elems``)."""
+    contract = {n: e for n, e, _ in outs}
+    rename: dict[str, str] = {}
+    pre: list[onnx.NodeProto] = []
+    post: list[onnx.NodeProto] = []
+    for n, e, _ in outs:
+        mine = own_elems.get(n, contract[n])
+        rename[n] = f"{tag}/{n}" if mine == e else f"{tag}/{n}/own"
+        if mine != e:
+            post.append(helper.make_node("Cast", [rename[n]], [f"{tag}/{n}"], to=e, name=f"{tag}/{n}/Cast"))
+    for n, mine in own_elems.items():  # state inputs of another type than the contract's
+        if n.startswith("state_in.") and contract.get(n.replace("state_in.", "state_out.", 1)) not in (None, mine):
+            rename[n] = f"{tag}/{n}/own"
+            pre.append(helper.make_node("Cast", [n], [rename[n]], to=mine, name=f"{tag}/{n}/Cast"))
+    for node in nodes:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    return helper.make_graph(pre + nodes + post, tag, [],
+                             [helper.make_tensor_value_info(f"{tag}/{n}", e, ["batch", *s]) for n, e, s in outs])  # fmt: skip
 
 
 def export_fixed_onnx(q: Graph, path: str | Path, **options: Any) -> onnx.ModelProto:

@@ -16,6 +16,7 @@ convs take an im2col and an int64 ``MatMul`` (exact for any integers).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -65,26 +66,31 @@ class Value:
 class FixedBuilder:
     """Collects nodes and initializers; knows the graph, the profile and this step's clock."""
 
-    def __init__(self, graph: Graph, kernel_override: str | None = None) -> None:
+    def __init__(
+        self, graph: Graph, kernel_override: str | None = None, prefix: str = "", shared: FixedBuilder | None = None
+    ) -> None:
         self.graph = graph
         self.p = dict(graph.attrs["loihi"])
         self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
+        # builders of the two branches of one graph share its initializers (and their names)
+        self.inits: list[onnx.TensorProto] = shared.inits if shared else []
         self.kernel_override = kernel_override
         self.kernels: dict[str, str] = {}  # synapse group -> kernel and its exactness argument
-        self._consts: dict[tuple, str] = {}
+        self._consts: dict[tuple, str] = shared._consts if shared else {}
+        self.prefix = prefix
         self._cache: dict[tuple, str] = {}
         self._n = 0
         self.batch = ""  # set by the exporter: a [1] int64 value holding B
         self.clock = ""  # the [1] int64 step counter input
         self.states_in: list[tuple[str, tuple[int, ...], int]] = []
         self.states_out: list[tuple[str, tuple[int, ...], int]] = []
+        self.lags: list[str] = ["x"]  # the input, then the state inputs of the input 1, 2, ... steps back
         self.history: dict[str, list[str]] = {}  # population -> state inputs of its output at n-1, n-2, ...
 
     # --- primitives -------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
         self._n += 1
-        return f"{hint}#{self._n}"
+        return f"{self.prefix}{hint}#{self._n}"
 
     def op(self, op_type: str, inputs: Sequence[str], hint: str, **attrs) -> str:
         out = self.fresh(hint)
@@ -97,14 +103,12 @@ class FixedBuilder:
 
     def const(self, array: np.ndarray | int | float, elem: int) -> str:
         arr = np.ascontiguousarray(np.asarray(array, dtype=NP[elem]))
-        key = (elem, arr.shape, arr.tobytes()) if arr.size <= 64 else None
-        if key is not None and key in self._consts:
-            return self._consts[key]
-        name = f"c{len(self.inits)}"
-        self.inits.append(numpy_helper.from_array(arr, name))
-        if key is not None:
-            self._consts[key] = name
-        return name
+        data = arr.tobytes()
+        key = (elem, arr.shape, data if arr.size <= 64 else hashlib.sha256(data).digest())
+        if key not in self._consts:  # each array once, whichever branch asks
+            self._consts[key] = name = f"c{len(self.inits)}"
+            self.inits.append(numpy_helper.from_array(arr, name))
+        return self._consts[key]
 
     def cast(self, v: Value, elem: int) -> Value:
         if v.elem == elem:
@@ -205,8 +209,12 @@ SPIKE_CONV_KERNELS: dict[str, Callable[[FixedBuilder, Node, Value], str]] = {
 DEFAULT_SPIKE_KERNEL = "ConvInteger"  # measured fastest in this onnxruntime build (docs/onnx.md)
 
 
-def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_shape, op) -> str:
-    """An exact int64 convolution: im2col (strided slices of the padded input) then MatMul."""
+def _im2col_matmul(
+    b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_shape, op, elem: int = I64, scale: float = 1.0
+) -> str:
+    """An exact convolution: im2col (strided slices of the padded input, shared by every conv of
+    the same input and geometry) then MatMul, in int64 (or in float64 with the weights times the
+    power of two ``scale``, where the caller proves every partial sum exact)."""
     if op.groups != 1:
         raise ExportError(f"{hint}: grouped convolution of graded or host integers has no exact ONNX lowering here")
     _, h, w = in_shape
@@ -214,23 +222,29 @@ def _im2col_matmul(b: FixedBuilder, hint: str, x64: str, weight: np.ndarray, in_
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    xp = b.op("Pad", [x64, b.const([0, 0, ph, pw, 0, 0, ph, pw], I64)], f"{hint}/pad") if ph or pw else x64
-    cols = []
-    for i in range(kh):
-        for j in range(kw):
-            starts = [i * dh, j * dw]
-            ends = [i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1]
-            cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
-                                       b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
-    cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
-    flat = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
-    w2 = weight.astype(np.int64).transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
-    acc = b.op("MatMul", [b.const(w2, I64), flat], f"{hint}/matmul")
+    key = ("im2col", x64, kh, kw, op.stride, op.padding, op.dilation)
+    if key not in b._cache:
+        xp = b.op("Pad", [x64, b.const([0, 0, ph, pw, 0, 0, ph, pw], I64)], f"{hint}/pad") if ph or pw else x64
+        cols = []
+        for i in range(kh):
+            for j in range(kw):
+                starts = [i * dh, j * dw]
+                ends = [i * dh + sh * (ho - 1) + 1, j * dw + sw * (wo - 1) + 1]
+                cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
+                                           b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
+        cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
+        b._cache[key] = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
+    flat = b._cache[key]
+    w2 = weight.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
+    w2 = w2.astype(np.int64) if elem == I64 else w2.astype(np.float64) * scale
+    acc = b.op("MatMul", [b.const(w2, elem), flat], f"{hint}/matmul")
     return b.op("Reshape", [acc, b.const([0, co, ho, wo], I64)], f"{hint}/acc")
 
 
-def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indices, indptr, in_shape, out_shape) -> str:
-    """Σ_j W_ij x_j exactly in int64: gather the sources, scale, scatter-add into the rows."""
+def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indices, indptr, in_shape, out_shape,
+                   elem: int = I64) -> str:  # fmt: skip
+    """Σ_j W_ij x_j exactly in int64 (or in a float type whose exactness the caller proves): gather
+    the sources, scale, scatter-add into the rows."""
     n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
     n = n_out
     diag = (
@@ -240,7 +254,7 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
         and np.array_equal(indices, np.arange(n))
     )
     if diag:  # an identity or channel scaling: elementwise
-        return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), I64)], f"{hint}/diag")
+        return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), elem)], f"{hint}/diag")
     flat = b.op("Reshape", [x64, b.const([0, n_in], I64)], f"{hint}/flat")
     counts = np.diff(indptr)
     k = int(counts.max()) if counts.size else 0
@@ -250,16 +264,21 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
         idx = np.zeros((n_out, k), np.int64)
         wts = np.zeros((n_out, k), np.int64)
         idx[pos], wts[pos] = indices, data
+        if k == 1:  # one source per row (a channel placement, an up-sampling): gather and scale
+            picked = b.op("Gather", [flat, b.const(idx[:, 0], I64)], f"{hint}/gather", axis=1)
+            if np.any(wts != 1):
+                picked = b.op("Mul", [picked, b.const(wts[:, 0], elem)], f"{hint}/scale")
+            return b.op("Reshape", [picked, b.const([0, *out_shape], I64)], f"{hint}/acc")
         picked = b.op("Gather", [flat, b.const(idx, I64)], f"{hint}/gather", axis=1)
-        scaled = b.op("Mul", [picked, b.const(wts, I64)], f"{hint}/scale")
+        scaled = b.op("Mul", [picked, b.const(wts, elem)], f"{hint}/scale")
         acc = b.op("ReduceSum", [scaled, b.const([2], I64)], f"{hint}/rowsum", keepdims=0)
         return b.op("Reshape", [acc, b.const([0, *out_shape], I64)], f"{hint}/acc")
     cols = b.op("Transpose", [flat], f"{hint}/cols", perm=[1, 0])
     picked = b.op("Gather", [cols, b.const(indices.astype(np.int64), I64)], f"{hint}/gather", axis=0)
-    scaled = b.op("Mul", [picked, b.const(data.astype(np.int64).reshape(-1, 1), I64)], f"{hint}/scale")
+    scaled = b.op("Mul", [picked, b.const(data.astype(np.int64).reshape(-1, 1), elem)], f"{hint}/scale")
     rows = np.repeat(np.arange(n_out, dtype=np.int64), counts).reshape(-1, 1)
     shape = b.op("Concat", [b.const([n_out], I64), b.batch], f"{hint}/zshape", axis=0)
-    zeros = b.op("ConstantOfShape", [shape], f"{hint}/zeros", value=numpy_helper.from_array(np.zeros(1, np.int64)))
+    zeros = b.op("ConstantOfShape", [shape], f"{hint}/zeros", value=numpy_helper.from_array(np.zeros(1, NP[elem])))
     acc = b.op("ScatterND", [zeros, b.const(rows, I64), scaled], f"{hint}/scatter", reduction="add")
     out = b.op("Transpose", [acc], f"{hint}/rows", perm=[1, 0])
     return b.op("Reshape", [out, b.const([0, *out_shape], I64)], f"{hint}/acc")

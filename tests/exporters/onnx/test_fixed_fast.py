@@ -1,0 +1,170 @@
+"""The bounded float lowering of the fixed-point graph (fixed_fast_onnx.py) is exact.
+
+Its arithmetic helpers are checked against ref-fixed's integer kernels on every edge of their
+ranges; whole graphs take the fast branch (metadata) and agree with ref-fixed bit for bit; an
+input beyond the proven bound runs the integer branch, still bit-exact; a graph with an op the
+fast lowering lacks (FixedSiLU) is written as the integer graph alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
+from emsdeploy.exporters.onnx.fixed_fast_onnx import _trunc_decay, _wrap24, floor_shift, wrap
+from emsdeploy.exporters.onnx.fixed_kernels_onnx import F32, F64, FixedBuilder, Value
+from emsdeploy.ir import Graph, Input
+from emsdeploy.ir.ops.loihi import LoihiLIF, LoihiReadout
+from emsdeploy.simulators.fixed_kernels import _trunc_shift
+from emsdeploy.simulators.fixed_kernels import wrap as ref_wrap
+from emsdeploy.tracer import trace
+from tests.exporters.onnx.test_fixed import assert_exact
+from tests.helpers import tiny_ee
+from tests.loihi_cases import chain_graph, lowered, mixed_graph
+
+HALF = 1 << 23
+
+
+def _run(build, x: np.ndarray, elem: int) -> np.ndarray:
+    """One helper applied to ``x`` (fed as ``elem``) in a one-node-chain ONNX graph."""
+    g = Graph({"time_steps": 1, "loihi": {}})
+    g.add("input", Input((1, 1, 1), "direct"))
+    b = FixedBuilder(g)
+    out = build(b)
+    if out.name == "x":  # the helper proved itself a no-op
+        out = Value(b.op("Identity", ["x"], "same"), out.elem)
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "h", [onnx.helper.make_tensor_value_info("x", elem, [None])],
+            [onnx.helper.make_tensor_value_info(out.name, out.elem, [None])], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x.astype(np.float32 if elem == F32 else np.float64)})[0].astype(np.int64)
+
+
+def _edges(bound: int, rng: np.random.Generator) -> np.ndarray:
+    """Random integers in [−bound, bound] plus every boundary a wrap or shift can trip on."""
+    marks = [0, 1, bound, HALF, 2 * HALF, 3 * HALF, 1 << 31, 1 << 32, 1 << 19, 1 << 12]
+    edge = [s * (m + d) for m in marks for d in (-1, 0, 1) for s in (1, -1)]
+    vals = np.concatenate([rng.integers(-bound, bound + 1, 20_000), np.array(edge, np.int64)])
+    return vals[np.abs(vals) <= bound]
+
+
+@pytest.mark.parametrize("bits", [24, 32])
+@pytest.mark.parametrize("bound", [(1 << 23) - 1, 5 << 22, (1 << 40) + 7])
+def test_wrap_matches_ref_fixed(bits, bound):
+    x = _edges(bound, np.random.default_rng(bits))
+    elem = F32 if bound + (1 << (bits - 1)) < 1 << 24 else F64
+    got = _run(lambda b: wrap(b, Value("x", elem, bound), bits, "t"), x, elem)
+    np.testing.assert_array_equal(got, ref_wrap(torch.from_numpy(x), bits).numpy())
+
+
+@pytest.mark.parametrize(("r", "bound"), [(1, 1 << 20), (6, (1 << 23) - 1), (19, 1 << 45)])
+def test_rounding_shift_matches_integer_shift(r, bound):
+    x = _edges(bound, np.random.default_rng(r))
+    elem = F32 if bound + (1 << (r - 1)) < 1 << 24 else F64
+    got = _run(lambda b: floor_shift(b, Value("x", elem, bound), r, "t", 1 << (r - 1)), x, elem)
+    np.testing.assert_array_equal(got, (x + (1 << (r - 1))) >> r)
+
+
+@pytest.mark.parametrize("bound", [HALF + 5, (1 << 24) - 1, 3 * HALF - 1, 5 * HALF, 1 << 31])
+def test_24bit_wrap_matches_lava(bound):
+    """Both forms (the modular one below 3·2^23 and the clipped one above) against Lava's two corrections."""
+    x = _edges(bound, np.random.default_rng(bound % 97))
+    elem = F32 if bound < 1 << 24 else F64
+    got = _run(lambda b: _wrap24(b, Value("x", elem, bound), HALF, "t"), x, elem)
+    cur = torch.from_numpy(x)
+    w = torch.where(cur > HALF, cur - 2 * HALF, cur)
+    want = torch.where(w <= -HALF, cur + 2 * HALF, w)
+    np.testing.assert_array_equal(got, want.numpy())
+
+
+@pytest.mark.parametrize("keep", [0, 1, 1024, 3000, 4095, 4096])
+def test_decay_truncates_toward_zero(keep):
+    x = _edges(HALF - 1, np.random.default_rng(keep))
+    got = _run(lambda b: _trunc_decay(b, "x", keep, 12, HALF - 1, "t"), x, F32)
+    want = _trunc_shift(torch.from_numpy(x) * keep, 12).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def _meta(q, **kw) -> dict:
+    model = build_fixed_onnx(q, **kw)
+    return {p.key: p.value for p in model.metadata_props} | {"ops": {n.op_type for n in model.graph.node}}
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_chain_graph_takes_the_fast_branch_exactly(seed):
+    """Host stem, strided convs, a leakier LIF, a readout."""
+    q = lowered(chain_graph(seed=seed))
+    meta = _meta(q)
+    assert json.loads(meta["fast_path"]).startswith("bounded float lowering"), meta["fast_path"]
+    assert "If" in meta["ops"]
+    states = {n: d for n, _, d in json.loads(meta["states"])}
+    assert set(states.values()) == {"float32"}
+    assert assert_exact(q, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed)))["spikes"] > 50
+    lava = _meta(q, timing="lava")
+    assert "If" not in lava["ops"] and "lava timing" in json.loads(lava["fast_path"])
+
+
+def test_input_beyond_the_bound_runs_the_integer_branch():
+    q = lowered(trace(tiny_ee(3, seed=4, width=0.25), (32, 32)))
+    gen = torch.Generator().manual_seed(4)
+    assert assert_exact(q, torch.rand(1, 3, 32, 32, generator=gen))["spikes"] > 500
+    assert assert_exact(q, 4 * torch.rand(1, 3, 32, 32, generator=gen) - 2)["spikes"] > 500  # |x·255| up to 510
+
+
+def test_unsupported_op_keeps_the_integer_graph():
+    q = lowered(mixed_graph(seed=0))
+    meta = _meta(q)
+    assert "FixedSiLU" in json.loads(meta["fast_path"]) and "If" not in meta["ops"]
+
+
+def test_synaptic_decay_and_leak_take_the_fast_branch_exactly():
+    """u state (du < 4095, truncating decay in float64) and a non-power-of-two v decay."""
+    q = lowered(chain_graph(seed=1))
+    for n in q:
+        if isinstance(n.op, LoihiLIF | LoihiReadout):
+            n.op = dataclasses.replace(n.op, du_u12=1000, dv_u12=700)
+    meta = _meta(q)
+    assert json.loads(meta["fast_path"]).startswith("bounded float lowering")
+    assert any(n.endswith(".u") for n, _, _ in json.loads(meta["states"]))
+    assert assert_exact(q, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))["spikes"] > 50
+
+
+def test_extreme_inputs_within_the_bound_stay_exact():
+    """x in {−1, 0, 1} (x_q at ±255, the bound's edge): host sums at their extremes, on the fast branch."""
+    q = lowered(trace(tiny_ee(3, seed=5, width=0.25), (32, 32)))
+    kernels = json.loads(_meta(q)["kernels"])
+    assert any(k.startswith("host: two float32 Conv") for k in kernels.values()), kernels
+    gen = torch.Generator().manual_seed(5)
+    signs = torch.randint(-1, 2, (2, 3, 32, 32), generator=gen).float()
+    assert assert_exact(q, torch.cat([signs, torch.ones(1, 3, 32, 32), -torch.ones(1, 3, 32, 32)]))["entries"]
+
+
+def test_pointwise_detection_is_exact():
+    """A sparse group is lowered as a 1×1 channel MatMul only when it is exactly one."""
+    from emsdeploy.exporters.onnx.fixed_fast_onnx import _pointwise
+
+    rng = np.random.default_rng(0)
+    ci, co, h, w = 3, 4, 2, 5
+    w1 = rng.integers(-5, 6, (co, ci))
+    dense = np.einsum("oc,pq->opcq", w1, np.eye(h * w, dtype=np.int64)).reshape(co * h * w, ci * h * w)
+    rows, cols = np.nonzero(dense)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dense.shape[0]))])
+    data = dense[rows, cols]
+    np.testing.assert_array_equal(_pointwise(data, cols, indptr, (ci, h, w), (co, h, w)), w1)
+    moved = data.copy()
+    moved[0] += 1  # one pixel's weight differs: not a convolution
+    assert _pointwise(moved, cols, indptr, (ci, h, w), (co, h, w)) is None
+    shifted = cols.copy()
+    shifted[0] = (shifted[0] + 1) % (ci * h * w)  # reads a neighbouring pixel
+    assert _pointwise(data, shifted, indptr, (ci, h, w), (co, h, w)) is None
