@@ -26,17 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from emsdeploy.errors import ExportError
 from emsdeploy.ir import Graph, Kind, Node
-from emsdeploy.ir.ops.loihi import (
-    FixedMaxPool,
-    FixedSiLU,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
+from emsdeploy.ir.ops import loihi
 
 __all__ = [
     "FIXED_LOWERINGS",
@@ -174,28 +164,28 @@ class FixedBuilder:
 # --- synapse groups and host terms -----------------------------------------------------------
 
 
-def spike_conv_bound(op: SynConv) -> int:
+def spike_conv_bound(op: loihi.SynConv) -> int:
     """max over outputs of Σ|m| over the fan-in: a bound on |Σ m·x| for 0/1 spikes x."""
     w = np.abs(op.weight_s8.astype(np.int64))
     return int(w.reshape(w.shape[0], -1).sum(1).max()) if w.size else 0
 
 
 def _conv_attrs(op) -> dict:
-    (kh, kw) = op.weight_s8.shape[2:] if isinstance(op, SynConv) else op.weight_s24.shape[2:]
+    (kh, kw) = op.weight_s8.shape[2:] if isinstance(op, loihi.SynConv) else op.weight_s24.shape[2:]
     (ph, pw) = op.padding
     return dict(kernel_shape=[int(kh), int(kw)], strides=list(op.stride), pads=[ph, pw, ph, pw],
                 dilations=list(op.dilation), group=int(op.groups))  # fmt: skip
 
 
 def _conv_integer(b: FixedBuilder, node: Node, x: Value) -> str:
-    op: SynConv = node.op  # type: ignore[assignment]
+    op: loihi.SynConv = node.op  # type: ignore[assignment]
     xs = b.cast(x, U8).name
     w = b.const((op.weight_s8.astype(np.int16) + 128).astype(np.uint8), U8)
     return b.op("ConvInteger", [xs, w, "", b.const(np.uint8(128), U8)], f"{node.name}/convint", **_conv_attrs(op))
 
 
 def _float_conv(b: FixedBuilder, node: Node, x: Value) -> str:
-    op: SynConv = node.op  # type: ignore[assignment]
+    op: loihi.SynConv = node.op  # type: ignore[assignment]
     xf = b.cast(x, F32).name
     w = b.const(op.weight_s8.astype(np.float32), F32)
     acc = b.op("Conv", [xf, w], f"{node.name}/conv", **_conv_attrs(op))
@@ -285,7 +275,7 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
-    op: SynConv = node.op  # type: ignore[assignment]
+    op: loihi.SynConv = node.op  # type: ignore[assignment]
     e = op.weight_exp_s4
     bits = b.p["sparse_accumulator_bits"] if op.delay_u6 else b.p["conv_accumulator_bits"]
     if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
@@ -309,7 +299,7 @@ def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 
 def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
-    op: SynSparse = node.op  # type: ignore[assignment]
+    op: loihi.SynSparse = node.op  # type: ignore[assignment]
     acc = _sparse_matmul(b, node.name, b.cast(x, I64).name, op.weight_s8, op.indices, op.indptr, op.in_shape,
                          op.out_shape)  # fmt: skip
     b.kernels[node.name] = "sparse: row gather + sum (int64)"
@@ -333,7 +323,7 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 def _host(b: FixedBuilder, node: Node, x_int: str) -> Value:
     op = node.op
-    if isinstance(op, HostConv):
+    if isinstance(op, loihi.HostConv):
         acc = _im2col_matmul(b, node.name, x_int, op.weight_s24, b.graph.shape(node.inputs[0]), op)
         b.kernels[node.name] = "host: im2col + int64 MatMul"
     else:
@@ -345,7 +335,12 @@ def _host(b: FixedBuilder, node: Node, x_int: str) -> Value:
     return Value(acc, I64, None)
 
 
-TERM_LOWERINGS: dict[type, Callable] = {SynConv: _syn_conv, SynSparse: _syn_sparse, HostConv: _host, HostSparse: _host}
+TERM_LOWERINGS: dict[type, Callable] = {
+    loihi.SynConv: _syn_conv,
+    loihi.SynSparse: _syn_sparse,
+    loihi.HostConv: _host,
+    loihi.HostSparse: _host,
+}
 
 
 # --- populations ------------------------------------------------------------------------------
@@ -365,7 +360,7 @@ def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> Value:
 
 def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     """``lif_step`` of ref-fixed. Returns (spikes as bool, or v for a readout; the v state_out)."""
-    op: LoihiLIF | LoihiReadout = node.op  # type: ignore[assignment]
+    op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
     p = b.p
     unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
     keep_u = unity - (op.du_u12 + p["ds_offset"])
@@ -404,13 +399,13 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     v = b.op("Clip", [pre, b.const(-(half - 1), elem), b.const(half - 1, elem)], f"{node.name}/sat")
     s = b.op("Greater", [v, b.const(op.vth_u17 << p["vth_shift"], elem)], f"{node.name}/fire")
     b.op_to("Where", [s, zero, v], v_out)
-    if isinstance(op, LoihiReadout):
+    if isinstance(op, loihi.LoihiReadout):
         return Value(v_out, elem), v_out
     return Value(s, BOOL, 1), v_out
 
 
 def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
-    op: GradedRelay = node.op  # type: ignore[assignment]
+    op: loihi.GradedRelay = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     y = b.cast(a, I64).name
     if np.any(op.bias_s24):
@@ -419,7 +414,7 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
 
 
 def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
-    op: FixedMaxPool = node.op  # type: ignore[assignment]
+    op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     pre = b.cast(a, I64).name
     if np.any(op.bias_s24):
@@ -439,7 +434,7 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
 
 def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     """:func:`emsdeploy.ir.fixed_point.silu_step` in float64, the same operations in the same order."""
-    op: FixedSiLU = node.op  # type: ignore[assignment]
+    op: loihi.FixedSiLU = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     af = b.op("Cast", [b.cast(a, I64).name], f"{node.name}/f64", to=F64)
     cur = b.op("Div", [b.op("Add", [af, b.const(op.bias_s24.astype(np.float64), F64)], f"{node.name}/b"),
@@ -462,9 +457,9 @@ def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, s
 
 
 FIXED_LOWERINGS: dict[type, Callable] = {
-    LoihiLIF: _lif,
-    LoihiReadout: _lif,
-    GradedRelay: _relay,
-    FixedMaxPool: _maxpool,
-    FixedSiLU: _silu,
+    loihi.LoihiLIF: _lif,
+    loihi.LoihiReadout: _lif,
+    loihi.GradedRelay: _relay,
+    loihi.FixedMaxPool: _maxpool,
+    loihi.FixedSiLU: _silu,
 }
