@@ -251,3 +251,17 @@ def _roundtrip(d: dict) -> dict:
     torch.save(d, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=True)
+
+
+def test_energy_shards_of_several_samples_give_the_same_counts(monkeypatch, tmp_path):
+    """Long sweeps count several samples a shard (emsdeploy.distributed.jobs.energy_chunk): the
+    merged counts are the same integers as one sample a shard."""
+    from emsdeploy.distributed import jobs
+
+    assert [jobs.energy_chunk(n) for n in (1, 8, 32, 64, 256, 5000)] == [1, 1, 2, 4, 8, 8]
+    several = one_process(["energy", "--json", "--limit", "32", "--results", str(tmp_path / "a")])
+    assert len(list((tmp_path / "a").glob("shard-*.json"))) == 16  # 2 samples a shard
+    monkeypatch.setattr(jobs, "energy_chunk", lambda count: 1)
+    single = one_process(["energy", "--json", "--limit", "32", "--results", str(tmp_path / "b")])
+    assert len(list((tmp_path / "b").glob("shard-*.json"))) == 32
+    assert json.loads(several) == json.loads(single)
