@@ -10,10 +10,9 @@ from torch import nn
 
 from .config import ConfigError, load_config, parse_config
 from .detect import Detect
+from .encoding import ENCODINGS, time_first
 
-__all__ = ["EMSYOLO", "ENCODINGS", "build_model", "run_layers"]
-
-ENCODINGS = ("direct", "frames")
+__all__ = ["EMSYOLO", "build_model", "run_layers"]
 
 
 class EMSYOLO(nn.Module):
@@ -57,23 +56,11 @@ class EMSYOLO(nn.Module):
         return self.detect.stride
 
     def encode(self, x: torch.Tensor, time_steps: int | None = None) -> torch.Tensor:
-        """Turn a user input into the network's time-first layout ``[T, B, C, H, W]``."""
-        if self.encoding == "direct":
-            if x.dim() != 4:
-                raise ValueError(f"direct encoding expects images [B, C, H, W], got shape {tuple(x.shape)}")
-            t = int(time_steps or self.time_steps)
-            if x.shape[1] != self.in_channels:
-                raise ValueError(
-                    f"expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})"
-                )
-            return x.unsqueeze(0).expand(t, *x.shape)
-        if x.dim() != 5:
-            raise ValueError(f"frames encoding expects event frames [B, T, C, H, W], got shape {tuple(x.shape)}")
-        if time_steps is not None and x.shape[1] != time_steps:
-            raise ValueError(f"input has {x.shape[1]} frames but time_steps={time_steps}")
-        if x.shape[2] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[2]} (shape {tuple(x.shape)})")
-        return x.transpose(0, 1)
+        """Turn a user input into the network's time-first layout ``[T, B, C, H, W]`` (a view).
+
+        The checks and the layout are the one definition in :mod:`.encoding`, which every
+        backend shares; raises :class:`~.encoding.EncodingError` (a ``ValueError``)."""
+        return time_first(x, self.encoding, (self.in_channels, None, None), time_steps, self.time_steps)
 
     def forward_time_first(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the layers on an already encoded ``[T, B, C, H, W]`` tensor."""

@@ -45,8 +45,9 @@ from emsdeploy.ir.ops.loihi import (
     SynSparse,
     silu_fixed_step,
 )
+from emsdeploy.ir.runtime import Trace, decode_boxes, graph_steps
 
-from .base import Backend, Trace, step_inputs
+from .base import Backend
 from .fixed_kernels import (
     conv_payload,
     diagonal,
@@ -59,7 +60,6 @@ from .fixed_kernels import (
     sparse_payload,
     wrap,
 )
-from .float_kernels import decode_boxes
 
 __all__ = ["RefFixed", "population_names"]
 
@@ -158,7 +158,7 @@ class RefFixed(Backend):
 
     def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool) -> Trace:
         g, p = self.graph, self.p
-        T, frame = step_inputs(g, x, time_steps)
+        T, frame = graph_steps(g, x, time_steps)
         N = T + self.latency
         wanted = population_names(g, record)
         B = int(x.shape[0])

@@ -13,9 +13,10 @@ import torch
 
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import LIF, Decode, Graph, Input, Node, SiLUNeuron
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, record_set
 
-from .base import Backend, RecordSpec, Trace, record_set, step_inputs
-from .float_kernels import decode_boxes, make_kernel
+from .base import Backend
+from .float_kernels import make_kernel
 
 __all__ = ["RefFloat", "StepObserver"]
 
@@ -70,7 +71,7 @@ class RefFloat(Backend):
         own inputs and state, and a mismatch belongs to that node and step alone. The records
         keep this run's own outputs.
         """
-        T, frame = step_inputs(self.graph, x, time_steps)
+        T, frame = graph_steps(self.graph, x, time_steps)
         wanted = record_set(self.graph, record)
         pins = self._pins(reference, T) if reference is not None else {}
         state: dict[str, object] = {}
