@@ -16,9 +16,9 @@ from typing import Any
 from emsdeploy.ir import Graph
 
 from .contract import FORMAT, FORMAT_VERSION, NeuronInfo, StepwiseMeta
-from .detect import Detections, decode, nms
+from .detect import Detections, nms
 from .export import OPSET, build_onnx, export_onnx
-from .runtime import StepwiseSession, StepwiseTrace, Stream
+from .runtime import StepwiseSession, Stream
 
 __all__ = [
     "FORMAT",
@@ -28,10 +28,8 @@ __all__ = [
     "NeuronInfo",
     "StepwiseMeta",
     "StepwiseSession",
-    "StepwiseTrace",
     "Stream",
     "build_onnx",
-    "decode",
     "export_cli",
     "export_onnx",
     "nms",
