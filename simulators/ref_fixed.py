@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from emsdeploy.errors import InputError, SimulationError
+from emsdeploy.errors import SimulationError
 from emsdeploy.ir import Decode, Graph, Kind
 from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
@@ -45,7 +45,7 @@ from emsdeploy.ir.ops.loihi import (
     SynSparse,
     silu_fixed_step,
 )
-from emsdeploy.ir.runtime import Trace, decode_boxes, graph_steps
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, select_records
 
 from .base import Backend
 from .fixed_kernels import (
@@ -66,19 +66,11 @@ __all__ = ["RefFixed", "population_names"]
 _POPS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)
 
 
-def population_names(graph: Graph, record: Any) -> set[str]:
+def population_names(graph: Graph, record: RecordSpec) -> set[str]:
     """``"neurons"``: LIF, max-pool, SiLU and relay populations; ``"all"``: also readouts; or names."""
-    if record is None:
-        return set()
-    if record == "neurons":
-        return {n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU, GradedRelay))}
-    if record == "all":
-        return {n.name for n in graph if isinstance(n.op, _POPS)}
-    names = set(record)
-    unknown = names - set(graph.names())
-    if unknown:
-        raise InputError(f"cannot record unknown nodes {sorted(unknown)[:5]}")
-    return names
+    neurons = (n.name for n in graph if isinstance(n.op, (LoihiLIF, FixedMaxPool, FixedSiLU, GradedRelay)))
+    every = (n.name for n in graph if isinstance(n.op, _POPS))
+    return set(select_records(record, neurons=neurons, every=every, known=graph.names()))
 
 
 class RefFixed(Backend):

@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     record = None
     if a.record is not None:
-        record = a.record if a.record in ("neurons", "all") else json.loads(a.record)
+        try:  # a JSON string or list (what run_in_subprocess passes), else a bare word
+            record = json.loads(a.record)
+        except json.JSONDecodeError:
+            record = a.record
     net = load(a.network, fast_models=not a.stock_models)
     trace = net.run(np.load(a.input), time_steps=a.time_steps, record=record, raw=a.raw)
     _save(trace, Path(a.output))
