@@ -29,6 +29,9 @@ def decode_raw(raws: Sequence[Any], anchors: Any, strides: Sequence[float]) -> A
     for i, raw in enumerate(raws):
         b, na, ny, nx, no = (int(s) for s in raw.shape)
         stride = float(strides[i])
+        grid: Any
+        anchor_px: Any
+        y: Any
         if _is_torch(raw):
             import torch
 
@@ -42,8 +45,8 @@ def decode_raw(raws: Sequence[Any], anchors: Any, strides: Sequence[float]) -> A
         else:
             import numpy as np
 
-            yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-            grid = np.stack((xv, yv), 2).reshape(1, 1, ny, nx, 2).astype(raw.dtype)
+            yn, xn = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+            grid = np.stack((xn, yn), 2).reshape(1, 1, ny, nx, 2).astype(raw.dtype)
             anchor_px = (np.asarray(anchors[i]).astype(raw.dtype) * stride).reshape(1, na, 1, 1, 2)
             y = 1.0 / (1.0 + np.exp(-raw))
         xy = (y[..., 0:2] * 2 - 0.5 + grid) * stride

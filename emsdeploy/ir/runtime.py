@@ -155,8 +155,9 @@ def record_set(graph: Graph, spec: RecordSpec) -> set[str]:
 
 def graph_steps(graph: Graph, x: Any, time_steps: int | None = None) -> tuple[int, Callable[[int], Any]]:
     """:func:`encoding_steps` for the graph's input node: ``(T, t -> input [B, C, H, W] at step t)``."""
-    op = graph.input_node().op
-    return encoding_steps(x, op.encoding, op.shape, time_steps, graph.time_steps)  # type: ignore[attr-defined]
+    op: Any = graph.input_node().op  # an Input
+    steps: tuple[int, Callable[[int], Any]] = encoding_steps(x, op.encoding, op.shape, time_steps, graph.time_steps)
+    return steps
 
 
 def decode_boxes(readouts: Sequence[Any], op: Decode) -> Any:
