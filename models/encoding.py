@@ -71,26 +71,20 @@ def encoding_steps(
     return got[1], lambda t: x[:, t]
 
 
-def time_first(
-    x: Any,
-    encoding: str,
-    shape: Sequence[int | None],
-    time_steps: int | None = None,
-    default_time_steps: int | None = None,
-) -> Any:
-    """The whole input time-first, ``[T, B, C, H, W]``, as a view (checks of :func:`encoding_steps`).
+def time_first(x: Any, encoding: str, time_steps: int) -> Any:
+    """The whole input time-first, ``[T, B, C, H, W]``, as a view; ``x`` and ``time_steps`` as
+    :func:`encoding_steps` checked and returned them.
 
     ``direct`` repeats the images along a new time axis without copying them (torch ``expand``,
     numpy ``broadcast_to``); ``frames`` swaps the batch and time axes.
     """
-    t, _ = encoding_steps(x, encoding, shape, time_steps, default_time_steps)
     if encoding == "frames":
         return x.swapaxes(0, 1)
     if hasattr(x, "expand"):  # torch
-        return x[None].expand(t, *x.shape)
+        return x[None].expand(time_steps, *x.shape)
     import numpy as np
 
-    return np.broadcast_to(x[None], (t, *x.shape))
+    return np.broadcast_to(x[None], (time_steps, *x.shape))
 
 
 def _fits(got: Sequence[int], shape: Sequence[int | None]) -> bool:

@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import ConfigError, load_config, parse_config
 from .detect import Detect
-from .encoding import ENCODINGS, time_first
+from .encoding import ENCODINGS, encoding_steps, time_first
 
 __all__ = ["EMSYOLO", "build_model", "run_layers"]
 
@@ -60,7 +60,8 @@ class EMSYOLO(nn.Module):
 
         The checks and the layout are the one definition in :mod:`.encoding`, which every
         backend shares; raises :class:`~.encoding.EncodingError` (a ``ValueError``)."""
-        return time_first(x, self.encoding, (self.in_channels, None, None), time_steps, self.time_steps)
+        t, _ = encoding_steps(x, self.encoding, (self.in_channels, None, None), time_steps, self.time_steps)
+        return time_first(x, self.encoding, t)
 
     def forward_time_first(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the layers on an already encoded ``[T, B, C, H, W]`` tensor."""

@@ -185,9 +185,9 @@ def test_encoding_steps_for_numpy_and_torch(lib):
     frames[:, 1] += 1
     T, step = encoding_steps(frames, "frames", (3, None, None))
     assert T == 3 and float(step(1)[0, 0, 0, 0]) == 1.0
-    tf = time_first(frames, "frames", (3, None, None))
+    tf = time_first(frames, "frames", T)
     assert tuple(tf.shape) == (3, 2, 3, 4, 4) and float(tf[1, 0, 0, 0, 0]) == 1.0
-    assert tuple(time_first(x, "direct", (3, 4, 4), 4).shape) == (4, 2, 3, 4, 4)
+    assert tuple(time_first(x, "direct", 4).shape) == (4, 2, 3, 4, 4)
     with pytest.raises(EncodingError, match=r"direct encoding takes images \[B, 3, 4, 5\], got \(2, 3, 4, 4\)"):
         encoding_steps(x, "direct", (3, 4, 5), None, 2)
     with pytest.raises(EncodingError, match=r"\(expected 1 input channels, got 3\)"):
