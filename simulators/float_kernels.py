@@ -3,7 +3,8 @@
 A kernel is built once per node (``make(op, dtype)``) and called every step as
 ``step(inputs_at_t, state) -> (output_at_t, state)``. Readout and Decode are ``timeless``:
 Readout accumulates during the steps and ``finish`` turns the sum into the mean; Decode runs
-once on the readouts (:func:`emsdeploy.ir.runtime.decode_boxes`). The same equations are lowered to ONNX and quantised for Lava.
+once on the readouts (:func:`emsdeploy.ir.runtime.decode_boxes`). The same equations are
+lowered to ONNX and quantised for Lava.
 """
 
 from __future__ import annotations
