@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ class EMSYOLO(nn.Module):
 
     @property
     def detect(self) -> Detect:
-        return self.model[-1]  # type: ignore[return-value]
+        return self.model[-1]
 
     @property
     def stride(self) -> torch.Tensor:
@@ -83,13 +84,15 @@ def run_layers(layers: nn.Sequential, save: list[int], x: torch.Tensor) -> list[
 
     A free function so that tracers can run exactly this routing over the same layers.
     """
-    outputs: list[torch.Tensor | None] = []
+    y: Any = x  # a tensor, or the list of tensors a Concat or the Detect head reads
+    outputs: list[Any] = []
     for m in layers:
         if m.f != -1:
-            x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-        x = m(x)
-        outputs.append(x if m.i in save else None)
-    return x
+            y = outputs[m.f] if isinstance(m.f, int) else [y if j == -1 else outputs[j] for j in m.f]
+        y = m(y)
+        outputs.append(y if m.i in save else None)
+    heads: list[torch.Tensor] = y  # the last layer is the Detect head: one output per scale
+    return heads
 
 
 def build_model(

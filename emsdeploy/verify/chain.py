@@ -146,7 +146,7 @@ class Chain:
                 require_lava()  # asked for explicitly: a missing Lava is an error, before any work
         self.graph, self.model, self.options, self.source = graph, model, options, source
         self.lif_names = [n.name for n in graph.of_type(LIF)]
-        self.v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
+        self.v_th = {n.name: n.op.v_th for n in graph if isinstance(n.op, LIF)}
         self.skipped: dict[str, str] = {}
         self.ref_float = RefFloat(graph)
         if options.workdir is None:

@@ -64,11 +64,11 @@ def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: i
     cache: dict[int, np.ndarray] = {}
     for n in range(n_steps):
         k = n - int(p["delay"])
-        if k < 0 or k >= len(frames) or frames[k] is None:
+        x = frames[k] if 0 <= k < len(frames) else None
+        if x is None:
             continue
-        key = id(frames[k])
+        key = id(x)
         if key not in cache:
-            x = frames[k]
             if p["form"] == "conv":
                 acc = _conv_chw_int(x, spec.arrays["weight"], p["stride"], p["padding"], p["dilation"], p["groups"])
             else:
@@ -278,8 +278,8 @@ class LavaNetwork:
                 warnings.simplefilter("ignore", SparseEfficiencyWarning)
                 self._run_one(sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw)
         records: dict[str, dict[str, Any]] = {}
-        for n, r in recs.items():
-            records[n] = {k: np.stack(v, axis=1) for k, v in r.items()}  # [T, B, ...]
+        for n, rec in recs.items():
+            records[n] = {k: np.stack(v, axis=1) for k, v in rec.items()}  # [T, B, ...]
         outputs: dict[str, Any] = {}
         for r, vs in readout_v.items():
             v = np.stack(vs)
@@ -336,7 +336,7 @@ def attach_recorder(procs: dict[str, Any], names: list[str], n_steps: int, folde
     from .procs import Recorder
 
     files: dict[str, str] = {}
-    ports = []
+    ports: list[Any] = []
     for name in names:
         port = procs[name].s_out
         path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")
