@@ -3,20 +3,44 @@ neuron parameters on the modules, no module-level globals.
 
 Installed as ``emsdeploy.models``; from the rest of emsdeploy it imports only the checked file
 readers and the atomic writer (:mod:`emsdeploy.fileio`, which depends on nothing but the errors).
+
+The names below are imported on first use (PEP 562), so that the torch-free modules here — the
+input encodings (:mod:`.encoding`) and the box decoding (:mod:`.boxes`), which the run contract
+in :mod:`emsdeploy.ir.runtime` shares with numpy-only backends — load without torch.
 """
 
-from pathlib import Path
+from __future__ import annotations
 
-from .blocks import ConvSiLU, EMSBlock2, MSBlock, NeuronParams, Stem
-from .config import MODULES, ConfigError, builtin_config_path, builtin_configs, load_config, parse_config
-from .detect import Detect, decode_raw
-from .layers import Concat, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
-from .neurons import LIF, SiLUNeuron, spike_fn
-from .recording import record_neurons
-from .yolo import EMSYOLO, ENCODINGS, build_model, run_layers
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .blocks import ConvSiLU, EMSBlock2, MSBlock, NeuronParams, Stem
+    from .boxes import decode_raw
+    from .config import MODULES, ConfigError, builtin_config_path, builtin_configs, load_config, parse_config
+    from .detect import Detect
+    from .encoding import ENCODINGS, EncodingError
+    from .layers import Concat, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
+    from .neurons import LIF, SiLUNeuron, spike_fn
+    from .recording import record_neurons
+    from .yolo import EMSYOLO, build_model, run_layers
 
 # The shipped model: EMS-YOLO tiny trained on the synthetic shapes (see its model card beside it).
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "emsyolo-tiny-synth.pt"
+
+_HOMES = {
+    "blocks": ("ConvSiLU", "EMSBlock2", "MSBlock", "NeuronParams", "Stem"),
+    "boxes": ("decode_raw",),
+    "config": ("MODULES", "ConfigError", "builtin_config_path", "builtin_configs", "load_config", "parse_config"),
+    "detect": ("Detect",),
+    "encoding": ("ENCODINGS", "EncodingError"),
+    "layers": ("Concat", "Sample", "SeqConv2d", "SeqMaxPool2d", "TdBatchNorm"),
+    "neurons": ("LIF", "SiLUNeuron", "spike_fn"),
+    "recording": ("record_neurons",),
+    "yolo": ("EMSYOLO", "build_model", "run_layers"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -29,6 +53,7 @@ __all__ = [
     "ConvSiLU",
     "Detect",
     "EMSBlock2",
+    "EncodingError",
     "MSBlock",
     "NeuronParams",
     "Sample",
@@ -47,3 +72,22 @@ __all__ = [
     "run_layers",
     "spike_fn",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use; submodules (``models.yolo``) load the same way."""
+    module = _HOME_OF.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,4 +1,4 @@
-"""YOLO detection head: 1×1 conv on currents, mean over T, YOLOv5 box decoding."""
+"""YOLO detection head: 1×1 conv on currents, mean over T; its boxes decode in :mod:`.boxes`."""
 
 from __future__ import annotations
 
@@ -8,29 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .boxes import decode_raw
 from .layers import SeqConv2d
 
-__all__ = ["Detect", "decode_raw"]
-
-
-def decode_raw(raws: Sequence[torch.Tensor], anchors: torch.Tensor, strides: Sequence[float]) -> torch.Tensor:
-    """Decode raw head outputs ``[B, na, ny, nx, no]`` into ``[B, N, no]`` boxes (xywh pixels, obj, cls).
-
-    ``anchors`` is ``[nl, na, 2]`` in grid units (pixels / stride), as the official buffer stores
-    them. Rows are flattened in (scale, anchor, y, x) order.
-    """
-    out = []
-    for i, raw in enumerate(raws):
-        b, na, ny, nx, no = raw.shape
-        stride = float(strides[i])
-        yv, xv = torch.meshgrid(torch.arange(ny, device=raw.device), torch.arange(nx, device=raw.device), indexing="ij")
-        grid = torch.stack((xv, yv), 2).view(1, 1, ny, nx, 2).to(raw.dtype)
-        anchor_px = (anchors[i].to(raw.dtype) * stride).view(1, na, 1, 1, 2)
-        y = raw.sigmoid()
-        xy = (y[..., 0:2] * 2 - 0.5 + grid) * stride
-        wh = (y[..., 2:4] * 2) ** 2 * anchor_px
-        out.append(torch.cat((xy, wh, y[..., 4:]), -1).view(b, -1, no))
-    return torch.cat(out, 1)
+__all__ = ["Detect"]
 
 
 class Detect(nn.Module):

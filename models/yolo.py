@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from .config import ConfigError, load_config, parse_config
 from .detect import Detect
+from .encoding import ENCODINGS, encoding_steps, time_first
 
-__all__ = ["EMSYOLO", "ENCODINGS", "build_model", "run_layers"]
-
-ENCODINGS = ("direct", "frames")
+__all__ = ["EMSYOLO", "build_model", "run_layers"]
 
 
 class EMSYOLO(nn.Module):
@@ -50,30 +50,19 @@ class EMSYOLO(nn.Module):
 
     @property
     def detect(self) -> Detect:
-        return self.model[-1]  # type: ignore[return-value]
+        return self.model[-1]
 
     @property
     def stride(self) -> torch.Tensor:
         return self.detect.stride
 
     def encode(self, x: torch.Tensor, time_steps: int | None = None) -> torch.Tensor:
-        """Turn a user input into the network's time-first layout ``[T, B, C, H, W]``."""
-        if self.encoding == "direct":
-            if x.dim() != 4:
-                raise ValueError(f"direct encoding expects images [B, C, H, W], got shape {tuple(x.shape)}")
-            t = int(time_steps or self.time_steps)
-            if x.shape[1] != self.in_channels:
-                raise ValueError(
-                    f"expected {self.in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})"
-                )
-            return x.unsqueeze(0).expand(t, *x.shape)
-        if x.dim() != 5:
-            raise ValueError(f"frames encoding expects event frames [B, T, C, H, W], got shape {tuple(x.shape)}")
-        if time_steps is not None and x.shape[1] != time_steps:
-            raise ValueError(f"input has {x.shape[1]} frames but time_steps={time_steps}")
-        if x.shape[2] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[2]} (shape {tuple(x.shape)})")
-        return x.transpose(0, 1)
+        """Turn a user input into the network's time-first layout ``[T, B, C, H, W]`` (a view).
+
+        The checks and the layout are the one definition in :mod:`.encoding`, which every
+        backend shares; raises :class:`~.encoding.EncodingError` (a ``ValueError``)."""
+        t, _ = encoding_steps(x, self.encoding, (self.in_channels, None, None), time_steps, self.time_steps)
+        return time_first(x, self.encoding, t)
 
     def forward_time_first(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the layers on an already encoded ``[T, B, C, H, W]`` tensor."""
@@ -95,13 +84,15 @@ def run_layers(layers: nn.Sequential, save: list[int], x: torch.Tensor) -> list[
 
     A free function so that tracers can run exactly this routing over the same layers.
     """
-    outputs: list[torch.Tensor | None] = []
+    y: Any = x  # a tensor, or the list of tensors a Concat or the Detect head reads
+    outputs: list[Any] = []
     for m in layers:
         if m.f != -1:
-            x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-        x = m(x)
-        outputs.append(x if m.i in save else None)
-    return x
+            y = outputs[m.f] if isinstance(m.f, int) else [y if j == -1 else outputs[j] for j in m.f]
+        y = m(y)
+        outputs.append(y if m.i in save else None)
+    heads: list[torch.Tensor] = y  # the last layer is the Detect head: one output per scale
+    return heads
 
 
 def build_model(

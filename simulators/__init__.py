@@ -3,7 +3,9 @@
 They stand on :mod:`emsdeploy.ir` and never import the exporters.
 """
 
-from .base import Backend, Trace
+from emsdeploy.ir.runtime import Trace
+
+from .base import Backend
 from .ref_fixed import RefFixed
 from .ref_float import RefFloat
 

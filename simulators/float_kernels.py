@@ -3,7 +3,8 @@
 A kernel is built once per node (``make(op, dtype)``) and called every step as
 ``step(inputs_at_t, state) -> (output_at_t, state)``. Readout and Decode are ``timeless``:
 Readout accumulates during the steps and ``finish`` turns the sum into the mean; Decode runs
-once on the readouts. The same equations are lowered to ONNX and quantised for Lava.
+once on the readouts (:func:`emsdeploy.ir.runtime.decode_boxes`). The same equations are
+lowered to ONNX and quantised for Lava.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Decode, Input, MaxPool2d, Op, Readout, SiLUNeuron, Upsample
 
-__all__ = ["KERNELS", "Kernel", "decode_boxes", "make_kernel"]
+__all__ = ["KERNELS", "Kernel", "make_kernel"]
 
 State = Any
 Step = Callable[[Sequence[torch.Tensor], State], tuple[torch.Tensor, State]]
@@ -44,7 +45,7 @@ def _conv(op: Conv2d, dtype) -> Kernel:
 
 
 def _affine(op: Affine, dtype) -> Kernel:
-    a, b = _t(op.scale, dtype).view(1, -1, 1, 1), _t(op.shift, dtype).view(1, -1, 1, 1)
+    a, b = torch.tensor(op.scale, dtype=dtype).view(1, -1, 1, 1), torch.tensor(op.shift, dtype=dtype).view(1, -1, 1, 1)
     return Kernel(lambda xs, s: (xs[0] * a + b, s))
 
 
@@ -95,24 +96,7 @@ def _readout(op: Readout, dtype) -> Kernel:
     return Kernel(step, finish=lambda total, t: total / t)
 
 
-def decode_boxes(readouts: Sequence[torch.Tensor], op: Decode) -> torch.Tensor:
-    """Readouts ``[B, na·no, ny, nx]`` -> boxes ``[B, N, no]`` (xywh pixels, objectness, classes)."""
-    out = []
-    anchors = torch.tensor(op.anchors)
-    for i, r in enumerate(readouts):
-        b, _, ny, nx = r.shape
-        raw = r.view(b, op.na, op.no, ny, nx).permute(0, 1, 3, 4, 2)
-        yv, xv = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
-        grid = torch.stack((xv, yv), 2).view(1, 1, ny, nx, 2).to(raw.dtype)
-        stride = op.strides[i]
-        y = raw.sigmoid()
-        xy = (y[..., 0:2] * 2 - 0.5 + grid) * stride
-        wh = (y[..., 2:4] * 2) ** 2 * (anchors[i].to(raw.dtype) * stride).view(1, op.na, 1, 1, 2)
-        out.append(torch.cat((xy, wh, y[..., 4:]), -1).reshape(b, -1, op.no))
-    return torch.cat(out, 1)
-
-
-def _stateless(fn: Callable[[Op], Callable[[Sequence[torch.Tensor]], torch.Tensor]]):
+def _stateless(fn: Callable[[Any], Callable[[Sequence[torch.Tensor]], torch.Tensor]]):
     def make(op, dtype) -> Kernel:
         f = fn(op)
         return Kernel(lambda xs, s: (f(xs), s))

@@ -34,12 +34,13 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
-from emsdeploy.errors import InputError, SimulationError
+from emsdeploy.errors import SimulationError
 from emsdeploy.ir import Decode, Graph, Input, Kind, Node
 from emsdeploy.ir import fixed_point as fp
 from emsdeploy.ir.ops import loihi
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, select_records
 
-from .base import Backend, Trace, step_inputs
+from .base import Backend
 from .fixed_kernels import (
     Profile,
     conv_payload,
@@ -50,26 +51,15 @@ from .fixed_kernels import (
     quantize_input,
     sparse_payload,
 )
-from .float_kernels import decode_boxes
 
 __all__ = ["POPULATION_MODELS", "TERM_MODELS", "RefFixed", "population_names"]
 
 
-def population_names(graph: Graph, record: Any) -> set[str]:
+def population_names(graph: Graph, record: RecordSpec) -> set[str]:
     """``"neurons"``: LIF, max-pool, SiLU and relay populations; ``"all"``: also readouts; or names."""
-    if record is None:
-        return set()
-    if record == "neurons":
-        return {
-            n.name for n in graph if isinstance(n.op, loihi.POPULATIONS) and not isinstance(n.op, loihi.LoihiReadout)
-        }
-    if record == "all":
-        return {n.name for n in graph if isinstance(n.op, loihi.POPULATIONS)}
-    names = set(record)
-    unknown = names - set(graph.names())
-    if unknown:
-        raise InputError(f"cannot record unknown nodes {sorted(unknown)[:5]}")
-    return names
+    pops = [n for n in graph if isinstance(n.op, loihi.POPULATIONS)]
+    neurons = (n.name for n in pops if not isinstance(n.op, loihi.LoihiReadout))
+    return set(select_records(record, neurons=neurons, every=(n.name for n in pops), known=graph.names()))
 
 
 # ---- synapse groups and host terms: one factory per op ------------------------------------------
@@ -265,7 +255,7 @@ class RefFixed(Backend):
 
     def _run(self, x: torch.Tensor, time_steps: int | None, record: Any, raw: bool, observer: Any = None) -> Trace:
         g, p = self.graph, self.p
-        T, frame = step_inputs(g, x, time_steps)
+        T, frame = graph_steps(g, x, time_steps)
         N = T + self.latency
         wanted = population_names(g, record)
         B = int(x.shape[0])

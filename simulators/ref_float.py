@@ -13,9 +13,10 @@ import torch
 
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import LIF, Decode, Graph, Input, Node, SiLUNeuron
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, record_set
 
-from .base import Backend, RecordSpec, Trace, record_set, step_inputs
-from .float_kernels import decode_boxes, make_kernel
+from .base import Backend
+from .float_kernels import make_kernel
 
 __all__ = ["RefFloat", "StepObserver"]
 
@@ -70,7 +71,7 @@ class RefFloat(Backend):
         own inputs and state, and a mismatch belongs to that node and step alone. The records
         keep this run's own outputs.
         """
-        T, frame = step_inputs(self.graph, x, time_steps)
+        T, frame = graph_steps(self.graph, x, time_steps)
         wanted = record_set(self.graph, record)
         pins = self._pins(reference, T) if reference is not None else {}
         state: dict[str, object] = {}
@@ -109,7 +110,10 @@ class RefFloat(Backend):
             if isinstance(node.op, Decode):
                 outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
             else:
-                outputs[node.name] = self._kernels[node.name].finish(state[node.name], T)
+                finish = self._kernels[node.name].finish
+                if finish is None:
+                    raise SimulationError(f"{node.name}: a timeless {node.op.type_name} kernel needs a finish step")
+                outputs[node.name] = finish(state[node.name], T)
         records = {n: {k: torch.stack(v) for k, v in r.items()} for n, r in recs.items()}
         return Trace({o: outputs[o] for o in self.graph.outputs}, records, T)
 
@@ -129,6 +133,6 @@ class RefFloat(Backend):
                 y_ref = rec["y"].to(self.dtype)
                 # The in-place recurrence needs only s; a non-in-place one keeps its own m.
                 pins[node.name] = lambda t, own, y=y_ref: (y[t], (own[0], y[t]))
-            if (rec.get("s", rec.get("y"))).shape[0] < T:
+            if (rec["s"] if "s" in rec else rec["y"]).shape[0] < T:
                 raise SimulationError(f"{node.name}: the reference has fewer than {T} steps")
         return pins

@@ -69,8 +69,8 @@ from emsdeploy.ir import (
     SiLUNeuron,
     Upsample,
 )
+from emsdeploy.ir.runtime import graph_steps
 
-from .base import step_inputs
 from .ref_float import RefFloat
 
 __all__ = [
@@ -414,7 +414,7 @@ class SOPCounter:
 
     def run(self, x: torch.Tensor, time_steps: int | None = None):
         """Simulate ``x`` (a batch; see :meth:`RefFloat.run`) and add its counts. Returns the Trace."""
-        T, _ = step_inputs(self.graph, x, time_steps)
+        T, _ = graph_steps(self.graph, x, time_steps)
         if self.time_steps is None:
             self._allocate(T)
         elif T != self.time_steps:

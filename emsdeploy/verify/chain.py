@@ -23,6 +23,7 @@ import torch
 from ..errors import InputError
 from ..exporters.lava._require import LAVA_MISSING, lava_available, require_lava
 from ..ir import LIF, Graph
+from ..ir.runtime import Trace
 from ..models import EMSYOLO
 from ..simulators import RefFloat
 from .compare import DEFAULT_MARGIN, Comparison, compare_records, merge
@@ -145,7 +146,7 @@ class Chain:
                 require_lava()  # asked for explicitly: a missing Lava is an error, before any work
         self.graph, self.model, self.options, self.source = graph, model, options, source
         self.lif_names = [n.name for n in graph.of_type(LIF)]
-        self.v_th = {n.name: n.op.v_th for n in graph.of_type(LIF)}
+        self.v_th = {n.name: n.op.v_th for n in graph if isinstance(n.op, LIF)}
         self.skipped: dict[str, str] = {}
         self.ref_float = RefFloat(graph)
         if options.workdir is None:
@@ -351,12 +352,10 @@ def _population_names(qgraph: Graph) -> set[str]:
     return population_names(qgraph, "all")
 
 
-def _raw_view(trace, pops: Sequence[str]):
-    """A Trace-shaped view for :func:`compare_records`: ``s`` holds every integer a population
+def _raw_view(trace: Trace, pops: Sequence[str]) -> Trace:
+    """The integer view :func:`compare_records` reads: ``s`` holds every integer a population
     produced over all ``T + latency`` steps (spikes, graded values or readout state)."""
-    from types import SimpleNamespace
-
-    records = {}
+    records: dict[str, dict[str, Any]] = {}
     steps = max((len(r[k]) for r in trace.records.values() for k in ("s_raw", "y_raw") if k in r), default=1)
     for name in pops:
         rec = trace.records.get(name)
@@ -367,7 +366,7 @@ def _raw_view(trace, pops: Sequence[str]):
         elif "v" in rec:  # a readout: its integrator state after the last step
             records[name] = {"s": torch.as_tensor(numpy_int(rec["v"]))[None], "t0": steps - 1}
     outputs = {k: torch.as_tensor(numpy_int(v)) for k, v in trace.outputs.items() if "decode" not in k}
-    return SimpleNamespace(records=records, outputs=outputs)
+    return Trace(outputs, records, trace.time_steps)
 
 
 def numpy_int(a):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..ir import Graph
+from ..ir.runtime import Trace
 
 __all__ = ["OnnxFixedLevel", "is_fixed_model"]
 
@@ -45,7 +46,7 @@ class OnnxFixedLevel:
         self.ref_fixed = ref_fixed if ref_fixed is not None else RefFixed(self.qgraph)
         self.pops = [n.name for n in self.qgraph if n.name in _population_names(self.qgraph)]
 
-    def run(self, x: torch.Tensor, T: int | None, fixed: Any = None) -> tuple[Any, Any]:
+    def run(self, x: torch.Tensor, T: int | None, fixed: Trace | None = None) -> tuple[Trace, Trace]:
         """``fixed``: ref-fixed's raw run of this sample, when the chain already has it."""
         from .chain import _raw_view
 
@@ -58,14 +59,12 @@ class OnnxFixedLevel:
         return _valid_view(fixed, self.pops), _valid_view(got, self.pops)
 
 
-def _valid_view(trace: Any, pops: list[str]) -> Any:
+def _valid_view(trace: Trace, pops: list[str]) -> Trace:
     """Like ``chain._raw_view`` over the T valid steps: spikes or graded values of every
     population at every valid step, and each readout's integer state after the last one."""
-    from types import SimpleNamespace
-
     from .chain import numpy_int
 
-    records = {}
+    records: dict[str, dict[str, Any]] = {}
     for name in pops:
         rec = trace.records.get(name, {})
         if "s" in rec or "y" in rec:
@@ -73,4 +72,4 @@ def _valid_view(trace: Any, pops: list[str]) -> Any:
         elif "v" in rec:
             records[name] = {"s": torch.as_tensor(numpy_int(rec["v"]))[None], "t0": trace.time_steps - 1}
     outputs = {k: torch.as_tensor(numpy_int(v)) for k, v in trace.outputs.items() if "decode" not in k}
-    return SimpleNamespace(records=records, outputs=outputs)
+    return Trace(outputs, records, trace.time_steps)

@@ -32,7 +32,7 @@ from ..simulators import RefFixed, RefFloat
 from ..simulators.fixed_kernels import conv_payload, graded_conv_payload, host_payload, quantize_input, sparse_payload
 
 if TYPE_CHECKING:
-    from ..simulators.base import Trace
+    from ..ir.runtime import Trace
 
 __all__ = ["compare_fixed_float", "format_fixed_float"]
 

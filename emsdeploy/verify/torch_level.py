@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..ir import LIF, Graph, SiLUNeuron
+from ..ir.runtime import Trace
 from ..models import EMSYOLO, record_neurons
-from ..simulators.base import Trace
 
 __all__ = ["run_torch", "membrane"]
 

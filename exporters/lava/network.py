@@ -7,8 +7,10 @@ is a shift of the buffer). The run lasts ``T + latency`` steps; populations are 
 processes reset once, at time step ``latency + 1``. Spikes are read from ``io.sink.RingBuffer``
 sinks, readouts from the integrators' ``v`` after the run. ``net.stop()`` always runs.
 
-The result has the shape of :class:`emsdeploy.simulators.Trace` (``outputs``, ``records``,
-``time_steps``) without importing the simulators.
+The result is the run contract's :class:`~emsdeploy.ir.runtime.Trace` (numpy arrays, and the
+run's ``timings``): ``records[pop]["s"]`` spikes ``[T, B, C, H, W]`` aligned to each population's
+latency (and ``"s_raw"``, all ``T + latency`` steps, when asked), ``"y"``/``"y_raw"`` the graded
+outputs of custom processes, ``records[readout]["v"]`` the integer integrator state ``[B, C, H, W]``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import SparseEfficiencyWarning
 
-from emsdeploy.errors import InputError, SimulationError
+from emsdeploy.errors import SimulationError
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
 
 from ._require import require_lava
 from .dag import LavaDag, ProcSpec
 
-__all__ = ["LavaNetwork", "LavaTrace", "host_term_values"]
-
-
-@dataclass
-class LavaTrace:
-    """The result of a Lava run (same fields as ``simulators.Trace``).
-
-    ``records[pop]["s"]`` spikes ``[T, B, C, H, W]`` aligned to each population's latency (and
-    ``"s_raw"``, all ``T + latency`` steps, when asked); ``"y"``/``"y_raw"`` the graded outputs of
-    custom processes; ``records[readout]["v"]`` the integer integrator state ``[B, C, H, W]``.
-    """
-
-    outputs: dict[str, Any]
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    time_steps: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
+__all__ = ["LavaNetwork", "host_term_values"]
 
 
 def _conv_chw_int(x: np.ndarray, w: np.ndarray, stride, padding, dilation, groups) -> np.ndarray:
@@ -77,11 +64,11 @@ def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: i
     cache: dict[int, np.ndarray] = {}
     for n in range(n_steps):
         k = n - int(p["delay"])
-        if k < 0 or k >= len(frames) or frames[k] is None:
+        x = frames[k] if 0 <= k < len(frames) else None
+        if x is None:
             continue
-        key = id(frames[k])
+        key = id(x)
         if key not in cache:
-            x = frames[k]
             if p["form"] == "conv":
                 acc = _conv_chw_int(x, spec.arrays["weight"], p["stride"], p["padding"], p["dilation"], p["groups"])
             else:
@@ -100,24 +87,6 @@ def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: i
             cache[key] = val.transpose(2, 1, 0)
         data[..., n] = cache[key]
     return data.astype(np.int32)
-
-
-def _decode(readouts: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
-    """YOLOv5 box decoding (the IR's Decode op) of readouts ``[B, na·no, ny, nx]`` in numpy."""
-    anchors = np.asarray(spec["anchors"], np.float64)
-    na, no = anchors.shape[1], int(spec["nc"]) + 5
-    out = []
-    for i, r in enumerate(readouts):
-        b, _, ny, nx = r.shape
-        raw = r.reshape(b, na, no, ny, nx).transpose(0, 1, 3, 4, 2)
-        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        grid = np.stack((xv, yv), 2).reshape(1, 1, ny, nx, 2)
-        s = 1.0 / (1.0 + np.exp(-raw))
-        stride = spec["strides"][i]
-        xy = (s[..., 0:2] * 2 - 0.5 + grid) * stride
-        wh = (s[..., 2:4] * 2) ** 2 * (anchors[i] * stride).reshape(1, na, 1, 1, 2)
-        out.append(np.concatenate((xy, wh, s[..., 4:]), -1).reshape(b, -1, no))
-    return np.concatenate(out, 1)
 
 
 class LavaNetwork:
@@ -249,18 +218,17 @@ class LavaNetwork:
 
     # -- running --------------------------------------------------------------------------------
     def _frames(self, x: np.ndarray, time_steps: int | None) -> tuple[int, list[list[np.ndarray | None]]]:
-        c, h, w = self.dag.input_shape
-        x = np.asarray(x)
-        if self.dag.encoding == "direct":
-            if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-                raise InputError(f"direct encoding expects images [B, {c}, {h}, {w}], got {tuple(x.shape)}")
-            t = int(time_steps or self.dag.time_steps)
-            per = [[self._quantize(x[b])] * t for b in range(x.shape[0])]
-            return t, per
-        if x.ndim != 5 or tuple(x.shape[2:]) != (c, h, w):
-            raise InputError(f"frames encoding expects [B, T, {c}, {h}, {w}], got {tuple(x.shape)}")
-        t = int(x.shape[1])
-        return t, [[self._quantize(x[b, k]) for k in range(t)] for b in range(x.shape[0])]
+        """``(T, per sample: the quantized input of each step)``. A direct image is quantized once
+        and the same array stands for every step, so each host term computes it once."""
+        T, step = encoding_steps(x, self.dag.encoding, self.dag.input_shape, time_steps, self.dag.time_steps)
+        frames = [step(k) for k in range(T)]  # all alive at once, so their ids are distinct
+        quantized: dict[int, list[np.ndarray]] = {}  # id(step input) -> its samples, quantized
+        per_step = []
+        for frame in frames:
+            if id(frame) not in quantized:
+                quantized[id(frame)] = [self._quantize(frame[b]) for b in range(x.shape[0])]
+            per_step.append(quantized[id(frame)])
+        return T, [[per_step[k][b] for k in range(T)] for b in range(x.shape[0])]
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
         return np.rint(np.asarray(x, np.float64) * self.dag.input_scale).astype(np.int64)
@@ -271,22 +239,17 @@ class LavaNetwork:
     def population_latency(self, name: str) -> int:
         return int(self.dag.proc(name).params.get("latency", 0))
 
-    def record_names(self, record: Any) -> list[str]:
+    def record_names(self, record: RecordSpec) -> list[str]:
         pops = self.dag.populations()
-        if record is None:
-            return []
-        if record == "neurons":
-            return [p.name for p in pops if p.kind != "readout"]
-        if record == "all":
-            return [p.name for p in pops]
-        names = list(record)
-        known = {p.name for p in pops}
-        bad = [n for n in names if n not in known]
-        if bad:
-            raise InputError(f"cannot record {bad[:5]}: not populations of the Lava network")
-        return names
+        return select_records(
+            record,
+            neurons=(p.name for p in pops if p.kind != "readout"),
+            every=(p.name for p in pops),
+            what="populations",
+            hint=" of the Lava network",
+        )
 
-    def run(self, x: Any, time_steps: int | None = None, record: Any = None, raw: bool = False) -> LavaTrace:
+    def run(self, x: Any, time_steps: int | None = None, record: RecordSpec = None, raw: bool = False) -> Trace:
         """Run each sample of ``x`` through Lava (``T + latency`` steps) and collect the results."""
         require_lava()
         from lava.proc.conv.process import Conv
@@ -315,8 +278,8 @@ class LavaNetwork:
                 warnings.simplefilter("ignore", SparseEfficiencyWarning)
                 self._run_one(sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw)
         records: dict[str, dict[str, Any]] = {}
-        for n, r in recs.items():
-            records[n] = {k: np.stack(v, axis=1) for k, v in r.items()}  # [T, B, ...]
+        for n, rec in recs.items():
+            records[n] = {k: np.stack(v, axis=1) for k, v in rec.items()}  # [T, B, ...]
         outputs: dict[str, Any] = {}
         for r, vs in readout_v.items():
             v = np.stack(vs)
@@ -325,9 +288,9 @@ class LavaNetwork:
             outputs[r] = v.astype(np.float64) / (act * self.dag.readouts[r] * T)
         if self.dag.decode:
             d = self.dag.decode
-            outputs[d["name"]] = _decode([outputs[i] for i in d["inputs"]], d)
+            outputs[d["name"]] = decode_readouts([outputs[i] for i in d["inputs"]], d["anchors"], d["strides"], d["nc"])
         timings["ms_per_step"] = 1000.0 * timings["run_s"] / max(1.0, timings["steps"])  # after the first step
-        return LavaTrace({o: outputs[o] for o in self.dag.outputs if o in outputs}, records, T, timings)
+        return Trace({o: outputs[o] for o in self.dag.outputs if o in outputs}, records, T, timings)
 
     def _run_one(self, sample, T, n_steps, names, latency, recs, readout_v, exception, timings, raw) -> None:
         """Build, run, read and stop the network for one sample (``net.stop()`` in ``finally``)."""
@@ -373,7 +336,7 @@ def attach_recorder(procs: dict[str, Any], names: list[str], n_steps: int, folde
     from .procs import Recorder
 
     files: dict[str, str] = {}
-    ports = []
+    ports: list[Any] = []
     for name in names:
         port = procs[name].s_out
         path = str(Path(folder or ".") / f"rec{len(ports):04d}.npy")

@@ -26,10 +26,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from emsdeploy.errors import ExportError, InputError
+from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write
 from emsdeploy.ir import Decode, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv
+from emsdeploy.ir.runtime import RecordSpec, select_records
 
 from ._require import require_lava
 from .dag import LavaDag, ProcSpec
@@ -167,15 +168,9 @@ class NetxNetwork(LavaNetwork):
         self.net_path = Path(net_path)
         self.layers: list[str] = list(host.graph_attrs["netx_layers"])
 
-    def record_names(self, record: Any) -> list[str]:
-        if record is None:
-            return []
-        if record in ("neurons", "all"):
-            return [n for n in self.layers if n not in self.dag.readouts or record == "all"]
-        bad = [n for n in record if n not in self.layers]
-        if bad:
-            raise InputError(f"cannot record {bad[:5]}: not layers of the netx network")
-        return list(record)
+    def record_names(self, record: RecordSpec) -> list[str]:
+        neurons = [n for n in self.layers if n not in self.dag.readouts]
+        return select_records(record, neurons=neurons, every=self.layers, what="layers", hint=" of the netx network")
 
     def build(self, frames, time_steps, record=(), folder=None):
         require_lava()

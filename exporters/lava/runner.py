@@ -6,8 +6,8 @@ separate process group lets a hung run be killed as a whole (lava-nc#236: runtim
 
     python -m emsdeploy.exporters.lava.runner NETWORK.lava.h5 INPUT.npy OUT.npz [--record all] [--raw]
 
-:func:`run_in_subprocess` is the Python entry point; it returns a
-:class:`~.network.LavaTrace`.
+:func:`run_in_subprocess` is the Python entry point; it returns the run contract's
+:class:`~emsdeploy.ir.runtime.Trace`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from emsdeploy.errors import SimulationError
+from emsdeploy.ir.runtime import RecordSpec, Trace
 
 from ._require import require_lava
-from .network import LavaTrace
 
 __all__ = ["main", "run_in_subprocess"]
 
@@ -39,11 +39,11 @@ def run_in_subprocess(
     x: Any,
     *,
     time_steps: int | None = None,
-    record: Any = None,
+    record: RecordSpec = None,
     raw: bool = False,
     fast_models: bool = True,
     timeout: float = 600.0,
-) -> LavaTrace:
+) -> Trace:
     """Run ``network`` (an export folder or file, see :func:`~.loader.load`) on ``x`` in a child process.
 
     Raises :class:`SimulationError` if the child fails or runs past ``timeout`` seconds (then its
@@ -77,7 +77,7 @@ def run_in_subprocess(
         return _load(out)
 
 
-def _save(trace: LavaTrace, path: Path) -> None:
+def _save(trace: Trace, path: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     for k, v in trace.outputs.items():
         arrays[f"out{_SEP}{k}"] = np.asarray(v)
@@ -88,7 +88,7 @@ def _save(trace: LavaTrace, path: Path) -> None:
     np.savez(path, **arrays)
 
 
-def _load(path: Path) -> LavaTrace:
+def _load(path: Path) -> Trace:
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         outputs: dict[str, Any] = {}
@@ -99,7 +99,7 @@ def _load(path: Path) -> LavaTrace:
                 outputs[_SEP.join(parts[1:])] = z[key]
             elif parts[0] == "rec":
                 records.setdefault(parts[1], {})[parts[2]] = z[key]
-    return LavaTrace(outputs, records, int(meta["time_steps"]), meta["timings"])
+    return Trace(outputs, records, int(meta["time_steps"]), meta["timings"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     record = None
     if a.record is not None:
-        record = a.record if a.record in ("neurons", "all") else json.loads(a.record)
+        try:  # a JSON string or list (what run_in_subprocess passes), else a bare word
+            record = json.loads(a.record)
+        except json.JSONDecodeError:
+            record = a.record
     net = load(a.network, fast_models=not a.stock_models)
     trace = net.run(np.load(a.input), time_steps=a.time_steps, record=record, raw=a.raw)
     _save(trace, Path(a.output))

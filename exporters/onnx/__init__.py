@@ -3,9 +3,10 @@
 * :func:`build_onnx` / :func:`export_onnx`: IR graph -> one-time-step ONNX graph with the neuron
   state as inputs and outputs (tensor names and metadata in :mod:`.contract`).
 * :class:`StepwiseSession`: runs it in onnxruntime for T steps, or one frame at a time
-  (:meth:`StepwiseSession.stream`), then decodes boxes and applies NMS (:mod:`.detect`).
+  (:meth:`StepwiseSession.stream`), returns the run contract's ``Trace`` with the boxes decoded
+  (:mod:`emsdeploy.ir.runtime`), and applies NMS (:mod:`.detect`).
 
-Stands on :mod:`emsdeploy.ir`; imports neither the simulators nor torch.
+Stands on :mod:`emsdeploy.ir`; imports neither the simulators nor torch (a test checks).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 from emsdeploy.ir import Graph
 
 from .contract import FORMAT, FORMAT_VERSION, NeuronInfo, StepwiseMeta
-from .detect import Detections, decode, nms
+from .detect import Detections, nms
 from .export import OPSET, build_onnx, export_onnx
 from .options import OnnxOptions
-from .runtime import StepwiseSession, StepwiseTrace, Stream
+from .runtime import StepwiseSession, Stream
 
 __all__ = [
     "FORMAT",
@@ -29,10 +30,8 @@ __all__ = [
     "OnnxOptions",
     "StepwiseMeta",
     "StepwiseSession",
-    "StepwiseTrace",
     "Stream",
     "build_onnx",
-    "decode",
     "export_cli",
     "export_onnx",
     "nms",

@@ -1,47 +1,20 @@
-"""Host side of the detector in numpy: YOLOv5 box decoding and per-class NMS.
+"""Host side of the detector in numpy: per-class NMS of decoded boxes.
 
-numpy only, so a deployment needs onnxruntime and numpy, not torch. The decoding follows the
-IR ``Decode`` op's docstring; NMS follows YOLOv5's ``non_max_suppression`` with one label per
-box (its default): confidence = objectness · best class score.
+numpy only, so a deployment needs onnxruntime and numpy, not torch. The boxes come from the one
+YOLOv5 decoding of the run contract (:func:`emsdeploy.ir.runtime.decode_readouts`); NMS follows
+YOLOv5's ``non_max_suppression`` with one label per box (its default): confidence = objectness ·
+best class score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Detections", "decode", "nms", "xywh_to_xyxy"]
+__all__ = ["Detections", "nms", "xywh_to_xyxy"]
 
 MAX_WH = 7680.0  # class offset for batched NMS (YOLOv5): boxes of different classes never overlap
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def decode(readouts: Sequence[np.ndarray], anchors: np.ndarray, strides: Sequence[float], nc: int) -> np.ndarray:
-    """Readouts ``[B, na·no, ny, nx]`` per scale -> boxes ``[B, N, no]``.
-
-    Rows in (scale, anchor, y, x) order: xywh in input pixels, objectness, class scores.
-    ``anchors`` is ``[nl, na, 2]`` in grid units.
-    """
-    anchors = np.asarray(anchors, dtype=np.float32)
-    no = nc + 5
-    out = []
-    for i, r in enumerate(readouts):
-        b, _, ny, nx = r.shape
-        na = anchors.shape[1]
-        raw = r.reshape(b, na, no, ny, nx).transpose(0, 1, 3, 4, 2)
-        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        grid = np.stack((xv, yv), -1).reshape(1, 1, ny, nx, 2).astype(r.dtype)
-        stride = np.asarray(strides[i], dtype=r.dtype)
-        y = _sigmoid(raw)
-        xy = (y[..., 0:2] * 2 - 0.5 + grid) * stride
-        wh = (y[..., 2:4] * 2) ** 2 * (anchors[i].astype(r.dtype) * stride).reshape(1, na, 1, 1, 2)
-        out.append(np.concatenate((xy, wh, y[..., 4:]), -1).reshape(b, -1, no))
-    return np.concatenate(out, 1)
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:

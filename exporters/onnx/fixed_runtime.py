@@ -8,19 +8,18 @@ population's ``y0`` after step n is its output at step n), so the graph needs no
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emsdeploy.errors import ExportError, InputError, SimulationError
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
 
-from .detect import Detections, decode, nms
+from .detect import Detections, nms
 from .fixed import FIXED_FORMAT, FIXED_VERSION
 
-__all__ = ["FixedSession", "FixedTrace", "read_format"]
+__all__ = ["FixedSession", "read_format"]
 
 
 def read_format(path: str | Path) -> str | None:
@@ -29,26 +28,6 @@ def read_format(path: str | Path) -> str | None:
 
     model, _ = load_onnx(path)  # the checked reader: one-line errors, no external data, bounded sizes
     return next((m.value for m in model.metadata_props if m.key == "format"), None)
-
-
-@dataclass
-class FixedTrace:
-    """Shaped like ``simulators.base.Trace`` (numpy arrays): ``outputs`` (readouts, decode),
-    ``records`` (per population: ``s``/``y`` over the T valid steps, ``s_raw``/``y_raw`` over
-    all N steps, ``v`` for a LIF over the valid steps and for a readout its final integer v)."""
-
-    outputs: dict[str, np.ndarray]
-    records: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    time_steps: int = 0
-
-    def to_torch(self) -> FixedTrace:
-        import torch
-
-        return FixedTrace(
-            {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.outputs.items()},
-            {n: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in r.items()} for n, r in self.records.items()},
-            self.time_steps,
-        )
 
 
 class FixedSession:
@@ -107,34 +86,26 @@ class FixedSession:
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         arr = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
-        dims = ", ".join(map(str, self.input_shape))
-        if self.encoding == "direct":
-            if arr.ndim != 4 or tuple(arr.shape[1:]) != self.input_shape:
-                raise InputError(f"{self.where}: direct encoding takes images [B, {dims}], got {tuple(arr.shape)}")
-            T = int(time_steps or self.time_steps)
-            return T, lambda t: arr
-        if arr.ndim != 5 or tuple(arr.shape[2:]) != self.input_shape:
-            raise InputError(f"{self.where}: frames encoding takes [B, T, {dims}], got {tuple(arr.shape)}")
-        if time_steps is not None and time_steps != arr.shape[1]:
-            raise InputError(f"input has {arr.shape[1]} frames but time_steps={time_steps}")
-        return int(arr.shape[1]), lambda t: arr[:, t]
+        return encoding_steps(arr, self.encoding, self.input_shape, time_steps, self.time_steps, self.where)
 
-    def run(self, x: Any, time_steps: int | None = None, record: str | Collection[str] | None = None) -> FixedTrace:
-        """Run ``T + latency`` steps (inputs fed as the contract says); record ``"all"``/names."""
+    def run(self, x: Any, time_steps: int | None = None, record: RecordSpec = None) -> Trace:
+        """Run ``T + latency`` steps (inputs fed as the contract says); record ``"all"``/names.
+
+        Records per population: ``s``/``y`` over the T valid steps, ``s_raw``/``y_raw`` over all
+        ``T + latency`` steps (Lava timing), ``v`` of a LIF over the valid steps and of a readout
+        its final integer state."""
         T, frame = self._frames(x, time_steps)
-        if T < 1:
-            raise InputError(f"time_steps must be >= 1, got {T}")
         lava = self.timing == "lava"
         N = T + self.latency if lava else T
         B = int(frame(0).shape[0])
         pops = {p["name"]: p for p in self.populations}
-        if record in ("all", "neurons"):
-            wanted = [p for p in self.populations if record == "all" or p["type"] != "LoihiReadout"]
-        else:
-            unknown = sorted(set(record or ()) - set(pops))
-            if unknown:
-                raise InputError(f"cannot record unknown populations {unknown[:5]}")
-            wanted = [pops[n] for n in (record or ())]
+        names = select_records(
+            record,
+            neurons=(p["name"] for p in self.populations if p["type"] != "LoihiReadout"),
+            every=pops,
+            what="populations",
+        )
+        wanted = [pops[n] for n in names]
         if wanted and not lava and not self.has_records:
             raise InputError(f"{self.where}: exported without records; re-export with --spikes to record populations")
         rec_bufs = {p["name"]: np.zeros((B, *p["shape"]), np.uint8 if p["type"] == "LoihiLIF" else np.int64)
@@ -196,9 +167,9 @@ class FixedSession:
         for h in self.heads:
             outputs[h["readout"]] = final[h["v"]].astype(np.float64) / (64 * h["scale"] * T)
         if self.decode_name is not None:
-            outputs[self.decode_name] = decode([outputs[h["readout"]] for h in self.heads], self.anchors,
-                                               self.strides, self.nc)  # fmt: skip
-        return FixedTrace(outputs, records, T)
+            outputs[self.decode_name] = decode_readouts([outputs[h["readout"]] for h in self.heads], self.anchors,
+                                                        self.strides, self.nc)  # fmt: skip
+        return Trace(outputs, records, T)
 
     def detect(self, x: Any, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
         trace = self.run(x)

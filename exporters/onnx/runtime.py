@@ -10,24 +10,24 @@ address. The state lives in two sets of arrays used in turn (step t reads set t 
 the other), so no state is copied, and the head outputs are written straight into arrays that
 the host accumulates in place.
 
-The result of :meth:`StepwiseSession.run` is a :class:`StepwiseTrace`, which has the fields of
-``simulators.base.Trace`` (``outputs``, ``records``, ``time_steps``) with numpy arrays instead
-of torch tensors (this package does not import the simulators, or torch);
-:meth:`StepwiseTrace.to_torch` converts it.
+The result of :meth:`StepwiseSession.run` is the run contract's
+:class:`~emsdeploy.ir.runtime.Trace` with numpy arrays (this package imports neither the
+simulators nor torch); :meth:`~emsdeploy.ir.runtime.Trace.to_torch` converts it. Record
+selection, input encoding and box decoding are the contract's too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 
 from emsdeploy.errors import EmsdeployError, ExportError, InputError, SimulationError
 from emsdeploy.fileio import check_onnx_bytes, load_onnx
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
 
 from .contract import (
     INPUT,
@@ -40,47 +40,11 @@ from .contract import (
     state_out_name,
     values_name,
 )
-from .detect import Detections, decode, nms
+from .detect import Detections, nms
 
-__all__ = ["RecordSpec", "StepwiseSession", "StepwiseTrace", "Stream"]
+__all__ = ["StepwiseSession", "Stream"]
 
-RecordSpec = None | Literal["neurons", "all"] | Collection[str]
 NP_DTYPES = {"float32": np.float32, "float64": np.float64}
-
-
-@dataclass
-class StepwiseTrace:
-    """The result of a run, shaped like ``simulators.base.Trace``.
-
-    Attributes:
-        outputs: IR output name -> value: each Readout ``[B, na·(nc+5), H_i, W_i]`` (the head
-            averaged over T) and the Decode ``[B, N, nc+5]`` (xywh pixels, objectness, classes).
-        records: neuron name -> ``{"s": [T, B, C, H, W] bool}`` for a LIF, ``{"y": [T, B, ...]}``
-            for a SiLU neuron (only for graphs exported with spikes).
-        time_steps: T of this run.
-    """
-
-    outputs: dict[str, np.ndarray]
-    records: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    time_steps: int = 0
-
-    def spikes(self, name: str) -> np.ndarray:
-        return self.records[name]["s"]
-
-    def to_torch(self, dtype: Any = None) -> StepwiseTrace:
-        """The same result with torch tensors (spikes as 0/1 floats, like ref-float's), for
-        code written against ``simulators.base.Trace`` (same fields, duck-typed)."""
-        import torch
-
-        def conv(a: np.ndarray) -> torch.Tensor:
-            t = torch.from_numpy(np.ascontiguousarray(a))
-            return t.to(dtype or torch.float32) if a.dtype == np.bool_ else t
-
-        return StepwiseTrace(
-            {k: torch.from_numpy(v) for k, v in self.outputs.items()},
-            {n: {k: conv(v) for k, v in r.items()} for n, r in self.records.items()},
-            self.time_steps,
-        )
 
 
 class _OrtEngine:
@@ -192,7 +156,7 @@ class StepwiseSession:
         """A fresh stream (state zero, as at t = 0). Push one frame per step, then :meth:`Stream.finish`."""
         return Stream(self, self._record_set(record))
 
-    def run(self, x: Any, time_steps: int | None = None, record: RecordSpec = None) -> StepwiseTrace:
+    def run(self, x: Any, time_steps: int | None = None, record: RecordSpec = None) -> Trace:
         """Run a whole sequence: direct ``[B, C, H, W]`` (repeated T times) or frames ``[B, T, C, H, W]``.
 
         Args:
@@ -207,7 +171,7 @@ class StepwiseSession:
             stream.push(frames(t))
         return stream.finish()
 
-    def run_isolated(self, x: Any, reference: Any, time_steps: int | None = None) -> StepwiseTrace:
+    def run_isolated(self, x: Any, reference: Any, time_steps: int | None = None) -> Trace:
         """Node-isolated run (DESIGN.md §7) of a graph exported with ``isolate=True``.
 
         Every neuron reads the reference's own inputs: downstream of each neuron the graph takes
@@ -251,7 +215,7 @@ class StepwiseSession:
         """Run, decode and apply per-class NMS: one :class:`~.detect.Detections` per image."""
         return self.nms(self.run(x, time_steps), conf, iou, max_det)
 
-    def nms(self, trace: StepwiseTrace, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
+    def nms(self, trace: Trace, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
         if self.meta.decode is None:
             raise SimulationError(f"{self.where}: the graph has no Decode node, so no boxes to detect")
         return nms(trace.outputs[self.meta.decode], conf, iou, max_det)
@@ -259,20 +223,9 @@ class StepwiseSession:
     # --- helpers ------------------------------------------------------------------------
     def _frames(self, x: Any, time_steps: int | None) -> tuple[int, Any]:
         arr = _numpy(x, self.dtype)
-        shape = tuple(self.meta.input_shape)
-        dims = ", ".join(map(str, shape))
-        if self.meta.encoding == "direct":
-            if arr.ndim != 4 or tuple(arr.shape[1:]) != shape:
-                raise InputError(f"{self.where}: direct encoding takes images [B, {dims}], got {tuple(arr.shape)}")
-            T = int(time_steps or self.meta.time_steps)
-            if T < 1:
-                raise InputError(f"time_steps must be >= 1, got {T}")
-            return T, lambda t: arr
-        if arr.ndim != 5 or tuple(arr.shape[2:]) != shape:
-            raise InputError(f"{self.where}: frames encoding takes [B, T, {dims}], got {tuple(arr.shape)}")
-        if time_steps is not None and time_steps != arr.shape[1]:
-            raise InputError(f"input has {arr.shape[1]} frames but time_steps={time_steps}")
-        return int(arr.shape[1]), lambda t: arr[:, t]
+        return encoding_steps(
+            arr, self.meta.encoding, self.meta.input_shape, time_steps, self.meta.time_steps, self.where
+        )
 
     def _record_set(self, record: RecordSpec) -> dict[str, str]:
         """Neuron node to record -> the neuron that carries it (itself, or the one it aliases)."""
@@ -285,12 +238,11 @@ class StepwiseSession:
             )
         carriers = {n.name: n.name for n in self.meta.neurons}
         every = {**carriers, **self.meta.aliases}
-        if record in ("neurons", "all"):
-            return every
-        names = set(record)
-        unknown = sorted(names - set(every))
-        if unknown:
-            raise InputError(f"cannot record {unknown[:5]}: only neuron nodes are visible in the ONNX graph")
+        names = set(
+            select_records(
+                record, neurons=every, every=every, what="nodes", hint=": only neuron nodes are visible in the ONNX graph"
+            )
+        )
         return {n: every[n] for n in every if n in names}
 
 
@@ -420,14 +372,14 @@ class Stream:
         for n in self.record:
             np.copyto(self._rec_bufs[n.name], out[self._rec_output(n)])
 
-    def finish(self) -> StepwiseTrace:
+    def finish(self) -> Trace:
         """The run so far: readouts (heads averaged over the steps pushed), boxes, records."""
         if self.t == 0:
             raise InputError("no steps were pushed")
         meta = self.meta
         outputs = {name: acc / self.session.dtype(self.t) for name, acc in zip(meta.heads, self._sums)}
         if meta.decode is not None:
-            outputs[meta.decode] = decode(
+            outputs[meta.decode] = decode_readouts(
                 [outputs[h] for h in meta.heads], np.array(meta.anchors), meta.strides, meta.nc
             )
         carried = {}
@@ -435,7 +387,7 @@ class Stream:
             key = "s" if n.type == "LIF" else "y"
             carried[n.name] = {key: np.stack(self._recs[n.name])}
         records = {node: carried[carrier] for node, carrier in self._wanted.items()}  # aliases share arrays
-        return StepwiseTrace(outputs, records, self.t)
+        return Trace(outputs, records, self.t)
 
 
 def _numpy(x: Any, dtype: Any) -> np.ndarray:

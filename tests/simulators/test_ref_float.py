@@ -65,7 +65,7 @@ def test_nothing_recorded_by_default_and_time_steps_override():
 
 def test_bad_inputs_are_explained():
     sim = RefFloat(trace(tiny_ee(), (32, 32)))
-    with pytest.raises(InputError, match=r"expects images \[B, 3, 32, 32\], got \(1, 3, 16, 16\)"):
+    with pytest.raises(InputError, match=r"takes images \[B, 3, 32, 32\], got \(1, 3, 16, 16\)"):
         sim.run(torch.rand(1, 3, 16, 16))
     with pytest.raises(InputError, match="unknown nodes"):
         sim.run(torch.rand(1, 3, 32, 32), record=["nope"])

@@ -10,9 +10,10 @@ import torchvision
 from onnx import TensorProto, helper
 
 from emsdeploy.errors import ExportError, InputError
-from emsdeploy.exporters.onnx import StepwiseSession, build_onnx, decode, nms
+from emsdeploy.exporters.onnx import StepwiseSession, build_onnx, nms
 from emsdeploy.ir import Decode
-from emsdeploy.simulators.float_kernels import decode_boxes
+from emsdeploy.ir.runtime import decode_boxes
+from emsdeploy.ir.runtime import decode_readouts as decode
 
 from .conftest import SIZE, session
 
