@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["EnergyReport", "Export", "Model", "Summary", "VerifyResult", "load"]
+__all__ = ["EnergyReport", "Export", "FitResult", "Model", "Summary", "VerifyResult", "load"]
 
 EXPORT_TARGETS = ("lava", "onnx", "nir")  # = emsdeploy.cli.cmd_export.TARGETS
 
@@ -59,6 +59,26 @@ class EnergyReport(dict):
         from .energy.render import render_table
 
         return _render(lambda c: render_table(dict(self), c))
+
+
+class FitResult(dict):
+    """``fit --json``: ``{"chip", "totals", "layers", "errors"}``; prints as the ``fit`` table,
+    with the energy and latency estimate when the traffic was counted. ``.ok``: every layer maps."""
+
+    def __init__(self, report: Any, estimate: Any) -> None:
+        from .exporters.lava.fit import fit_json
+
+        super().__init__(fit_json(report))
+        self.report, self.estimate = report, estimate
+
+    @property
+    def ok(self) -> bool:
+        return not self["errors"]
+
+    def __repr__(self) -> str:
+        from .exporters.lava.fit import format_fit
+
+        return format_fit(self.report, self.estimate)
 
 
 @dataclass
@@ -204,6 +224,16 @@ class Model:
         samples = ((f"sample {i}", x) for i, x in enumerate(inputs.samples()))
         report = run_verify(self.graph, samples, model, options, str(self.path), lambda msg: None)
         return VerifyResult(report, inputs.to_dict())
+
+    def fit(self, chip: str | Path = "loihi1", traffic: bool = True, custom_to_host: bool = False) -> FitResult:
+        """Cores, chips, board and the binding limit per layer on Loihi, as ``fit --json``
+        (``chip``: loihi1, loihi2 or a chip TOML file; ``traffic``: count the spikes of one
+        ref-fixed inference for traffic, energy and latency). DRC errors are in ``["errors"]``."""
+        from .cli.cmd_fit import fit_loaded
+        from .exporters.lava.fit import load_chip
+
+        report, estimate = fit_loaded(self.loaded, load_chip(chip), traffic, custom_to_host)
+        return FitResult(report, estimate)
 
     def __repr__(self) -> str:
         node = self.graph.input_node()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from emsdeploy.exporters.lava._require import LAVA_MISSING
 from emsdeploy.models import DEFAULT_CHECKPOINT
 
@@ -143,3 +145,24 @@ def test_lava_tests_skip_with_the_reason_or_fail_in_cis_python_310_environment()
         assert f"CI's Python 3.10 environment must have Lava: {LAVA_MISSING}" in r.stdout
     else:
         assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.lava
+def test_lava_imports_after_the_process_used_multiprocessing():
+    """lava-nc sets the 'fork' start method at import and fails once any method is set; a
+    process that used multiprocessing before (as some tests and libraries do) still imports it."""
+    code = (
+        "import multiprocessing as mp\n"
+        "mp.Queue()\n"
+        "from emsdeploy.exporters.lava.procs import conv_true_whc\n"
+        "print(mp.get_start_method())\n"
+        "mp.set_start_method('spawn', force=True)\n"
+        "from emsdeploy.exporters.lava._require import prepare_lava_import\n"
+        "prepare_lava_import()  # lava is imported: nothing to prepare\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "fork"
+    spawn = "import multiprocessing as mp\nmp.set_start_method('spawn')\nfrom emsdeploy.exporters.lava import procs\n"
+    r = subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode != 0 and "lava-nc runs its processes with the 'fork' start method" in r.stderr

@@ -78,31 +78,12 @@ def fit(
     inference in ref-fixed (the first default input sample). Exit status 2 when a layer cannot
     be split to fit (a DRC error naming the layer, the limit and both numbers).
     """
-    from ..exporters.lava.fit import check_fits, estimate, fit_json, format_fit, load_chip
-    from ..exporters.lava.fit import fit as fit_graph
+    from ..exporters.lava.fit import check_fits, fit_json, format_fit, load_chip
     from ..pipeline import load_graph, parse_size, source_or_default
 
     chip_desc = load_chip(chip)  # a bad chip file fails before anything is traced
-    path = source_or_default(source)
-    loaded = load_graph(path, parse_size(input_size), time_steps, encoding)
-    graph = loaded.graph
-    if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
-        q = graph  # an export's quantized.emsir: already lowered
-    else:
-        from ..exporters.lava import lower
-
-        q = lower(graph, custom_to_host=custom_to_host)
-    counts = None
-    est = None
-    if not no_traffic:
-        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-        counts = spike_counts(q, meta)
-    rep = fit_graph(q, chip_desc, counts)
-    if counts is not None:
-        from ..energy import load_profile
-
-        prof = load_profile("loihi")
-        est = estimate(rep, prof.pj("ac"), prof.pj("active_neuron_update"))
+    loaded = load_graph(source_or_default(source), parse_size(input_size), time_steps, encoding)
+    rep, est = fit_loaded(loaded, chip_desc, traffic=not no_traffic, custom_to_host=custom_to_host)
     if plot:
         write_fit_plot(rep, plot)
     if as_json:
@@ -112,6 +93,33 @@ def fit(
         if plot:
             click.echo(f"plot: {plot}")
     check_fits(rep)  # exit 2 with one line when a layer cannot be mapped
+
+
+def fit_loaded(loaded: Any, chip: Any, traffic: bool = True, custom_to_host: bool = False) -> tuple[Any, Any]:
+    """The fit report of a loaded source on ``chip`` (a loaded chip description), and the energy
+    and latency estimate when ``traffic`` (``None`` without): what ``fit`` prints, and what the
+    facade's ``m.fit()`` returns."""
+    from ..exporters.lava.fit import estimate
+    from ..exporters.lava.fit import fit as fit_graph
+
+    graph = loaded.graph
+    if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
+        q = graph  # an export's quantized.emsir: already lowered
+    else:
+        from ..exporters.lava import lower
+
+        q = lower(graph, custom_to_host=custom_to_host)
+    counts = None
+    if traffic:
+        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
+        counts = spike_counts(q, meta)
+    rep = fit_graph(q, chip, counts)
+    if counts is None:
+        return rep, None
+    from ..energy import load_profile
+
+    prof = load_profile("loihi")
+    return rep, estimate(rep, prof.pj("ac"), prof.pj("active_neuron_update"))
 
 
 def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:

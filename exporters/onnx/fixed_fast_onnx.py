@@ -25,16 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emsdeploy.ir import Kind, Node
-from emsdeploy.ir.ops.loihi import (
-    FixedMaxPool,
-    GradedRelay,
-    HostConv,
-    HostSparse,
-    LoihiLIF,
-    LoihiReadout,
-    SynConv,
-    SynSparse,
-)
+from emsdeploy.ir.ops import loihi
 
 from .fixed_kernels_onnx import (
     BOOL,
@@ -326,7 +317,7 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
-    op: SynConv = node.op  # type: ignore[assignment]
+    op: loihi.SynConv = node.op  # type: ignore[assignment]
     e = op.weight_exp_s4
     bits = b.p["sparse_accumulator_bits"] if op.delay_u6 else b.p["conv_accumulator_bits"]
     if b.graph.kind(node.inputs[0]) == Kind.SPIKE:
@@ -354,7 +345,7 @@ def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
 
 
 def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
-    op: SynSparse = node.op  # type: ignore[assignment]
+    op: loihi.SynSparse = node.op  # type: ignore[assignment]
     e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
     base = _row_sums(op.weight_s8, op.indptr) * x.bound  # type: ignore[operator]
     if 2 * base < 1 << (bits - 1) and (base << max(e, 0)) < INT32_LIMIT:
@@ -380,7 +371,7 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
 def _host(b: FixedBuilder, node: Node, x: Value) -> Value:
     op = node.op
     h = op.shift_u5
-    if isinstance(op, HostConv):
+    if isinstance(op, loihi.HostConv):
         # the rounding shift ⌊(acc + 2^(h−1)) / 2^h⌋ = ⌊acc·2^−h + 1/2⌋, with 2^−h folded into the weights
         bound = conv_sum_bound(op.weight_s24, x.bound)  # type: ignore[arg-type]
         if bound >= FLOAT_EXACT and h:
@@ -412,7 +403,7 @@ def _split_host(b: FixedBuilder, node: Node, x: Value, h: int) -> Value | None:
     power of two with fewer than 24 significant bits). With q = ⌊t⌋ and f = t − q ∈ [0, 1) (exact),
     (acc + 2^(h−1)) / 2^h = q + f + l, so the result is q + ⌊f + l⌋, exact while
     2^h + Σ|w_lo|·|x| + 2^(h−1) < 2^24. None when no k meets the bounds."""
-    op: HostConv = node.op  # type: ignore[assignment]
+    op: loihi.HostConv = node.op  # type: ignore[assignment]
     w = op.weight_s24.astype(np.int64)
     for k in range(min(h, 23), 0, -1):
         hi = np.round(w / (1 << k)).astype(np.int64)
@@ -441,8 +432,8 @@ def _split_host(b: FixedBuilder, node: Node, x: Value, h: int) -> Value | None:
     return Value(y, F32, bound)
 
 
-FAST_TERM_LOWERINGS: dict[type, Callable] = {SynConv: _syn_conv, SynSparse: _syn_sparse, HostConv: _host,
-                                             HostSparse: _host}  # fmt: skip
+FAST_TERM_LOWERINGS: dict[type, Callable] = {loihi.SynConv: _syn_conv, loihi.SynSparse: _syn_sparse, loihi.HostConv: _host,
+                                             loihi.HostSparse: _host}  # fmt: skip
 
 
 # --- populations ------------------------------------------------------------------------------
@@ -455,7 +446,7 @@ def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]
 
 def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     """``lif_step`` of ref-fixed in float32 (float64 where a bound needs it); states float32."""
-    op: LoihiLIF | LoihiReadout = node.op  # type: ignore[assignment]
+    op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
     p = b.p
     name = node.name
     unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
@@ -472,7 +463,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         scaled = False
     vth = op.vth_u17 << p["vth_shift"]
     bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
-    if (isinstance(op, LoihiLIF) and keep_u == 0 and vth == 0 and not np.any(bias)
+    if (isinstance(op, loihi.LoihiLIF) and keep_u == 0 and vth == 0 and not np.any(bias)
             and a.bound << p["act_shift"] <= half - 1 and _nonnegative_spike_terms(b, node)):  # fmt: skip
         # a relay of spikes: from v = 0, v' = 64·a >= 0 either fires (reset to 0) or is 0, so v is
         # always 0 (decay, wraps and saturation never act) and s = a > 0
@@ -520,7 +511,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     # where fired, so the product is +0)
     keep = b.op("Cast", [b.op("LessOrEqual", [v, _const_f(b, vth, F32)], f"{name}/keep")], f"{name}/keepf", to=F32)
     b.op_to("Mul", [v, keep], v_out)
-    if isinstance(op, LoihiReadout):
+    if isinstance(op, loihi.LoihiReadout):
         return Value(v_out, F32, half - 1), v_out
     return Value(s, BOOL, 1), v_out
 
@@ -548,7 +539,7 @@ def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
     """Every input of ``node`` is a chip synapse group of spikes with weights >= 0."""
     for i in node.inputs:
         t = b.graph[i]
-        if not isinstance(t.op, SynConv | SynSparse) or b.graph.kind(t.inputs[0]) != Kind.SPIKE:
+        if not isinstance(t.op, loihi.SynConv | loihi.SynSparse) or b.graph.kind(t.inputs[0]) != Kind.SPIKE:
             return False
         if np.any(t.op.weight_s8 < 0):
             return False
@@ -556,7 +547,7 @@ def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
 
 
 def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
-    op: GradedRelay = node.op  # type: ignore[assignment]
+    op: loihi.GradedRelay = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     if not np.any(op.bias_s24):
         return a, None
@@ -567,7 +558,7 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
 
 
 def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
-    op: FixedMaxPool = node.op  # type: ignore[assignment]
+    op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
     pre, _ = _relay(b, node, terms)
     k = op.kernel
     c, h, w = op.in_shape()
@@ -586,8 +577,8 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
 
 
 FAST_LOWERINGS: dict[type, Callable] = {
-    LoihiLIF: _lif,
-    LoihiReadout: _lif,
-    GradedRelay: _relay,
-    FixedMaxPool: _maxpool,
+    loihi.LoihiLIF: _lif,
+    loihi.LoihiReadout: _lif,
+    loihi.GradedRelay: _relay,
+    loihi.FixedMaxPool: _maxpool,
 }

@@ -29,17 +29,7 @@ from emsdeploy.errors import EmsdeployError, ExportError, InputError, Simulation
 from emsdeploy.fileio import check_onnx_bytes, load_onnx
 from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
 
-from .contract import (
-    INPUT,
-    NeuronInfo,
-    StepwiseMeta,
-    head_name,
-    ref_name,
-    spikes_name,
-    state_in_name,
-    state_out_name,
-    values_name,
-)
+from . import contract
 from .detect import Detections, nms
 
 __all__ = ["StepwiseSession", "Stream"]
@@ -144,9 +134,9 @@ class StepwiseSession:
             self._ort = False
         else:
             raise InputError(f"engine {engine!r} unknown; choose onnxruntime or reference")
-        self.meta = StepwiseMeta.from_props(self._engine.props, where)
+        self.meta = contract.StepwiseMeta.from_props(self._engine.props, where)
         self.dtype = NP_DTYPES.get(self.meta.dtype, np.float32)
-        expected = [INPUT, *(state_in_name(n.name) for n in self.meta.neurons)]
+        expected = [contract.INPUT, *(contract.state_in_name(n.name) for n in self.meta.neurons)]
         if self._engine.input_names[: len(expected)] != expected:
             raise ExportError(f"{where}: inputs do not follow the stepwise contract (x, then state_in.*)")
         self.where = where
@@ -240,7 +230,11 @@ class StepwiseSession:
         every = {**carriers, **self.meta.aliases}
         names = set(
             select_records(
-                record, neurons=every, every=every, what="nodes", hint=": only neuron nodes are visible in the ONNX graph"
+                record,
+                neurons=every,
+                every=every,
+                what="nodes",
+                hint=": only neuron nodes are visible in the ONNX graph",
             )
         )
         return {n: every[n] for n in every if n in names}
@@ -273,7 +267,7 @@ class Stream:
         def concrete(name: str) -> tuple[int, ...]:
             return tuple(batch if isinstance(d, str) or d is None or d == 0 else int(d) for d in shapes[name])
 
-        self._heads = [np.zeros(concrete(head_name(i)), dt) for i in range(len(meta.heads))]
+        self._heads = [np.zeros(concrete(contract.head_name(i)), dt) for i in range(len(meta.heads))]
         self._sums = [np.zeros_like(h) for h in self._heads]
         self._rec_bufs = {n.name: np.zeros((batch, *n.shape), np.bool_ if n.type == "LIF" else dt) for n in self.record}
         self._refs = (
@@ -283,8 +277,8 @@ class Stream:
             self._bindings = [self._bind(k) for k in range(2)]
         self._ready = True
 
-    def _rec_output(self, n: NeuronInfo) -> str:
-        return spikes_name(n.name) if n.type == "LIF" else values_name(n.name)
+    def _rec_output(self, n: contract.NeuronInfo) -> str:
+        return contract.spikes_name(n.name) if n.type == "LIF" else contract.values_name(n.name)
 
     def _bind(self, k: int) -> Any:
         """IOBinding for steps t with t mod 2 = k: state in from set k, state out to set 1 - k."""
@@ -296,14 +290,14 @@ class Stream:
         def bind_out(name: str, arr: np.ndarray) -> None:
             io.bind_output(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
 
-        bind_in(INPUT, self._x)
+        bind_in(contract.INPUT, self._x)
         for n in self.meta.neurons:
-            bind_in(state_in_name(n.name), self._states[k][n.name])
-            bind_out(state_out_name(n.name), self._states[1 - k][n.name])
+            bind_in(contract.state_in_name(n.name), self._states[k][n.name])
+            bind_out(contract.state_out_name(n.name), self._states[1 - k][n.name])
         for name, arr in self._refs.items():
-            bind_in(ref_name(name), arr)
+            bind_in(contract.ref_name(name), arr)
         for i, h in enumerate(self._heads):
-            bind_out(head_name(i), h)
+            bind_out(contract.head_name(i), h)
         for n in self.record:
             bind_out(self._rec_output(n), self._rec_bufs[n.name])
         return io
@@ -358,17 +352,17 @@ class Stream:
         return self._heads
 
     def _run_reference(self, cur: dict[str, np.ndarray]) -> None:
-        feeds = {INPUT: self._x, **{state_in_name(n): a for n, a in cur.items()}}
-        feeds.update({ref_name(n): a for n, a in self._refs.items()})
-        names = [head_name(i) for i in range(len(self._heads))]
-        names += [state_out_name(n.name) for n in self.meta.neurons]
+        feeds = {contract.INPUT: self._x, **{contract.state_in_name(n): a for n, a in cur.items()}}
+        feeds.update({contract.ref_name(n): a for n, a in self._refs.items()})
+        names = [contract.head_name(i) for i in range(len(self._heads))]
+        names += [contract.state_out_name(n.name) for n in self.meta.neurons]
         names += [self._rec_output(n) for n in self.record]
         out = dict(zip(names, self.session._engine.evaluator.run(names, feeds)))
         nxt = self._states[(self.t + 1) % 2]
         for i, h in enumerate(self._heads):
-            np.copyto(h, out[head_name(i)])
+            np.copyto(h, out[contract.head_name(i)])
         for n in self.meta.neurons:
-            np.copyto(nxt[n.name], out[state_out_name(n.name)])
+            np.copyto(nxt[n.name], out[contract.state_out_name(n.name)])
         for n in self.record:
             np.copyto(self._rec_bufs[n.name], out[self._rec_output(n)])
 

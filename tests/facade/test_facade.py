@@ -50,6 +50,15 @@ def test_verify_equals_the_cli(model, ckpt):
     assert "RESULT: OK" in repr(v) and "ref-float → onnx" in repr(v)
 
 
+def test_fit_equals_the_cli(model, ckpt):
+    f = model.fit(chip="loihi2")
+    assert f.ok and f == cli_json("fit", ckpt, "--chip", "loihi2", "--json")
+    assert f["chip"] == "loihi2" and f["totals"]["cores"] > 0 and f["totals"]["chips"] >= 1
+    assert "cores" in repr(f) and f["layers"][0]["name"] in repr(f) and "latency" in repr(f)
+    bare = model.fit(traffic=False)
+    assert bare == cli_json("fit", ckpt, "--json", "--no-traffic") and "latency" not in repr(bare)
+
+
 def test_load_takes_size_steps_and_encoding(ckpt):
     m = emsdeploy.load(ckpt, input_size=(32, 96), time_steps=3)
     assert m.summary()["totals"]["input_shape"] == [3, 32, 96] and m.graph.time_steps == 3

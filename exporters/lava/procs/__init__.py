@@ -3,5 +3,9 @@ imports every module beside a Process class when it looks for ProcessModels).
 
 The public names are those of :mod:`.processes` (its ``__all__``, listed once)."""
 
-from .processes import *  # noqa: F403
-from .processes import __all__ as __all__
+from .._require import prepare_lava_import
+
+prepare_lava_import()  # before lava's first import sets its start method
+
+from .processes import *  # noqa: E402, F403
+from .processes import __all__ as __all__  # noqa: E402
