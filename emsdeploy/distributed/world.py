@@ -9,6 +9,7 @@ Nothing here opens a socket itself: all traffic goes through torch.distributed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ def timeout() -> timedelta:
     return timedelta(seconds=seconds)
 
 
+_DRAIN_S = 0.2  # seconds for gloo's worker threads to release the last collectives' tensors
+
+
 @contextmanager
 def process_group(world: World, backend: str) -> Iterator[None]:
     """Open the default process group for ``world`` (no-op for one process), close it after.
@@ -86,7 +90,11 @@ def process_group(world: World, backend: str) -> Iterator[None]:
     yield
     # On success only (after a failure the peers may be gone; the process is ending anyway).
     # torch 2.3 can deadlock destroying a gloo group while a worker thread still releases a
-    # Python-owned tensor of the last collective (it waits for the GIL the destructor holds):
-    # end with a barrier, which carries no such tensor, so that nothing is left to release.
+    # Python-owned tensor of the last collective: the destructor joins that thread holding the
+    # GIL, and the thread waits for the GIL (seen in a stuck rank: ~ProcessGroupGloo in
+    # thread::join, the worker in ~AsyncGatherWork, reached through the barrier's own work,
+    # which keeps the works before it). So: a barrier, then a pause with the GIL released, in
+    # which the worker threads finish releasing those works, then the destruction.
     dist.barrier()
+    time.sleep(_DRAIN_S)
     dist.destroy_process_group()
