@@ -5,8 +5,7 @@ Each process uses one thread. The sweep counts the SOPs of the first 256 validat
 of emsyolo-tiny on the shipped recipe's data with a global batch of 16. Timed inside the
 processes, from a barrier after start-up (imports, graph loading, one untimed warm-up sample) to
 the merged result, so the figures are throughput; the wall time of the whole launch is printed
-beside them. Two independent one-process sweeps run at once reach 1.90x one alone on the 2-vCPU
-machine of 2026-12-06: the ceiling a 2-process sweep can approach there.
+beside them.
 
     python bench/distributed.py            # writes bench/results/distributed.json
 

@@ -215,6 +215,9 @@ class InputSet:
     samples: Callable[[], Iterator[torch.Tensor]]
     note: str = ""
     gen1_mode: str | None = None  # for Gen1 models and data: the mode the inputs are (or would be) binned in
+    # Sample i without making the ones before it, where the source allows (a sweep's rank then
+    # makes only its own shards' samples); None: read ``samples()`` in order.
+    at: Callable[[int], torch.Tensor] | None = None
 
     def to_dict(self) -> dict:
         out = {"kind": self.kind, "description": self.description, "samples": self.count, "note": self.note}
@@ -301,7 +304,11 @@ def default_inputs(graph: Graph, meta: dict | None, count: int, time_steps: int 
 
     recipe = ", ".join(f"{k}={v}" for k, v in data.items() if k != "split")
     return InputSet(
-        "synthetic-val", f"first {n} sample{'s' * (n != 1)} of the synthetic val split ({recipe})", n, samples
+        "synthetic-val",
+        f"first {n} sample{'s' * (n != 1)} of the synthetic val split ({recipe})",
+        n,
+        samples,
+        at=lambda i: dataset[i].x.unsqueeze(0),
     )
 
 

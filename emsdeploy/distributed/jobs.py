@@ -91,13 +91,17 @@ T = TypeVar("T")
 
 
 class _Forward:
-    """Random access, forward only, to a lazy sequence of samples (each rank's shards rise)."""
+    """Random access, forward only, to a lazy sequence of samples (each rank's shards rise).
+    With ``at`` (the input set's own random access) a rank makes only the samples it counts."""
 
-    def __init__(self, items: Iterable[T]) -> None:
+    def __init__(self, items: Iterable[T], at: Callable[[int], Any] | None = None) -> None:
         self._it: Iterator[T] = iter(items)
         self._next = 0
+        self._at = at
 
     def get(self, i: int) -> Any:
+        if self._at is not None:
+            return self._at(i)
         if i < self._next:
             raise ValueError(f"sample {i} requested after sample {self._next - 1}: shards must come in order")
         while True:
@@ -237,7 +241,7 @@ def energy_sweep(graph, inputs, args: SweepArgs, fingerprint: dict, advance: Cal
     """The SOP counts of ``inputs`` over this job's ranks (rank 0), ``None`` on other ranks."""
     from ..simulators.sops import SOPCounter
 
-    samples = _Forward(inputs.samples())
+    samples = _Forward(inputs.samples(), inputs.at)
     counter: list[Any] = []  # built on first use: a rank whose shards are all resumed never needs it
     last: list[Any] = [None]
 
@@ -252,7 +256,15 @@ def energy_sweep(graph, inputs, args: SweepArgs, fingerprint: dict, advance: Cal
         part, last[0] = _difference(now, last[0]), now
         return counts_to_json(part)
 
-    spec = SweepSpec("energy", inputs.count, energy_chunk(inputs.count), fingerprint, args.results, args.resume, lambda i: f"input {i}")
+    spec = SweepSpec(
+        "energy",
+        inputs.count,
+        energy_chunk(inputs.count),
+        fingerprint,
+        args.results,
+        args.resume,
+        lambda i: f"input {i}",
+    )
     parts = run_sweep(spec, work)
     if parts is None:
         return None
@@ -292,7 +304,7 @@ def verify_sweep(graph, inputs, model, options, source: str, args: SweepArgs, fi
         comps = [Comparison(**{**c, "nodes": [NodeComparison(**n) for n in c["nodes"]]}) for c in d["comparisons"]]
         return SampleResult(d["name"], comps, d["quant"])
 
-    samples = _Forward(inputs.samples())
+    samples = _Forward(inputs.samples(), inputs.at)
     with open_chain(graph, model, options, source) as chain:
 
         def work(shard: range, cursor: Cursor) -> list[dict]:

@@ -265,3 +265,26 @@ def test_energy_shards_of_several_samples_give_the_same_counts(monkeypatch, tmp_
     single = one_process(["energy", "--json", "--limit", "32", "--results", str(tmp_path / "b")])
     assert len(list((tmp_path / "b").glob("shard-*.json"))) == 32
     assert json.loads(several) == json.loads(single)
+
+
+def test_a_rank_makes_only_its_own_samples():
+    """The checkpoint's synthetic val set has random access: sample i is the i-th of the stream,
+    and a sweep's rank asks for its own samples only (making the others cost each rank ~12 %)."""
+    from emsdeploy.distributed.jobs import _Forward
+    from emsdeploy.inputs import choose_inputs
+    from emsdeploy.pipeline import load_graph, source_or_default
+
+    loaded = load_graph(source_or_default(None), None, None)
+    inputs = choose_inputs(None, loaded.graph, loaded.checkpoint.meta, 6, 6, None)
+    assert inputs.kind == "synthetic-val" and inputs.at is not None
+    stream = list(inputs.samples())
+    asked: list[int] = []
+
+    def at(i):
+        asked.append(i)
+        return inputs.at(i)
+
+    rank1 = _Forward(inputs.samples(), at)
+    for i in (1, 3, 5):
+        assert torch.equal(rank1.get(i), stream[i])
+    assert asked == [1, 3, 5]
