@@ -9,7 +9,7 @@ import click
 
 from ..distributed.jobs import sweep_options
 from ..energy.measure import DEFAULT_SAMPLES
-from .options import encoding_option, gen1_mode_option
+from .options import encoding_option, gen1_mode_option, size_and_steps_options
 
 
 @click.command()
@@ -37,12 +37,7 @@ from .options import encoding_option, gen1_mode_option
 @click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Write energy and firing rate per layer (PNG)."
 )
-@click.option(
-    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
-)
-@click.option(
-    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
-)
+@size_and_steps_options
 @gen1_mode_option
 @encoding_option
 @sweep_options
@@ -103,7 +98,9 @@ def energy(
         if sweep_wanted(results, resume):
             what = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict()}
             fingerprint = {**what, "input_size": input_size, "time_steps": time_steps}
-            counts = energy_sweep(graph, inputs, SweepArgs(results, resume), fingerprint, lambda: progress.advance(task))
+            counts = energy_sweep(
+                graph, inputs, SweepArgs(results, resume), fingerprint, lambda: progress.advance(task)
+            )
             if counts is None:  # another rank than 0: rank 0 reports
                 return
         else:

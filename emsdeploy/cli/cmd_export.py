@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import encoding_option
+from .options import encoding_option, size_and_steps_options
 
 TARGETS = ("lava", "onnx", "nir")
 
@@ -16,12 +16,7 @@ TARGETS = ("lava", "onnx", "nir")
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.option("--target", type=click.Choice(TARGETS), required=True, help="Deployment target.")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Output file (onnx, nir) or folder (lava).")
-@click.option(
-    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
-)
-@click.option(
-    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
-)
+@size_and_steps_options
 @click.option("--spikes", is_flag=True, help="onnx: also output spikes.<node> of every LIF (for verification).")
 @click.option(
     "--arithmetic",

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .options import encoding_option
+from .options import encoding_option, size_and_steps_options
 
 PLOT_COLOURS = {
     "neurons": "tab:blue",
@@ -32,12 +32,7 @@ PLOT_COLOURS = {
     show_default=True,
     help="loihi1, loihi2, or the path of a chip TOML file (docs/fit.md).",
 )
-@click.option(
-    "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
-)
-@click.option(
-    "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
-)
+@size_and_steps_options
 @click.option("--json", "as_json", is_flag=True, help="Print only the map as one JSON object (schema: docs/fit.md).")
 @click.option(
     "--plot",

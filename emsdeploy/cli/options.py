@@ -14,6 +14,7 @@ __all__ = [
     "encoding_option",
     "gen1_mode_option",
     "provider_option",
+    "size_and_steps_options",
 ]
 
 F = TypeVar("F", bound=Callable)
@@ -58,4 +59,15 @@ def provider_option(f: F) -> F:
         "onnxruntime execution provider: cpu, or cuda (needs onnxruntime-gpu and a GPU; "
         "refused in one line when this installation lacks it).",
         default="cpu",
+    )(f)
+
+
+def size_and_steps_options(f: F) -> F:
+    """``--input-size`` and ``--time-steps/-T`` of a command that traces a checkpoint as it was trained
+    unless told otherwise (energy, export, fit)."""
+    f = click.option(
+        "--time-steps", "-T", type=click.IntRange(min=1), default=None, help="Time steps (default: the checkpoint's)."
+    )(f)
+    return click.option(
+        "--input-size", default=None, help="H or HxW of the input (default: the size the checkpoint was trained at)."
     )(f)
