@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .detect import Detect
     from .encoding import ENCODINGS, EncodingError
     from .layers import Concat, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
-    from .neurons import LIF, SiLUNeuron, spike_fn
+    from .neurons import LIF, IntegerLIF, SiLUNeuron, integer_spike_fn, spike_fn
     from .recording import record_neurons
     from .yolo import EMSYOLO, build_model, run_layers
 
@@ -36,7 +36,7 @@ _HOMES = {
     "detect": ("Detect",),
     "encoding": ("ENCODINGS", "EncodingError"),
     "layers": ("Concat", "Sample", "SeqConv2d", "SeqMaxPool2d", "TdBatchNorm"),
-    "neurons": ("LIF", "SiLUNeuron", "spike_fn"),
+    "neurons": ("LIF", "IntegerLIF", "SiLUNeuron", "integer_spike_fn", "spike_fn"),
     "recording": ("record_neurons",),
     "yolo": ("EMSYOLO", "build_model", "run_layers"),
 }
@@ -54,6 +54,7 @@ __all__ = [
     "Detect",
     "EMSBlock2",
     "EncodingError",
+    "IntegerLIF",
     "MSBlock",
     "NeuronParams",
     "Sample",
@@ -66,6 +67,7 @@ __all__ = [
     "builtin_config_path",
     "builtin_configs",
     "decode_raw",
+    "integer_spike_fn",
     "load_config",
     "parse_config",
     "record_neurons",

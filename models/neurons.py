@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["LIF", "SiLUNeuron", "spike_fn"]
+__all__ = ["LIF", "IntegerLIF", "SiLUNeuron", "integer_spike_fn", "spike_fn"]
 
 
 class _RectSpike(torch.autograd.Function):
@@ -68,6 +68,63 @@ class LIF(nn.Module):
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, v_th={self.v_th}, surrogate_width={self.surrogate_width}"
+
+
+class _IntegerSpike(torch.autograd.Function):
+    """``round(clamp(u, 0, D))`` forward (half to even, as ``torch.round``); straight-through
+    backward inside ``[0, D]`` and zero outside, as SpikeYOLO's official quantizer."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, levels: int) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.levels = levels
+        return torch.round(torch.clamp(u, 0, levels))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        inside = ((u >= 0) & (u <= ctx.levels)).to(grad.dtype)
+        return grad * inside, None
+
+
+def integer_spike_fn(u: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """``S = round(clamp(u, 0, D))`` with round half to even; straight-through gradient in ``[0, D]``."""
+    return _IntegerSpike.apply(u, levels)
+
+
+class IntegerLIF(nn.Module):
+    r"""SpikeYOLO's integer LIF (I-LIF): soft reset by the emitted integer, spikes 0..D.
+
+    .. math::
+        U[0] = I[0],\quad U[t] = (U[t-1] - S[t-1])\,\beta + I[t],\quad
+        S[t] = \mathrm{round}(\mathrm{clamp}(U[t], 0, D))
+
+    Rounding is half to even (the official ``torch.round``); the reset subtracts the emitted
+    integer, so a membrane above D keeps its excess. At T = 1 the neuron is stateless. The
+    reset is not detached, as in the official ``mem_update``.
+
+    Args:
+        decay: β, the leak applied after the reset (official: 0.25).
+        levels: D, the largest integer emitted per step (official: 4).
+    """
+
+    def __init__(self, decay: float = 0.25, levels: int = 4) -> None:
+        super().__init__()
+        self.decay = float(decay)
+        self.levels = int(levels)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        u = current[0]
+        s = integer_spike_fn(u, self.levels)
+        out = [s]
+        for t in range(1, current.shape[0]):
+            u = (u - s) * self.decay + current[t]
+            s = integer_spike_fn(u, self.levels)
+            out.append(s)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, levels={self.levels}"
 
 
 class SiLUNeuron(nn.Module):

@@ -16,7 +16,21 @@ import torch
 import torch.nn.functional as F
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Decode, Input, MaxPool2d, Op, Readout, SiLUNeuron, Upsample
+from emsdeploy.ir import (
+    LIF,
+    Add,
+    Affine,
+    Concat,
+    Conv2d,
+    Decode,
+    Input,
+    IntegerLIF,
+    MaxPool2d,
+    Op,
+    Readout,
+    SiLUNeuron,
+    Upsample,
+)
 
 __all__ = ["KERNELS", "Kernel", "make_kernel"]
 
@@ -72,6 +86,22 @@ def _lif(op: LIF, dtype) -> Kernel:
     return Kernel(step, records_u=True)
 
 
+def _integer_lif(op: IntegerLIF, dtype) -> Kernel:
+    decay, levels = op.decay, op.levels
+
+    def step(xs, state):
+        current = _sum(xs)
+        if state is None:
+            u = current  # U[0] = I[0]
+        else:
+            u_prev, s_prev = state
+            u = (u_prev - s_prev) * decay + current  # the official order: reset, then leak
+        s = torch.round(torch.clamp(u, 0, levels))  # round half to even, as torch.round
+        return s, (u, s)
+
+    return Kernel(step, records_u=True)
+
+
 def _silu(op: SiLUNeuron, dtype) -> Kernel:
     tau, inplace = op.tau, op.inplace
 
@@ -108,6 +138,7 @@ KERNELS: dict[type[Op], Callable[[Any, torch.dtype], Kernel]] = {
     Conv2d: _conv,
     Affine: _affine,
     LIF: _lif,
+    IntegerLIF: _integer_lif,
     SiLUNeuron: _silu,
     Readout: _readout,
     Add: _stateless(lambda op: _sum),

@@ -22,6 +22,7 @@ op             category      counted per step and sample
 =============  ============  ==============================================================
 Conv2d         synapse       exact AC or MAC events (above); dense FLOPs kept for comparison
 LIF            neuron        one update per neuron; *active* updates; (n−1)·size fan-in adds
+IntegerLIF     neuron        as LIF; *nonzero_out* sums the integers (unit spikes)
 SiLUNeuron     neuron        as LIF (a stateful, non-spiking population)
 Add            elementwise   (n−1) adds per output element
 MaxPool2d      elementwise   (k²−1) comparisons per output element
@@ -61,6 +62,7 @@ from emsdeploy.ir import (
     Decode,
     Graph,
     Input,
+    IntegerLIF,
     Kind,
     MaxPool2d,
     Node,
@@ -279,7 +281,7 @@ def _neuron_rule(counter: SOPCounter, graph: Graph, node: Node) -> Observe:
         node.op.type_name,
         tuple(graph.shape(node.name)),
         len(node.inputs),
-        isinstance(node.op, LIF),
+        isinstance(node.op, LIF | IntegerLIF),
         counter._steps_array(),
         counter._steps_array(),
     )
@@ -339,6 +341,7 @@ def _affine_rule(counter: SOPCounter, graph: Graph, node: Node) -> None:
 RULES: dict[type[Op], Rule] = {
     Conv2d: _conv_rule,
     LIF: _neuron_rule,
+    IntegerLIF: _neuron_rule,
     SiLUNeuron: _neuron_rule,
     Add: _elementwise(lambda g, n: len(n.inputs) - 1, "(n−1) adds per element"),
     MaxPool2d: _elementwise(lambda g, n: n.op.kernel**2 - 1, "(k²−1) compares per output"),  # type: ignore[attr-defined]

@@ -99,3 +99,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def ilif_unit() -> dict:
+    """SpikeYOLO's official I-LIF (``mem_update``) alone, at T=4 and T=1 (spikeyolo_n_T1/lif_unit)."""
+    folder = _require(FIXTURES / "spikeyolo_n_T1" / "lif_unit")
+    return {"npz": np.load(folder / "lif_unit.npz"), "info": json.loads((folder / "lif_unit.json").read_text())}

@@ -6,7 +6,22 @@ or the CLI.
 
 from .graph import Graph, Node
 from .kinds import Kind
-from .ops import LIF, OPS, Add, Affine, Concat, Conv2d, Decode, Input, MaxPool2d, Op, Readout, SiLUNeuron, Upsample
+from .ops import (
+    LIF,
+    OPS,
+    Add,
+    Affine,
+    Concat,
+    Conv2d,
+    Decode,
+    Input,
+    IntegerLIF,
+    MaxPool2d,
+    Op,
+    Readout,
+    SiLUNeuron,
+    Upsample,
+)
 from .serialize import SCHEMA_VERSION, read_ir, write_ir
 
 __all__ = [
@@ -20,6 +35,7 @@ __all__ = [
     "Decode",
     "Graph",
     "Input",
+    "IntegerLIF",
     "Kind",
     "MaxPool2d",
     "Node",

@@ -15,6 +15,7 @@ from emsdeploy.ir import (
     Conv2d,
     Decode,
     Input,
+    IntegerLIF,
     Kind,
     MaxPool2d,
     Readout,
@@ -39,6 +40,7 @@ EXAMPLES = {
     "Upsample": (Upsample(2), [(4, 2, 3)], [Kind.CURRENT], (4, 4, 6), Kind.CURRENT),
     "LIF": (LIF(0.25, 0.5), [(4, 4, 4)] * 2, [Kind.CURRENT] * 2, (4, 4, 4), Kind.SPIKE),
     "SiLUNeuron": (SiLUNeuron(0.25, True), [(4, 4, 4)], [Kind.CURRENT], (4, 4, 4), Kind.ANALOG),
+    "IntegerLIF": (IntegerLIF(0.25, 4), [(4, 4, 4)], [Kind.CURRENT], (4, 4, 4), Kind.INTEGER),
     "Readout": (Readout(), [(21, 2, 2)], [Kind.CURRENT], (21, 2, 2), Kind.ANALOG),
     "Decode": (
         Decode(2, np.ones((2, 3, 2)), (16, 32)),

@@ -13,14 +13,14 @@ from .loihi import (
     SynConv,
     SynSparse,
 )
-from .neuron import LIF, SiLUNeuron
+from .neuron import LIF, IntegerLIF, SiLUNeuron
 from .shape import Add, Concat, MaxPool2d, Upsample
 from .synapse import Affine, Conv2d
 
 # The closed op vocabulary. Serialization, simulators and exporters look ops up here.
 OPS: dict[str, type[Op]] = {
     cls.__name__: cls
-    for cls in (Input, Conv2d, Affine, Add, Concat, MaxPool2d, Upsample, LIF, SiLUNeuron, Readout, Decode)
+    for cls in (Input, Conv2d, Affine, Add, Concat, MaxPool2d, Upsample, LIF, IntegerLIF, SiLUNeuron, Readout, Decode)
 }
 # Loihi fixed point (the quantize pass's output; see loihi.py).
 OPS.update(
@@ -39,6 +39,7 @@ __all__ = [
     "Conv2d",
     "Decode",
     "Input",
+    "IntegerLIF",
     "MaxPool2d",
     "Op",
     "Readout",

@@ -31,7 +31,7 @@ class Add(Op):
 
 @dataclass(frozen=True, eq=False)
 class Concat(Op):
-    """Channel concatenation in input order. Spikes concatenate only with spikes; a mix of
+    """Channel concatenation in input order. Spikes concatenate only with spikes of their kind; a mix of
     currents and analog values (a SiLU output beside a block output) is a current."""
 
     arity = (1, None)
@@ -40,8 +40,8 @@ class Concat(Op):
         super().check_inputs(in_shapes, in_kinds)
         if len({tuple(s[1:]) for s in in_shapes}) != 1:
             raise IRValidationError(f"Concat inputs must share H and W, got {list(in_shapes)}")
-        if Kind.SPIKE in in_kinds and len(set(in_kinds)) != 1:
-            raise IRValidationError(f"Concat cannot mix spikes with real values, got {[k.value for k in in_kinds]}")
+        if ({Kind.SPIKE, Kind.INTEGER} & set(in_kinds)) and len(set(in_kinds)) != 1:
+            raise IRValidationError(f"Concat cannot mix spikes with other values, got {[k.value for k in in_kinds]}")
 
     def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return in_kinds[0] if len(set(in_kinds)) == 1 else Kind.CURRENT
