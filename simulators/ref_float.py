@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from emsdeploy.errors import SimulationError
@@ -57,7 +58,7 @@ class RefFloat(Backend):
     @torch.no_grad()
     def run(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | np.ndarray,
         time_steps: int | None = None,
         record: RecordSpec = None,
         observer: StepObserver | None = None,
@@ -71,6 +72,8 @@ class RefFloat(Backend):
         own inputs and state, and a mismatch belongs to that node and step alone. The records
         keep this run's own outputs.
         """
+        if isinstance(x, np.ndarray):  # as welcome as a tensor
+            x = torch.from_numpy(np.require(x, requirements=("C", "W")))  # copies only a view it cannot share
         T, frame = graph_steps(self.graph, x, time_steps)
         wanted = record_set(self.graph, record)
         pins = self._pins(reference, T) if reference is not None else {}

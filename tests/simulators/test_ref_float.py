@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emsdeploy.errors import InputError
-from emsdeploy.ir import LIF
+from emsdeploy.ir import LIF, Conv2d, Graph, Input, Readout
 from emsdeploy.models import EMSYOLO, record_neurons
 from emsdeploy.passes import run_flow
 from emsdeploy.simulators import RefFloat
@@ -169,3 +169,17 @@ def test_shipped_checkpoint_spike_exact_on_validation_scenes():
     _assert_spike_exact(out, rec, names)
     assert 0.02 < float(torch.cat([rec[n].flatten() for n in names]).mean()) < 0.5  # neither silent nor saturated
     torch.testing.assert_close(out.outputs[graph.outputs[-1]], pred, rtol=1e-5, atol=1e-3)
+
+
+def test_a_numpy_input_runs_as_its_tensor():
+    g = Graph({"time_steps": 2})
+    g.add("input", Input((1, 4, 4)), [])
+    g.add("conv", Conv2d(np.full((1, 1, 1, 1), 0.75, np.float32)), ["input"])
+    g.add("lif", LIF(), ["conv"])
+    g.add("conv2", Conv2d(np.ones((1, 1, 1, 1), np.float32)), ["lif"])
+    g.add("readout", Readout(), ["conv2"])
+    g.outputs = ["readout"]
+    x = np.random.default_rng(0).random((2, 1, 4, 4), dtype=np.float32)
+    sim = RefFloat(g.validate())
+    a, b = sim.run(x[::-1]), sim.run(torch.from_numpy(x[::-1].copy()))  # a view numpy cannot share
+    assert torch.equal(a.outputs["readout"], b.outputs["readout"])

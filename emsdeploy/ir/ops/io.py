@@ -10,12 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...errors import IRValidationError
+from ...models.encoding import ENCODINGS  # the one list of input encodings (torch-free)
 from ..kinds import Kind
 from .base import Op, Shape, as_array, param
 
 __all__ = ["Decode", "Input", "Readout"]
-
-ENCODINGS = ("direct", "frames")
 
 
 @dataclass(frozen=True, eq=False)
