@@ -29,6 +29,6 @@ def trace(checkpoint, output, input_size, time_steps, simplify, encoding) -> Non
     write_ir(graph, output)
     click.echo(
         f"traced {checkpoint} in {elapsed:.2f} s: {len(graph)} nodes, {len(graph.of_type(LIF))} LIF populations, "
-        f"input {graph.input_node().op.shape}, T = {graph.time_steps}, {graph.encoding} encoding"
+        f"input {graph.shape(graph.input_node().name)}, T = {graph.time_steps}, {graph.encoding} encoding"
     )
     click.echo(f"wrote {output}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -126,7 +127,12 @@ def verify(source, targets, input_spec, limit, time_steps, input_size, onnx_mode
 
         if sweep_wanted(results, resume):
             artifacts = {"onnx": file_digest(onnx_model), "lava": str(lava_artifact) if lava_artifact else None}
-            fingerprint = {"source": str(path), "sha256": file_digest(path), "input": inputs.to_dict(), **artifacts}
+            fingerprint: dict[str, Any] = {
+                "source": str(path),
+                "sha256": file_digest(path),
+                "input": inputs.to_dict(),
+                **artifacts,
+            }
             fingerprint.update(targets=chosen, margin=margin, time_steps=time_steps, input_size=input_size)
             args = SweepArgs(results, resume)
             report = verify_sweep(graph, inputs, model, options, str(path), args, fingerprint, say)

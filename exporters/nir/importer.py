@@ -133,7 +133,7 @@ def import_nir(
         )
     encoding = _setting("encoding", encoding, meta, where, str)
     time_steps = _setting("time_steps", time_steps, meta, where, int)
-    hosts = host_ops_from_json(meta_str(meta["host_ops"])) if "host_ops" in meta else []
+    hosts = host_ops_from_json(meta_str(meta["host_ops"]) or "[]") if "host_ops" in meta else []
     host_by_name = {h.node: h for h in hosts}
     for h in hosts:
         if h.op not in OPS:
@@ -152,7 +152,7 @@ def import_nir(
         outgoing[a].append(b)
     inputs = [n for n, v in nodes.items() if isinstance(v, nir.Input) and n not in host_by_name]
     net_input = meta_str(meta.get("input")) or (inputs[0] if len(inputs) == 1 else None)
-    if net_input not in inputs:
+    if net_input is None or net_input not in inputs:
         raise ExportError(f"{where}: cannot tell the network input among the Input nodes {inputs}")
 
     deps: dict[tuple[str, str], set[tuple[str, str]]] = {}
@@ -249,7 +249,8 @@ def _conv(name: str, node: nir.Conv2d) -> Conv2d:
         if node.padding == "valid":
             padding = (0, 0)
         elif node.padding == "same" and stride == (1, 1) and all(k % 2 for k in weight.shape[2:]):
-            padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:]))
+            kh, kw = weight.shape[2:]
+            padding = (dilation[0] * (kh - 1) // 2, dilation[1] * (kw - 1) // 2)
         else:
             raise ExportError(f"{name} (Conv2d): padding {node.padding!r} has no symmetric IR form here")
     else:
@@ -332,7 +333,7 @@ def _attrs(meta: Mapping[str, Any], where: str, time_steps: int) -> dict[str, An
     attrs["source"] = meta_str(meta.get("source")) or where
     if meta_str(meta.get("format")) == FORMAT:
         if "names" in meta:
-            attrs["names"] = json.loads(meta_str(meta["names"]))
+            attrs["names"] = json.loads(meta_str(meta["names"]) or "[]")
         if "nc" in meta:
             attrs["nc"] = int(meta["nc"])
     return attrs
@@ -345,7 +346,7 @@ def _outputs(meta: Mapping[str, Any], ir: Graph, terms: dict[str, list[str]], ho
     if "ir_outputs" not in meta:
         return [terms[o][0] if len(terms[o]) == 1 else ir.add(ir.unique_name(o), Add(), terms[o]) for o in free]
     outputs = []
-    for name in json.loads(meta_str(meta["ir_outputs"])):
+    for name in json.loads(meta_str(meta["ir_outputs"]) or "[]"):
         if name in hosts or (name in ir and f"{name}.out" not in terms):
             outputs.append(name)
         elif f"{name}.out" in terms:

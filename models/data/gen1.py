@@ -257,6 +257,7 @@ class Gen1Detection(DetectionDataset):
     """
 
     encoding = "frames"
+    time_steps: int  # always set: an event sample has frames
 
     def __init__(
         self,
@@ -306,6 +307,7 @@ class Gen1Detection(DetectionDataset):
         """uint8 ``[time_bins, height, width]``: the binned window of sample ``index``, before resizing."""
         k = self.index[index][0]
         path, header, raw = self.files[k]
+        assert header.width is not None and header.height is not None  # __init__ filled in the defaults
         t0, t1 = self.window(index)
         lo, hi = np.searchsorted(raw["t"], [max(t0, 0), max(t1, 0)], side="left") if len(raw) else (0, 0)
         events = decode_events(raw[lo:hi], path, header.width, header.height)
@@ -314,6 +316,7 @@ class Gen1Detection(DetectionDataset):
     def __getitem__(self, index: int) -> Sample:
         _, _, labels = self.index[index]
         header = self.files[self.index[index][0]][1]
+        assert header.width is not None and header.height is not None  # __init__ filled in the defaults
         frames = self.frames(index)
         if self.gen1_mode == "official":  # the official loader resizes bin 0 for every step
             frames = np.repeat(frames[:1], self.time_steps, axis=0)
@@ -324,7 +327,8 @@ class Gen1Detection(DetectionDataset):
         return Sample(x, boxes, torch.from_numpy(labels[:, 4].astype(np.int64)), index + 1, (sx, sy))
 
     def coco_ground_truth(self) -> dict:
-        images, anns = [], []
+        images: list[dict] = []
+        anns: list[dict] = []
         for i, (k, ts, labels) in enumerate(self.index):
             _, header, _ = self.files[k]
             images.append(
