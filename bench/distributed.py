@@ -74,7 +74,9 @@ def worker_train(out: str) -> None:
     data = open_dataset(f"shapes:train={STEPS * BATCH}", "train", None)
     torch.manual_seed(0)
     model = build_model("emsyolo-tiny", 4, data.encoding, nc=len(data.names))
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, recipe=FAST.with_values(lr0=0.004), seed=0, device="cpu", max_steps=STEPS)
+    cfg = TrainConfig(
+        epochs=1, batch_size=BATCH, recipe=FAST.with_values(lr0=0.004), seed=0, device="cpu", max_steps=STEPS
+    )
     world = current_world()
     with process_group(world, "gloo"):
         _barrier()

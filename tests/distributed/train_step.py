@@ -22,7 +22,9 @@ def main(out: str, optimizer: str, steps: int) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights in every process
     model = build_model("emsyolo-tiny", time_steps=2)
-    cfg = TrainConfig(epochs=steps, batch_size=8, recipe=FAST.with_values(optimizer=optimizer, lr0=0.01), seed=0, device="cpu")
+    cfg = TrainConfig(
+        epochs=steps, batch_size=8, recipe=FAST.with_values(optimizer=optimizer, lr0=0.01), seed=0, device="cpu"
+    )
     world = current_world()
     with process_group(world, "gloo"):
         result = train(model, SyntheticShapes(TINY, "train"), cfg)
