@@ -171,6 +171,14 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
 
+def _plain_ema(ema: ModelEMA | None) -> dict | None:
+    """The EMA's state as plain dicts and numbers (the checked reader refuses an OrderedDict's pickled state)."""
+    if ema is None:
+        return None
+    state = ema.state_dict()
+    return {**state, "weights": dict(state["weights"])}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -305,8 +313,8 @@ def train(
                 generator.get_state(),
                 _rng_state(),
                 trainer.position(),
-                ema.state_dict() if ema is not None else None,
-                model.state_dict() if ema is not None else None,
+                _plain_ema(ema),
+                dict(model.state_dict()) if ema is not None else None,  # a plain dict: no pickled attributes
             )
             on_epoch_end(info, ema.ema if ema is not None else model, state)
         if step >= total:
