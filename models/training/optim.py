@@ -105,10 +105,11 @@ def make_recipe_optimizer(model: nn.Module, recipe: Recipe, batch_size: int) -> 
         wd = scaled_weight_decay(recipe.weight_decay, recipe.nominal_batch, batch_size)
         return make_optimizer(model, recipe.optimizer, recipe.lr0, wd, recipe.momentum)
     bn_weights, weights, biases = official_param_groups(model)
+    first = [{"params": bn_weights}]  # a group even when empty: the schedule finds biases at index 2
     if recipe.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(bn_weights, lr=recipe.lr0, momentum=recipe.momentum, nesterov=True)
+        opt: torch.optim.Optimizer = torch.optim.SGD(first, lr=recipe.lr0, momentum=recipe.momentum, nesterov=True)
     else:
-        opt = torch.optim.AdamW(bn_weights, lr=recipe.lr0, betas=(recipe.momentum, 0.999), weight_decay=0.0)
+        opt = torch.optim.AdamW(first, lr=recipe.lr0, betas=(recipe.momentum, 0.999), weight_decay=0.0)
     opt.add_param_group(
         {"params": weights, "weight_decay": scaled_weight_decay(recipe.weight_decay, recipe.nominal_batch, batch_size)}
     )
