@@ -231,7 +231,7 @@ def train(
     anchors = None
     if recipe.autoanchor and resume is None:
         anchors = check_anchors(detect, label_sizes(dataset), recipe.anchor_t, seed=config.seed)
-        if anchors.replaced and isinstance(getattr(model, "config", None), dict):
+        if anchors.anchors is not None and isinstance(getattr(model, "config", None), dict):
             model.config["anchors"] = [
                 [v for wh in scale for v in wh] for scale in anchors.anchors
             ]  # the config says what it holds
