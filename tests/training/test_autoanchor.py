@@ -65,3 +65,23 @@ def test_bad_anchors_are_replaced_in_the_model(tmp_path):
     np.testing.assert_allclose(pixels.numpy(), np.array(check.anchors).reshape(-1, 2), rtol=1e-6)
     assert (pixels.prod(1).diff() >= 0).all()  # smallest anchors on the finest scale
     assert best_possible_recall(wh, pixels.numpy(), 4.0)[0] > 0.98
+
+
+@pytest.mark.parametrize("kind", ["gen1", "events", "shapes"])
+def test_label_sizes_without_decoding_equal_the_samples_boxes(tmp_path, kind):
+    from emsdeploy.models.data import Gen1Detection, SyntheticEvents
+
+    if kind == "gen1":
+        from tests.data.test_gen1 import BOXES, EVENTS, write_boxes, write_dat
+
+        write_dat(tmp_path / "rec_td.dat", EVENTS)
+        write_boxes(tmp_path / "rec_bbox.npy", BOXES)
+        ds = Gen1Detection(tmp_path, input_size=64)
+    elif kind == "events":
+        ds = SyntheticEvents(SynthRecipe(kind="events", size=64, train=3, val=1, min_size=16, max_size=30))
+    else:
+        ds = SyntheticShapes(SynthRecipe(size=64, train=3, val=1, min_size=16, max_size=30))
+    fast = ds.label_sizes()
+    boxes = torch.cat([ds[i].boxes for i in range(len(ds))])
+    assert len(fast) == len(boxes) > 0
+    np.testing.assert_allclose(fast, (boxes[:, 2:] - boxes[:, :2]).numpy(), rtol=1e-5, atol=1e-4)
