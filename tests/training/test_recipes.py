@@ -146,21 +146,3 @@ def test_the_card_command_trains_as_before_recipes(tmp_path):
     assert meta["recipe"]["name"] == "fast" and meta["steps"] == 3
     assert meta["epoch_loss"] == [round(sum(CARD_FIRST_LOSSES) / 3, 5)]
     assert json.dumps(meta["recipe"])  # plain data
-
-
-def test_card_first_losses_step_by_step():
-    """The same three losses, step by step, through the library (the CLI seeds the same way)."""
-    import torch
-
-    from emsdeploy.models import build_model
-    from emsdeploy.models.data import open_dataset
-    from emsdeploy.models.training import TrainConfig, seed_everything, train
-
-    torch.set_num_threads(1)
-    data = open_dataset("shapes", "train", None)
-    seed_everything(0)
-    model = build_model("emsyolo-tiny", 4, data.encoding, nc=len(data.names))
-    losses: list[float] = []
-    cfg = TrainConfig(epochs=16, batch_size=16, recipe=FAST.with_values(lr0=0.004, cls=5.0), seed=0, max_steps=3)
-    train(model, data, cfg, on_step=lambda s: losses.append(s.loss))
-    assert losses == pytest.approx(CARD_FIRST_LOSSES, rel=1e-5)
