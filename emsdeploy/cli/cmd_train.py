@@ -318,7 +318,8 @@ def best_checkpoint_path(output: Path) -> Path:
 
 
 def keep_if_best(model, val_set, opts: dict, meta: dict, epoch: int, best_path: Path) -> None:
-    """Score ``model`` on the val split; record it, and save it to ``best_path`` if its fitness is the best yet."""
+    """Score ``model`` on the val split; record it, and save it to ``best_path`` if its fitness is the best yet
+    (or equals it: the official ``train.py`` saves ``best.pt`` whenever ``best_fitness == fi``)."""
     from ..checkpoint import from_model, save_checkpoint
     from ..models.training import evaluate
 
@@ -327,7 +328,7 @@ def keep_if_best(model, val_set, opts: dict, meta: dict, epoch: int, best_path: 
     record = {"epoch": epoch + 1, "fitness": round(fit, 6), "map50": metrics["map50"], "map50_95": metrics["map50_95"]}
     meta["train"].setdefault("val", []).append(record)
     best = meta["train"].get("best")
-    if best is None or fit > best["fitness"]:
+    if best is None or fit >= best["fitness"]:  # ties: the later epoch, as the official `best_fitness == fi`
         meta["train"]["best"] = {**record, "path": best_path.name}
         save_checkpoint(
             best_path, from_model(model, {**meta, "metrics": {**metrics, "data": data_meta(val_set, opts["data"])}})

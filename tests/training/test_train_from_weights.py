@@ -106,7 +106,7 @@ def test_the_best_checkpoint_is_kept_by_fitness(official_run):
     assert [v["epoch"] for v in train["val"]] == [1, 2]
     for v in train["val"]:
         assert v["fitness"] == pytest.approx(0.1 * v["map50"] + 0.9 * v["map50_95"], abs=1e-6)
-    best = max(train["val"], key=lambda v: (v["fitness"], -v["epoch"]))  # the first of equals stays
+    best = max(train["val"], key=lambda v: (v["fitness"], v["epoch"]))  # of equals, the later (official rule)
     assert {k: train["best"][k] for k in best} == best
     best_ckpt = load_checkpoint(official_run.with_name("off.best.pt"))
     assert best_ckpt.meta["train"]["best"]["epoch"] == best["epoch"]
