@@ -13,7 +13,10 @@ from .options import gen1_mode_option
 
 @click.command()
 @click.option(
-    "--config", "config", default=None, help="Shipped config name or YAML path [default: emsyolo-tiny, or --weights']."
+    "--config",
+    "config",
+    default=None,
+    help="Shipped config name or YAML path [default: emsyolo-tiny; with --weights, the checkpoint's].",
 )
 @click.option(
     "--data",
