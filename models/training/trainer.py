@@ -33,6 +33,7 @@ from .step import TrainStep
 __all__ = [
     "EpochInfo",
     "augmentation_of",
+    "make_criterion",
     "StepInfo",
     "TrainConfig",
     "TrainResult",
@@ -191,6 +192,16 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def make_criterion(model: nn.Module, recipe: Recipe, input_size: int) -> YoloLoss:
+    """The loss ``recipe`` trains ``model``'s head with (after autoanchor: it copies the anchors).
+
+    The one place that picks a loss for a head: an anchor-based Detect takes YOLOv5's loss.
+    """
+    detect = model.detect
+    hyp = recipe.loss_hyp(detect.nl, detect.nc, input_size)
+    return YoloLoss(detect.anchors, detect.stride.tolist(), detect.nc, hyp)
+
+
 def augmentation_of(recipe: Recipe) -> Augmentation:
     """The augmentation hyperparameters of ``recipe``."""
     return Augmentation(**{k: getattr(recipe, k) for k in Augmentation.__dataclass_fields__})
@@ -238,8 +249,7 @@ def train(
     aug = augmentation_of(recipe)
     augmented = aug.active and dataset.encoding == "direct"  # event data: never augmented (official Gen1)
     data: DetectionDataset = AugmentedDataset(dataset, aug, config.seed) if augmented else dataset
-    hyp = recipe.loss_hyp(detect.nl, detect.nc, dataset.input_size)
-    criterion = YoloLoss(detect.anchors, detect.stride.tolist(), detect.nc, hyp).to(device)
+    criterion = make_criterion(model, recipe, dataset.input_size).to(device)
     optimizer = make_recipe_optimizer(model, recipe, config.batch_size)
     ema = ModelEMA(model, recipe.ema_decay, recipe.ema_tau) if recipe.ema else None  # before any DDP change
     generator = torch.Generator().manual_seed(config.seed)
