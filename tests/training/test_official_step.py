@@ -123,7 +123,6 @@ def check_grads(fx: Fixture, gradfile: str) -> list[float]:
     ("name", "obj_target", "gradfile"),
     [
         ("generic", "last", "grads_generic"),
-        ("generic", "max", "grads_generic"),
         ("shared_cell", "last", "grads_shared_cell_last"),
         ("shared_cell", "max", "grads_shared_cell_sorted"),
         ("grid_edge", "last", "grads_grid_edge"),
