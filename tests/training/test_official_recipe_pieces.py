@@ -236,3 +236,27 @@ def test_fast_recipe_step_is_the_trainer_loop_it_replaces():
         assert step(x, targets, epoch).stepped
     for (k, a), b in zip(ref.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_gradients_short_of_a_step_are_dropped_when_the_next_epoch_starts():
+    """As the official loop's ``optimizer.zero_grad()`` at each epoch start."""
+    torch.manual_seed(1)
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    recipe = OFFICIAL.with_values(warmup_min_iters=0, warmup_epochs=0.0, nominal_batch=12)  # 3 batches a step
+    opt_a, opt_b = (make_recipe_optimizer(m, recipe, batch_size=4) for m in (a, b))
+    sched = make_schedule(recipe, opt_a, batches_per_epoch=2, epochs=10, batch_size=4)
+
+    def criterion(raws, targets, reduce):
+        return raws.square().sum(), (0.0, 0.0, 0.0)
+
+    step = TrainStep(a, criterion, opt_a, sched, recipe, ni=1, last_opt_step=0)  # type: ignore[arg-type]
+    xs = torch.randn(4, 4, 3)
+    # Steps come every 3 iterations (ni 3, 6, ...) whatever the epochs. Iterations 1 and 2 end
+    # epoch 0 without a step; ni 3 opens epoch 1 and steps on its own gradient alone.
+    stepped = [step(x, None, epoch).stepped for x, epoch in zip(xs, (0, 0, 1, 1))]
+    assert stepped == [False, False, True, False]
+    b(xs[2]).square().sum().backward()
+    sched.apply(opt_b, 3, 1, 0)
+    opt_b.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
