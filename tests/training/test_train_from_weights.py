@@ -139,3 +139,15 @@ def test_an_official_run_resumes_exactly_with_its_ema(tmp_path):
     assert [e.epoch for e in result.epochs] == [1]
     for (k, va), vb in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_the_official_recipe_never_augments_event_data():
+    from emsdeploy.models import build_model
+    from emsdeploy.models.data import SyntheticEvents, SynthRecipe
+    from emsdeploy.models.training import TrainConfig, train
+    from emsdeploy.models.training.recipe import OFFICIAL
+
+    data = SyntheticEvents(SynthRecipe(kind="events", size=64, train=2, val=1, time_bins=2, min_size=16, max_size=30))
+    model = build_model("emsyolo-tiny", time_steps=2, encoding="frames", nc=4)
+    result = train(model, data, TrainConfig(epochs=1, batch_size=2, recipe=OFFICIAL, max_steps=1))
+    assert result.steps == 1 and not result.augmented and result.anchors is not None
