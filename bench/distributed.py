@@ -69,11 +69,14 @@ def worker_train(out: str) -> None:
     from emsdeploy.models import build_model
     from emsdeploy.models.data import open_dataset
     from emsdeploy.models.training import TrainConfig, train
+    from emsdeploy.models.training.recipe import FAST
 
     data = open_dataset(f"shapes:train={STEPS * BATCH}", "train", None)
     torch.manual_seed(0)
     model = build_model("emsyolo-tiny", 4, data.encoding, nc=len(data.names))
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=0.004, seed=0, device="cpu", max_steps=STEPS)
+    cfg = TrainConfig(
+        epochs=1, batch_size=BATCH, recipe=FAST.with_values(lr0=0.004), seed=0, device="cpu", max_steps=STEPS
+    )
     world = current_world()
     with process_group(world, "gloo"):
         _barrier()

@@ -105,7 +105,9 @@ def _check_ckpt(path: Path, encoding: str, time_steps: int, nc: int, config_star
 TEXT_COMMANDS = {
     "emsdeploy train --config emsyolo-tiny --data shapes --epochs 16 -o ckpt.pt": (
         f"train --config emsyolo-tiny --data shapes:{TINY_SHAPES} --epochs 1 -b 2 -T 2 --max-steps 1 -o ckpt.pt",
-        lambda d, out: _check_ckpt(d / "ckpt.pt", "direct", 2, 4, "emsdeploy train --config emsyolo-tiny --data shapes"),
+        lambda d, out: _check_ckpt(
+            d / "ckpt.pt", "direct", 2, 4, "emsdeploy train --config emsyolo-tiny --data shapes"
+        ),
     ),
     "emsdeploy train --data events -o ev.pt": (
         f"train --data events:{TINY_SHAPES},time_bins=3 --epochs 1 -b 2 --max-steps 1 --no-eval -o ev.pt",
@@ -114,6 +116,11 @@ TEXT_COMMANDS = {
     "emsdeploy train --config res10-ee --data path/to/gen1 --input-size 320 -o g1.pt": (
         "train --config res10-ee --data {gen1} --input-size 64 --epochs 1 -b 1 --max-steps 1 --no-eval -o g1.pt",
         lambda d, out: _check_ckpt(d / "g1.pt", "frames", 5, 2, "emsdeploy train --config res10-ee"),
+    ),
+    "emsdeploy train --recipe official --weights best.pt --data path/to/coco -o ft.pt": (
+        f"train --recipe official --weights best.pt --data shapes:{TINY_SHAPES} --epochs 1 -b 2 -T 1 --max-steps 1 "
+        "--val-every 0 --no-eval -o ft.pt",
+        lambda d, out: _check_ckpt(d / "ft.pt", "direct", 1, 4, "emsdeploy train --data shapes"),
     ),
     "emsdeploy eval ckpt.pt [--data ...] [--json] [--card card.md]": (
         "eval ckpt.pt --json --card card.md",

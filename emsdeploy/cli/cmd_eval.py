@@ -126,7 +126,9 @@ def dataset_for(ckpt, data: str | None, split: str, gen1_mode: str | None = None
             )
         dataset = dataset_from_recipe(recipe, split)
     else:
-        dataset = open_dataset(data, split, input_size, resolve_gen1_mode(ckpt.meta, gen1_mode))
+        dataset = open_dataset(
+            data, split, input_size, resolve_gen1_mode(ckpt.meta, gen1_mode), bool(ckpt.meta.get("letterbox"))
+        )
     if dataset.encoding != ckpt.encoding:
         raise InputError(f"{ckpt.path} takes {ckpt.encoding!r} inputs but the data gives {dataset.encoding!r}")
     nc = int(ckpt.config["nc"])

@@ -12,30 +12,67 @@ from .options import gen1_mode_option
 
 
 @click.command()
-@click.option("--config", "config", default="emsyolo-tiny", show_default=True, help="Shipped config name or YAML path.")
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    help="Shipped config name or YAML path [default: emsyolo-tiny; with --weights, the checkpoint's].",
+)
 @click.option(
     "--data",
     default="shapes",
     show_default=True,
     help="Synthetic recipe (shapes | events[:key=value,...]), a COCO .json / folder, or a Gen1 folder.",
 )
+@click.option(
+    "--recipe",
+    default="fast",
+    show_default=True,
+    help="Training recipe: official (BICLab/EMS-YOLO's train.py with hyp.scratch.yaml), fast (short CPU runs), "
+    "or a .toml/.yaml file of hyperparameters (docs/training.md).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
 @click.option("--time-steps", "-T", type=click.IntRange(min=1), default=None, help="T for direct encoding (default 4).")
 @click.option("--input-size", type=click.IntRange(min=32), default=None, help="Model input side (COCO, Gen1).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
-@click.option("--lr", type=float, default=None, help="Peak learning rate (default: 0.002 AdamW, 0.01 SGD).")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adamw", "sgd"]),
+    default=None,
+    help="Override the recipe's optimizer (its learning rate then defaults to 0.01 SGD, 0.002 AdamW).",
+)
+@click.option("--lr", type=float, default=None, help="Override the recipe's peak learning rate (lr0).")
 @click.option(
     "--hyp",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Loss gain before YOLOv5's rescaling (box 0.05, obj 1.0, cls 0.5, anchor_t 4.0); repeatable.",
+    help="Override one recipe hyperparameter (e.g. cls=5, mosaic=0; loss gains before YOLOv5's rescaling); repeatable.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Start from this checkpoint (ours or an official one): its architecture and every weight whose shape fits.",
+)
+@click.option(
+    "--freeze",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Freeze the parameters of the first N layers (model.0 .. model.N-1).",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validate every N epochs and keep the best checkpoint by fitness beside -o (0: only at the end) "
+    "[default: 1 for epoch-scheduled recipes such as official, else 0].",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many batches.")
 @click.option("--eval/--no-eval", "run_eval", default=True, show_default=True, help="Score the val split at the end.")
 @gen1_mode_option
 @click.option(
@@ -45,12 +82,15 @@ from .options import gen1_mode_option
     "restart; starts afresh when neither exists yet.",
 )
 def train(**opts) -> None:
-    """Train a model from --config on --data; writes the checkpoint after every epoch.
+    """Train a model from --config (or --weights) on --data by a --recipe; writes the checkpoint
+    after every epoch.
 
     The checkpoint's meta records the data (for synthetic data the full recipe, so that
-    `emsdeploy eval` rebuilds its validation split), the training settings and time, and,
-    with --eval, mAP and per-layer firing rates on the validation split. Under torchrun it
-    trains with DistributedDataParallel on the same global batch (docs/distributed.md).
+    `emsdeploy eval` rebuilds its validation split), the whole training recipe, the parent
+    checkpoint (path and SHA-256) with --weights, the training time, and, with --eval, mAP and
+    per-layer firing rates on the validation split. With an EMA (the official recipe) the saved
+    weights are the average. Under torchrun it trains with DistributedDataParallel on the same
+    global batch (docs/distributed.md).
     """
     import torch
 
@@ -71,9 +111,12 @@ def train(**opts) -> None:
 def command_line(opts: dict) -> str:
     """The canonical command that reproduces a run (recorded in the checkpoint)."""
     parts = ["emsdeploy", "train"]
+    opts = {**opts, "config": opts.get("config") or (None if opts.get("weights") else "emsyolo-tiny")}
     for key in (p.name for p in train.params):
         value = opts.get(key)
         if key in ("output", "run_eval", "device", "threads", "resume") or value is None:
+            continue
+        if key == "freeze" and not value:
             continue
         for v in value if isinstance(value, tuple) else [value]:
             parts += [f"--{key.replace('_', '-')}", str(v)]
@@ -82,22 +125,44 @@ def command_line(opts: dict) -> str:
     return shlex.join([*parts, "-o", str(opts["output"])])
 
 
-def parse_hyp(items: tuple[str, ...]):
-    """``("cls=5", ...)`` → a :class:`LossHyp` with those gains changed."""
-    from dataclasses import replace
+def resolve_recipe(opts: dict):
+    """The :class:`Recipe` of ``--recipe`` with ``--optimizer``, ``--lr`` and ``--hyp`` applied."""
+    from ..models.training.optim import DEFAULT_LR
+    from ..models.training.recipe_file import parse_value, read_recipe, recipe_from_dict
 
-    from ..models.training import LossHyp
-
-    hyp = LossHyp()
-    for item in items:
+    recipe, _ = read_recipe(opts["recipe"])
+    values: dict = {}
+    for item in opts["hyp"]:
         key, eq, value = item.partition("=")
-        if not eq or key not in ("box", "obj", "cls", "anchor_t"):
-            raise click.BadParameter(f"{item!r}: expected box|obj|cls|anchor_t=NUMBER", param_hint="--hyp")
+        if not eq:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--hyp")
         try:
-            hyp = replace(hyp, **{key: float(value)})
+            parsed = yaml_scalar(value)
         except ValueError:
-            raise click.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--hyp") from None
-    return hyp
+            raise click.BadParameter(f"{item!r}: {value!r} is not a value", param_hint="--hyp") from None
+        values[key.strip()] = parse_value("--hyp", key.strip(), parsed)
+    if opts["optimizer"] is not None:
+        if opts["optimizer"] != recipe.optimizer and opts["lr"] is None and "lr0" not in values:
+            values["lr0"] = DEFAULT_LR[opts["optimizer"]]  # another optimiser: its own default rate
+        values["optimizer"] = opts["optimizer"]
+    if opts["lr"] is not None:
+        values["lr0"] = parse_value("--lr", "lr0", opts["lr"])
+    if not values:
+        return recipe
+    return recipe_from_dict({**recipe.to_dict(), **values, "base": "official"}, "--hyp", recipe.name)
+
+
+def yaml_scalar(text: str):
+    """A --hyp value as YAML reads a scalar (``5`` → 5, ``0.5``, ``true``, ``none``, ``sgd``)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(text) from None
+    if isinstance(value, dict):
+        raise ValueError(text)
+    return value
 
 
 def data_meta(dataset, spec: str) -> dict:
@@ -121,36 +186,45 @@ def run_training(**opts) -> None:
     from ..checkpoint import from_model, save_checkpoint
     from ..distributed import current_world
     from ..errors import InputError
-    from ..models import build_model
     from ..models.data import open_dataset
-    from ..models.training import TrainConfig, train
-    from ..models.training.optim import DEFAULT_LR
+    from ..models.training import TrainConfig, seed_everything, train
     from ..pipeline import check_run_size
 
     check_run_size(opts["time_steps"], [opts["input_size"]] if opts["input_size"] else None)
-    train_set = open_dataset(opts["data"], "train", opts["input_size"], opts.get("gen1_mode"))
+    recipe = resolve_recipe(opts)
+    if opts["weights"] is not None and opts["config"] is not None:
+        raise InputError("--weights brings its own architecture; drop --config")
+    train_set = open_dataset(opts["data"], "train", opts["input_size"], opts.get("gen1_mode"), recipe.letterbox)
     if train_set.encoding == "frames" and opts["time_steps"] not in (None, train_set.time_steps):
         raise InputError(f"--data {opts['data']} has {train_set.time_steps} frames per sample; drop --time-steps")
     time_steps = train_set.time_steps if train_set.encoding == "frames" else (opts["time_steps"] or 4)
-    model = build_model(opts["config"], time_steps, train_set.encoding, nc=len(train_set.names))
+    seed_everything(opts["seed"])  # the initial weights too: the command reproduces the run
+    model, parent = initial_model(opts, time_steps, train_set)
     model.names = list(train_set.names)
+    frozen = freeze_layers(model, opts["freeze"])
     cfg = TrainConfig(
-        hyp=parse_hyp(opts["hyp"]),
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
-        optimizer=opts["optimizer"],
-        lr=opts["lr"] if opts["lr"] is not None else DEFAULT_LR[opts["optimizer"]],
+        recipe=recipe,
         seed=opts["seed"],
         device=opts["device"],
         max_steps=opts["max_steps"],
     )
+    val_every = opts["val_every"] if opts["val_every"] is not None else int(recipe.lr_schedule == "epoch")
     output = Path(opts["output"])
+    best_path = best_checkpoint_path(output)
     meta = {
         "input_size": train_set.input_size,
         "data": data_meta(train_set, opts["data"]),
-        "config_source": str(opts["config"]),
+        "config_source": str(opts["weights"] or opts["config"] or "emsyolo-tiny"),
         "train": {**cfg.to_dict(), "command": command_line(opts), "torch": _torch_version()},
     }
+    if recipe.letterbox and train_set.encoding == "direct":
+        meta["letterbox"] = True  # eval fits images the same way
+    if parent is not None:
+        meta["parent"] = parent
+    if frozen:
+        meta["train"]["frozen_layers"] = opts["freeze"]
     if train_set.gen1_mode is not None:
         meta["gen1_mode"] = train_set.gen1_mode  # how its Gen1 inputs were binned; eval & co. default to it
     world = current_world()
@@ -160,10 +234,14 @@ def run_training(**opts) -> None:
     console = Console(stderr=True, quiet=not world.leader)  # rank 0 reports for all
     started = time.perf_counter()
     params = sum(p.numel() for p in model.parameters())
+    source = f" from {opts['weights']}" if opts["weights"] else ""
     console.print(
-        f"training {opts['config']} ({params:,} parameters, T={time_steps}, {train_set.encoding}) on "
-        f"{len(train_set)} samples of {opts['data']} for {cfg.epochs} epochs"
+        f"training {meta['config_source']}{source} ({params:,} parameters, T={time_steps}, {train_set.encoding}) on "
+        f"{len(train_set)} samples of {opts['data']} for {cfg.epochs} epochs, recipe {recipe.name}"
     )
+    val_set = None
+    if world.leader and (opts["run_eval"] or val_every):
+        val_set = open_dataset(opts["data"], "val", train_set.input_size, train_set.gen1_mode, recipe.letterbox)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -198,24 +276,107 @@ def run_training(**opts) -> None:
                     f"{time.perf_counter() - started:.0f} s",
                     err=True,
                 )
-            if world.leader:  # one writer; the state first, so a checkpoint always has its state
-                save_train_state(output, state, cfg)
-                save_checkpoint(output, from_model(m, meta))
+            if not world.leader:
+                return
+            if val_every and (info.epoch + 1) % val_every == 0 and val_set is not None:
+                keep_if_best(m, val_set, opts, meta, info.epoch, best_path)
+            # one writer; the state first, so a checkpoint always has its state
+            save_train_state(output, state, cfg)
+            save_checkpoint(output, from_model(m, meta))
 
         result = train(model, train_set, cfg, on_step, on_epoch_end, resume)
     meta["train"].update(
-        seconds=round(result.seconds, 1), device=result.device, steps=result.steps, threads=torch.get_num_threads()
+        seconds=round(result.seconds, 1),
+        device=result.device,
+        steps=result.steps,
+        optimizer_steps=result.optimizer_steps,
+        threads=torch.get_num_threads(),
+        augmented=result.augmented,
     )
+    if result.anchors is not None:
+        meta["train"]["autoanchor"] = result.anchors.to_dict()
     console.print(f"trained {result.steps} steps in {result.seconds / 60:.1f} min on {result.device}")
+    if result.anchors is not None and result.anchors.replaced:
+        console.print(
+            f"autoanchor: best possible recall {result.anchors.bpr:.3f} -> {result.anchors.new_bpr:.3f}, anchors refitted"
+        )
     if not world.leader:
         return
-    if opts["run_eval"]:
-        val_set = open_dataset(opts["data"], "val", train_set.input_size, train_set.gen1_mode)
+    if opts["run_eval"] and val_set is not None:
         meta.update(validation(model, val_set, opts["data"], opts["batch_size"], opts["device"]))
         m = meta["metrics"]
         console.print(f"val: mAP@0.5 {m['map50']:.3f}  mAP@0.5:0.95 {m['map50_95']:.3f} on {m['images']} samples")
     save_checkpoint(output, from_model(model, meta))
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {output}" + (f" (best: {best_path})" if "best" in meta["train"] else ""))
+
+
+def fitness(metrics: dict) -> float:
+    """The official ``utils/metrics.py`` fitness: 0.1 · mAP@0.5 + 0.9 · mAP@0.5:0.95."""
+    return 0.1 * float(metrics["map50"]) + 0.9 * float(metrics["map50_95"])
+
+
+def best_checkpoint_path(output: Path) -> Path:
+    """Where the best checkpoint by fitness goes: ``run.pt`` → ``run.best.pt``."""
+    return output.with_name(f"{output.stem}.best{output.suffix or '.pt'}")
+
+
+def keep_if_best(model, val_set, opts: dict, meta: dict, epoch: int, best_path: Path) -> None:
+    """Score ``model`` on the val split; record it, and save it to ``best_path`` if its fitness is the best yet
+    (or equals it: the official ``train.py`` saves ``best.pt`` whenever ``best_fitness == fi``)."""
+    from ..checkpoint import from_model, save_checkpoint
+    from ..models.training import evaluate
+
+    metrics = evaluate(model, val_set, opts["batch_size"], opts["device"])
+    fit = fitness(metrics)
+    record = {"epoch": epoch + 1, "fitness": round(fit, 6), "map50": metrics["map50"], "map50_95": metrics["map50_95"]}
+    meta["train"].setdefault("val", []).append(record)
+    best = meta["train"].get("best")
+    if best is None or fit >= best["fitness"]:  # ties: the later epoch, as the official `best_fitness == fi`
+        meta["train"]["best"] = {**record, "path": best_path.name}
+        save_checkpoint(
+            best_path, from_model(model, {**meta, "metrics": {**metrics, "data": data_meta(val_set, opts["data"])}})
+        )
+
+
+def initial_model(opts: dict, time_steps: int, train_set):
+    """A fresh model from ``--config``, or (``--weights``) one with the architecture of that
+    checkpoint and every weight whose name and shape fit (the official ``intersect_dicts``: a
+    head for another number of classes starts afresh). Returns the model and the parent record."""
+    from ..fileio import sha256_file
+    from ..models import build_model
+
+    nc = len(train_set.names)
+    if opts["weights"] is None:
+        return build_model(opts["config"] or "emsyolo-tiny", time_steps, train_set.encoding, nc=nc), None
+    from ..checkpoint import load_any
+
+    path = Path(opts["weights"])
+    ckpt = load_any(path)  # the checked reader; an official file through the restricted unpickler
+    ckpt.model()  # config and weights agree (else one error naming the file)
+    model = build_model(ckpt.config, time_steps, train_set.encoding, nc=nc)
+    own = model.state_dict()
+    fits = {k: v for k, v in ckpt.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    model.load_state_dict(fits, strict=False)
+    source = ckpt.meta.get("source", {})
+    parent = {
+        "path": str(path),
+        "sha256": sha256_file(path),
+        "format": source.get("format", "emsdeploy"),
+        "transferred": len(fits),
+        "of": len(own),
+    }
+    return model, parent
+
+
+def freeze_layers(model, n: int) -> int:
+    """Stop gradients to the parameters of layers ``model.0`` .. ``model.{n-1}``; returns how many parameters."""
+    prefixes = tuple(f"model.{i}." for i in range(n))
+    frozen = 0
+    for name, p in model.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+            frozen += p.numel()
+    return frozen
 
 
 def state_path(output: Path) -> Path:
@@ -261,9 +422,12 @@ def load_resume(output: Path, model, meta: dict, cfg):
         state = TrainState.from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: training state field missing or malformed ({e})") from None
-    model.load_state_dict(ckpt.state_dict)
+    model.load_state_dict(state.weights if state.weights is not None else ckpt.state_dict)
     done = ckpt.meta.get("train", {})
     meta["train"]["epoch_loss"] = list(done.get("epoch_loss", []))[: state.epoch]
+    for key in ("best", "val"):  # the best checkpoint so far stays the one to beat
+        if key in done:
+            meta["train"][key] = done[key]
     meta["train"]["resumed_from_epoch"] = state.epoch
     return state
 

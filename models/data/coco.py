@@ -97,12 +97,14 @@ def read_coco(path: str | Path) -> dict:
 
 
 class CocoDetection(DetectionDataset):
-    """Images listed in a COCO JSON, resized (stretched) to a square model input.
+    """Images listed in a COCO JSON, fitted to a square model input: stretched, or letterboxed
+    (aspect kept, centred on YOLOv5's grey, as the official recipe trains and validates).
 
     Args:
         annotations: the ``instances`` JSON file.
         image_dir: folder that ``file_name`` is relative to (default: the JSON's folder).
         input_size: side of the model input, pixels.
+        letterbox: keep the aspect ratio (pad) instead of stretching.
 
     Crowd boxes are left out of the training targets but kept in the ground truth, where
     pycocotools treats them as "ignore" regions.
@@ -110,8 +112,15 @@ class CocoDetection(DetectionDataset):
 
     encoding = "direct"
 
-    def __init__(self, annotations: str | Path, image_dir: str | Path | None = None, input_size: int = 640) -> None:
+    def __init__(
+        self,
+        annotations: str | Path,
+        image_dir: str | Path | None = None,
+        input_size: int = 640,
+        letterbox: bool = False,
+    ) -> None:
         self.path = Path(annotations)
+        self.letterbox = bool(letterbox)
         self.data = read_coco(self.path)
         self.image_dir = Path(image_dir) if image_dir is not None else self.path.parent
         self.input_size = int(input_size)
@@ -129,7 +138,7 @@ class CocoDetection(DetectionDataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Sample:
+    def _rgb(self, index: int) -> Image.Image:
         im = self.images[index]
         file = self.image_dir / im["file_name"]
         if not file.is_file():
@@ -147,18 +156,62 @@ class CocoDetection(DetectionDataset):
                 f"images[{index}].width/height",
                 f"{im['width']}x{im['height']} but {file.name} is {rgb.size[0]}x{rgb.size[1]}",
             )
-        s = self.input_size
-        sx, sy = s / im["width"], s / im["height"]
-        pixels = np.asarray(rgb.resize((s, s), Image.Resampling.BILINEAR), dtype=np.uint8)
-        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+        return rgb
+
+    def _fit(self, index: int) -> tuple[int, int, float, float]:
+        """``(width, height, sx, sy)`` of image ``index`` resized for the model input (before padding)."""
+        im, s = self.images[index], self.input_size
+        if not self.letterbox:
+            return s, s, s / im["width"], s / im["height"]
+        r = s / max(im["width"], im["height"])
+        w, h = max(1, round(im["width"] * r)), max(1, round(im["height"] * r))
+        return w, h, w / im["width"], h / im["height"]
+
+    def _labels(self, index: int, sx: float, sy: float, px: float = 0.0, py: float = 0.0):
         rows = self._boxes[index]
         boxes = torch.tensor(
-            [[b[0] * sx, b[1] * sy, (b[0] + b[2]) * sx, (b[1] + b[3]) * sy] for _, b in rows], dtype=torch.float32
+            [[b[0] * sx + px, b[1] * sy + py, (b[0] + b[2]) * sx + px, (b[1] + b[3]) * sy + py] for _, b in rows],
+            dtype=torch.float32,
         ).view(-1, 4)
-        boxes = boxes.clamp(0, s)
         labels = torch.tensor([c for c, _ in rows], dtype=torch.int64)
+        return boxes, labels
+
+    def __getitem__(self, index: int) -> Sample:
+        s = self.input_size
+        w, h, sx, sy = self._fit(index)
+        pixels = np.asarray(self._rgb(index).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+        px, py = (s - w) // 2, (s - h) // 2
+        if (w, h) != (s, s):
+            canvas = np.full((s, s, 3), 114, dtype=np.uint8)  # YOLOv5's letterbox grey
+            canvas[py : py + h, px : px + w] = pixels
+            pixels = canvas
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+        boxes, labels = self._labels(index, sx, sy, px, py)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(px, px + w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(py, py + h)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return Sample(x, boxes[keep], labels[keep], im["id"], (sx, sy))
+        return Sample(x, boxes[keep], labels[keep], self.images[index]["id"], (sx, sy), (float(px), float(py)))
+
+    def image(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The image with its long side at the input size, aspect kept (the official loader's
+        ``load_image``), for augmentation; boxes in its pixels."""
+        im, s = self.images[index], self.input_size
+        r = s / max(im["width"], im["height"])
+        w, h = max(1, round(im["width"] * r)), max(1, round(im["height"] * r))
+        pixels = np.asarray(self._rgb(index).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+        boxes, labels = self._labels(index, w / im["width"], h / im["height"])
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clamp(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clamp(0, h)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return pixels.copy(), boxes[keep].numpy(), labels[keep].numpy()
+
+    def label_sizes(self) -> np.ndarray:
+        """Width and height of every training label in model-input pixels (no image decoded)."""
+        rows = []
+        for index in range(len(self.images)):
+            _, _, sx, sy = self._fit(index)
+            rows += [(b[2] * sx, b[3] * sy) for _, b in self._boxes[index]]
+        return np.asarray(rows, dtype=np.float32).reshape(-1, 2)
 
     def coco_ground_truth(self) -> dict:
         anns = []

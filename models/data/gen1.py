@@ -326,6 +326,15 @@ class Gen1Detection(DetectionDataset):
         boxes = torch.from_numpy((labels[:, :4] * np.array([sx, sy, sx, sy])).astype(np.float32)).view(-1, 4)
         return Sample(x, boxes, torch.from_numpy(labels[:, 4].astype(np.int64)), index + 1, (sx, sy))
 
+    def label_sizes(self) -> np.ndarray:
+        """Width and height of every label in model-input pixels, ``[n, 2]`` (no events binned): autoanchor."""
+        rows = []
+        for k, _, labels in self.index:
+            header = self.files[k][1]
+            scale = np.array([self.input_size / header.width, self.input_size / header.height])
+            rows.append((labels[:, 2:4] - labels[:, 0:2]) * scale)
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 2), np.float32)
+
     def coco_ground_truth(self) -> dict:
         images: list[dict] = []
         anns: list[dict] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -25,6 +26,8 @@ class Sample:
         labels: ``[n]`` int64 contiguous class indices (``0 .. nc-1``).
         image_id: the COCO ``image_id`` of this sample in :meth:`DetectionDataset.coco_ground_truth`.
         scale: input pixels per original pixel, ``(sx, sy)``.
+        pad: where the original image starts in the input, ``(x, y)`` pixels (letterbox);
+            ``input_xy = original_xy · scale + pad``.
     """
 
     x: torch.Tensor
@@ -32,6 +35,7 @@ class Sample:
     labels: torch.Tensor
     image_id: int
     scale: tuple[float, float] = (1.0, 1.0)
+    pad: tuple[float, float] = (0.0, 0.0)
 
 
 class DetectionDataset(Dataset):
@@ -62,6 +66,18 @@ class DetectionDataset(Dataset):
     def coco_ground_truth(self) -> dict:
         """The labels as a COCO ``instances`` dict, in original image pixels."""
         raise NotImplementedError
+
+    def image(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample ``index`` for augmentation: a uint8 ``[H, W, C]`` image, its boxes ``[n, 4]``
+        xyxy (float32, pixels of that image) and labels ``[n]``.
+
+        By default the model input itself (exact for inputs made from 8-bit images); a loader
+        whose inputs are resized overrides it to keep the aspect ratio (the official loader's
+        long side = input size).
+        """
+        s = self[index]
+        img = (s.x.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        return img, s.boxes.numpy().astype(np.float32).reshape(-1, 4), s.labels.numpy().astype(np.int64)
 
     def recipe(self) -> dict | None:
         """A plain-data description that rebuilds this dataset, if it can be rebuilt (synthetic)."""

@@ -33,13 +33,18 @@ def dataset_from_recipe(recipe: SynthRecipe | dict, split: str) -> DetectionData
 
 
 def open_dataset(
-    spec: str | Path, split: str, input_size: int | None = None, gen1_mode: str | None = None
+    spec: str | Path,
+    split: str,
+    input_size: int | None = None,
+    gen1_mode: str | None = None,
+    letterbox: bool = False,
 ) -> DetectionDataset:
     """The ``split`` of the dataset named by ``spec`` (see the module docstring).
 
     ``input_size`` sets the model input side for COCO (default 640) and Gen1 (default 320);
     synthetic data has the size of its recipe. ``gen1_mode`` is the Gen1 input mode
-    (``per-bin`` when ``None``); other data ignore it.
+    (``per-bin`` when ``None``); other data ignore it. ``letterbox`` fits COCO images into the
+    input keeping their aspect (synthetic images are square already; Gen1 keeps its own resize).
     """
     mode = gen1_mode or DEFAULT_GEN1_MODE
     path = Path(spec)
@@ -51,7 +56,7 @@ def open_dataset(
         )
     if path.is_file():
         if path.suffix == ".json":
-            return CocoDetection(path, input_size=input_size or 640)
+            return CocoDetection(path, input_size=input_size or 640, letterbox=letterbox)
         if path.name.endswith("_td.dat"):
             return Gen1Detection([path], input_size=input_size or 320, mode=mode)
         raise DatasetError(path, "data", "expected a COCO .json file, a Gen1 *_td.dat file, or a folder")
@@ -62,7 +67,7 @@ def open_dataset(
             return Gen1Detection(path / name, input_size=input_size or 320, mode=mode)
     for candidate in (path / split / "annotations.json", path / f"{split}.json", path / "annotations.json"):
         if candidate.is_file():
-            return CocoDetection(candidate, input_size=input_size or 640)
+            return CocoDetection(candidate, input_size=input_size or 640, letterbox=letterbox)
     raise DatasetError(
         path,
         "data",

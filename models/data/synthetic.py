@@ -166,6 +166,12 @@ class SyntheticDataset(DetectionDataset):
     def coco_ground_truth(self) -> dict:
         return coco_from_layouts([self.layout(i) for i in range(self.n)], self.spec.size)
 
+    def label_sizes(self) -> np.ndarray:
+        """Width and height of every label, ``[n, 2]`` pixels, from the layouts (nothing rendered)."""
+        boxes = [s.box() for i in range(self.n) for s in self.layout(i)]
+        b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        return b[:, 2:] - b[:, :2]
+
     def recipe(self) -> dict:
         return {**self.spec.to_dict(), "split": self.split}
 

@@ -37,13 +37,13 @@ def predict(
         dets = non_max_suppression(model.detect.decode(raws), conf_thres, iou_thres, max_det)
         for det, s in zip(dets, samples):
             det = det.cpu().double()
-            sx, sy = s.scale
+            (sx, sy), (px, py) = s.scale, s.pad
             for x1, y1, x2, y2, score, cls in det.tolist():
                 results.append(
                     {
                         "image_id": s.image_id,
                         "category_id": dataset.category_ids[int(cls)],
-                        "bbox": [x1 / sx, y1 / sy, (x2 - x1) / sx, (y2 - y1) / sy],
+                        "bbox": [(x1 - px) / sx, (y1 - py) / sy, (x2 - x1) / sx, (y2 - y1) / sy],
                         "score": score,
                     }
                 )

@@ -13,6 +13,7 @@ from emsdeploy.distributed import current_world, process_group
 from emsdeploy.models import build_model
 from emsdeploy.models.data import SyntheticShapes, SynthRecipe
 from emsdeploy.models.training import TrainConfig, train
+from emsdeploy.models.training.recipe import FAST
 
 TINY = SynthRecipe(size=64, train=8, val=4, max_objects=2, min_size=16, max_size=30)
 
@@ -21,7 +22,9 @@ def main(out: str, optimizer: str, steps: int) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)  # the same initial weights in every process
     model = build_model("emsyolo-tiny", time_steps=2)
-    cfg = TrainConfig(epochs=steps, batch_size=8, optimizer=optimizer, lr=0.01, seed=0, device="cpu")
+    cfg = TrainConfig(
+        epochs=steps, batch_size=8, recipe=FAST.with_values(optimizer=optimizer, lr0=0.01), seed=0, device="cpu"
+    )
     world = current_world()
     with process_group(world, "gloo"):
         result = train(model, SyntheticShapes(TINY, "train"), cfg)

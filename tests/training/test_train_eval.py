@@ -6,6 +6,7 @@ import torch
 from emsdeploy.models import LIF, build_model
 from emsdeploy.models.data import SyntheticShapes, SynthRecipe
 from emsdeploy.models.training import TrainConfig, coco_map, evaluate, firing_rates, non_max_suppression, train
+from emsdeploy.models.training.recipe import FAST
 
 TINY = SynthRecipe(size=64, train=8, val=4, max_objects=2, min_size=16, max_size=30)
 
@@ -19,7 +20,7 @@ def test_a_few_steps_reduce_the_loss():
     train(
         _model(),
         SyntheticShapes(TINY, "train"),
-        TrainConfig(epochs=10, batch_size=8, lr=0.02, warmup_epochs=1, seed=0),
+        TrainConfig(epochs=10, batch_size=8, recipe=FAST.with_values(lr0=0.02, warmup_epochs=1), seed=0),
         on_step=lambda s: losses.append(s.loss),
     )
     assert len(losses) == 10
