@@ -294,6 +294,11 @@ class Gen1Detection(DetectionDataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def _sensor_size(self, k: int) -> tuple[int, int]:
+        """Width and height of recording ``k`` (``__init__`` filled in the defaults of a bare header)."""
+        header = self.files[k][1]
+        return header.width or GEN1_WIDTH, header.height or GEN1_HEIGHT
+
     def window(self, index: int) -> tuple[int, int]:
         """``[t_start, t_end)`` in µs of sample ``index``: ending at the label time (``per-bin``), or
         clamped to start at 0 near the start of the recording (``official``)."""
@@ -306,22 +311,21 @@ class Gen1Detection(DetectionDataset):
     def frames(self, index: int) -> np.ndarray:
         """uint8 ``[time_bins, height, width]``: the binned window of sample ``index``, before resizing."""
         k = self.index[index][0]
-        path, header, raw = self.files[k]
-        assert header.width is not None and header.height is not None  # __init__ filled in the defaults
+        path, _, raw = self.files[k]
+        width, height = self._sensor_size(k)
         t0, t1 = self.window(index)
         lo, hi = np.searchsorted(raw["t"], [max(t0, 0), max(t1, 0)], side="left") if len(raw) else (0, 0)
-        events = decode_events(raw[lo:hi], path, header.width, header.height)
-        return bin_events(events, t0, t1, self.time_steps, header.height, header.width)
+        events = decode_events(raw[lo:hi], path, width, height)
+        return bin_events(events, t0, t1, self.time_steps, height, width)
 
     def __getitem__(self, index: int) -> Sample:
         _, _, labels = self.index[index]
-        header = self.files[self.index[index][0]][1]
-        assert header.width is not None and header.height is not None  # __init__ filled in the defaults
+        width, height = self._sensor_size(self.index[index][0])
         frames = self.frames(index)
         if self.gen1_mode == "official":  # the official loader resizes bin 0 for every step
             frames = np.repeat(frames[:1], self.time_steps, axis=0)
         s = self.input_size
-        sx, sy = s / header.width, s / header.height
+        sx, sy = s / width, s / height
         x = frames_to_input(frames, (s, s))
         boxes = torch.from_numpy((labels[:, :4] * np.array([sx, sy, sx, sy])).astype(np.float32)).view(-1, 4)
         return Sample(x, boxes, torch.from_numpy(labels[:, 4].astype(np.int64)), index + 1, (sx, sy))
@@ -330,8 +334,8 @@ class Gen1Detection(DetectionDataset):
         """Width and height of every label in model-input pixels, ``[n, 2]`` (no events binned): autoanchor."""
         rows = []
         for k, _, labels in self.index:
-            header = self.files[k][1]
-            scale = np.array([self.input_size / header.width, self.input_size / header.height])
+            width, height = self._sensor_size(k)
+            scale = np.array([self.input_size / width, self.input_size / height])
             rows.append((labels[:, 2:4] - labels[:, 0:2]) * scale)
         return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 2), np.float32)
 

@@ -120,11 +120,11 @@ def _official(
         (near_high[1], (0.0, -0.5)),
     )
     rows, anchor_idx, offsets = [], [], []
-    for cond, off in groups:
+    for cond, shift in groups:
         ai, ti = (match & cond[None]).nonzero(as_tuple=True)
         rows.append(ti)
         anchor_idx.append(ai)
-        offsets.append(torch.tensor(off, dtype=gxy.dtype, device=gxy.device).expand(len(ti), 2))
+        offsets.append(torch.tensor(shift, dtype=gxy.dtype, device=gxy.device).expand(len(ti), 2))
     ti, a, off = torch.cat(rows), torch.cat(anchor_idx), torch.cat(offsets)
     cell = (gxy[ti] - off).long()
     gi = cell[:, 0].clamp(0, nx - 1)
