@@ -142,7 +142,7 @@ def _check_spikeyolo(cfg: dict, where: str, field: str) -> None:
         if not (
             isinstance(row, list)
             and len(row) == 3
-            and all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= MAX_WIDTH for v in row)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= MAX_WIDTH for v in row)
             and row[0] <= 16
             and row[1] <= 16
         ):

@@ -144,8 +144,9 @@ _TUPLE = re.compile(r"^\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)$")
 
 def _upsample(c1, args, sc, params):
     size, scale, mode = [*args, *[None, None, "nearest"][len(args) :]] if len(args) <= 3 else (None, None, None)
-    if isinstance(scale, str) and _TUPLE.match(scale):
-        t, h, w = (int(v) for v in _TUPLE.match(scale).groups())  # type: ignore[union-attr]
+    found = _TUPLE.match(scale) if isinstance(scale, str) else None
+    if found is not None:
+        t, h, w = (int(v) for v in found.groups())
         scale = h if (t, h) == (1, w) else None
     if size not in (None, "None") or mode != "nearest" or not isinstance(scale, int) or scale < 1:
         raise ConfigError(f"nn.Upsample: supported is [None, '(1,k,k)', 'nearest'] with integer k, got {args}")

@@ -101,7 +101,8 @@ class SpikeDetect(nn.Module):
 def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[float], like: Any) -> tuple[Any, Any]:
     """Anchor points ``[2, A]`` (x row, y row; grid units, cell centre) and strides ``[1, A]``,
     scales concatenated, cells row-major (y, then x); arrays of ``like``'s library and dtype."""
-    pts, sts = [], []
+    pts: list[Any] = []
+    sts: list[Any] = []
     for (ny, nx), s in zip(shapes, strides):
         if _is_torch(like):
             ys, xs = torch.meshgrid(
@@ -114,8 +115,8 @@ def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[float], li
         else:
             import numpy as np
 
-            ys, xs = np.meshgrid(np.arange(ny) + 0.5, np.arange(nx) + 0.5, indexing="ij")
-            pts.append(np.stack((xs.reshape(-1), ys.reshape(-1))).astype(like.dtype))
+            yn, xn = np.meshgrid(np.arange(ny) + 0.5, np.arange(nx) + 0.5, indexing="ij")
+            pts.append(np.stack((xn.reshape(-1), yn.reshape(-1))).astype(like.dtype))
             sts.append(np.full((1, ny * nx), float(s), dtype=like.dtype))
     return _cat(pts, 1), _cat(sts, 1)
 

@@ -51,7 +51,10 @@ class BNAndPad(nn.Module):
     def pad_values(self) -> torch.Tensor:
         """The per-channel border value BN(0), ``[C]``."""
         bn = self.bn
-        return bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        mean, var = bn.running_mean, bn.running_var
+        if mean is None or var is None:
+            raise ValueError("BNAndPad needs running statistics (track_running_stats)")
+        return bn.bias.detach() - mean * bn.weight.detach() / torch.sqrt(var + bn.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(x)

@@ -127,7 +127,7 @@ class AnchorFreeLoss(nn.Module):
 
     @classmethod
     def for_model(cls, model: nn.Module, hyp: AnchorFreeHyp | None = None) -> AnchorFreeLoss:
-        detect = model.detect  # type: ignore[union-attr]
+        detect = model.detect
         return cls(detect.strides, detect.nc, detect.reg_max, hyp)
 
     def _grid(self, raws: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
