@@ -8,6 +8,7 @@ Anything without a handler fails with its module path, its type and the supporte
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.fx as fx
@@ -18,13 +19,16 @@ from ..ir import Graph, Input
 from ..models import EMSYOLO, run_layers
 from .handlers import FUNCTION_HANDLERS, LEAF_TYPES, MODULE_HANDLERS, TraceContext
 
+if TYPE_CHECKING:
+    from ..models.family import Detector
+
 __all__ = ["supported_modules", "trace"]
 
 
 class _Layers(nn.Module):
     """The model's layers under the same attribute name (``model``), so fx paths equal module paths."""
 
-    def __init__(self, model: EMSYOLO) -> None:
+    def __init__(self, model: Detector) -> None:
         super().__init__()
         self.model = model.model
         self.save = model.save
@@ -53,7 +57,7 @@ def _function_name(node: fx.Node) -> str:
     return f"{owner}.{label}" if owner else label
 
 
-def trace(model: EMSYOLO, input_shape: Sequence[int] | None = None, *, source: str | None = None) -> Graph:
+def trace(model: Detector, input_shape: Sequence[int] | None = None, *, source: str | None = None) -> Graph:
     """Trace ``model`` (eval mode is used) into a validated IR graph.
 
     Args:

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..exporters.lava._require import LAVA_MISSING, lava_available, require_lava
 from ..ir import LIF, Graph
 from ..ir.runtime import Trace
-from ..models import EMSYOLO
+from ..models.family import Detector
 from ..simulators import RefFloat
 from .compare import DEFAULT_MARGIN, Comparison, compare_records, merge
 from .torch_level import run_torch
@@ -100,7 +100,7 @@ class _Pair:
 def verify(
     graph: Graph,
     samples: Iterable[tuple[str, torch.Tensor]],
-    model: EMSYOLO | None,
+    model: Detector | None,
     options: VerifyOptions,
     source: str = "",
     progress: Callable[[str], None] | None = None,
@@ -121,7 +121,7 @@ class SampleResult:
 
 
 @contextmanager
-def open_chain(graph: Graph, model: EMSYOLO | None, options: VerifyOptions, source: str = "") -> Iterator[Chain]:
+def open_chain(graph: Graph, model: Detector | None, options: VerifyOptions, source: str = "") -> Iterator[Chain]:
     """A :class:`Chain` whose exports live in ``options.workdir`` or a temporary folder."""
     if options.workdir is not None:
         yield Chain(graph, model, options, source)
@@ -137,7 +137,7 @@ class Chain:
     the order given, which is what makes a sharded run equal to a single one.
     """
 
-    def __init__(self, graph: Graph, model: EMSYOLO | None, options: VerifyOptions, source: str = "") -> None:
+    def __init__(self, graph: Graph, model: Detector | None, options: VerifyOptions, source: str = "") -> None:
         unknown = set(options.targets) - set(TARGETS)
         if unknown:
             raise InputError(f"unknown verify targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")

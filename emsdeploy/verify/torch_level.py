@@ -11,7 +11,8 @@ import torch
 
 from ..ir import LIF, Graph, SiLUNeuron
 from ..ir.runtime import Trace
-from ..models import EMSYOLO, record_neurons
+from ..models import record_neurons
+from ..models.family import Detector
 
 __all__ = ["run_torch", "membrane"]
 
@@ -25,7 +26,7 @@ def membrane(current: torch.Tensor, spikes: torch.Tensor, tau: float) -> torch.T
 
 
 @torch.no_grad()
-def run_torch(model: EMSYOLO, graph: Graph, x: torch.Tensor, time_steps: int | None = None) -> Trace:
+def run_torch(model: Detector, graph: Graph, x: torch.Tensor, time_steps: int | None = None) -> Trace:
     inputs: dict[str, torch.Tensor] = {}
     with record_neurons(model, inputs=inputs) as rec:
         pred, raws = model.predict(x.to(next(model.parameters()).dtype), time_steps)

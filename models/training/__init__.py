@@ -8,6 +8,7 @@ from .ema import ModelEMA
 from .evaluate import coco_map, evaluate, predict
 from .firing import firing_rates
 from .loss import LossHyp, YoloLoss
+from .loss_anchor_free import AnchorFreeHyp, AnchorFreeLoss
 from .nms import non_max_suppression
 from .optim import OPTIMIZERS, cosine_lr, make_optimizer, make_recipe_optimizer
 from .recipe import FAST, OFFICIAL, RECIPES, Recipe
@@ -20,6 +21,8 @@ __all__ = [
     "OFFICIAL",
     "OPTIMIZERS",
     "RECIPES",
+    "AnchorFreeHyp",
+    "AnchorFreeLoss",
     "EpochInfo",
     "LossHyp",
     "ModelEMA",

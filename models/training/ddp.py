@@ -5,10 +5,12 @@ float summation order), not merely similar:
 
 * **the batches**: every rank draws the single-process permutation (same generator, same
   draws) and takes its slice of each global batch (:class:`RankBatches`);
-* **tdBN statistics**: mean and variance over the *global* batch, through differentiable
-  all-reduces (:class:`SyncTdBatchNorm`); per-rank statistics would normalise differently;
+* **BN statistics**: mean and variance over the *global* batch, through differentiable
+  all-reduces (:class:`SyncTdBatchNorm`, SpikeYOLO's :class:`SyncSeqBatchNorm2d`); per-rank
+  statistics would normalise differently;
 * **the loss**: YOLOv5's means (over positives, over cells) divide by global counts, and the
-  per-rank losses add up to the single-process loss (:class:`~.loss.YoloLoss` ``reduce``);
+  per-rank losses add up to the single-process loss (:class:`~.loss.YoloLoss` ``reduce``; the
+  anchor-free loss's normaliser is global the same way);
   DDP averages gradients over ranks, so each rank's loss is scaled by the world size.
 
 Only torch.distributed is used; the caller opens the process group (gloo or nccl).
@@ -24,8 +26,9 @@ from torch import nn
 from torch.utils.data import BatchSampler, RandomSampler, Sampler
 
 from ..layers import TdBatchNorm, check_time_first
+from ..spikeyolo.layers import SeqBatchNorm2d
 
-__all__ = ["RankBatches", "SyncTdBatchNorm", "all_sum", "sync_batchnorm", "world_size"]
+__all__ = ["RankBatches", "SyncSeqBatchNorm2d", "SyncTdBatchNorm", "all_sum", "sync_batchnorm", "world_size"]
 
 
 def world_size() -> int:
@@ -66,45 +69,66 @@ class RankBatches(Sampler[list[int]]):
             yield batch[self.rank * k : (self.rank + 1) * k]
 
 
-class SyncTdBatchNorm(TdBatchNorm):
-    """tdBN whose training statistics span every rank's share of the batch.
+def _global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode BN of a time-first ``x`` with statistics over every rank's share of the batch.
 
     Two passes, as a single process computes them: the global mean, then the global mean
     square deviation; both through ``torch.distributed.nn`` all-reduces, which carry the
-    gradient back to every rank. Eval mode uses the running statistics, as plain tdBN.
+    gradient back to every rank.
     """
+    from torch.distributed.nn.functional import all_reduce
+
+    t, b = x.shape[:2]
+    flat = x.reshape(t * b, *x.shape[2:])
+    count = torch.tensor(float(flat.numel() // flat.shape[1]), device=x.device)
+    n = all_sum(count)
+    mean = all_reduce(flat.sum((0, 2, 3))) / n
+    centred = flat - mean[None, :, None, None]
+    var = all_reduce((centred * centred).sum((0, 2, 3))) / n
+    y = centred * torch.rsqrt(var + bn.eps)[None, :, None, None]
+    y = y * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+    momentum = float(bn.momentum if bn.momentum is not None else 0.1)
+    with torch.no_grad():  # as F.batch_norm: the running variance is the unbiased one
+        bn.num_batches_tracked += 1
+        bn.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+        unbiased = var.detach() * (n / (n - 1).clamp(min=1))
+        bn.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    return y.reshape(t, b, *y.shape[1:])
+
+
+class SyncTdBatchNorm(TdBatchNorm):
+    """tdBN whose training statistics span every rank's share of the batch
+    (:func:`_global_batch_norm`). Eval mode uses the running statistics, as plain tdBN."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_time_first(x, "TdBatchNorm")
         if not self.training or world_size() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        return _global_batch_norm(self, x)
 
-        t, b = x.shape[:2]
-        flat = x.reshape(t * b, *x.shape[2:])
-        count = torch.tensor(float(flat.numel() // flat.shape[1]), device=x.device)
-        n = all_sum(count)
-        mean = all_reduce(flat.sum((0, 2, 3))) / n
-        centred = flat - mean[None, :, None, None]
-        var = all_reduce((centred * centred).sum((0, 2, 3))) / n
-        y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
-        y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        with torch.no_grad():  # as F.batch_norm: the running variance is the unbiased one
-            self.num_batches_tracked += 1
-            self.running_mean.mul_(1 - self.momentum).add_(mean.detach(), alpha=self.momentum)
-            unbiased = var.detach() * (n / (n - 1).clamp(min=1))
-            self.running_var.mul_(1 - self.momentum).add_(unbiased, alpha=self.momentum)
-        return y.reshape(t, b, *y.shape[1:])
+
+class SyncSeqBatchNorm2d(SeqBatchNorm2d):
+    """SpikeYOLO's BatchNorm over T·B with statistics over every rank's share of the batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_time_first(x, "SeqBatchNorm2d")
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        return _global_batch_norm(self, x)
+
+
+_SYNCED: dict[type, type] = {TdBatchNorm: SyncTdBatchNorm, SeqBatchNorm2d: SyncSeqBatchNorm2d}
+_PLAIN = {v: k for k, v in _SYNCED.items()}
 
 
 def sync_batchnorm(model: nn.Module, on: bool = True) -> nn.Module:
-    """Turn every tdBN of ``model`` into :class:`SyncTdBatchNorm` (or back, ``on=False``), in place.
+    """Turn every tdBN (and SpikeYOLO BN) of ``model`` into its synchronised form (or back,
+    ``on=False``), in place.
 
     Parameters and buffers stay where they are, so optimiser state and checkpoints are unaffected.
     """
+    table = _SYNCED if on else _PLAIN
     for m in model.modules():
-        if on and type(m) is TdBatchNorm:
-            m.__class__ = SyncTdBatchNorm
-        elif not on and type(m) is SyncTdBatchNorm:
-            m.__class__ = TdBatchNorm
+        if type(m) in table:
+            m.__class__ = table[type(m)]
     return model

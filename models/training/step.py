@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from .ema import ModelEMA
-from .loss import YoloLoss
 from .recipe import Recipe
 from .schedule import Schedule
 
@@ -51,7 +50,7 @@ class TrainStep:
     def __init__(
         self,
         model: nn.Module,
-        criterion: YoloLoss,
+        criterion: nn.Module,
         optimizer: torch.optim.Optimizer,
         schedule: Schedule,
         recipe: Recipe,

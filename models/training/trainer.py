@@ -25,6 +25,7 @@ from ..data.sample import DetectionDataset, collate
 from .autoanchor import AnchorCheck, check_anchors, label_sizes
 from .ema import ModelEMA
 from .loss import YoloLoss
+from .loss_anchor_free import AnchorFreeLoss
 from .optim import make_recipe_optimizer
 from .recipe import FAST, Recipe
 from .schedule import make_schedule
@@ -192,12 +193,15 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_criterion(model: nn.Module, recipe: Recipe, input_size: int) -> YoloLoss:
+def make_criterion(model: nn.Module, recipe: Recipe, input_size: int) -> nn.Module:
     """The loss ``recipe`` trains ``model``'s head with (after autoanchor: it copies the anchors).
 
-    The one place that picks a loss for a head: an anchor-based Detect takes YOLOv5's loss.
+    The one place that picks a loss for a head: an anchor-based Detect takes YOLOv5's loss; an
+    anchor-free head (SpikeYOLO's, with DFL bins) the YOLOv8 loss with its own gains.
     """
     detect = model.detect
+    if getattr(detect, "reg_max", None):
+        return AnchorFreeLoss.for_model(model)
     hyp = recipe.loss_hyp(detect.nl, detect.nc, input_size)
     return YoloLoss(detect.anchors, detect.stride.tolist(), detect.nc, hyp)
 
@@ -215,7 +219,7 @@ def train(
     on_epoch_end: Callable[[EpochInfo, nn.Module, TrainState], None] | None = None,
     resume: TrainState | None = None,
 ) -> TrainResult:
-    """Train ``model`` (an EMS-YOLO) on ``dataset`` in place, as ``config.recipe`` says.
+    """Train ``model`` (an EMS-YOLO, or a SpikeYOLO with the anchor-free loss) on ``dataset`` in place, as ``config.recipe`` says.
 
     Before the first epoch (not on resume), a recipe with ``autoanchor`` checks the anchors
     against the labels and refits them in the model if they fit badly. Image data are
@@ -240,7 +244,7 @@ def train(
     model.to(device).train()
     detect = model.detect
     anchors = None
-    if recipe.autoanchor and resume is None:
+    if recipe.autoanchor and resume is None and not getattr(detect, "reg_max", None):  # anchor-free: none to fit
         anchors = check_anchors(detect, label_sizes(dataset), recipe.anchor_t, seed=config.seed)
         if anchors.anchors is not None and isinstance(getattr(model, "config", None), dict):
             model.config["anchors"] = [

@@ -103,20 +103,22 @@ def test_eval_over_two_ranks_gives_the_same_map():
     assert got == expected  # detections, per-class AP and firing rates too
 
 
-def test_one_ddp_step_equals_the_single_process_step(tmp_path):
+@pytest.mark.parametrize("model_name", ["emsyolo-tiny", "spikeyolo-micro"])
+def test_one_ddp_step_equals_the_single_process_step(tmp_path, model_name):
+    """SpikeYOLO: its BatchNorms synchronised and the anchor-free loss's normaliser global."""
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     threads = torch.get_num_threads()
     try:
-        train_step.main(str(one), "sgd", 1)  # here, as one process
+        train_step.main(str(one), "sgd", 1, model_name)  # here, as one process
     finally:
         torch.set_num_threads(threads)
-    r = torchrun([str(HERE / "train_step.py"), str(two), "sgd", "1"])
+    r = torchrun([str(HERE / "train_step.py"), str(two), "sgd", "1", model_name])
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = torch.load(one, weights_only=True), torch.load(two, weights_only=True)
     assert a["steps"] == b["steps"] == 1
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)  # reduced over ranks: the global batch's loss
     moved = 0
-    initial = _initial_weights()
+    initial = train_step.make_model(model_name).state_dict()
     for k, va in a["state_dict"].items():
         vb = b["state_dict"][k]
         if va.is_floating_point():
@@ -125,13 +127,6 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path):
         else:
             assert torch.equal(va, vb), k
     assert moved > 50  # the step changed the weights (and running statistics): not a vacuous match
-
-
-def _initial_weights() -> dict:
-    from emsdeploy.models import build_model
-
-    torch.manual_seed(0)
-    return build_model("emsyolo-tiny", time_steps=2).state_dict()
 
 
 def _children(pid: int) -> list[int]:
