@@ -46,11 +46,13 @@ FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
 
 @dataclass(frozen=True)
 class Value:
-    """An ONNX value of this step: its name, element type and a proven bound on |value| (None: unknown)."""
+    """An ONNX value of this step: its name, element type, a proven bound on |value| (None: unknown)
+    and a power of two it is a multiple of (for the fast lowering's float exactness argument)."""
 
     name: str
     elem: int
     bound: int | None = None
+    grain: int = 0  # a multiple of 2**grain: float32 holds it exactly below 2**(24 + grain)
 
 
 class FixedBuilder:
