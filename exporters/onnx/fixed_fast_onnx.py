@@ -350,6 +350,23 @@ def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
 
 
 def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
+    """A sparse group, computed once per distinct (input, matrix, exponent): groups that repeat
+    one (the same graded source read by identical branch LIFs) reuse its value."""
+    op: loihi.SynSparse = node.op  # type: ignore[assignment]
+    digest = hashlib.sha256()
+    for arr in (op.weight_s8, op.indices, op.indptr):
+        digest.update(np.ascontiguousarray(arr, np.int64).tobytes())
+    key = ("sparse", x.name, digest.digest(), tuple(op.in_shape), tuple(op.out_shape), op.weight_exp_s4)
+    hit = b._cache.get(key)
+    if hit is not None:
+        b.kernels[node.name] = f"sparse: the value of {hit[1]} (same input, matrix and exponent)"
+        return hit[0]
+    out = _sparse_term(b, node, x)
+    b._cache[key] = (out, node.name)
+    return out
+
+
+def _sparse_term(b: FixedBuilder, node: Node, x: Value) -> Value:
     op: loihi.SynSparse = node.op  # type: ignore[assignment]
     e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
     base = _row_sums(op.weight_s8, op.indptr) * x.bound  # type: ignore[operator]
