@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,14 +113,43 @@ def narrow(b: FixedBuilder, v: Value) -> Value:
 
 
 def add(b: FixedBuilder, values: Sequence[Value], hint: str) -> Value:
-    """Σ values, exact: every partial sum is a multiple of 2^(the smallest grain) below the bound."""
+    """Σ values, exact: every partial sum is a multiple of 2^(the smallest grain) below the bound.
+
+    Terms that fill disjoint channel blocks covering every channel (a concatenation's parts) are
+    summed per block and joined with one ``Concat``; otherwise a placed term is padded first."""
     bound = sum(v.bound for v in values)  # type: ignore[misc]
     grain = min(v.grain for v in values)
     elem = _elem(bound, hint, grain)
-    total = _fl(b, values[0], elem)
+    placed = [v for v in values if v.place is not None]
+    if placed:
+        total = placed[0].place[2]  # type: ignore[index]
+        blocks: dict[tuple[int, int], list[Value]] = {}
+        for v in values:
+            blocks.setdefault(v.place[:2] if v.place else (0, total), []).append(v)
+        spans = sorted(blocks)
+        if (
+            (0, total) not in blocks
+            and spans[0][0] == 0
+            and sum(n for _, n in spans) == total
+            and all(f0 + n0 == f1 for (f0, n0), (f1, _) in itertools.pairwise(spans))
+        ):
+            parts = [add(b, [dataclasses.replace(v, place=None) for v in blocks[s]], hint) for s in spans]
+            y = b.op("Concat", [_fl(b, v, elem) for v in parts], f"{hint}/concat", axis=1)
+            return Value(y, elem, bound, grain)
+        values = [_unplace(b, v, hint) for v in values]
+    total_name = _fl(b, values[0], elem)
     for v in values[1:]:
-        total = b.op("Add", [total, _fl(b, v, elem)], f"{hint}/sum")
-    return Value(total, elem, bound, grain)
+        total_name = b.op("Add", [total_name, _fl(b, v, elem)], f"{hint}/sum")
+    return Value(total_name, elem, bound, grain)
+
+
+def _unplace(b: FixedBuilder, v: Value, hint: str) -> Value:
+    """A placed term as the whole value (zeros outside its channels, ``Pad``)."""
+    if v.place is None:
+        return v
+    first, count, total = v.place
+    pads = b.const([0, first, 0, 0, 0, total - first - count, 0, 0], I64)
+    return dataclasses.replace(v, name=b.op("Pad", [v.name, pads], f"{hint}/place"), place=None)
 
 
 def _trunc_decay(b: FixedBuilder, v: str, keep: int, shift: int, bound: int, hint: str) -> Value:
@@ -170,7 +200,7 @@ def _row_sums(data: np.ndarray, indptr: np.ndarray) -> int:
 
 
 def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, in_shape, out_shape, e: int,
-                  bound: int) -> tuple[Value, str]:  # fmt: skip
+                  bound: int, placed: bool = False) -> tuple[Value, str]:  # fmt: skip
     """⌊2^e · Σ_j W_ij x_j⌋ in floats, every partial sum below ``bound``·... (see the callers)."""
     from .fixed_kernels_onnx import _sparse_matmul
 
@@ -190,9 +220,11 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
             kind = f"elementwise {elem_name(elem)}"
         after = out_shape[0] - in_shape[0] - block
         if block or after:
-            pads = b.const([0, block, 0, 0, 0, after, 0, 0], I64)
-            y = Value(b.op("Pad", [y.name, pads], f"{hint}/place"), y.elem, y.bound)
-            kind += f" placed at channels {block}..{block + in_shape[0] - 1} (Pad)"
+            y = dataclasses.replace(y, place=(block, in_shape[0], out_shape[0]))
+            kind += f" placed at channels {block}..{block + in_shape[0] - 1}"
+            if not placed:
+                y = _unplace(b, y, hint)
+                kind += " (Pad)"
         return narrow(b, y), kind
     w1 = _pointwise(data, indices, indptr, in_shape, out_shape)
     if w1 is not None:  # a 1×1 convolution over channels: one MatMul instead of a row gather
@@ -280,7 +312,7 @@ def emit_terms(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]
         elif shift:
             elem = _elem(t.bound << shift, node.name, t.grain + shift)  # type: ignore[operator]
             y = b.op("Mul", [_fl(b, t, elem), _const_f(b, 2.0**shift, elem)], f"{node.name}/act")
-            out.append(Value(y, elem, t.bound << shift, t.grain + shift))  # type: ignore[operator]
+            out.append(Value(y, elem, t.bound << shift, t.grain + shift, t.place))  # type: ignore[operator]
         else:
             out.append(t)
     for group in groups.values():
@@ -302,6 +334,11 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     xs = [b.cast(t.x, U8).name for t in group]
     x = b.op("Concat", xs, f"{first.name}/merged", axis=1) if len(xs) > 1 else xs[0]
     w = np.concatenate([t.node.op.weight_s8 for t in group], axis=1)  # type: ignore[attr-defined]
+    rows = np.flatnonzero(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(1))
+    place = None
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size < w.shape[0]:  # one block of nonzero outputs
+        place = (int(rows[0]), int(rows.size), int(w.shape[0]))
+        w = w[rows[0] : rows[-1] + 1]
     wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
     acc = b.op("ConvInteger", [x, wq, "", b.const(np.uint8(128), U8)], f"{first.name}/convint",
                **_conv_attrs(first.op))  # fmt: skip
@@ -314,11 +351,12 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
         if e + shift:
             y = b.op("Mul", [y, _const_f(b, 2.0 ** (e + shift), elem)], f"{first.name}/exp")
     names = [t.node.name for t in group]
+    only = f", output channels {place[0]}..{place[0] + place[1] - 1} only (the rest has no weight)" if place else ""
     for t in group:
         others = f", one ConvInteger with {len(names) - 1} more of {node.name}'s inputs" if len(names) > 1 else ""
         b.kernels[t.node.name] = (f"ConvInteger (|Σm·s| <= {t.base}; no wrap: |Σm·2^e·s| <= {t.bound}){others}, "
-                                  f"int32 sum <= {base} < 2^31, then {elem_name(elem)}")  # fmt: skip
-    return narrow(b, Value(y, elem, bound, e + shift))
+                                  f"int32 sum <= {base} < 2^31, then {elem_name(elem)}{only}")  # fmt: skip
+    return narrow(b, Value(y, elem, bound, e + shift, place))
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
@@ -373,7 +411,7 @@ def _sparse_term(b: FixedBuilder, node: Node, x: Value) -> Value:
     if 2 * base < 1 << (bits - 1) and (base << max(e, 0)) < INT32_LIMIT:
         # Lava's 2m, e − 1 arithmetic and its wraps are provably the plain ⌊2^e Σ m x⌋
         out, kind = _float_sparse(b, node.name, x, op.weight_s8, op.indices, op.indptr, op.in_shape, op.out_shape,
-                                  e, base)  # fmt: skip
+                                  e, base, placed=True)  # fmt: skip
         b.kernels[node.name] = f"sparse: {kind} (|Σm·x| <= {base}, no wrap)"
         return out
     out, kind = _float_sparse(b, node.name, x, 2 * op.weight_s8.astype(np.int64), op.indices, op.indptr,
@@ -420,11 +458,9 @@ def _shared_host_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
     else:
         b.kernels[node.name] = f"host: the result of {hit[1]} (same input, weights, shift and geometry)"
     y = hit[0]
-    after = w.shape[0] - first - block.shape[0]
-    if first or after:
-        pads = b.const([0, first, 0, 0, 0, after, 0, 0], I64)
-        y = Value(b.op("Pad", [y.name, pads], f"{node.name}/place"), y.elem, y.bound)
-        b.kernels[node.name] += f"; its nonzero output channels {first}..{first + block.shape[0] - 1} (Pad)"
+    if block is not w:
+        y = dataclasses.replace(y, place=(first, block.shape[0], w.shape[0]))
+        b.kernels[node.name] += f"; its nonzero output channels {first}..{first + block.shape[0] - 1} only"
     return y
 
 
@@ -660,7 +696,7 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
 
 def _term_key(b: FixedBuilder, t: Value | PendingConv) -> tuple:
     if isinstance(t, Value):
-        return ("value", t.name)
+        return ("value", t.name, t.place)
     op = t.node.op
     return ("conv", t.x.name, hashlib.sha256(np.ascontiguousarray(op.weight_s8).tobytes()).digest(),  # type: ignore[attr-defined]
             op.weight_s8.shape, str(_conv_attrs(op)), op.weight_exp_s4, op.delay_u6)  # type: ignore[attr-defined]  # fmt: skip

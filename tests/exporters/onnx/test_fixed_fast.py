@@ -140,10 +140,12 @@ def test_saturated_sum_in_float32_beyond_2_24(cur_bound):
 
 def test_shared_stem_and_branch_lifs_are_computed_once_and_exact():
     """The stem conv read by both branch LIFs and by the max-pool (its nonzero channels) is one
-    host conv; the second branch LIF copies the first's spikes and state; still bit-exact."""
+    host conv; the second branch LIF copies the first's spikes and state; the max-pool's terms
+    fill disjoint channel blocks (joined by Concat, no Pad); still bit-exact."""
     q = lowered(trace(tiny_ee(3, seed=5, width=0.25), (32, 32)))
     kernels = json.loads(_meta(q)["kernels"])
-    assert any(k.startswith("host: the result of") and "(Pad)" in k for k in kernels.values()), kernels
+    assert any(k.startswith("host: the result of") and k.endswith(" only") for k in kernels.values()), kernels
+    assert any(k.startswith("ConvInteger") and "only (the rest has no weight)" in k for k in kernels.values())
     assert any(k.startswith("the same population as") for k in kernels.values()), kernels
     assert assert_exact(q, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7)))["spikes"] > 500
 
