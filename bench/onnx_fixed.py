@@ -6,9 +6,10 @@ threads, then times whole inferences (all T steps; for the fixed graph the T cal
 timing, readouts included; no NMS) in alternating rounds so that every backend sees the same
 machine load. Reported: median ms per inference with quartiles, and the ratios. A per-layer
 table times each chip conv of spikes alone with each exact kernel (``ConvInteger`` and float
-``Conv``), one thread. The fixed graph and ref-fixed are checked to agree bit for bit first.
+``Conv``), one thread; onnxruntime's profile of both graphs by operator type. The fixed graph and
+ref-fixed are checked to agree bit for bit first.
 
-Usage: ``python bench/onnx_fixed.py [--quick] [--rounds 5] [--models res18-ee,shipped]``.
+Usage: ``python bench/onnx_fixed.py [--quick] [--rounds 5] [--models res18-ee,shipped] [--threads 1,2]``.
 Results: ``bench/results/onnx_fixed.{json,md}`` with the CPU model and flags and the load average.
 """
 
@@ -150,6 +151,45 @@ def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: d
     return rows
 
 
+def op_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, fixed: bool) -> dict[str, dict]:
+    """onnxruntime's profile of one inference (T calls after a warm-up call, one thread), summed by
+    operator type (ms and calls per step): where each graph spends its time, kernel by kernel."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / ("fixed" if fixed else "float"))
+        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        dtypes = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
+                  "tensor(double)": np.float64, "tensor(float)": np.float32}  # fmt: skip
+        feed = {"x": x} | {i.name: np.zeros([x.shape[0], *i.shape[1:]], dtypes[i.type])
+                           for i in sess.get_inputs() if i.name.startswith("state_in.")}  # fmt: skip
+        names = [o.name for o in sess.get_outputs()]
+        sess.run(None, feed)  # warm-up call: not counted
+        for _ in range(time_steps):
+            for n, v in zip(names, sess.run(None, feed), strict=True):
+                if n.startswith("state_out."):
+                    feed[n.replace("state_out.", "state_in.", 1)] = v
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    start = runs[1] if len(runs) > 1 else 0
+    ms: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+            op = e["args"]["op_name"]
+            if op != "If":
+                ms[op] = ms.get(op, 0.0) + e["dur"] / 1e3
+                calls[op] = calls.get(op, 0) + 1
+    return {op: {"ms": round(v, 2), "per_step": calls[op] // time_steps}
+            for op, v in sorted(ms.items(), key=lambda kv: -kv[1])}  # fmt: skip
+
+
 def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> dict:
     import torch
 
@@ -226,6 +266,10 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
         "kernels": kernels,
         "fast_path": json.loads({p.key: p.value for p in fixed_model.metadata_props}["fast_path"]),
         "profile": layer_profile(fixed_bytes, x.numpy(), T, kernels),
+        "op_profile": {
+            "float": op_profile(float_bytes, x.numpy(), T, False),
+            "fixed": op_profile(fixed_bytes, x.numpy(), T, True),
+        },
         "layers": layer_table(q, 3) if name != "shipped" else [],
     }
 
@@ -233,13 +277,23 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
 def _cpu() -> dict:
     import onnxruntime
 
-    return {**cpu_info(), "onnxruntime": onnxruntime.__version__, "loadavg_before": os.getloadavg()}
+    info = cpu_info()
+    # what onnxruntime's int8 kernels (MLAS) dispatch on: AVX2, AVX-512, VNNI, AMX
+    int8 = sorted(
+        {
+            f
+            for f in info.get("flags", "").split()
+            if f in ("avx2", "fma") or f.startswith(("avx512", "avx_vnni", "amx"))
+        }
+    )
+    return {**info, "int8_flags": int8, "onnxruntime": onnxruntime.__version__, "loadavg_before": os.getloadavg()}
 
 
 def _markdown(res: dict) -> str:
     lines = ["# float ONNX vs fixed ONNX vs ref-fixed (ms per inference, all T steps)", ""]
     lines.append(f"CPU: {res['cpu'].get('cpu')}; onnxruntime {res['cpu'].get('onnxruntime')}; "
                  f"load average before/after {res['cpu']['loadavg_before']} / {res['loadavg_after']}")  # fmt: skip
+    lines.append(f"{res['cpu'].get('cores')} cores; SIMD flags: {' '.join(res['cpu'].get('int8_flags', []))}")
     for m in res["models"]:
         lines += ["", f"## {m['model']} {m['input']} T={m['time_steps']} (exact: {m['exact']})", ""]
         lines += ["| backend | median ms | q1 | q3 | CPU ms |", "|---|---|---|---|---|"]
@@ -251,6 +305,15 @@ def _markdown(res: dict) -> str:
             lines += ["", "Fixed graph, onnxruntime profile of one inference (T calls, one thread), by layer:", "",
                       "| layer | ms | share | kernel |", "|---|---|---|---|"]  # fmt: skip
             lines += [f"| {r['layer']} | {r['ms']} | {r['share']:.1%} | {r['kernel']} |" for r in m["profile"]]
+        if m.get("op_profile"):
+            lines += ["", "onnxruntime profile of one inference (T calls, one thread) by operator type, ms "
+                      "(calls per step):", "", "| op | float graph | fixed graph |", "|---|---|---|"]  # fmt: skip
+            fl, fx = m["op_profile"]["float"], m["op_profile"]["fixed"]
+            ops = sorted(set(fl) | set(fx), key=lambda o: -max(fl.get(o, {}).get("ms", 0), fx.get(o, {}).get("ms", 0)))
+            cells = [[f"{d[op]['ms']} ({d[op]['per_step']})" if op in d else "" for d in (fl, fx)] for op in ops]
+            lines += [f"| {op} | {c[0]} | {c[1]} |" for op, c in zip(ops, cells, strict=True)]
+            lines.append(f"| total | {round(sum(v['ms'] for v in fl.values()), 1)} | "
+                         f"{round(sum(v['ms'] for v in fx.values()), 1)} |")  # fmt: skip
         if m["layers"]:
             lines += [
                 "",
@@ -268,12 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="res18-ee,shipped")
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--quick", action="store_true", help="shipped model only, 2 rounds")
+    ap.add_argument("--threads", default="1,2", help="thread counts to time (default 1,2)")
     args = ap.parse_args(argv)
     names = ["shipped"] if args.quick else args.models.split(",")
     rounds = 2 if args.quick else args.rounds
     res = {"cpu": _cpu(), "models": []}
     for name in names:
-        res["models"].append(bench_model(name, args.size, rounds, (1, 2)))
+        res["models"].append(bench_model(name, args.size, rounds, tuple(int(t) for t in args.threads.split(","))))
         print(json.dumps({k: v for k, v in res["models"][-1].items() if k not in ("kernels", "layers")}), flush=True)
     res["loadavg_after"] = os.getloadavg()
     save_results("onnx_fixed", res, _markdown(res))

@@ -108,10 +108,13 @@ def export(
     if fmt == "netx" and not chain:
         raise ExportError(f"cannot write netx: {why}")
     use_netx = chain and fmt in ("auto", "netx")
-    if use_netx and options.bias_exp != NETX_BIAS_EXP:
-        # netx hard-codes the bias exponent: quantize the kept partitioned graph again with it
-        # (the chain shape shows only after quantization); simplify and partition do not rerun.
-        fopts = dataclasses.replace(fopts, quantize=dataclasses.replace(options, bias_exp=NETX_BIAS_EXP))
+    split = any("split_of" in n.meta for n in q)
+    if use_netx and (options.bias_exp != NETX_BIAS_EXP or split):
+        # netx hard-codes the bias exponent and has one synapse group per layer: quantize the kept
+        # partitioned graph again with that exponent and no readout split (the chain shape shows
+        # only after quantization); simplify and partition do not rerun.
+        netx_q = dataclasses.replace(options, bias_exp=NETX_BIAS_EXP, readout_split=False)
+        fopts = dataclasses.replace(fopts, quantize=netx_q)
         q = record_flow(run_flow(partitioned, "loihi", fopts), lava_flow())
         drc.check(q, load_profile(options.profile))
     mapping = mapping_report(q, partitioned)

@@ -43,7 +43,8 @@ NETX_BIAS_EXP = 6  # lava-dl netx/hdf5.py get_neuron_params: 'bias_exp': 6
 
 def chain_populations(graph: Graph, check_bias: bool = True) -> tuple[list[str], str]:
     """The populations in chain order, or ``([], reason)`` when the graph is not a netx chain.
-    ``check_bias=False`` ignores the bias exponent (which a re-quantization can fix)."""
+    ``check_bias=False`` ignores what a re-quantization can fix: the bias exponent, and a readout's
+    split groups (``<group>@lo``, ``QuantizeOptions.readout_split``: netx has one per layer)."""
     pops = [n for n in graph if isinstance(n.op, POPULATIONS)]
     if not pops:
         return [], "no populations"
@@ -59,8 +60,9 @@ def chain_populations(graph: Graph, check_bias: bool = True) -> tuple[list[str],
                 [],
                 f"{n.name} has bias_exp {op.bias_exp_u3}; netx hard-codes {NETX_BIAS_EXP} (quantize with bias_exp=6)",
             )
-        if len(n.inputs) != 1:
-            return [], f"{n.name} has {len(n.inputs)} synapse groups; a chain layer has one"
+        inputs = [i for i in n.inputs if check_bias or "split_of" not in graph[i].meta]
+        if len(inputs) != 1:
+            return [], f"{n.name} has {len(inputs)} synapse groups; a chain layer has one"
         term = graph[n.inputs[0]]
         src = term.inputs[0]
         if i == 0:

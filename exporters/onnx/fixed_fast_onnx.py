@@ -19,6 +19,9 @@ integer graph for a step whose quantized input exceeds it), so the graph is exac
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,10 +56,11 @@ class UnboundedError(Exception):
     """A value of this graph has no bound below 2**53: the fast graph cannot be proven exact."""
 
 
-def _elem(bound: int, where: str) -> int:
-    if bound < FLOAT_EXACT:
+def _elem(bound: int, where: str, grain: int = 0) -> int:
+    """The cheapest float type holding every multiple of 2^grain up to ``bound`` exactly."""
+    if bound < FLOAT_EXACT << grain:
         return F32
-    if bound < F64_EXACT:
+    if bound < F64_EXACT << grain:
         return F64
     raise UnboundedError(f"{where}: |value| <= {bound} is not below 2^53")
 
@@ -103,18 +107,49 @@ def floor_shift(b: FixedBuilder, v: Value, r: int, hint: str, offset: int = 0) -
 
 def narrow(b: FixedBuilder, v: Value) -> Value:
     """float64 → float32 when the bound allows (halves the memory traffic of what follows)."""
-    if v.elem == F64 and v.bound < FLOAT_EXACT:
+    if v.elem == F64 and v.bound < FLOAT_EXACT << v.grain:  # type: ignore[operator]
         return b.cast(v, F32)
     return v
 
 
 def add(b: FixedBuilder, values: Sequence[Value], hint: str) -> Value:
+    """Σ values, exact: every partial sum is a multiple of 2^(the smallest grain) below the bound.
+
+    Terms that fill disjoint channel blocks covering every channel (a concatenation's parts) are
+    summed per block and joined with one ``Concat``; otherwise a placed term is padded first."""
     bound = sum(v.bound for v in values)  # type: ignore[misc]
-    elem = _elem(bound, hint)
-    total = _fl(b, values[0], elem)
+    grain = min(v.grain for v in values)
+    elem = _elem(bound, hint, grain)
+    placed = [v for v in values if v.place is not None]
+    if placed:
+        total = placed[0].place[2]  # type: ignore[index]
+        blocks: dict[tuple[int, int], list[Value]] = {}
+        for v in values:
+            blocks.setdefault(v.place[:2] if v.place else (0, total), []).append(v)
+        spans = sorted(blocks)
+        if (
+            (0, total) not in blocks
+            and spans[0][0] == 0
+            and sum(n for _, n in spans) == total
+            and all(f0 + n0 == f1 for (f0, n0), (f1, _) in itertools.pairwise(spans))
+        ):
+            parts = [add(b, [dataclasses.replace(v, place=None) for v in blocks[s]], hint) for s in spans]
+            y = b.op("Concat", [_fl(b, v, elem) for v in parts], f"{hint}/concat", axis=1)
+            return Value(y, elem, bound, grain)
+        values = [_unplace(b, v, hint) for v in values]
+    total_name = _fl(b, values[0], elem)
     for v in values[1:]:
-        total = b.op("Add", [total, _fl(b, v, elem)], f"{hint}/sum")
-    return Value(total, elem, bound)
+        total_name = b.op("Add", [total_name, _fl(b, v, elem)], f"{hint}/sum")
+    return Value(total_name, elem, bound, grain)
+
+
+def _unplace(b: FixedBuilder, v: Value, hint: str) -> Value:
+    """A placed term as the whole value (zeros outside its channels, ``Pad``)."""
+    if v.place is None:
+        return v
+    first, count, total = v.place
+    pads = b.const([0, first, 0, 0, 0, total - first - count, 0, 0], I64)
+    return dataclasses.replace(v, name=b.op("Pad", [v.name, pads], f"{hint}/place"), place=None)
 
 
 def _trunc_decay(b: FixedBuilder, v: str, keep: int, shift: int, bound: int, hint: str) -> Value:
@@ -165,7 +200,7 @@ def _row_sums(data: np.ndarray, indptr: np.ndarray) -> int:
 
 
 def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, in_shape, out_shape, e: int,
-                  bound: int) -> tuple[Value, str]:  # fmt: skip
+                  bound: int, placed: bool = False) -> tuple[Value, str]:  # fmt: skip
     """⌊2^e · Σ_j W_ij x_j⌋ in floats, every partial sum below ``bound``·... (see the callers)."""
     from .fixed_kernels_onnx import _sparse_matmul
 
@@ -185,9 +220,11 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
             kind = f"elementwise {elem_name(elem)}"
         after = out_shape[0] - in_shape[0] - block
         if block or after:
-            pads = b.const([0, block, 0, 0, 0, after, 0, 0], I64)
-            y = Value(b.op("Pad", [y.name, pads], f"{hint}/place"), y.elem, y.bound)
-            kind += f" placed at channels {block}..{block + in_shape[0] - 1} (Pad)"
+            y = dataclasses.replace(y, place=(block, in_shape[0], out_shape[0]))
+            kind += f" placed at channels {block}..{block + in_shape[0] - 1}"
+            if not placed:
+                y = _unplace(b, y, hint)
+                kind += " (Pad)"
         return narrow(b, y), kind
     w1 = _pointwise(data, indices, indptr, in_shape, out_shape)
     if w1 is not None:  # a 1×1 convolution over channels: one MatMul instead of a row gather
@@ -273,9 +310,9 @@ def emit_terms(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]
                    b.graph.shape(t.node.inputs[0])[1:], id(t) if op.groups != 1 else 0)  # type: ignore[attr-defined]  # fmt: skip
             groups.setdefault(key, []).append(t)
         elif shift:
-            elem = _elem(t.bound << shift, node.name)  # type: ignore[operator]
+            elem = _elem(t.bound << shift, node.name, t.grain + shift)  # type: ignore[operator]
             y = b.op("Mul", [_fl(b, t, elem), _const_f(b, 2.0**shift, elem)], f"{node.name}/act")
-            out.append(Value(y, elem, t.bound << shift))  # type: ignore[operator]
+            out.append(Value(y, elem, t.bound << shift, t.grain + shift, t.place))  # type: ignore[operator]
         else:
             out.append(t)
     for group in groups.values():
@@ -297,11 +334,16 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     xs = [b.cast(t.x, U8).name for t in group]
     x = b.op("Concat", xs, f"{first.name}/merged", axis=1) if len(xs) > 1 else xs[0]
     w = np.concatenate([t.node.op.weight_s8 for t in group], axis=1)  # type: ignore[attr-defined]
+    rows = np.flatnonzero(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(1))
+    place = None
+    if rows.size and rows[-1] - rows[0] + 1 == rows.size < w.shape[0]:  # one block of nonzero outputs
+        place = (int(rows[0]), int(rows.size), int(w.shape[0]))
+        w = w[rows[0] : rows[-1] + 1]
     wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
     acc = b.op("ConvInteger", [x, wq, "", b.const(np.uint8(128), U8)], f"{first.name}/convint",
                **_conv_attrs(first.op))  # fmt: skip
     bound = base << (e + shift)
-    elem = _elem(bound, node.name)
+    elem = _elem(bound, node.name, e + shift)  # the int32 sum (exact below 2^24) times a power of two
     if elem == F32:  # int32 → float32 times 2^(e + shift) in one pass, exact (a power-of-two scaling)
         y = b.op("DequantizeLinear", [acc, _const_f(b, 2.0 ** (e + shift), F32)], f"{first.name}/f")
     else:
@@ -309,11 +351,12 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
         if e + shift:
             y = b.op("Mul", [y, _const_f(b, 2.0 ** (e + shift), elem)], f"{first.name}/exp")
     names = [t.node.name for t in group]
+    only = f", output channels {place[0]}..{place[0] + place[1] - 1} only (the rest has no weight)" if place else ""
     for t in group:
         others = f", one ConvInteger with {len(names) - 1} more of {node.name}'s inputs" if len(names) > 1 else ""
         b.kernels[t.node.name] = (f"ConvInteger (|Σm·s| <= {t.base}; no wrap: |Σm·2^e·s| <= {t.bound}){others}, "
-                                  f"int32 sum <= {base} < 2^31, then {elem_name(elem)}")  # fmt: skip
-    return narrow(b, Value(y, elem, bound))
+                                  f"int32 sum <= {base} < 2^31, then {elem_name(elem)}{only}")  # fmt: skip
+    return narrow(b, Value(y, elem, bound, e + shift, place))
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
@@ -345,13 +388,30 @@ def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
 
 
 def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
+    """A sparse group, computed once per distinct (input, matrix, exponent): groups that repeat
+    one (the same graded source read by identical branch LIFs) reuse its value."""
+    op: loihi.SynSparse = node.op  # type: ignore[assignment]
+    digest = hashlib.sha256()
+    for arr in (op.weight_s8, op.indices, op.indptr):
+        digest.update(np.ascontiguousarray(arr, np.int64).tobytes())
+    key = ("sparse", x.name, digest.digest(), tuple(op.in_shape), tuple(op.out_shape), op.weight_exp_s4)
+    hit = b._cache.get(key)
+    if hit is not None:
+        b.kernels[node.name] = f"sparse: the value of {hit[1]} (same input, matrix and exponent)"
+        return hit[0]
+    out = _sparse_term(b, node, x)
+    b._cache[key] = (out, node.name)
+    return out
+
+
+def _sparse_term(b: FixedBuilder, node: Node, x: Value) -> Value:
     op: loihi.SynSparse = node.op  # type: ignore[assignment]
     e, bits = op.weight_exp_s4, b.p["sparse_accumulator_bits"]
     base = _row_sums(op.weight_s8, op.indptr) * x.bound  # type: ignore[operator]
     if 2 * base < 1 << (bits - 1) and (base << max(e, 0)) < INT32_LIMIT:
         # Lava's 2m, e − 1 arithmetic and its wraps are provably the plain ⌊2^e Σ m x⌋
         out, kind = _float_sparse(b, node.name, x, op.weight_s8, op.indices, op.indptr, op.in_shape, op.out_shape,
-                                  e, base)  # fmt: skip
+                                  e, base, placed=True)  # fmt: skip
         b.kernels[node.name] = f"sparse: {kind} (|Σm·x| <= {base}, no wrap)"
         return out
     out, kind = _float_sparse(b, node.name, x, 2 * op.weight_s8.astype(np.int64), op.indices, op.indptr,
@@ -369,6 +429,42 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 
 def _host(b: FixedBuilder, node: Node, x: Value) -> Value:
+    op = node.op
+    if isinstance(op, loihi.HostConv) and op.groups == 1:
+        return _shared_host_conv(b, node, x)
+    return _host_term(b, node, x)
+
+
+def _shared_host_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
+    """A host conv computed once per distinct weight block: host convs of the same input whose
+    nonzero output channels form one contiguous block with the same weights, shift and geometry
+    (the stem conv that an EMS-Block's two branch LIFs and its concat → max-pool all read) reuse
+    one result, placed at their channels with ``Pad`` (an all-zero channel's rounding shift
+    ⌊2^(h−1) / 2^h⌋ is 0)."""
+    op: loihi.HostConv = node.op  # type: ignore[assignment]
+    w = op.weight_s24
+    nz = np.flatnonzero(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(1))
+    if not nz.size or nz[-1] - nz[0] + 1 != nz.size or nz.size == w.shape[0]:  # no zero block to drop
+        first, block = 0, w
+    else:
+        first, block = int(nz[0]), w[nz[0] : nz[-1] + 1]
+    key = ("host", x.name, np.ascontiguousarray(block).tobytes(), block.shape, op.shift_u5, op.stride, op.padding,
+           op.dilation)  # fmt: skip
+    hit = b._cache.get(key)
+    if hit is None:
+        part = node if block is w else Node(node.name, dataclasses.replace(op, weight_s24=block), node.inputs)
+        y = _host_term(b, part, x)
+        b._cache[key] = hit = (y, node.name)
+    else:
+        b.kernels[node.name] = f"host: the result of {hit[1]} (same input, weights, shift and geometry)"
+    y = hit[0]
+    if block is not w:
+        y = dataclasses.replace(y, place=(first, block.shape[0], w.shape[0]))
+        b.kernels[node.name] += f"; its nonzero output channels {first}..{first + block.shape[0] - 1} only"
+    return y
+
+
+def _host_term(b: FixedBuilder, node: Node, x: Value) -> Value:
     op = node.op
     h = op.shift_u5
     if isinstance(op, loihi.HostConv):
@@ -473,11 +569,12 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         return Value(b.op("Greater", [a.name, _const_f(b, 0.0, a.elem)], f"{name}/fire"), BOOL, 1), v_out
     act_bound = a.bound << p["act_shift"]  # type: ignore[operator]
     if scaled:
-        act = Value(a.name, a.elem, act_bound)
+        act = Value(a.name, a.elem, act_bound, act.grain)
     else:
-        elem = _elem(act_bound, name)
+        grain = a.grain + p["act_shift"]
+        elem = _elem(act_bound, name, grain)
         act = Value(b.op("Mul", [_fl(b, a, elem), _const_f(b, 1 << p["act_shift"], elem)], f"{name}/act"), elem,
-                    act_bound)  # fmt: skip
+                    act_bound, grain)  # fmt: skip
         act = wrap(b, act, 32, name)
     if keep_u == 0:
         cur = act
@@ -491,17 +588,8 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     if keep_u != 0:
         b.op_to("Cast", [_fl(b, cur, cur.elem)], u_out, to=F32)  # in (−2^23, 2^23]: exact in float32
     v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)  # |v| <= 2^23 − 1 (saturated)
-    bias_bound = int(np.abs(bias).max()) if bias.size else 0
     decayed = _trunc_decay(b, v_in, keep_v, p["decay_shift"], half - 1, f"{name}/v")
-    pre = add(b, [decayed, cur], f"{name}/pre")
-    if bias_bound:
-        pre = Value(b.op("Add", [pre.name, b.const(bias.astype(np.float64), pre.elem)], f"{name}/bias"), pre.elem,
-                    pre.bound + bias_bound)  # type: ignore[operator]  # fmt: skip
-    v = pre.name
-    if pre.bound > half - 1:  # type: ignore[operator]
-        v = b.op("Clip", [v, _const_f(b, -(half - 1), pre.elem), _const_f(b, half - 1, pre.elem)], f"{name}/sat")
-    if pre.elem != F32:
-        v = b.op("Cast", [v], f"{name}/v32", to=F32)
+    pre, v = saturated_sum(b, decayed, cur, bias, half, name)
     emitted = [x for x, on in (("32-bit wraps", a.bound >= INT32_LIMIT or act_bound >= INT32_LIMIT),
                                ("24-bit wrap", wrapped24), ("saturation", pre.bound > half - 1)) if on]  # type: ignore[operator]  # fmt: skip
     b.kernels[name] = (f"{type(op).__name__} {elem_name(pre.elem)} (|a| <= {a.bound}, |v before saturation| <= "
@@ -516,23 +604,53 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     return Value(s, BOOL, 1), v_out
 
 
+def saturated_sum(b: FixedBuilder, decayed: Value, cur: Value, bias: np.ndarray, half: int, name: str
+                  ) -> tuple[Value, str]:  # fmt: skip
+    """v = clip(decayed + cur + bias, ±(half − 1)) as float32. Returns (the sum before saturation,
+    with its bound; v).
+
+    Float32 even where |sum| may pass 2^24, when both operands are float32 (exact) and
+    |bias| < half <= 2^23: a partial sum that rounds has |.| > 2^24, and rounding is monotone
+    with 2^24 a float32 number, so it stays >= 2^24 in magnitude, and adding the bias leaves
+    it beyond half − 1 with the exact sum's sign: the rounded and the exact sum saturate to
+    the same ±(half − 1). Otherwise float64 wherever the bound needs it."""
+    bias_bound = int(np.abs(bias).max()) if bias.size else 0
+    if cur.elem == decayed.elem == F32 and bias_bound < half <= 1 << 23 and decayed.bound + cur.bound >= FLOAT_EXACT:  # type: ignore[operator]
+        pre = Value(b.op("Add", [decayed.name, cur.name], f"{name}/pre"), F32, decayed.bound + cur.bound)  # type: ignore[operator]
+    else:
+        pre = add(b, [decayed, cur], f"{name}/pre")
+    if bias_bound:
+        pre = Value(b.op("Add", [pre.name, b.const(bias.astype(np.float64), pre.elem)], f"{name}/bias"), pre.elem,
+                    pre.bound + bias_bound)  # type: ignore[operator]  # fmt: skip
+    v = pre.name
+    if pre.bound > half - 1:  # type: ignore[operator]
+        v = b.op("Clip", [v, _const_f(b, -(half - 1), pre.elem), _const_f(b, half - 1, pre.elem)], f"{name}/sat")
+    if pre.elem != F32:
+        v = b.op("Cast", [v], f"{name}/v32", to=F32)
+    return pre, v
+
+
 def _wrap24(b: FixedBuilder, cur: Value, half: int, name: str) -> Value:
     """Lava's 24-bit wrap of the current: c − 2h where c > h, then + 2h where that is <= −h.
 
     The second correction only fires where the first did not, so this is c − 2h·q with
     q = clip(⌈(c − h) / 2h⌉, −1, 1) (no clip needed for |c| < 3h, where it is the modular wrap
-    into (−h, h]): cheap float ops instead of two ``Where``."""
-    # float32 whenever c is (|c| < 2^24): c − h may then round, but rounding is monotone and the
-    # ceiling's steps (multiples of 2h) are float32 numbers, so q is exact; c − 2h·q is exact
-    # (its value, in (−h, h] or within the bound, is representable)
-    elem = _elem(cur.bound, name)  # type: ignore[arg-type]
+    into (−h, h]): cheap float ops instead of two ``Where``. Written as c + 2h·⌊(h − c) / 2h⌋
+    (−⌈y⌉ = ⌊−y⌋): onnxruntime's ``Floor`` is vectorised, its ``Ceil`` is not."""
+    # float32 whenever c is (|c| < 2^(24 + grain), c a multiple of 2^grain, grain <= 23 so h and
+    # 2h are too): h − c may then round, but only beyond 2^(24 + grain), where rounding is
+    # monotone and the floor's steps that matter (±2^24, q being clipped to ±1 beyond) are
+    # float32 numbers reached exactly from below, so the floor is exact; c + 2h·q' is exact (its
+    # value, in (−h, h] or within the bound, is a representable multiple of 2^grain)
+    grain = min(cur.grain, 23)
+    elem = _elem(cur.bound, name, grain)  # type: ignore[arg-type]
     c = _fl(b, cur, elem)
-    q = b.op("Ceil", [b.op("Mul", [b.op("Sub", [c, _const_f(b, half, elem)], f"{name}/w"),
-                                   _const_f(b, 1 / (2 * half), elem)], f"{name}/w")], f"{name}/w")  # fmt: skip
+    q = b.op("Floor", [b.op("Mul", [b.op("Sub", [_const_f(b, half, elem), c], f"{name}/w"),
+                                    _const_f(b, 1 / (2 * half), elem)], f"{name}/w")], f"{name}/w")  # fmt: skip
     if cur.bound >= 3 * half:  # type: ignore[operator]
         q = b.op("Clip", [q, _const_f(b, -1.0, elem), _const_f(b, 1.0, elem)], f"{name}/w")
-    w = b.op("Sub", [c, b.op("Mul", [q, _const_f(b, 2 * half, elem)], f"{name}/w")], f"{name}/w24")
-    return Value(w, elem, half if cur.bound < 3 * half else cur.bound - 2 * half)  # type: ignore[operator]
+    w = b.op("Add", [c, b.op("Mul", [q, _const_f(b, 2 * half, elem)], f"{name}/w")], f"{name}/w24")
+    return Value(w, elem, half if cur.bound < 3 * half else cur.bound - 2 * half, grain)  # type: ignore[operator]
 
 
 def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
@@ -576,8 +694,44 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
     return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
 
 
+def _term_key(b: FixedBuilder, t: Value | PendingConv) -> tuple:
+    if isinstance(t, Value):
+        return ("value", t.name, t.place)
+    op = t.node.op
+    return ("conv", t.x.name, hashlib.sha256(np.ascontiguousarray(op.weight_s8).tobytes()).digest(),  # type: ignore[attr-defined]
+            op.weight_s8.shape, str(_conv_attrs(op)), op.weight_exp_s4, op.delay_u6)  # type: ignore[attr-defined]  # fmt: skip
+
+
+def _shared_lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> tuple[Value, str | None]:
+    """A LIF whose parameters and inputs (the same values, or convs of the same spikes with the
+    same weights) equal an earlier one's computes nothing: from equal states (zeros at the first
+    call, then what both emitted) it emits the same spikes and states, so its states are copies
+    of the earlier one's (the two branch LIFs of an EMS-Block2 reading the stem's one conv)."""
+    op = node.op
+    key = ("lif", type(op).__name__, op.du_u12, op.dv_u12, op.vth_u17, op.latency,  # type: ignore[attr-defined]
+           hashlib.sha256(np.ascontiguousarray(op.bias_mant_s13, np.int64).tobytes()).digest(), op.bias_exp_u3,  # type: ignore[attr-defined]
+           tuple(op.in_shape()), tuple(sorted(_term_key(b, t) for t in terms)))  # type: ignore[attr-defined]  # fmt: skip
+    hit = b._cache.get(key)
+    if hit is None:
+        before = len(b.states_out)
+        out, v_out = _lif(b, node, terms)
+        states = [nm.removeprefix(f"state_out.{node.name}.") for nm, _, _ in b.states_out[before:]]
+        b._cache[key] = (out, v_out, node.name, states)
+        return out, v_out
+    out, first_v, first, states = hit
+    v_out = None
+    for suffix in states:
+        nm = next((sh, el) for n, sh, el in b.states_out if n == f"state_out.{first}.{suffix}")
+        _, mine = b.state(f"{node.name}.{suffix}", nm[0], nm[1])
+        b.op_to("Identity", [f"state_out.{first}.{suffix}"], mine)
+        if f"state_out.{first}.{suffix}" == first_v:
+            v_out = mine
+    b.kernels[node.name] = f"the same population as {first} (same parameters and inputs): its spikes, states copied"
+    return out, v_out
+
+
 FAST_LOWERINGS: dict[type, Callable] = {
-    loihi.LoihiLIF: _lif,
+    loihi.LoihiLIF: _shared_lif,
     loihi.LoihiReadout: _lif,
     loihi.GradedRelay: _relay,
     loihi.FixedMaxPool: _maxpool,

@@ -16,6 +16,7 @@ convs take an im2col and an int64 ``MatMul`` (exact for any integers).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,11 +47,15 @@ FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
 
 @dataclass(frozen=True)
 class Value:
-    """An ONNX value of this step: its name, element type and a proven bound on |value| (None: unknown)."""
+    """An ONNX value of this step: its name, element type, a proven bound on |value| (None: unknown)
+    and a power of two it is a multiple of (for the fast lowering's float exactness argument)."""
 
     name: str
     elem: int
     bound: int | None = None
+    grain: int = 0  # a multiple of 2**grain: float32 holds it exactly below 2**(24 + grain)
+    place: tuple[int, int, int] | None = None  # (first, count, total): channels [first, first + count) of
+    # a value with ``total`` channels, zero elsewhere (the fast lowering's terms; ``add`` places them)
 
 
 class FixedBuilder:
@@ -106,7 +111,7 @@ class FixedBuilder:
         key = ("cast", v.name, elem)
         if key not in self._cache:
             self._cache[key] = self.op("Cast", [v.name], f"{v.name}/as{elem}", to=elem)
-        return Value(self._cache[key], elem, v.bound)
+        return dataclasses.replace(v, name=self._cache[key], elem=elem)
 
     def reset_flag(self, latency: int) -> str | None:
         """bool [1]: this step is ``latency`` (the population's reset step); None in aligned timing,

@@ -188,3 +188,22 @@ def test_options_change_the_scale():
     q8 = quantize(g, QuantizeOptions(scale_bits_max=8))
     assert q8["lif1"].op.scale == 256.0
     assert dataclasses.asdict(QuantizeOptions())["scale_bits_max"] == 12
+
+
+def test_readout_spike_convs_split_into_two_8bit_groups(mixed):
+    """A readout's Conv group of spikes with e > 0 gets a second 8-bit group (the remainder at a
+    finer exponent): together within half a unit of the finer exponent, and off with the option."""
+    g, q = mixed
+    splits = [n for n in q if "split_of" in n.meta]
+    assert splits, "the fixture's readouts read spikes through convs with e > 0"
+    for low in splits:
+        hi = q[low.meta["split_of"]]
+        assert isinstance(low.op, SynConv) and low.inputs == hi.inputs and low.name == hi.name + "@lo"
+        assert 0 <= low.op.weight_exp_s4 < hi.op.weight_exp_s4 and np.abs(low.op.weight_s8).max() <= 127
+        pop = next(n for n in q if low.name in n.inputs)
+        assert isinstance(pop.op, LoihiReadout) and hi.name in pop.inputs
+        rep = next(t for r in q.attrs["quantization"]["populations"] for t in r["terms"] if t["name"] == low.name)
+        assert rep["weight_error_max"] <= 2.0 ** (low.op.weight_exp_s4 - 1) / pop.op.scale + 1e-12
+    plain = quantize(g, QuantizeOptions(readout_split=False))
+    assert not any("split_of" in n.meta for n in plain)
+    assert {n.name for n in plain} == {n.name for n in q} - {n.name for n in splits}

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
-from emsdeploy.exporters.onnx.fixed_fast_onnx import _trunc_decay, _wrap24, floor_shift, wrap
+from emsdeploy.exporters.onnx.fixed_fast_onnx import _trunc_decay, _wrap24, floor_shift, saturated_sum, wrap
 from emsdeploy.exporters.onnx.fixed_kernels_onnx import F32, F64, FixedBuilder, Value
 from emsdeploy.ir import Graph, Input
 from emsdeploy.ir.fixed_point import trunc_shift
@@ -86,6 +86,68 @@ def test_24bit_wrap_matches_lava(bound):
     w = torch.where(cur > HALF, cur - 2 * HALF, cur)
     want = torch.where(w <= -HALF, cur + 2 * HALF, w)
     np.testing.assert_array_equal(got, want.numpy())
+
+
+@pytest.mark.parametrize("bound", [(1 << 24) + 64, 3 * HALF + 64, (1 << 30) - 64])
+def test_24bit_wrap_of_multiples_of_64_in_float32(bound):
+    """c = 64·a (the LIF's current) beyond 2^24 stays float32 (exact multiples of 64) and wraps as Lava does."""
+    x = _edges(bound, np.random.default_rng(bound % 89)) // 64 * 64
+    x = np.concatenate([x, 64 * np.arange(-(1 << 12), 1 << 12) + 3 * HALF, -(64 * np.arange(1 << 12)) - HALF])
+    x = x[np.abs(x) <= bound]
+    b_out = {}
+
+    def build(b):
+        b_out["v"] = _wrap24(b, Value("x", F32, bound, grain=6), HALF, "t")
+        return b_out["v"]
+
+    got = _run(build, x, F32)
+    assert b_out["v"].elem == F32
+    cur = torch.from_numpy(x)
+    w = torch.where(cur > HALF, cur - 2 * HALF, cur)
+    np.testing.assert_array_equal(got, torch.where(w <= -HALF, cur + 2 * HALF, w).numpy())
+
+
+@pytest.mark.parametrize("cur_bound", [HALF, 5 * HALF, (1 << 30) - 64])
+def test_saturated_sum_in_float32_beyond_2_24(cur_bound):
+    """clip(decayed + cur + bias, ±(2^23 − 1)) in float32 although the sum passes 2^24: whatever
+    rounds saturates as the exact sum does."""
+    rng = np.random.default_rng(cur_bound % 83)
+    n = 40_000
+    d = np.concatenate([rng.integers(-HALF + 1, HALF, n), np.full(8, HALF - 1), np.full(8, -HALF + 1)])
+    c = np.concatenate([rng.integers(-cur_bound // 64, cur_bound // 64 + 1, n) * 64,
+                        [cur_bound // 64 * 64 * s for s in (1, -1, 1, -1, 1, -1, 1, -1)],
+                        [cur_bound // 64 * 64 * s for s in (1, -1, 1, -1, 1, -1, 1, -1)]])  # fmt: skip
+    d[:2000] = -c[:2000] + rng.integers(-HALF, HALF, 2000)  # sums near zero and near the edges
+    d = np.clip(d, -HALF + 1, HALF - 1)
+    bias = rng.integers(-HALF + 1, HALF, d.size)
+    bias[:16] = (HALF - 1) * np.sign(c[:16])
+    g = Graph({"time_steps": 1, "loihi": {}})
+    g.add("input", Input((1, 1, 1), "direct"))
+    b = FixedBuilder(g)
+    pre, v = saturated_sum(b, Value("d", F32, HALF - 1), Value("c", F32, cur_bound, grain=6), bias, HALF, "t")
+    assert pre.elem == F32
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "h", [onnx.helper.make_tensor_value_info(n, F32, [None]) for n in ("d", "c")],
+            [onnx.helper.make_tensor_value_info(v, F32, [None])], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"d": d.astype(np.float32), "c": c.astype(np.float32)})[0].astype(np.int64)
+    np.testing.assert_array_equal(got, np.clip(d + c + bias, -HALF + 1, HALF - 1))
+
+
+def test_shared_stem_and_branch_lifs_are_computed_once_and_exact():
+    """The stem conv read by both branch LIFs and by the max-pool (its nonzero channels) is one
+    host conv; the second branch LIF copies the first's spikes and state; the max-pool's terms
+    fill disjoint channel blocks (joined by Concat, no Pad); still bit-exact."""
+    q = lowered(trace(tiny_ee(3, seed=5, width=0.25), (32, 32)))
+    kernels = json.loads(_meta(q)["kernels"])
+    assert any(k.startswith("host: the result of") and k.endswith(" only") for k in kernels.values()), kernels
+    assert any(k.startswith("ConvInteger") and "only (the rest has no weight)" in k for k in kernels.values())
+    assert any(k.startswith("the same population as") for k in kernels.values()), kernels
+    assert assert_exact(q, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(7)))["spikes"] > 500
 
 
 @pytest.mark.parametrize("keep", [0, 1, 1024, 3000, 4095, 4096])
