@@ -491,7 +491,8 @@ def _population(
                 a_bound += _payload_bound(low, 1)
                 out.add(lname, low, [t.source], {**tmeta, "split_of": tname})
                 inputs.append(lname)
-                w = t.map.weight.astype(np.float64) * (scale / s_src)  # type: ignore[attr-defined]
+                assert isinstance(t.map, ConvMap)  # _remainder_group splits Conv groups only
+                w = t.map.weight.astype(np.float64) * (scale / s_src)
                 err = np.abs(top.effective_weight() + low.effective_weight() - w)
                 term_reports.append(
                     {"name": lname, "source": t.source, "source_kind": kind, "form": "conv", "why":
