@@ -67,7 +67,7 @@ def compose_convs(a: Conv2d, b: Conv2d) -> Conv2d | None:
     weight = np.zeros((wb.shape[0], wa.shape[1], kah + kbh - 1, kaw + kbw - 1))
     for y in range(kbh):  # B's tap (y, x) reads A's output there, i.e. A's kernel shifted by (y, x)
         for x in range(kbw):
-            weight[:, :, y : y + kah, x : x + kaw] += np.einsum("om,mihw->oihw", wb[:, :, y, x], wa)
+            weight[:, :, y : y + kah, x : x + kaw] += np.tensordot(wb[:, :, y, x], wa, axes=(1, 0))  # BLAS
     bias = np.zeros(wb.shape[0]) if b.bias is None else b.bias.astype(np.float64)
     if a.bias is not None:
         bias = bias + wb.sum((2, 3)) @ a.bias.astype(np.float64)
