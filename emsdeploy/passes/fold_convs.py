@@ -24,14 +24,17 @@ reports it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from ..ir import Conv2d, Graph
 
 __all__ = ["compose_convs", "fold_convs"]
 
 
-def _dense(op: Conv2d) -> np.ndarray:
+def _dense(op: Conv2d) -> NDArray[Any]:
     """``[C_out, C_in, kh, kw]`` float64, the groups laid out block-diagonally."""
     w = op.weight.astype(np.float64)
     if op.groups == 1:
