@@ -229,3 +229,11 @@ def test_nir_runs_integer_neurons_on_the_host_with_the_reason() -> None:
 
     cuts = {h.node: h for h in build_nir(integer_detector()).cuts}
     assert cuts["lif1"].cut and "binary spikes only" in cuts["lif1"].reason
+
+
+def test_onnx_target_runs_everything_but_the_decode() -> None:
+    from emsdeploy.passes import partition
+    from emsdeploy.targets import load_target
+
+    g = partition(integer_detector(), load_target("onnx"))
+    assert [n.name for n in g if n.meta["partition"] != "chip"] == ["decode"]
