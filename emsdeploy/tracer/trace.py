@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import TraceError
 from ..ir import Graph, Input
 from ..models import EMSYOLO, run_layers
+from ..models.spikeyolo import SpikeYOLO
 from .handlers import FUNCTION_HANDLERS, LEAF_TYPES, MODULE_HANDLERS, TraceContext
 
 if TYPE_CHECKING:
@@ -61,13 +62,13 @@ def trace(model: Detector, input_shape: Sequence[int] | None = None, *, source: 
     """Trace ``model`` (eval mode is used) into a validated IR graph.
 
     Args:
-        model: an EMS-YOLO built by :mod:`emsdeploy.models`.
+        model: an EMS-YOLO or a SpikeYOLO built by :mod:`emsdeploy.models`.
         input_shape: ``(C, H, W)`` or ``(H, W)`` of one input frame; the IR is shape-specialised.
             Default: 640×640 for direct encoding, 320×320 for frames (the official training sizes).
         source: provenance recorded in ``graph.attrs["source"]``.
     """
-    if not isinstance(model, EMSYOLO):
-        raise TraceError(f"can trace an emsdeploy EMSYOLO model, got {type(model).__name__}")
+    if not isinstance(model, (EMSYOLO, SpikeYOLO)):
+        raise TraceError(f"can trace an emsdeploy EMSYOLO or SpikeYOLO model, got {type(model).__name__}")
     size = input_shape or ((640, 640) if model.encoding == "direct" else (320, 320))
     shape = tuple(int(s) for s in (size if len(size) == 3 else (model.in_channels, *size)))
     if shape[0] != model.in_channels:
@@ -88,7 +89,7 @@ def trace(model: Detector, input_shape: Sequence[int] | None = None, *, source: 
                 "names": list(model.names),
                 "nc": model.nc,
                 "dt": 1,
-                "reset": "hard-zero",
+                "reset": "soft" if isinstance(model, SpikeYOLO) else "hard-zero",
                 "source": source or "",
             }
         )

@@ -57,6 +57,7 @@ CUT_REASONS: dict[str, str] = {
     "MaxPool2d": "max-pool of real values: NIR 1.0 has no max (SumPool2d -> Threshold(0) is an exact max on binary spikes only)",
     "Upsample": "nearest-neighbour upsampling: NIR 1.0 has no upsampling, transposed-convolution or reshape primitive",
     "SiLUNeuron": "SiLU neuron (non-spiking mem_update with SiLU): NIR 1.0 has no SiLU non-linearity",
+    "IntegerLIF": "integer LIF (SpikeYOLO's I-LIF, soft reset, spikes 0..D rounded half to even): NIR 1.0 neurons emit binary spikes only",
 }
 
 ON_UNSUPPORTED = ("cut", "error")
@@ -252,12 +253,15 @@ class _Builder:
         self.values[node.name] = [_Piece(node.name, 0, shape[0])]
 
     def _spike_pool(self, node: Node) -> None:
-        k = node.op.kernel  # type: ignore[attr-defined]
+        # On binary spikes the max of a window with −inf padding is the OR of its real taps,
+        # i.e. (zero-padded sum > 0): stride and padding carry over to SumPool2d unchanged.
+        op: MaxPool2d = node.op  # type: ignore[assignment]
+        k, st, p = op.kernel, op.stride, op.padding
         shape = self.g.shape(node.name)
         pool = f"{node.name}.sum"
         self.add(
             pool,
-            nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0])),
+            nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([st, st]), padding=np.array([p, p])),
             shape,
             node.name,
             "MaxPool2d",
@@ -372,7 +376,7 @@ LOWERINGS: dict[type[Op], NirLowering] = {
 # What this module can lower: IR op name -> input kinds (a view of LOWERINGS).
 LOWERED: dict[str, frozenset[str]] = {op.__name__: entry.kinds for op, entry in LOWERINGS.items()}
 
-FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "Readout", "Decode")
+FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "IntegerLIF", "Readout", "Decode", "DFLDecode")
 
 
 def _ranges(pieces: list[_Piece]) -> list[tuple[int, int]]:
