@@ -14,7 +14,7 @@ y, x) order: xywh in input pixels, objectness, class scores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["decode_dfl", "decode_raw", "decode_readouts", "dfl_anchors"]
@@ -82,7 +82,13 @@ def dfl_anchors(sizes: Sequence[tuple[int, int]], strides: Sequence[float]) -> t
     return np.concatenate(points, 1), np.concatenate(stride_of, 1)
 
 
-def decode_dfl(readouts: Sequence[Any], strides: Sequence[float], nc: int, reg_max: int = 16) -> Any:
+def decode_dfl(
+    readouts: Sequence[Any],
+    strides: Sequence[float],
+    nc: int,
+    reg_max: int = 16,
+    integral: Callable[[Any], Any] | None = None,
+) -> Any:
     """SpikeYOLO / YOLOv8 anchor-free decoding: readouts ``[B, 4·reg_max + nc, ny, nx]`` per scale
     -> ``[B, 4 + nc, A]`` (the official eval ``pred``): xywh in input pixels, then class scores.
 
@@ -90,6 +96,10 @@ def decode_dfl(readouts: Sequence[Any], strides: Sequence[float], nc: int, reg_m
     bottom) is the expectation of a softmax over ``reg_max`` bins (weights 0..reg_max−1); the box is
     ``x1y1 = a − lt``, ``x2y2 = a + rb``, centre and size times the anchor's stride; classes go
     through a sigmoid. There is no objectness.
+
+    ``integral`` (torch only): computes the expectation ``[B, 4·reg_max, A] -> [B, 4, A]`` in place
+    of the weighted sum, e.g. the model's DFL module, whose 1×1 conv is the official order of
+    operations (the two agree to float rounding).
     """
     sizes = [(int(r.shape[2]), int(r.shape[3])) for r in readouts]
     points, stride_of = dfl_anchors(sizes, strides)
@@ -111,6 +121,8 @@ def decode_dfl(readouts: Sequence[Any], strides: Sequence[float], nc: int, reg_m
 
         p = bins.softmax(2)
         w = torch.arange(reg_max, dtype=x.dtype, device=x.device).view(1, 1, reg_max, 1)
+        if integral is not None:
+            p, w = integral(box).unsqueeze(2), 1.0  # the expectation already taken
         anchor = torch.from_numpy(points).to(x.device, x.dtype).unsqueeze(0)
         stride = torch.from_numpy(stride_of).to(x.device, x.dtype)
         scores = cls.sigmoid()

@@ -26,7 +26,7 @@ from .config import (
     parse_spikeyolo,
     spikeyolo_config,
 )
-from .head import DFL, SpikeDetect, decode_dfl, make_anchors
+from .head import DFL, SpikeDetect, decode_dfl
 from .layers import BNAndPad, SeqBatchNorm2d, SeqMaxPoolSame
 from .model import SpikeYOLO, build_spikeyolo
 
@@ -53,7 +53,6 @@ __all__ = [
     "builtin_spikeyolo_configs",
     "decode_dfl",
     "is_spikeyolo_config",
-    "make_anchors",
     "parse_spikeyolo",
     "spikeyolo_config",
 ]

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..boxes import _cat, _is_torch
+from .. import boxes
 from .blocks import ILIFParams, SpikeConv
 
-__all__ = ["DFL", "SpikeDetect", "decode_dfl", "make_anchors"]
+__all__ = ["DFL", "SpikeDetect", "decode_dfl"]
 
 REG_MAX = 16
 
@@ -98,55 +98,9 @@ class SpikeDetect(nn.Module):
         return decode_dfl(raws, self.strides, self.reg_max, self.dfl)
 
 
-def make_anchors(shapes: Sequence[tuple[int, int]], strides: Sequence[float], like: Any) -> tuple[Any, Any]:
-    """Anchor points ``[2, A]`` (x row, y row; grid units, cell centre) and strides ``[1, A]``,
-    scales concatenated, cells row-major (y, then x); arrays of ``like``'s library and dtype."""
-    pts: list[Any] = []
-    sts: list[Any] = []
-    for (ny, nx), s in zip(shapes, strides):
-        if _is_torch(like):
-            ys, xs = torch.meshgrid(
-                torch.arange(ny, dtype=like.dtype, device=like.device) + 0.5,
-                torch.arange(nx, dtype=like.dtype, device=like.device) + 0.5,
-                indexing="ij",
-            )
-            pts.append(torch.stack((xs.reshape(-1), ys.reshape(-1))))
-            sts.append(torch.full((1, ny * nx), float(s), dtype=like.dtype, device=like.device))
-        else:
-            import numpy as np
-
-            yn, xn = np.meshgrid(np.arange(ny) + 0.5, np.arange(nx) + 0.5, indexing="ij")
-            pts.append(np.stack((xn.reshape(-1), yn.reshape(-1))).astype(like.dtype))
-            sts.append(np.full((1, ny * nx), float(s), dtype=like.dtype))
-    return _cat(pts, 1), _cat(sts, 1)
-
-
 def decode_dfl(raws: Sequence[Any], strides: Sequence[float], reg_max: int = REG_MAX, dfl: DFL | None = None) -> Any:
-    """Raw outputs ``[B, 4·reg_max + nc, ny, nx]`` per scale -> ``[B, 4 + nc, A]`` (numpy or torch).
-
-    ``dfl``: the torch module to apply the integral with (the official op order); numpy and a
-    missing ``dfl`` compute the same expectation as a weighted sum.
-    """
-    b, no = int(raws[0].shape[0]), int(raws[0].shape[1])
-    shapes = [(int(r.shape[2]), int(r.shape[3])) for r in raws]
-    flat = _cat([r.reshape(b, no, -1) for r in raws], 2)
-    a = flat.shape[2]
-    box, cls = flat[:, : 4 * reg_max], flat[:, 4 * reg_max :]
-    anchors, stride_row = make_anchors(shapes, strides, flat)
-    if _is_torch(flat):
-        if dfl is None:
-            dfl = DFL(reg_max).to(flat.device, flat.dtype)
-        dist = dfl(box)
-        scores = cls.sigmoid()
-    else:
-        import numpy as np
-
-        logits = box.reshape(b, 4, reg_max, a)
-        e = np.exp(logits - logits.max(axis=2, keepdims=True))
-        prob = e / e.sum(axis=2, keepdims=True)
-        dist = (prob * np.arange(reg_max, dtype=flat.dtype).reshape(1, 1, reg_max, 1)).sum(axis=2)
-        scores = 1.0 / (1.0 + np.exp(-cls))
-    lt, rb = dist[:, :2], dist[:, 2:]
-    x1y1, x2y2 = anchors[None] - lt, anchors[None] + rb
-    xywh = _cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride_row[None]
-    return _cat((xywh, scores), 1)
+    """Raw outputs ``[B, 4·reg_max + nc, ny, nx]`` per scale -> ``[B, 4 + nc, A]`` (numpy or torch):
+    :func:`emsdeploy.models.boxes.decode_dfl`, with ``dfl`` (torch) taking the expectation in the
+    official order of operations."""
+    nc = int(raws[0].shape[1]) - 4 * reg_max
+    return boxes.decode_dfl(raws, strides, nc, reg_max, integral=dfl)
