@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from emsdeploy.exporters.lava._require import LAVA_MISSING, lava_available
+from emsdeploy.exporters.lava._require import LAVA_MISSING, lava_available, prepare_lava_import
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("EMSDEPLOY_FIXTURES", REPO.parent / "shared" / "fixtures" / "official"))
@@ -88,7 +88,12 @@ def lif_unit() -> dict:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("lava") is None or lava_available():
+    if item.get_closest_marker("lava") is None:
+        return
+    if lava_available():
+        # A test may import lava directly: let lava-nc's own set_start_method('fork') pass even
+        # when an earlier test (torchrun, a DataLoader) already fixed the default method.
+        prepare_lava_import()
         return
     if sys.version_info[:2] == (3, 10) and os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(f"CI's Python 3.10 environment must have Lava: {LAVA_MISSING}", pytrace=False)
