@@ -139,6 +139,10 @@ class _Population:
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
         raise NotImplementedError
 
+    def membrane(self, state: Any) -> npt.NDArray[Any]:
+        """The integer membrane recorded as ``"v"`` beside spikes (a LIF's v after its reset)."""
+        return state[1]  # type: ignore[no-any-return]
+
 
 class _LIF(_Population):
     def __init__(self, op: loihi.LoihiLIF | loihi.LoihiReadout, p: Profile, a_bound: int | None) -> None:
@@ -168,6 +172,18 @@ class _MaxPool(_Population):
         return fp.maxpool_step(self.op, a), None
 
 
+class _IntegerLIF(_Population):
+    """Integer spikes 0..D (recorded as ``"s"``, like ref-float's); ``"v"`` is the membrane V in 1/Q."""
+
+    key = "s"
+
+    def membrane(self, state: Any) -> npt.NDArray[Any]:
+        return state[0]  # type: ignore[no-any-return]
+
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        return fp.integer_lif_step(self.op, a, state, self.p, stats)
+
+
 class _SiLU(_Population):
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
         return fp.silu_step(self.op, a, state)
@@ -179,6 +195,7 @@ POPULATION_MODELS: dict[type, Callable[[Any, Profile, int | None], _Population]]
     loihi.GradedRelay: _Relay,
     loihi.FixedMaxPool: _MaxPool,
     loihi.FixedSiLU: _SiLU,
+    loihi.LoihiIntegerLIF: _IntegerLIF,
 }
 
 
@@ -325,7 +342,7 @@ class RefFixed(Backend):
                     if valid:
                         r.setdefault(model.key, []).append(shown)
                         if model.key == "s":
-                            r.setdefault("v", []).append(torch.from_numpy(state[node.name][1]))
+                            r.setdefault("v", []).append(torch.from_numpy(model.membrane(state[node.name])))
             for name, line in lines.items():
                 xs = outs[g[name].inputs[0]]
                 # a skipped step of the source: nothing valid to deliver

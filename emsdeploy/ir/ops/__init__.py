@@ -8,6 +8,7 @@ from .loihi import (
     GradedRelay,
     HostConv,
     HostSparse,
+    LoihiIntegerLIF,
     LoihiLIF,
     LoihiReadout,
     SynConv,
@@ -26,7 +27,18 @@ OPS: dict[str, type[Op]] = {
 OPS.update(
     {
         cls.__name__: cls
-        for cls in (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay, SynConv, SynSparse, HostConv, HostSparse)
+        for cls in (
+            LoihiLIF,
+            LoihiReadout,
+            LoihiIntegerLIF,
+            FixedMaxPool,
+            FixedSiLU,
+            GradedRelay,
+            SynConv,
+            SynSparse,
+            HostConv,
+            HostSparse,
+        )
     }
 )
 
