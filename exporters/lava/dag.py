@@ -57,6 +57,7 @@ __all__ = [
     "ProcSpec",
     "dag_from_graph",
     "integer_levels",
+    "lava_steps",
     "message_bits",
     "read_dag",
     "write_dag",
@@ -127,10 +128,7 @@ class LavaDag:
     def run_steps(self, time_steps: int) -> int:
         """Lava time steps of one inference: ``T + L`` graded; spike-driven ``D·(T + L − 1) + 1``
         with readouts (their last valid step ends at its first sub-step), else ``D·(T + L)``."""
-        d = self.substeps
-        if d == 1:
-            return time_steps + self.latency
-        return d * (time_steps + self.latency - 1) + 1 if self.readouts else d * (time_steps + self.latency)
+        return lava_steps(time_steps, self.latency, self.substeps, bool(self.readouts))
 
     def proc(self, name: str) -> ProcSpec:
         for p in self.procs:
@@ -155,6 +153,13 @@ def integer_levels(graph: Graph) -> int | None:
     if len(levels) > 1:
         raise ExportError(f"the I-LIFs use different levels D {sorted(levels)}; one network runs one D")
     return levels.pop() if levels else None
+
+
+def lava_steps(time_steps: int, latency: int, substeps: int, readouts: bool) -> int:
+    """Lava time steps of one inference of T steps with latency L (see :meth:`LavaDag.run_steps`)."""
+    if substeps == 1:
+        return time_steps + latency
+    return substeps * (time_steps + latency - 1) + 1 if readouts else substeps * (time_steps + latency)
 
 
 def message_bits(levels: int) -> int:

@@ -3,6 +3,8 @@ ref-fixed (docs/spikeyolo.md). Real Lava runs, each in a subprocess with a timeo
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +115,24 @@ def test_spike_driven_refuses_binary_lifs_and_unknown_modes():
     dag_from_graph(mixed, "graded")  # a binary LIF reading integers: fine as graded spikes
     with pytest.raises(ExportError, match="lif \\(LoihiLIF\\): a binary LIF .* no spike-driven lowering"):
         dag_from_graph(mixed, "spike-driven")
+
+
+def test_export_cli_records_the_mode_and_reports_both(tmp_path):
+    """``emsdeploy export --spike-mode``: the mode in the network file, both modes' latency and
+    message bounds in the mapping report and the summary."""
+    from emsdeploy.ir import write_ir
+    from tests.helpers import invoke
+
+    src = write_ir(integer_graph(seed=0), tmp_path / "g.emsir")
+    for mode in ("graded", "spike-driven"):
+        out = tmp_path / mode
+        res = invoke("export", src, "--target", "lava", "--spike-mode", mode, "-o", out)
+        assert f"integer spikes (D = 4), exported {mode}" in res.output
+        assert read_dag(out / "network.lava.h5").spike_mode == mode
+        info = json.loads((out / "mapping.json").read_text())
+        modes = info["integer_spikes"]["modes"]
+        assert (modes["graded"]["lava_steps"], modes["spike-driven"]["lava_steps"]) == (6, 21)
+        assert modes["spike-driven"]["messages_max"] == 4 * modes["graded"]["messages_max"] > 0
+        kinds = {r["process"]: (r["class"], r["kind"]) for r in info["processes"]}
+        assert kinds["il1"] == ("IntegerLIFFixed", "custom")
+        assert "spike-driven" in (out / "mapping.txt").read_text()
