@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .ir import LIF, Conv2d, Graph, SiLUNeuron
+from .ir import LIF, Conv2d, Graph, IntegerLIF, SiLUNeuron
 
 __all__ = ["layer_rows", "totals"]
 
-NEURON_OPS = (LIF, SiLUNeuron)
+NEURON_OPS = (LIF, IntegerLIF, SiLUNeuron)
 
 
 def _fan_in(graph: Graph, name: str) -> int | None:

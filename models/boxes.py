@@ -1,4 +1,5 @@
-"""YOLOv5 box decoding (DESIGN.md §4 Detect; the IR's ``Decode`` op), written once.
+"""Box decoding, written once: YOLOv5 anchors (DESIGN.md §4 Detect; the IR's ``Decode`` op) and
+the anchor-free YOLOv8 / SpikeYOLO head with DFL (the IR's ``DFLDecode`` op, :func:`decode_dfl`).
 
 The PyTorch model, the float and fixed-point simulators, the ONNX runtimes and the Lava runner
 all decode through these two functions (the backends reach them through
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["decode_raw", "decode_readouts"]
+__all__ = ["decode_dfl", "decode_raw", "decode_readouts", "dfl_anchors"]
 
 
 def decode_raw(raws: Sequence[Any], anchors: Any, strides: Sequence[float]) -> Any:
@@ -64,6 +65,63 @@ def decode_readouts(readouts: Sequence[Any], anchors: Any, strides: Sequence[flo
         grouped = r.reshape(b, c // no, no, ny, nx)
         raws.append(grouped.permute(0, 1, 3, 4, 2) if _is_torch(r) else grouped.transpose(0, 1, 3, 4, 2))
     return decode_raw(raws, anchors, strides)
+
+
+def dfl_anchors(sizes: Sequence[tuple[int, int]], strides: Sequence[float]) -> tuple[Any, Any]:
+    """Anchor points ``[2, A]`` (grid units, cell centres: x + 0.5 and y + 0.5, row-major per scale)
+    and the stride of each anchor ``[1, A]``, as numpy float32 (the official ``make_anchors``)."""
+    import numpy as np
+
+    points, stride_of = [], []
+    for (ny, nx), s in zip(sizes, strides):
+        yv, xv = np.meshgrid(
+            np.arange(ny, dtype=np.float32) + 0.5, np.arange(nx, dtype=np.float32) + 0.5, indexing="ij"
+        )
+        points.append(np.stack((xv.reshape(-1), yv.reshape(-1))))
+        stride_of.append(np.full((1, ny * nx), s, np.float32))
+    return np.concatenate(points, 1), np.concatenate(stride_of, 1)
+
+
+def decode_dfl(readouts: Sequence[Any], strides: Sequence[float], nc: int, reg_max: int = 16) -> Any:
+    """SpikeYOLO / YOLOv8 anchor-free decoding: readouts ``[B, 4·reg_max + nc, ny, nx]`` per scale
+    -> ``[B, 4 + nc, A]`` (the official eval ``pred``): xywh in input pixels, then class scores.
+
+    Scales are flattened row-major and concatenated (A = Σ ny·nx). Each side (left, top, right,
+    bottom) is the expectation of a softmax over ``reg_max`` bins (weights 0..reg_max−1); the box is
+    ``x1y1 = a − lt``, ``x2y2 = a + rb``, centre and size times the anchor's stride; classes go
+    through a sigmoid. There is no objectness.
+    """
+    sizes = [(int(r.shape[2]), int(r.shape[3])) for r in readouts]
+    points, stride_of = dfl_anchors(sizes, strides)
+    b = int(readouts[0].shape[0])
+    flat = [r.reshape(b, int(r.shape[1]), -1) for r in readouts]
+    x = _cat(flat, 2)
+    a = int(x.shape[2])
+    box, cls = x[:, : 4 * reg_max], x[:, 4 * reg_max :]
+    if int(cls.shape[1]) != nc:
+        raise ValueError(f"DFL decoding: {int(x.shape[1])} channels, expected 4·{reg_max} + {nc}")
+    bins = box.reshape(b, 4, reg_max, a)
+    if _is_torch(x):
+        import torch
+
+        p = bins.softmax(2)
+        w = torch.arange(reg_max, dtype=x.dtype, device=x.device).view(1, 1, reg_max, 1)
+        anchor = torch.from_numpy(points).to(x.device, x.dtype).unsqueeze(0)
+        stride = torch.from_numpy(stride_of).to(x.device, x.dtype)
+        scores = cls.sigmoid()
+    else:
+        import numpy as np
+
+        e = np.exp(bins - bins.max(2, keepdims=True))
+        p = e / e.sum(2, keepdims=True)
+        w = np.arange(reg_max, dtype=x.dtype).reshape(1, 1, reg_max, 1)
+        anchor, stride = points.astype(x.dtype)[None], stride_of.astype(x.dtype)
+        scores = 1.0 / (1.0 + np.exp(-cls))
+    dist = (p * w).sum(2)  # [B, 4, A]: the expected distance of each side, in grid cells
+    x1y1 = anchor - dist[:, :2]
+    x2y2 = anchor + dist[:, 2:]
+    xywh = _cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride
+    return _cat((xywh, scores), 1)
 
 
 def _is_torch(a: Any) -> bool:

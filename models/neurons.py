@@ -101,7 +101,8 @@ class IntegerLIF(nn.Module):
 
     Rounding is half to even (the official ``torch.round``); the reset subtracts the emitted
     integer, so a membrane above D keeps its excess. At T = 1 the neuron is stateless. The
-    reset is not detached, as in the official ``mem_update``.
+    reset term is detached from the graph, as in the official ``mem_update``
+    (``(mem_old - spike.detach()) * decay + x[t]``), so gradients flow only through the leak.
 
     Args:
         decay: β, the leak applied after the reset (official: 0.25).
@@ -118,7 +119,7 @@ class IntegerLIF(nn.Module):
         s = integer_spike_fn(u, self.levels)
         out = [s]
         for t in range(1, current.shape[0]):
-            u = (u - s) * self.decay + current[t]
+            u = (u - s.detach()) * self.decay + current[t]
             s = integer_spike_fn(u, self.levels)
             out.append(s)
         return torch.stack(out)

@@ -1,10 +1,10 @@
 """Float semantics of each IR op as a pure step function (Norse style).
 
 A kernel is built once per node (``make(op, dtype)``) and called every step as
-``step(inputs_at_t, state) -> (output_at_t, state)``. Readout and Decode are ``timeless``:
-Readout accumulates during the steps and ``finish`` turns the sum into the mean; Decode runs
-once on the readouts (:func:`emsdeploy.ir.runtime.decode_boxes`). The same equations are
-lowered to ONNX and quantised for Lava.
+``step(inputs_at_t, state) -> (output_at_t, state)``. Readout and the decodings are
+``timeless``: Readout accumulates during the steps and ``finish`` turns the sum into the mean;
+``Decode`` and ``DFLDecode`` run once on the readouts (:func:`emsdeploy.ir.runtime.decode_boxes`).
+The same equations are lowered to ONNX and quantised for Lava.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import torch.nn.functional as F
 
 from emsdeploy.errors import SimulationError
 from emsdeploy.ir import (
+    DECODES,
     LIF,
     Add,
     Affine,
     Concat,
     Conv2d,
-    Decode,
     Input,
     IntegerLIF,
     MaxPool2d,
@@ -143,13 +143,13 @@ KERNELS: dict[type[Op], Callable[[Any, torch.dtype], Kernel]] = {
     Readout: _readout,
     Add: _stateless(lambda op: _sum),
     Concat: _stateless(lambda op: lambda xs: torch.cat(list(xs), 1)),
-    MaxPool2d: _stateless(lambda op: lambda xs: F.max_pool2d(xs[0], op.kernel, op.kernel)),
+    MaxPool2d: _stateless(lambda op: lambda xs: F.max_pool2d(xs[0], op.kernel, op.stride, op.padding)),
     Upsample: _stateless(lambda op: lambda xs: F.interpolate(xs[0], scale_factor=op.scale, mode="nearest")),
 }
 
 
 def make_kernel(op: Op, dtype: torch.dtype) -> Kernel:
-    if isinstance(op, (Input, Decode)):
+    if isinstance(op, (Input, *DECODES)):
         raise SimulationError(f"{op.type_name} is handled by the simulator itself")
     try:
         return KERNELS[type(op)](op, dtype)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import LIF, Decode, Graph, Input, Node, SiLUNeuron
+from emsdeploy.ir import DECODES, LIF, Graph, Input, IntegerLIF, Node, SiLUNeuron
 from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, record_set
 
 from .base import Backend
@@ -40,11 +40,11 @@ class RefFloat(Backend):
         self.graph = graph.validate()
         self.dtype = dtype
         self._input = graph.input_node().name
-        self._steps = [n for n in graph if not isinstance(n.op, (Input, Decode))]  # readouts accumulate per step
+        self._steps = [n for n in graph if not isinstance(n.op, (Input, *DECODES))]  # readouts accumulate per step
         self._timeless = [n for n in graph if n.op.timeless]
         # Graph outputs that run every step are returned stacked over time, [T, B, ...].
         self._step_outputs = [o for o in graph.outputs if not graph[o].op.timeless]
-        self._kernels = {n.name: make_kernel(n.op, dtype) for n in graph if not isinstance(n.op, (Input, Decode))}
+        self._kernels = {n.name: make_kernel(n.op, dtype) for n in graph if not isinstance(n.op, (Input, *DECODES))}
         users = graph.users()
         # Free a step value after its last reader (outputs and timeless readers keep theirs).
         self._last_use: dict[str, list[str]] = {}
@@ -67,7 +67,7 @@ class RefFloat(Backend):
 
         ``reference`` makes the run node-isolated (DESIGN.md §7): after each neuron's step, its
         output and state are replaced by the reference's (spikes ``s`` and membrane ``u`` of a
-        LIF, value ``y`` of a SiLU neuron), so every neuron computes step t from the reference's
+        LIF or an I-LIF, value ``y`` of a SiLU neuron), so every neuron computes step t from the reference's
         own inputs and state, and a mismatch belongs to that node and step alone. The records
         keep this run's own outputs.
         """
@@ -107,7 +107,7 @@ class RefFloat(Backend):
                         values.pop(done, None)
         outputs: dict[str, torch.Tensor] = {o: torch.stack(v) for o, v in per_step.items()}
         for node in self._timeless:
-            if isinstance(node.op, Decode):
+            if isinstance(node.op, DECODES):
                 outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
             else:
                 finish = self._kernels[node.name].finish
@@ -120,9 +120,9 @@ class RefFloat(Backend):
     def _pins(self, reference: Trace, T: int) -> dict[str, Callable]:
         """Per neuron node: ``(t, own state) -> (reference output at t, state rebuilt from the reference)``."""
         pins: dict[str, Callable] = {}
-        for node in self.graph.of_type(LIF, SiLUNeuron):
+        for node in self.graph.of_type(LIF, IntegerLIF, SiLUNeuron):
             rec = reference.records.get(node.name, {})
-            if isinstance(node.op, LIF):
+            if isinstance(node.op, (LIF, IntegerLIF)):
                 if not {"s", "u"} <= set(rec):
                     raise SimulationError(f"{node.name}: the reference has no spikes and membrane (s, u) to isolate it")
                 s_ref, u_ref = rec["s"].to(self.dtype), rec["u"].to(self.dtype)

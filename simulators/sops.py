@@ -15,12 +15,19 @@ Zero weights count (they are still stored and applied). The kind of the conv's *
 the price: ``spike`` inputs cost accumulates (AC); ``current``/``analog`` inputs (pixels,
 currents, SiLU outputs) cost multiply-accumulates (MAC), counted over nonzero inputs the same way.
 
+``integer`` inputs (SpikeYOLO's I-LIF, values 0..D) are counted both ways, because the two ways
+of running them differ exactly: **spike-driven** (each integer s sent as s binary spikes over D
+sub-steps) costs ``s · fanout`` accumulates (``value_sops``: Σ s·fanout, the SpikeYOLO paper's
+"virtual time steps"); **graded** (the integer sent once as a graded spike) costs one synaptic
+event per nonzero value (``sops``: Σ 1[s ≠ 0]·fanout). For binary spikes the two are equal.
+
 Every op type has an explicit rule in :data:`RULES` (a missing rule is an error, never zero):
 
 =============  ============  ==============================================================
 op             category      counted per step and sample
 =============  ============  ==============================================================
-Conv2d         synapse       exact AC or MAC events (above); dense FLOPs kept for comparison
+Conv2d         synapse       exact AC or MAC events (above; integer inputs: graded and spike-driven);
+                             dense FLOPs kept for comparison
 LIF            neuron        one update per neuron; *active* updates; (n−1)·size fan-in adds
 IntegerLIF     neuron        as LIF; *nonzero_out* sums the integers (unit spikes)
 SiLUNeuron     neuron        as LIF (a stateful, non-spiking population)
@@ -33,6 +40,7 @@ Concat         routing       0: a channel re-indexing, no arithmetic
 Upsample       routing       0: each value is sent to scale² targets, no arithmetic
 Input          source        0
 Decode         host          0: box decoding after the network, once per frame
+DFLDecode      host          0: as Decode (anchor-free, DFL)
 =============  ============  ==============================================================
 
 A neuron update at step ``t`` is *active* when the neuron received a nonzero input at ``t``
@@ -60,6 +68,7 @@ from emsdeploy.ir import (
     Concat,
     Conv2d,
     Decode,
+    DFLDecode,
     Graph,
     Input,
     IntegerLIF,
@@ -146,12 +155,17 @@ class SynapseCount:
     """One synapse group (a Conv2d). Arrays are ``[T]``, summed over every counted sample.
 
     Attributes:
-        input_kind: the kind of the conv's input: ``spike`` -> AC, else MAC.
+        input_kind: the kind of the conv's input: ``spike`` -> AC, ``integer`` -> AC per unit
+            (spike-driven) or one graded event per nonzero, else MAC.
         input_size: input elements of one sample at one step (C·H·W).
         flops: dense MACs of one step (padded taps included): the papers' FLOPs.
         dense_sops: synaptic ops of one step if every input were nonzero (padded taps excluded).
         nonzero: nonzero input elements per step.
-        sops: exact synaptic operations per step.
+        sops: exact synaptic operations per step (one per weight and nonzero input value).
+        value_sum: sum of the input values per step (spikes and integers; the mean integer is
+            the SpikeYOLO paper's firing rate). Zeros for current and analog inputs.
+        value_sops: Σ value·fanout per step: the accumulates of spike-driven execution (equal to
+            ``sops`` for binary spikes). Zeros for current and analog inputs.
     """
 
     name: str
@@ -163,6 +177,8 @@ class SynapseCount:
     dense_sops: int
     nonzero: np.ndarray
     sops: np.ndarray
+    value_sum: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    value_sops: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def input_size(self) -> int:
@@ -170,7 +186,13 @@ class SynapseCount:
 
     @property
     def is_ac(self) -> bool:
-        return self.input_kind is Kind.SPIKE
+        """Accumulate-only: binary or integer spikes (an integer s is s accumulates, or one
+        graded event; never a multiply by a real value)."""
+        return self.input_kind in (Kind.SPIKE, Kind.INTEGER)
+
+    @property
+    def is_integer(self) -> bool:
+        return self.input_kind is Kind.INTEGER
 
 
 @dataclass
@@ -254,23 +276,40 @@ def _conv_rule(counter: SOPCounter, graph: Graph, node: Node) -> Observe:
     counter._synapses.append(row)
     # Spike values are exactly 0 or 1 (a LIF emits (U > V_th) as 0./1.; pooling, upsampling and
     # concatenation keep that), so a channel sum counts them, and it is ~10x cheaper than
-    # count_nonzero. Graded values need the explicit nonzero test.
-    binary = row.is_ac
+    # count_nonzero. Graded values need the explicit nonzero test; integer spikes need both.
+    binary = row.input_kind is Kind.SPIKE
+    integer = row.is_integer
+    if integer:  # Σ s·fanout ≤ D·C_in·Σfan: the exactness bound above grows by D ≤ 255
+        dtype = (
+            torch.float32 if exact32 and in_shape[0] * max(int(fan.sum()), fan.size) * 255 < 2**24 else torch.float64
+        )
+        weights = weights.to(dtype)
 
     dense = (int(fan.sum()) * in_shape[0] * per_group, int(np.prod(in_shape)))  # (sops, nonzero) of a full input
 
-    def observe(t: int, xs: Sequence[torch.Tensor], y: torch.Tensor, state: object) -> None:
-        x = xs[0]
-        if not binary and int(torch.count_nonzero(x)) == x.numel():  # graded values are rarely exactly 0
-            row.sops[t] += dense[0] * x.shape[0]
-            row.nonzero[t] += dense[1] * x.shape[0]
-            return
-        nz = x.sum(1) if binary else torch.count_nonzero(x, dim=1)  # [B, H, W]: nonzero channels per pixel
+    def per_sample(nz: torch.Tensor, b: int) -> list[list[float]]:
         if nz.dtype != dtype:
             nz = nz.to(dtype)
-        for sops, nonzero in (nz.reshape(x.shape[0], -1) @ weights).tolist():  # one row per sample
+        return (nz.reshape(b, -1) @ weights).tolist()  # one row per sample: (Σ nz·fan, Σ nz)
+
+    def observe(t: int, xs: Sequence[torch.Tensor], y: torch.Tensor, state: object) -> None:
+        x = xs[0]
+        b = x.shape[0]
+        if not (binary or integer) and int(torch.count_nonzero(x)) == x.numel():  # graded values are rarely 0
+            row.sops[t] += dense[0] * b
+            row.nonzero[t] += dense[1] * b
+            return
+        nz = x.sum(1) if binary else torch.count_nonzero(x, dim=1)  # [B, H, W]: nonzero channels per pixel
+        for sops, nonzero in per_sample(nz, b):
             row.sops[t] += int(sops) * per_group
             row.nonzero[t] += int(nonzero)
+        if binary:
+            row.value_sops[t] = row.sops[t]
+            row.value_sum[t] = row.nonzero[t]
+        elif integer:  # the values themselves: s accumulates per integer s in spike-driven mode
+            for vsops, vsum in per_sample(x.sum(1), b):
+                row.value_sops[t] += int(vsops) * per_group
+                row.value_sum[t] += int(vsum)
 
     return observe
 
@@ -351,6 +390,7 @@ RULES: dict[type[Op], Rule] = {
     Upsample: _free("routing: nearest-neighbour copies, no arithmetic"),
     Input: _free("source"),
     Decode: _free("host: box decoding after the network"),
+    DFLDecode: _free("host: anchor-free DFL box decoding after the network"),
 }
 
 
@@ -406,7 +446,8 @@ class SOPCounter:
     def _allocate(self, time_steps: int) -> None:
         self.time_steps = time_steps
         for row in self._synapses:
-            row.nonzero, row.sops = np.zeros(time_steps, np.int64), np.zeros(time_steps, np.int64)
+            for f in ("nonzero", "sops", "value_sum", "value_sops"):
+                setattr(row, f, np.zeros(time_steps, np.int64))
         for n in self._neurons:
             n.active, n.nonzero_out = np.zeros(time_steps, np.int64), np.zeros(time_steps, np.int64)
 
@@ -436,7 +477,16 @@ class SOPCounter:
         return SOPCounts(
             self.time_steps,
             self.samples,
-            [replace(r, nonzero=r.nonzero.copy(), sops=r.sops.copy()) for r in self._synapses],
+            [
+                replace(
+                    r,
+                    nonzero=r.nonzero.copy(),
+                    sops=r.sops.copy(),
+                    value_sum=r.value_sum.copy(),
+                    value_sops=r.value_sops.copy(),
+                )
+                for r in self._synapses
+            ],
             [replace(n, active=n.active.copy(), nonzero_out=n.nonzero_out.copy()) for n in self._neurons],
             list(self._elementwise),
             dict(self._uncounted),

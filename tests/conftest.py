@@ -106,3 +106,9 @@ def ilif_unit() -> dict:
     """SpikeYOLO's official I-LIF (``mem_update``) alone, at T=4 and T=1 (spikeyolo_n_T1/lif_unit)."""
     folder = _require(FIXTURES / "spikeyolo_n_T1" / "lif_unit")
     return {"npz": np.load(folder / "lif_unit.npz"), "info": json.loads((folder / "lif_unit.json").read_text())}
+
+
+@pytest.fixture(scope="session")
+def spikeyolo_n() -> Path:
+    """The official SpikeYOLO-n fixture folder (checkpoint, input, references; spikeyolo_n_T1)."""
+    return _require(FIXTURES / "spikeyolo_n_T1")

@@ -1,4 +1,4 @@
-"""Checkpoint I/O: our format, and safe import of official EMS-YOLO checkpoints."""
+"""Checkpoint I/O: our format, and safe import of official EMS-YOLO and SpikeYOLO checkpoints."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ GEN1_TIME_STEPS = 5  # the paper's and official code's Gen1 setting
 
 
 def official_defaults(off: OfficialCheckpoint) -> tuple[int, str]:
-    """T and encoding to assume when the user gives none: Gen1-looking models get frames, T = 5."""
+    """T and encoding to assume when the user gives none: Gen1-looking models get frames, T = 5;
+    SpikeYOLO files store their T (``MS_GetT.T``) and repeat the image (direct)."""
+    if off.time_steps is not None:
+        return off.time_steps, "direct"
     return (GEN1_TIME_STEPS, "frames") if guess_gen1(off) else (DEFAULT_TIME_STEPS, "direct")
 
 
@@ -55,20 +58,26 @@ def _from_official(
     off: OfficialCheckpoint, path: str | Path, time_steps: int | None, encoding: str | None
 ) -> Checkpoint:
     t_default, e_default = official_defaults(off)
-    state_dict = {official_to_ours_key(k): v for k, v in off.state_dict.items()}
+    spikeyolo = off.family == "spikeyolo"
+    state_dict = dict(off.state_dict) if spikeyolo else {official_to_ours_key(k): v for k, v in off.state_dict.items()}
     meta = {
         "names": off.names,
-        "source": {"format": "official-emsyolo", "file": Path(path).name, "weights": off.source, **off.extra},
+        "source": {"format": f"official-{off.family}", "file": Path(path).name, "weights": off.source, **off.extra},
         "assumed": {
             k: v
             for k, v in (("time_steps", t_default), ("encoding", e_default))
-            if (k == "time_steps" and time_steps is None) or (k == "encoding" and encoding is None)
+            if (k == "time_steps" and time_steps is None and not spikeyolo) or (k == "encoding" and encoding is None)
         },
     }
     if guess_gen1(off) and (encoding or e_default) == "frames":
         meta["gen1_mode"] = "official"  # what the official Gen1 loader fed it: bin 0 at every step (docs/gen1.md)
     ckpt = Checkpoint(off.config, state_dict, time_steps or t_default, encoding or e_default, meta, Path(path))
-    ckpt.model()  # fail now, naming the file, if config and weights disagree (the model is kept)
+    model = ckpt.model()  # fail now, naming the file, if config and weights disagree (the model is kept)
+    stored = off.extra.get("stride")
+    if stored is not None and [float(s) for s in model.stride.tolist()] != stored:
+        raise CheckpointError(
+            f"{path}: the file's strides {stored} differ from the {model.stride.tolist()} its config implies"
+        )
     return ckpt
 
 

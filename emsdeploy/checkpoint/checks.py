@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..models.spikeyolo.config import is_spikeyolo_config
 
 __all__ = ["MAX_DEPTH", "check_config", "check_plain", "state_digest"]
 
@@ -74,10 +75,14 @@ def check_config(cfg: Any, where: str, field: str = "config") -> None:
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{where}: {field} is a {type(cfg).__name__}, not a mapping")
     check_plain(cfg, where, field)
-    for key in ("nc", "anchors", "backbone", "head"):
+    spikeyolo = is_spikeyolo_config(cfg)
+    needed = ("nc", "backbone", "head") if spikeyolo else ("nc", "anchors", "backbone", "head")
+    for key in needed:
         if key not in cfg:
-            raise CheckpointError(f"{where}: {field} has no {key!r} field (needs nc, anchors, backbone, head)")
+            raise CheckpointError(f"{where}: {field} has no {key!r} field (needs {', '.join(needed)})")
     _number(cfg, "nc", where, field, 1, 100_000, integer=True)
+    if spikeyolo:
+        _check_spikeyolo(cfg, where, field)
     for key, lo, hi, integer in (
         ("depth_multiple", 0, 16, False),
         ("width_multiple", 0, 16, False),
@@ -90,7 +95,7 @@ def check_config(cfg: Any, where: str, field: str = "config") -> None:
             _number(cfg, key, where, field, lo, hi, integer)
     if "silu_inplace" in cfg and not isinstance(cfg["silu_inplace"], bool):
         raise CheckpointError(f"{where}: {field}['silu_inplace'] must be true or false")
-    anchors = cfg["anchors"]
+    anchors = cfg.get("anchors", 1)  # SpikeYOLO's head is anchor-free
     if not (isinstance(anchors, int) and 0 < anchors <= 64) and not (
         isinstance(anchors, list)
         and 0 < len(anchors) <= 16
@@ -119,6 +124,35 @@ def check_config(cfg: Any, where: str, field: str = "config") -> None:
                 raise CheckpointError(f"{where}: {at}: 'args' must be a list of small values, got {args!r:.80}")
     if rows > MAX_ROWS:
         raise CheckpointError(f"{where}: {field} has {rows} layer rows; at most {MAX_ROWS}")
+
+
+def _check_spikeyolo(cfg: dict, where: str, field: str) -> None:
+    """SpikeYOLO's own keys: ``scales`` rows ``[depth, width, max_channels]``, ``scale``, I-LIF and BN settings."""
+    for key, lo, hi, integer in (("decay", 0, 1, False), ("levels", 1, 255, True), ("bn_eps", 1e-12, 1, False)):
+        if key in cfg:
+            _number(cfg, key, where, field, lo, hi, integer)
+    scales = cfg.get("scales")
+    if scales is None:
+        return
+    if not (isinstance(scales, dict) and 0 < len(scales) <= 16):
+        raise CheckpointError(
+            f"{where}: {field}['scales'] must map at most 16 scale names to [depth, width, max_channels]"
+        )
+    for name, row in scales.items():
+        if not (
+            isinstance(row, list)
+            and len(row) == 3
+            and all(isinstance(v, Real) and not isinstance(v, bool) and 0 < v <= MAX_WIDTH for v in row)
+            and row[0] <= 16
+            and row[1] <= 16
+        ):
+            raise CheckpointError(
+                f"{where}: {field}['scales'][{name!r:.20}] must be [depth <= 16, width <= 16, max_channels], got {row!r:.60}"
+            )
+    if cfg.get("scale") not in scales:
+        raise CheckpointError(
+            f"{where}: {field}['scale'] must be one of {', '.join(map(str, scales))}, got {cfg.get('scale')!r:.20}"
+        )
 
 
 def state_digest(

@@ -25,7 +25,8 @@ from torch.overrides import TorchFunctionMode
 from .. import __version__
 from ..errors import CheckpointError
 from ..fileio import atomic_write
-from ..models import EMSYOLO, ENCODINGS, ConfigError
+from ..models import ENCODINGS, ConfigError
+from ..models.family import Detector, build_detector
 from .checks import check_config, check_plain, state_digest
 from .torchfile import read_torch_file
 
@@ -51,7 +52,7 @@ class Checkpoint:
         names = self.meta.get("names")
         return list(names) if names else [str(i) for i in range(int(self.config["nc"]))]
 
-    def model(self) -> EMSYOLO:
+    def model(self) -> Detector:
         """The model built once and kept, for the commands that trace it and then run it
         (verify): :meth:`build` makes a fresh one per call. Rebuilt if T or the encoding changed."""
         key = (self.time_steps, self.encoding)
@@ -61,7 +62,7 @@ class Checkpoint:
             self._built = built  # a plain attribute, not a field: never compared, copied or saved
         return built[1]
 
-    def build(self) -> EMSYOLO:
+    def build(self) -> Detector:
         """The PyTorch model with these weights, in eval mode.
 
         The model is first built with its large tensors on the ``meta`` device (no memory)
@@ -77,10 +78,10 @@ class Checkpoint:
         model.names = self.names
         return model.eval()
 
-    def _model(self, where: str, meta: bool) -> EMSYOLO:
+    def _model(self, where: str, meta: bool) -> Detector:
         try:
             with _LargeOnMeta() if meta else contextlib.nullcontext():
-                return EMSYOLO(self.config, self.time_steps, self.encoding)
+                return build_detector(self.config, self.time_steps, self.encoding)
         except ConfigError as e:
             raise CheckpointError(f"{where}: its config cannot be built: {e}") from None
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as e:
@@ -138,7 +139,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def from_model(model: EMSYOLO, meta: dict | None = None) -> Checkpoint:
+def from_model(model: Detector, meta: dict | None = None) -> Checkpoint:
     return Checkpoint(
         model.config, model.state_dict(), model.time_steps, model.encoding, {"names": list(model.names), **(meta or {})}
     )

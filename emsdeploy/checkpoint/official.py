@@ -1,4 +1,5 @@
-"""Import official EMS-YOLO checkpoints (YOLOv5-style pickles of ``models.yolo.Model``).
+"""Import official EMS-YOLO checkpoints (YOLOv5-style pickles of ``models.yolo.Model``);
+SpikeYOLO's (ultralytics ``DetectionModel`` pickles) branch off to :mod:`.official_spikeyolo`.
 
 The architecture comes from the pickled ``yaml`` attribute, the weights from the module
 tree (EMA weights first, as the official ``attempt_load`` does), cast to float32. Anchors
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from .torchfile import read_torch_file
 
 __all__ = ["OfficialCheckpoint", "guess_gen1", "official_to_ours_key", "read_official"]
 
+SPIKEYOLO_MODEL = "ultralytics.nn.tasks.DetectionModel"
 _BN_PARAM = re.compile(r"\.bn\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
 
 
@@ -36,6 +39,8 @@ class OfficialCheckpoint:
     names: list[str]
     source: str  # "ema" or "model"
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "emsyolo"  # or "spikeyolo" (an ultralytics DetectionModel)
+    time_steps: int | None = None  # stored by SpikeYOLO files (MS_GetT.T); EMS-YOLO files have none
 
 
 def official_to_ours_key(key: str) -> str:
@@ -47,13 +52,13 @@ MAX_MODULE_DEPTH = 64  # the official models nest 5 levels
 MAX_MODULES = 100_000
 
 
-def _module_state(root: InertObject, path: Path, where: str) -> dict[str, torch.Tensor]:
-    """Parameters and persistent buffers of a pickled module tree, walked without recursion.
+def walk_modules(root: InertObject, path: Path, where: str) -> Iterator[tuple[str, InertObject]]:
+    """``(prefix, module)`` for every module of a pickled tree (prefix ``""`` or ``"a.b."``),
+    depth first, walked without recursion.
 
     A module that contains itself (a cycle), a tree nested deeper than
     :data:`MAX_MODULE_DEPTH` or with more than :data:`MAX_MODULES` modules is refused.
     """
-    out: dict[str, torch.Tensor] = {}
     stack: list[tuple[InertObject, str, tuple[int, ...]]] = [(root, "", ())]
     visited = 0
     while stack:
@@ -65,7 +70,25 @@ def _module_state(root: InertObject, path: Path, where: str) -> dict[str, torch.
             raise CheckpointError(
                 f"{path}: {where}: module tree deeper than {MAX_MODULE_DEPTH} levels or larger than {MAX_MODULES:,} modules"
             )
+        yield prefix, obj
         ancestors = (*ancestors, id(obj))
+        children = obj.state.get("_modules") or {}
+        if not isinstance(children, dict):
+            raise CheckpointError(f"{path}: {where}: {prefix}_modules is not a mapping of submodules")
+        for name, child in reversed(list(children.items())):
+            if child is None:
+                continue
+            if not isinstance(child, InertObject) or not isinstance(name, str):
+                raise CheckpointError(
+                    f"{path}: submodule {prefix}{name!s:.60} is a {type(child).__name__}, not a module"
+                )
+            stack.append((child, f"{prefix}{name}.", ancestors))
+
+
+def module_state(root: InertObject, path: Path, where: str) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a pickled module tree (see :func:`walk_modules`)."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, obj in walk_modules(root, path, where):
         st = obj.state
         for group in ("_parameters", "_buffers"):
             entries = st.get(group) or {}
@@ -80,17 +103,6 @@ def _module_state(root: InertObject, path: Path, where: str) -> dict[str, torch.
                         f"{path}: {prefix}{name!s:.60} is a {type(value).__name__}, expected a tensor"
                     )
                 out[prefix + name] = value.detach()
-        children = st.get("_modules") or {}
-        if not isinstance(children, dict):
-            raise CheckpointError(f"{path}: {where}: {prefix}_modules is not a mapping of submodules")
-        for name, child in reversed(list(children.items())):
-            if child is None:
-                continue
-            if not isinstance(child, InertObject) or not isinstance(name, str):
-                raise CheckpointError(
-                    f"{path}: submodule {prefix}{name!s:.60} is a {type(child).__name__}, not a module"
-                )
-            stack.append((child, f"{prefix}{name}.", ancestors))
     return out
 
 
@@ -111,6 +123,10 @@ def official_from_payload(ckpt: Any, path: Path) -> OfficialCheckpoint:
         raise CheckpointError(f"{path}: not an EMS-YOLO/YOLOv5 checkpoint (no 'model' or 'ema' entry)")
     source = "ema" if ckpt.get("ema") is not None else "model"
     model = ckpt.get(source)
+    if isinstance(model, InertObject) and model._qualname == SPIKEYOLO_MODEL:
+        from .official_spikeyolo import spikeyolo_from_payload
+
+        return spikeyolo_from_payload(ckpt, model, source, path)
     if not isinstance(model, InertObject) or not model._qualname.endswith(".Model"):
         raise CheckpointError(f"{path}: ckpt['{source}'] is not a pickled models.yolo.Model")
     st = model.state
@@ -118,7 +134,7 @@ def official_from_payload(ckpt: Any, path: Path) -> OfficialCheckpoint:
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: the pickled Model has no 'yaml' architecture dict")
     check_config(cfg, str(path), f"ckpt['{source}'].yaml")
-    raw = _module_state(model, path, f"ckpt['{source}']")
+    raw = module_state(model, path, f"ckpt['{source}']")
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in raw.items()}
     names = st.get("names")
     nc = cfg["nc"]

@@ -7,7 +7,8 @@ dangerous opcodes replaced) allows only:
 
 * ``GLOBAL``: the names in :data:`_ALLOWED` (resolved to *our* checked constructors, never to
   the named object itself, except inert types such as ``torch.float16``), storage types, and
-  official EMS-YOLO / ``torch.nn`` classes, which become :class:`InertObject` stand-ins;
+  official EMS-YOLO / ``torch.nn`` classes and the exact SpikeYOLO (``ultralytics``) class
+  names in :data:`ALLOWED_CLASSES`, which become :class:`InertObject` stand-ins;
 * calls (``REDUCE``, ``NEWOBJ``, ``INST``, ``OBJ``): those constructors only, on plain
   arguments (no iteration over tensors or stand-ins);
 * ``BUILD``: on our stand-ins only (state stored, no code of the named class runs);
@@ -36,6 +37,7 @@ import torch
 from ..errors import UnsafeCheckpointError
 
 __all__ = [
+    "ALLOWED_CLASSES",
     "ALLOWED_PREFIXES",
     "MAX_OPS",
     "ArrayStandin",
@@ -50,6 +52,35 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Module prefixes whose classes are replaced by inert stand-ins.
 ALLOWED_PREFIXES = ("models.yolo", "models.common", "models.experimental", "torch.nn.modules.")
+
+# Official SpikeYOLO checkpoints (BICLab/SpikeYOLO, an ultralytics 8.0.197 fork) pickle these
+# classes; exactly these names become inert stand-ins, any other ultralytics global is refused.
+_SPIKEYOLO_MODULES = (
+    "MS_GetT",
+    "MS_DownSampling",
+    "MS_AllConvBlock",
+    "MS_ConvBlock",
+    "SepConv",
+    "SepRepConv",
+    "RepConv",
+    "BNAndPadLayer",
+    "MS_StandardConv",
+    "SpikeSPPF",
+    "SpikeConv",
+    "SpikeConvWithoutBN",
+    "SpikeDetect",
+    "SpikeDFL",
+    "mem_update",
+    "MultiSpike4",
+)
+ALLOWED_CLASSES = frozenset(
+    {
+        ("ultralytics.nn.tasks", "DetectionModel"),
+        ("ultralytics.nn.modules.conv", "Concat"),
+        ("ultralytics.utils", "IterableSimpleNamespace"),
+        *(("ultralytics.nn.modules.yolo_spikformer", n) for n in _SPIKEYOLO_MODULES),
+    }
+)
 
 # The biggest official fixture runs 50k opcodes; 1M bounds what a pickle can allocate (~100 MB).
 MAX_OPS = 1_000_000
@@ -272,7 +303,10 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             return _ALLOWED[(module, name)]
         if module == "torch" and name in _STORAGE_TYPES:
             return StorageType(_STORAGE_TYPES[name])
-        if _IDENT.match(name) and any(module == p or module.startswith(p) for p in ALLOWED_PREFIXES):
+        allowed = (module, name) in ALLOWED_CLASSES or any(
+            module == p or module.startswith(p) for p in ALLOWED_PREFIXES
+        )
+        if _IDENT.match(name) and allowed:
             if (module, name) not in self._standins:
                 if len(self._standins) >= MAX_CLASSES:
                     raise _refuse(f"pickle names more than {MAX_CLASSES} classes; refused to bound memory")
@@ -280,7 +314,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             return self._standins[(module, name)]
         raise _refuse(
             f"refused to load global '{module}.{name}': checkpoints may reference only tensors, plain "
-            "containers, NumPy arrays and (as inert stand-ins) EMS-YOLO and torch.nn classes"
+            "containers, NumPy arrays and (as inert stand-ins) EMS-YOLO, SpikeYOLO and torch.nn classes"
         )
 
     # -- calls ------------------------------------------------------------------------------

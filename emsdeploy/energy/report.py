@@ -25,7 +25,7 @@ from emsdeploy.simulators.sops import SOPCounts
 from .neurobench_metrics import neurobench_metrics
 from .profiles import COSTS, EnergyProfile
 
-__all__ = ["DEFINITIONS", "energy_report"]
+__all__ = ["DEFINITIONS", "INTEGER_MODES", "energy_report"]
 
 PJ_PER_MJ = 1e9
 
@@ -34,7 +34,9 @@ DEFINITIONS = {
     "ac": "synaptic ops of synapse groups whose input kind is spike",
     "mac": "synaptic ops of synapse groups whose input kind is current or analog (nonzero inputs only)",
     "firing_rate": "fraction of the layer's input elements that are nonzero, over all steps (spike inputs: the firing rate)",
-    "sop_formula": "papers' estimate: fr·T·FLOPs for spike inputs, T·FLOPs (dense MACs) for graded inputs",
+    "firing_rate_paper": "mean input value over all elements and steps: the firing rate for binary spikes, the mean integer for integer spikes (the SpikeYOLO paper's fr)",
+    "integer_spikes": "a synapse group fed by integer spikes 0..D costs s accumulates per integer s in spike-driven mode (sop_spike_driven) and one graded event per nonzero integer in graded mode (sop_graded); integer_mode says which one the energy prices",
+    "sop_formula": "papers' estimate: fr·T·FLOPs for spike inputs (fr = firing_rate_paper), T·FLOPs (dense MACs) for real-valued inputs",
     "flops": "dense MACs of one step, kH·kW·C_in/groups·C_out·H_out·W_out (padded taps included)",
     "neuron_updates": "LIF and SiLU neurons × T",
     "active_neuron_updates": "updates where the neuron received a nonzero input or its membrane U[t] is nonzero",
@@ -47,23 +49,43 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None = None, **context: Any) -> dict:
+INTEGER_MODES = ("spike-driven", "graded")
+
+
+def energy_report(
+    counts: SOPCounts,
+    profile: EnergyProfile,
+    graph: Graph | None = None,
+    integer_mode: str = "spike-driven",
+    **context: Any,
+) -> dict:
     """The report of ``counts`` priced by ``profile``; ``context`` entries (model, input) are copied in.
+
+    ``integer_mode`` prices synapse groups fed by integer spikes (SpikeYOLO): ``spike-driven``
+    (an integer s is s accumulates) or ``graded`` (one event per nonzero integer). Both counts
+    are in each such row (``sop_spike_driven``, ``sop_graded``) and in the totals.
 
     Every total is the sum of its rows (``layers``, ``neurons``, ``elementwise``). With the
     counted ``graph``, a ``neurobench`` section adds the figures NeuroBench users know.
     """
+    if integer_mode not in INTEGER_MODES:
+        raise ValueError(f"integer_mode must be one of {', '.join(INTEGER_MODES)}, got {integer_mode!r}")
     n, T = counts.samples, counts.time_steps
     c = {k: profile.pj(k) for k in COSTS}
     layers = []
     for row in counts.synapses:
         # counts are integers in the report: each step's mean over the samples, rounded; a row's
         # count is the sum of its steps, a total the sum of its rows (so every sum holds exactly)
-        per_step = np.rint(row.sops / n).astype(np.int64)
+        # integer spikes: the mode says which exact count is priced; both are reported
+        spike_driven = row.is_integer and integer_mode == "spike-driven"
+        per_step = np.rint((row.value_sops if spike_driven else row.sops) / n).astype(np.int64)
         sops = int(per_step.sum())
         nonzero = float(row.nonzero.sum()) / n
         fr = nonzero / (row.input_size * T)
-        formula = fr * T * row.flops if row.is_ac else float(T * row.flops)  # an estimate, not a count
+        # the papers' rate: the mean input value (= the firing rate for binary spikes; SpikeYOLO
+        # counts an integer s as s spikes, so it is the mean integer)
+        fr_paper = float(row.value_sum.sum()) / n / (row.input_size * T) if row.is_integer else fr
+        formula = fr_paper * T * row.flops if row.is_ac else float(T * row.flops)  # an estimate, not a count
         ac, mac = (sops, 0) if row.is_ac else (0, sops)
         e_ac, e_mac, e_wr = ac * c["ac"], mac * c["mac"], sops * c["weight_read"]
         layers.append(
@@ -73,6 +95,7 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None
                 "input_kind": row.input_kind.value,
                 "op_kind": "AC" if row.is_ac else "MAC",
                 "firing_rate": fr,
+                "firing_rate_paper": fr_paper,
                 "sop_exact": sops,
                 "ac": ac,
                 "mac": mac,
@@ -89,6 +112,9 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None
                 "output_shape": list(row.output_shape),
             }
         )
+        if row.is_integer:
+            layers[-1]["sop_spike_driven"] = int(np.rint(row.value_sops / n).sum())
+            layers[-1]["sop_graded"] = int(np.rint(row.sops / n).sum())
     neurons = []
     for nr in counts.neurons:
         updates = int(nr.size * T)
@@ -138,6 +164,9 @@ def energy_report(counts: SOPCounts, profile: EnergyProfile, graph: Graph | None
         "mac": total(layers, "mac"),
         "sop_exact": total(layers, "sop_exact"),
         "sop_formula": total(layers, "sop_formula"),
+        "integer_mode": integer_mode,
+        "sop_integer_spike_driven": sum(r.get("sop_spike_driven", 0) for r in layers),
+        "sop_integer_graded": sum(r.get("sop_graded", 0) for r in layers),
         "neuron_updates": all_updates,
         "active_neuron_updates": total(neurons, "active_updates"),
         "elementwise": total(elementwise, "ops"),

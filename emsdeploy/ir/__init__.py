@@ -7,6 +7,7 @@ or the CLI.
 from .graph import Graph, Node
 from .kinds import Kind
 from .ops import (
+    DECODES,
     LIF,
     OPS,
     Add,
@@ -14,6 +15,7 @@ from .ops import (
     Concat,
     Conv2d,
     Decode,
+    DFLDecode,
     Input,
     IntegerLIF,
     MaxPool2d,
@@ -25,6 +27,7 @@ from .ops import (
 from .serialize import SCHEMA_VERSION, read_ir, write_ir
 
 __all__ = [
+    "DECODES",
     "LIF",
     "OPS",
     "SCHEMA_VERSION",
@@ -32,6 +35,7 @@ __all__ = [
     "Affine",
     "Concat",
     "Conv2d",
+    "DFLDecode",
     "Decode",
     "Graph",
     "Input",

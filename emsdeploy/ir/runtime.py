@@ -9,7 +9,7 @@ compared. Backends differ only in how they compute a step; the rest is here, onc
 * :class:`Trace` — the result (outputs, per-node records, spike counts, T, timings);
 * :data:`RecordSpec`, :func:`select_records`, :func:`record_set` — which nodes to record;
 * :func:`graph_steps` / :func:`encoding_steps` — a user input as the input of each step;
-* :func:`decode_boxes` / :func:`decode_readouts` — readouts to YOLOv5 boxes.
+* :func:`decode_boxes` / :func:`decode_readouts` / :func:`decode_dfl` — readouts to boxes (YOLOv5, DFL).
 
 The encoding and the box decoding are defined in the model package (:mod:`emsdeploy.models.encoding`,
 :mod:`emsdeploy.models.boxes`) because the PyTorch model needs them too and, by DESIGN.md §1,
@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from emsdeploy.models.boxes import decode_raw, decode_readouts
+from emsdeploy.models.boxes import decode_dfl, decode_raw, decode_readouts
 from emsdeploy.models.encoding import ENCODINGS, EncodingError, encoding_steps
 
 from ..errors import InputError
 from .graph import Graph
-from .ops import LIF, Decode, SiLUNeuron
+from .ops import LIF, Decode, DFLDecode, IntegerLIF, SiLUNeuron
 
 __all__ = [
     "ENCODINGS",
@@ -39,6 +39,7 @@ __all__ = [
     "RecordSpec",
     "Trace",
     "decode_boxes",
+    "decode_dfl",
     "decode_raw",
     "decode_readouts",
     "encoding_steps",
@@ -141,12 +142,12 @@ def select_records(
 
 
 def record_set(graph: Graph, spec: RecordSpec) -> set[str]:
-    """The nodes of ``graph`` to record: neurons are LIF and SiLU nodes; ``"all"`` is every node
+    """The nodes of ``graph`` to record: neurons are LIF, I-LIF and SiLU nodes; ``"all"`` is every node
     with a value at each step (not the timeless readout and decode); any node may be named."""
     return set(
         select_records(
             spec,
-            neurons=(n.name for n in graph.of_type(LIF, SiLUNeuron)),
+            neurons=(n.name for n in graph.of_type(LIF, IntegerLIF, SiLUNeuron)),
             every=(n.name for n in graph if not n.op.timeless),
             known=graph.names(),
         )
@@ -160,8 +161,12 @@ def graph_steps(graph: Graph, x: Any, time_steps: int | None = None) -> tuple[in
     return steps
 
 
-def decode_boxes(readouts: Sequence[Any], op: Decode) -> Any:
-    """The IR's :class:`~emsdeploy.ir.Decode` on readouts ``[B, na·no, ny, nx]`` (numpy or torch)."""
+def decode_boxes(readouts: Sequence[Any], op: Decode | DFLDecode) -> Any:
+    """The IR's decoding op on its readouts (numpy or torch): a :class:`~emsdeploy.ir.Decode`
+    (YOLOv5, ``[B, na·no, ny, nx]`` -> ``[B, N, nc+5]``) or a :class:`~emsdeploy.ir.DFLDecode`
+    (anchor-free, ``[B, 4·reg_max+nc, ny, nx]`` -> ``[B, 4+nc, A]``)."""
+    if isinstance(op, DFLDecode):
+        return decode_dfl(readouts, op.strides, op.nc, op.reg_max)
     return decode_readouts(readouts, op.anchors, op.strides, op.nc)
 
 

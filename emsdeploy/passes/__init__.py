@@ -5,6 +5,7 @@ from .align_delays import align_delays
 from .flatten_fanin import flatten_fanin
 from .flows import FLOWS, FlowOptions, applied_flows, flow_steps, record_flow, run_flow
 from .fold_affine import fold_affine
+from .fold_convs import fold_convs
 from .partition import partition
 from .quantize import QuantizeOptions, quantize
 from .remove_dead import remove_dead
@@ -18,6 +19,7 @@ __all__ = [
     "flatten_fanin",
     "flow_steps",
     "fold_affine",
+    "fold_convs",
     "partition",
     "quantize",
     "record_flow",

@@ -200,6 +200,11 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         elif isinstance(op, MaxPool2d):
             src = node.inputs[0]
             v = value(src)
+            if not op.plain:
+                raise PassError(
+                    f"{node.name} (MaxPool2d kernel {op.kernel}, stride {op.stride}, padding {op.padding}): the Loihi "
+                    "fan-in maps only disjoint windows (stride = kernel, no padding)"
+                )
             if graph.kind(src) == Kind.SPIKE:
                 w = lm.window_map(op.kernel, graph.shape(src))  # stride k, no padding: floor(H/k) like the pool
                 result[node.name] = _Chains(_map_terms(v, w, node.name), None)

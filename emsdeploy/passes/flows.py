@@ -24,6 +24,7 @@ from .align_delays import RELAY_ABOVE, align_delays
 from .expand_fanin import expand_fanin
 from .flatten_fanin import flatten_fanin
 from .fold_affine import fold_affine
+from .fold_convs import fold_convs
 from .partition import partition
 from .quantize import QuantizeOptions, quantize
 from .remove_dead import remove_dead
@@ -58,6 +59,7 @@ Pass = Callable[[Graph, FlowOptions], Graph]
 
 PASSES: dict[str, Pass] = {
     "fold_affine": lambda g, o: fold_affine(g),
+    "fold_convs": lambda g, o: fold_convs(g),
     "flatten_fanin": lambda g, o: flatten_fanin(g),
     "remove_dead": lambda g, o: remove_dead(g),
     "partition": _partition,
@@ -67,8 +69,9 @@ PASSES: dict[str, Pass] = {
 }
 
 FLOWS: dict[str, tuple[str, ...]] = {
-    # What every backend wants first: BN folded into its conv, sums as fan-in, nothing dead.
-    "simplify": ("fold_affine", "flatten_fanin", "remove_dead"),
+    # What every backend wants first: BN folded into its conv, chains of convs (SpikeYOLO's
+    # RepConv) composed into one, sums as fan-in, nothing dead.
+    "simplify": ("fold_affine", "fold_convs", "flatten_fanin", "remove_dead"),
     # Loihi fixed point with Lava's timing (DESIGN.md §8), on a partitioned graph: every
     # population's fan-in as linear terms (and the relay cuts), then quantized, then aligned.
     "loihi": ("expand_fanin", "quantize", "align_delays"),

@@ -3,7 +3,9 @@
 Pre: an ``Affine`` whose input is a ``Conv2d`` read by nothing else.
 Post: that pair becomes one ``Conv2d`` (named after the conv) with
 ``W' = a·W`` and ``b' = a·b + c`` per output channel, computed in float64;
-the Affine's readers read the conv. Other Affines (after an Add or Concat) are kept.
+the Affine's readers read the conv. Other Affines (after an Add or Concat) are kept. A chain
+conv → Affine → Affine (SpikeYOLO's RepConv BN followed by its block's BN) folds whole: the
+pass repeats until no pair is left.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ __all__ = ["fold_affine"]
 
 
 def fold_affine(graph: Graph) -> Graph:
+    g = _fold_once(graph)
+    while g is not graph:
+        graph, g = g, _fold_once(g)
+    return g
+
+
+def _fold_once(graph: Graph) -> Graph:
+    """One round: every (conv, Affine) pair present now; ``graph`` itself when there is none."""
     g = graph.copy()
     users = g.users()
     renamed: dict[str, str] = {}
@@ -35,7 +45,7 @@ def fold_affine(graph: Graph) -> Graph:
         g.replace(src.name, op=folded, folded=[*src.meta.get("folded", []), node.name])
         renamed[node.name] = src.name
     if not renamed:
-        return g
+        return graph
     for node in g.nodes:
         if any(i in renamed for i in node.inputs):
             g.replace(node.name, inputs=[renamed.get(i, i) for i in node.inputs])

@@ -16,11 +16,27 @@ import numpy as np
 import torch
 
 from ..errors import TraceError
-from ..ir import LIF, Add, Affine, Concat, Conv2d, Decode, Graph, MaxPool2d, Readout, SiLUNeuron, Upsample
+from ..ir import (
+    LIF,
+    Add,
+    Affine,
+    Concat,
+    Conv2d,
+    Decode,
+    DFLDecode,
+    Graph,
+    IntegerLIF,
+    MaxPool2d,
+    Readout,
+    SiLUNeuron,
+    Upsample,
+)
 from ..models import LIF as LIFModule  # noqa: N811
 from ..models import Concat as ConcatModule
 from ..models import Detect, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
+from ..models import IntegerLIF as IntegerLIFModule
 from ..models import SiLUNeuron as SiLUModule
+from ..models.spikeyolo import BNAndPad, GetT, SeqBatchNorm2d, SeqMaxPoolSame, SpikeConv, SpikeDetect
 
 __all__ = ["FUNCTION_HANDLERS", "LEAF_TYPES", "MODULE_HANDLERS", "TraceContext", "handles", "handles_function"]
 
@@ -94,6 +110,75 @@ def _tdbn(ctx: TraceContext, name: str, m: TdBatchNorm, inputs: list[str]) -> st
     scale = m.weight.detach().double() / torch.sqrt(var + m.eps)
     shift = m.bias.detach().double() - m.running_mean.detach().double() * scale
     return ctx.add(name, Affine(_np(scale), _np(shift)), inputs, module=name, **_meta(m))
+
+
+def _bn_affine(m: torch.nn.BatchNorm2d) -> Affine:
+    """Eval BatchNorm as ``a·x + b`` in float64 (its own eps: SpikeYOLO's 1e-3)."""
+    if m.running_mean is None or m.running_var is None or not m.affine:
+        raise TraceError(f"{type(m).__name__}: needs running statistics and an affine part to map to Affine")
+    var = m.running_var.detach().double()
+    scale = m.weight.detach().double() / torch.sqrt(var + m.eps)
+    shift = m.bias.detach().double() - m.running_mean.detach().double() * scale
+    return Affine(_np(scale), _np(shift))
+
+
+@handles(SeqBatchNorm2d)
+def _seq_bn(ctx: TraceContext, name: str, m: SeqBatchNorm2d, inputs: list[str]) -> str:
+    return ctx.add(name, _bn_affine(m), inputs, module=name, **_meta(m))
+
+
+@handles(BNAndPad)
+def _bn_and_pad(ctx: TraceContext, name: str, m: BNAndPad, inputs: list[str]) -> str:
+    # BN, then a border of BN(0) = zero-pad, then BN: a depthwise 1×1 identity with zero padding
+    # (exact: ×1.0), then the Affine. fold_affine makes it one conv whose border is the BN shift.
+    src = inputs[0]
+    if m.pad:
+        c = int(m.bn.num_features)
+        pad = Conv2d(np.ones((c, 1, 1, 1), np.float32), None, 1, m.pad, 1, c)
+        src = ctx.add(f"{name}.pad", pad, [src], module=name, role="zero border of BN-and-pad", **_meta(m))
+    return ctx.add(f"{name}.bn", _bn_affine(m.bn), [src], module=f"{name}.bn", **_meta(m.bn))
+
+
+@handles(IntegerLIFModule)
+def _integer_lif(ctx: TraceContext, name: str, m: IntegerLIFModule, inputs: list[str]) -> str:
+    return ctx.add(name, IntegerLIF(m.decay, m.levels), inputs, module=name, **_meta(m))
+
+
+@handles(SeqMaxPoolSame)
+def _maxpool_same(ctx: TraceContext, name: str, m: SeqMaxPoolSame, inputs: list[str]) -> str:
+    k = m.kernel_size
+    return ctx.add(name, MaxPool2d(k, 1, k // 2), inputs, module=name, **_meta(m))
+
+
+@handles(GetT)
+def _get_t(ctx: TraceContext, name: str, m: GetT, inputs: list[str]) -> str:
+    return inputs[0]  # the encoding is the Input node's; layer 0 passes it on
+
+
+def _spike_conv(ctx: TraceContext, name: str, m: SpikeConv, inputs: list[str]) -> str:
+    x = _integer_lif(ctx, f"{name}.lif", m.lif, inputs)
+    x = _conv(ctx, f"{name}.conv", m.conv, [x])
+    return x if m.bn is None else _seq_bn(ctx, f"{name}.bn", m.bn, [x])
+
+
+@handles(SpikeDetect)
+def _spike_detect(ctx: TraceContext, name: str, m: SpikeDetect, inputs: list[str]) -> str:
+    if len(inputs) != m.nl:
+        raise TraceError(f"{name} (SpikeDetect): expects {m.nl} inputs, got {len(inputs)}")
+    readouts = []
+    for i, src in enumerate(inputs):  # the official call order: cv2.0, cv3.0, cv2.1, ...
+        branches = []
+        for branch in ("cv2", "cv3"):
+            x = src
+            for j, layer in enumerate(getattr(m, branch)[i]):
+                x = _spike_conv(ctx, f"{name}.{branch}.{i}.{j}", layer, [x])
+            branches.append(x)
+        raw = ctx.add(f"{name}.cat.{i}", Concat(), branches, module=name, scale=i)  # box bins, then classes
+        readouts.append(ctx.add(f"{name}.readout.{i}", Readout(), [raw], module=name, scale=i))
+    op = DFLDecode(m.nc, tuple(m.strides), m.reg_max)
+    decode = ctx.add(f"{name}.decode", op, readouts, module=name, **_meta(m))
+    ctx.outputs += [*readouts, decode]
+    return decode
 
 
 @handles(LIFModule)

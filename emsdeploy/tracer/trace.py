@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import TraceError
 from ..ir import Graph, Input
 from ..models import EMSYOLO, run_layers
+from ..models.spikeyolo import SpikeYOLO
 from .handlers import FUNCTION_HANDLERS, LEAF_TYPES, MODULE_HANDLERS, TraceContext
 
 __all__ = ["supported_modules", "trace"]
@@ -24,7 +25,7 @@ __all__ = ["supported_modules", "trace"]
 class _Layers(nn.Module):
     """The model's layers under the same attribute name (``model``), so fx paths equal module paths."""
 
-    def __init__(self, model: EMSYOLO) -> None:
+    def __init__(self, model: EMSYOLO | SpikeYOLO) -> None:
         super().__init__()
         self.model = model.model
         self.save = model.save
@@ -53,17 +54,17 @@ def _function_name(node: fx.Node) -> str:
     return f"{owner}.{label}" if owner else label
 
 
-def trace(model: EMSYOLO, input_shape: Sequence[int] | None = None, *, source: str | None = None) -> Graph:
+def trace(model: EMSYOLO | SpikeYOLO, input_shape: Sequence[int] | None = None, *, source: str | None = None) -> Graph:
     """Trace ``model`` (eval mode is used) into a validated IR graph.
 
     Args:
-        model: an EMS-YOLO built by :mod:`emsdeploy.models`.
+        model: an EMS-YOLO or a SpikeYOLO built by :mod:`emsdeploy.models`.
         input_shape: ``(C, H, W)`` or ``(H, W)`` of one input frame; the IR is shape-specialised.
             Default: 640×640 for direct encoding, 320×320 for frames (the official training sizes).
         source: provenance recorded in ``graph.attrs["source"]``.
     """
-    if not isinstance(model, EMSYOLO):
-        raise TraceError(f"can trace an emsdeploy EMSYOLO model, got {type(model).__name__}")
+    if not isinstance(model, (EMSYOLO, SpikeYOLO)):
+        raise TraceError(f"can trace an emsdeploy EMSYOLO or SpikeYOLO model, got {type(model).__name__}")
     size = input_shape or ((640, 640) if model.encoding == "direct" else (320, 320))
     shape = tuple(int(s) for s in (size if len(size) == 3 else (model.in_channels, *size)))
     if shape[0] != model.in_channels:
@@ -84,7 +85,7 @@ def trace(model: EMSYOLO, input_shape: Sequence[int] | None = None, *, source: s
                 "names": list(model.names),
                 "nc": model.nc,
                 "dt": 1,
-                "reset": "hard-zero",
+                "reset": "soft" if isinstance(model, SpikeYOLO) else "hard-zero",
                 "source": source or "",
             }
         )

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import InputError
 from ..exporters.lava._require import LAVA_MISSING, lava_available, require_lava
-from ..ir import LIF, Graph
+from ..ir import LIF, Graph, IntegerLIF
 from ..ir.runtime import Trace
 from ..models import EMSYOLO
 from ..simulators import RefFloat
@@ -145,8 +145,12 @@ class Chain:
             if not options.lava_optional or options.lava_artifact is not None:
                 require_lava()  # asked for explicitly: a missing Lava is an error, before any work
         self.graph, self.model, self.options, self.source = graph, model, options, source
-        self.lif_names = [n.name for n in graph.of_type(LIF)]
-        self.v_th = {n.name: n.op.v_th for n in graph if isinstance(n.op, LIF)}
+        self.lif_names = [n.name for n in graph.of_type(LIF, IntegerLIF)]
+        # where a spike can flip: V_th for a LIF, every rounding edge k + 0.5 for an I-LIF
+        self.v_th: dict[str, float | tuple[float, ...]] = {n.name: n.op.v_th for n in graph if isinstance(n.op, LIF)}
+        self.v_th.update(
+            {n.name: tuple(k + 0.5 for k in range(n.op.levels)) for n in graph if isinstance(n.op, IntegerLIF)}
+        )
         self.skipped: dict[str, str] = {}
         self.ref_float = RefFloat(graph)
         if options.workdir is None:
@@ -158,7 +162,9 @@ class Chain:
         fixed_artifact = options.onnx_model is not None and is_fixed_model(options.onnx_model)
         wants_fixed = "onnx-fixed" in options.targets or ("onnx" in options.targets and fixed_artifact)
         self.onnx = (
-            _OnnxLevel(graph, options, workdir, self.skipped) if "onnx" in options.targets and not fixed_artifact else None
+            _OnnxLevel(graph, options, workdir, self.skipped)
+            if "onnx" in options.targets and not fixed_artifact
+            else None
         )
         self.lava = _LavaLevel(graph, options, workdir, self.skipped) if "lava" in options.targets else None
         # both integer levels check the same lowering where they can: lowered once, and

@@ -252,12 +252,15 @@ class _Builder:
         self.values[node.name] = [_Piece(node.name, 0, shape[0])]
 
     def _spike_pool(self, node: Node) -> None:
-        k = node.op.kernel  # type: ignore[attr-defined]
+        # On binary spikes the max of a window with −inf padding is the OR of its real taps,
+        # i.e. (zero-padded sum > 0): stride and padding carry over to SumPool2d unchanged.
+        op: MaxPool2d = node.op  # type: ignore[assignment]
+        k, st, p = op.kernel, op.stride, op.padding
         shape = self.g.shape(node.name)
         pool = f"{node.name}.sum"
         self.add(
             pool,
-            nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0])),
+            nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([st, st]), padding=np.array([p, p])),
             shape,
             node.name,
             "MaxPool2d",

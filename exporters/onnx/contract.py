@@ -56,8 +56,12 @@ BATCH = "batch"  # the symbolic batch axis
 STATE_RULE = (
     "one tensor h per neuron, zeros at t=0. LIF: U[t] = h[t-1] + I[t]; S[t] = U[t] > v_th; "
     "h[t] = (U[t]*tau)*(1-S[t]). SiLU neuron: m[t] = h[t-1] + I[t]; y[t] = m[t]*sigmoid(m[t]); "
-    "h[t] = (y[t]*tau)*(1-y[t]) in place, (m[t]*tau)*(1-y[t]) otherwise"
+    "h[t] = (y[t]*tau)*(1-y[t]) in place, (m[t]*tau)*(1-y[t]) otherwise. I-LIF (IntegerLIF): "
+    "U[t] = h[t-1] + I[t]; S[t] = round_half_even(clip(U[t], 0, levels)); h[t] = (U[t]-S[t])*tau"
 )
+NEURON_TYPES = ("LIF", "IntegerLIF", "SiLUNeuron")
+SPIKING = ("LIF", "IntegerLIF")
+DECODE_KINDS = ("yolov5", "dfl")  # Decode (anchors, objectness) and DFLDecode (anchor-free)
 LAYOUT = (
     "one call = one time step; x is [B, C, H, W] (direct: the same image every step; frames: "
     "frame t of [B, T, C, H, W]); head.<i> is [B, na*(nc+5), H_i, W_i] before the mean over T"
@@ -99,6 +103,12 @@ class NeuronInfo:
     tau: float
     v_th: float | None = None  # LIF only
     inplace: bool | None = None  # SiLUNeuron only
+    levels: int | None = None  # IntegerLIF only: D (tau is its decay)
+
+    @property
+    def spiking(self) -> bool:
+        """Emits spikes (``spikes.<node>``: bool for a LIF, uint8 0..D for an I-LIF), not values."""
+        return self.type in SPIKING
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.type, "shape": list(self.shape), "tau": self.tau}
@@ -106,11 +116,24 @@ class NeuronInfo:
             d["v_th"] = self.v_th
         if self.inplace is not None:
             d["inplace"] = self.inplace
+        if self.levels is not None:
+            d["levels"] = self.levels
         return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> NeuronInfo:
-        return cls(d["name"], d["type"], tuple(d["shape"]), float(d["tau"]), d.get("v_th"), d.get("inplace"))
+        if d["type"] not in NEURON_TYPES:
+            raise ValueError(f"neuron type {d['type']!r} unknown (known: {', '.join(NEURON_TYPES)})")
+        levels = d.get("levels")
+        return cls(
+            d["name"],
+            d["type"],
+            tuple(d["shape"]),
+            float(d["tau"]),
+            d.get("v_th"),
+            d.get("inplace"),
+            None if levels is None else int(levels),
+        )
 
 
 @dataclass(frozen=True)
@@ -124,8 +147,10 @@ class StepwiseMeta:
         neurons: every neuron node that carries state, in state order.
         aliases: neuron node -> the neuron that carries it (same inputs and parameters).
         heads: per Detect scale, the IR Readout node that averages ``head.<i>`` over T.
-        decode: the IR Decode node's name (None without a Decode).
-        nc, anchors (grid units, ``[nl][na][2]``), strides: for box decoding.
+        decode: the IR decoding node's name (None without one).
+        decode_kind: ``yolov5`` (``Decode``: anchors, objectness) or ``dfl`` (``DFLDecode``:
+            anchor-free, ``reg_max`` bins per side, output ``[B, 4+nc, A]``).
+        nc, anchors (grid units, ``[nl][na][2]``; empty for ``dfl``), strides: for box decoding.
         names: class names.
         spikes, isolated: which optional outputs/inputs the graph has.
     """
@@ -145,6 +170,8 @@ class StepwiseMeta:
     dtype: str = "float32"
     source: str = ""
     aliases: dict[str, str] = field(default_factory=dict)
+    decode_kind: str = "yolov5"
+    reg_max: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,7 +184,7 @@ class StepwiseMeta:
 
     def to_props(self) -> dict[str, str]:
         """The metadata_props, all strings; scalar facts readable without JSON."""
-        lif = [n for n in self.neurons if n.type == "LIF"]
+        lif = [n for n in self.neurons if n.v_th is not None]
         taus = sorted({n.tau for n in self.neurons})
         vths = sorted({n.v_th for n in lif if n.v_th is not None})
         return {
@@ -171,13 +198,18 @@ class StepwiseMeta:
             # τ and V_th of every neuron are in "neurons"; here the value when all agree.
             "tau": str(taus[0]) if len(taus) == 1 else "per-node (see neurons)",
             "v_th": str(vths[0]) if len(vths) == 1 else ("none" if not vths else "per-node (see neurons)"),
-            "reset": "hard, to zero: multiplicative (1 - S[t-1]), no refractory period",
-            "comparison": "strict: S = U > v_th",
+            "reset": (
+                "LIF: hard, to zero: multiplicative (1 - S[t-1]), no refractory period; "
+                "I-LIF: soft, the emitted integer is subtracted"
+            ),
+            "comparison": "LIF: strict: S = U > v_th; I-LIF: S = round half to even of clip(U, 0, levels)",
             "state": STATE_RULE,
             "neurons": json.dumps([n.to_json() for n in self.neurons]),
             "aliases": json.dumps(self.aliases),
             "heads": json.dumps(list(self.heads)),
             "decode": json.dumps(self.decode),
+            "decode_kind": self.decode_kind,
+            "reg_max": str(self.reg_max),
             "nc": str(self.nc),
             "names": json.dumps(list(self.names)),
             "anchors": json.dumps([[list(a) for a in level] for level in self.anchors]),
@@ -209,8 +241,11 @@ class StepwiseMeta:
             known = {
                 "format", "format_version", "time_steps", "encoding", "input_shape", "layout", "dtype", "tau",
                 "v_th", "reset", "comparison", "state", "neurons", "aliases", "heads", "decode", "nc", "names", "anchors",
-                "anchors_unit", "strides", "spikes", "isolated", "source",
+                "anchors_unit", "strides", "spikes", "isolated", "source", "decode_kind", "reg_max",
             }  # fmt: skip
+            decode_kind = props.get("decode_kind", "yolov5")
+            if decode_kind not in DECODE_KINDS:
+                raise ValueError(f"decode_kind {decode_kind!r} unknown (known: {', '.join(DECODE_KINDS)})")
             return cls(
                 time_steps=int(props["time_steps"]),
                 encoding=props["encoding"],
@@ -227,6 +262,8 @@ class StepwiseMeta:
                 dtype=props.get("dtype", "float32"),
                 source=props.get("source", ""),
                 aliases=dict(json.loads(props.get("aliases", "{}"))),
+                decode_kind=decode_kind,
+                reg_max=int(props.get("reg_max", "0")),
                 extra={k: v for k, v in props.items() if k not in known},
             )
         except (KeyError, ValueError, TypeError) as e:

@@ -17,7 +17,23 @@ from onnx import TensorProto, helper, numpy_helper
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write, seal_onnx
-from emsdeploy.ir import LIF, Add, Affine, Concat, Conv2d, Decode, Graph, Input, MaxPool2d, Node, Readout, SiLUNeuron
+from emsdeploy.ir import (
+    DECODES,
+    LIF,
+    Add,
+    Affine,
+    Concat,
+    Conv2d,
+    Decode,
+    DFLDecode,
+    Graph,
+    Input,
+    IntegerLIF,
+    MaxPool2d,
+    Node,
+    Readout,
+    SiLUNeuron,
+)
 from emsdeploy.ir import Upsample as UpsampleOp
 
 from .contract import (
@@ -155,9 +171,17 @@ def _concat(b: _Builder, node: Node) -> str:
 
 
 def _maxpool(b: _Builder, node: Node) -> str:
-    k = node.op.kernel  # type: ignore[attr-defined]
+    op: MaxPool2d = node.op  # type: ignore[assignment]
+    k, st, p = op.kernel, op.stride, op.padding
+    # ONNX MaxPool pads with −inf (padded taps never win), floor mode: torch's max_pool2d
     return b.emit(
-        "MaxPool", [b.value[node.inputs[0]]], b.out_name(node), node.name, kernel_shape=[k, k], strides=[k, k]
+        "MaxPool",
+        [b.value[node.inputs[0]]],
+        b.out_name(node),
+        node.name,
+        kernel_shape=[k, k],
+        strides=[st, st],
+        pads=[p, p, p, p],
     )
 
 
@@ -194,6 +218,28 @@ def _lif(b: _Builder, node: Node) -> str:
     return b.emit("Cast", [fire], b.out_name(node), f"{node.name}/spikes", to=b.onnx_dtype)
 
 
+def _integer_lif(b: _Builder, node: Node) -> str:
+    op: IntegerLIF = node.op  # type: ignore[assignment]
+    h_in, h_out = b.add_state(node)
+    shape = b.graph.shape(node.name)
+    current = b.summed(node)
+    u = b.emit("Add", [h_in, current], f"{node.name}/u", f"{node.name}/integrate")  # U[t] = h[t-1] + I[t]
+    clipped = b.emit("Clip", [u, b.scalar(0.0), b.scalar(float(op.levels))], f"{node.name}/clip", f"{node.name}/clip")
+    s = b.emit("Round", [clipped], f"{node.name}/s", f"{node.name}/round")  # ONNX Round: half to even
+    reset = b.emit("Sub", [u, s], f"{node.name}/reset", f"{node.name}/reset")  # soft reset by the integer
+    b.emit("Mul", [reset, b.scalar(op.decay)], h_out, f"{node.name}/leak")  # h = (U − S)·β
+    if b.spikes:
+        b.record(
+            b.emit("Cast", [s], spikes_name(node.name), f"{node.name}/record", to=TensorProto.UINT8),
+            shape,
+            TensorProto.UINT8,
+        )
+    b.neurons.append(NeuronInfo(node.name, "IntegerLIF", shape, op.decay, levels=op.levels))
+    if b.isolate:
+        return b.isolated_output(node)
+    return s
+
+
 def _silu(b: _Builder, node: Node) -> str:
     op: SiLUNeuron = node.op  # type: ignore[assignment]
     h_in, h_out = b.add_state(node)
@@ -223,6 +269,7 @@ LOWERINGS: dict[type, Lowering] = {
     MaxPool2d: _maxpool,
     UpsampleOp: _upsample,
     LIF: _lif,
+    IntegerLIF: _integer_lif,
     SiLUNeuron: _silu,
 }
 
@@ -236,7 +283,7 @@ def _neuron_aliases(graph: Graph) -> dict[str, str]:
     alias: dict[str, str] = {}
     seen: dict[tuple, list[str]] = {}
     for node in graph:
-        if not isinstance(node.op, (LIF, SiLUNeuron)):
+        if not isinstance(node.op, (LIF, IntegerLIF, SiLUNeuron)):
             continue
         key = (type(node.op), tuple(alias.get(i, i) for i in node.inputs))
         carrier = next((c for c in seen.get(key, []) if graph[c].op.same_as(node.op)), None)
@@ -250,7 +297,7 @@ def _neuron_aliases(graph: Graph) -> dict[str, str]:
 def _heads(graph: Graph) -> list[Node]:
     """Readout nodes in Detect scale order (the Decode's input order), then any others."""
     readouts = graph.of_type(Readout)
-    decodes = graph.of_type(Decode)
+    decodes = graph.of_type(*DECODES)
     order = [graph[i] for i in decodes[0].inputs] if decodes else []
     return order + [r for r in readouts if r not in order]
 
@@ -280,7 +327,8 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
     head_values: list[str] = []
     for i, r in enumerate(heads):
         src = r.inputs[0]
-        if users[src] == [r.name] and src not in b.rename and not isinstance(graph[src].op, (Input, LIF, SiLUNeuron)):
+        neuron = (Input, LIF, IntegerLIF, SiLUNeuron)
+        if users[src] == [r.name] and src not in b.rename and not isinstance(graph[src].op, neuron):
             b.rename[src] = head_name(i)  # the conv writes straight into the graph output
         head_values.append(src)
 
@@ -295,19 +343,20 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
             carrier = aliases[node.name]
             b.value[node.name] = b.value[carrier]
             if b.spikes:  # keep one spikes/values output per neuron node
-                lif = isinstance(node.op, LIF)
-                out = spikes_name(node.name) if lif else values_name(node.name)
-                src = spikes_name(carrier) if lif else values_name(carrier)
+                spiking = isinstance(node.op, (LIF, IntegerLIF))
+                out = spikes_name(node.name) if spiking else values_name(node.name)
+                src = spikes_name(carrier) if spiking else values_name(carrier)
                 b.emit("Identity", [src], out, f"{out}/alias")
-                b.record(out, graph.shape(node.name), TensorProto.BOOL if lif else None)
+                elem = {LIF: TensorProto.BOOL, IntegerLIF: TensorProto.UINT8}.get(type(node.op))
+                b.record(out, graph.shape(node.name), elem)
             continue
-        if node.op.timeless:  # Readout and Decode run on the host (the runtime)
+        if node.op.timeless:  # Readout and the decodings run on the host (the runtime)
             continue
         lower = LOWERINGS.get(type(node.op))
         if lower is None:
             raise ExportError(
                 f"{node.name} ({node.op.type_name}): no ONNX lowering. Supported: "
-                f"{', '.join(t.__name__ for t in LOWERINGS)}, Readout and Decode (host side)"
+                f"{', '.join(t.__name__ for t in LOWERINGS)}, Readout, Decode and DFLDecode (host side)"
             )
         b.value[node.name] = lower(b, node)
 
@@ -317,8 +366,9 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
             b.emit("Identity", [b.value[src]], head_name(i), f"{head_name(i)}/identity")
         head_outputs.append(b.tensor_info(head_name(i), graph.shape(src)))
 
-    decode = graph.of_type(Decode)
+    decode = graph.of_type(*DECODES)
     dec = decode[0].op if decode else None
+    dfl = isinstance(dec, DFLDecode)
     meta = StepwiseMeta(
         time_steps=graph.time_steps,
         encoding=graph.encoding,
@@ -327,7 +377,9 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
         heads=tuple(r.name for r in heads),
         decode=decode[0].name if decode else None,
         nc=int(dec.nc if dec else graph.attrs.get("nc", 0)),
-        anchors=tuple(tuple(tuple(float(v) for v in a) for a in lvl) for lvl in dec.anchors) if dec else (),
+        anchors=tuple(tuple(tuple(float(v) for v in a) for a in lvl) for lvl in dec.anchors)
+        if isinstance(dec, Decode)
+        else (),
         strides=tuple(dec.strides) if dec else (),
         names=tuple(str(n) for n in graph.attrs.get("names", [])),
         spikes=b.spikes,
@@ -335,6 +387,8 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
         dtype=dtype,
         source=str(graph.attrs.get("source", "")),
         aliases=aliases,
+        decode_kind="dfl" if dfl else "yolov5",
+        reg_max=dec.reg_max if isinstance(dec, DFLDecode) else 0,
     )
     onnx_graph = helper.make_graph(
         b.nodes,

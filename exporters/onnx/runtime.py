@@ -27,7 +27,7 @@ import onnx
 
 from emsdeploy.errors import EmsdeployError, ExportError, InputError, SimulationError
 from emsdeploy.fileio import check_onnx_bytes, load_onnx
-from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
 
 from . import contract
 from .detect import Detections, nms
@@ -180,7 +180,7 @@ class StepwiseSession:
         missing = [
             n.name
             for n in self.meta.neurons
-            if n.name not in recs or not ({"s", "u"} <= set(recs[n.name]) if n.type == "LIF" else "y" in recs[n.name])
+            if n.name not in recs or not ({"s", "u"} <= set(recs[n.name]) if n.spiking else "y" in recs[n.name])
         ]
         if missing:
             raise InputError(f"the reference lacks records (s and u, or y) of {missing[:5]}; record 'neurons'")
@@ -190,8 +190,10 @@ class StepwiseSession:
             values, states = {}, {}
             for n in self.meta.neurons:
                 r = ref[n.name]
-                values[n.name] = r["s"][t] if n.type == "LIF" else r["y"][t]
-                if t > 0 and n.type == "LIF":
+                values[n.name] = r["s"][t] if n.spiking else r["y"][t]
+                if t > 0 and n.type == "IntegerLIF":
+                    states[n.name] = (r["u"][t - 1] - r["s"][t - 1]) * self.dtype(n.tau)
+                elif t > 0 and n.type == "LIF":
                     states[n.name] = (r["u"][t - 1] * self.dtype(n.tau)) * (1 - r["s"][t - 1])
                 elif t > 0 and n.inplace:
                     states[n.name] = (r["y"][t - 1] * self.dtype(n.tau)) * (1 - r["y"][t - 1])
@@ -208,7 +210,11 @@ class StepwiseSession:
     def nms(self, trace: Trace, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
         if self.meta.decode is None:
             raise SimulationError(f"{self.where}: the graph has no Decode node, so no boxes to detect")
-        return nms(trace.outputs[self.meta.decode], conf, iou, max_det)
+        boxes = trace.outputs[self.meta.decode]
+        if self.meta.decode_kind == "dfl":  # [B, 4+nc, A] -> rows (xywh, objectness 1, classes)
+            rows = np.asarray(boxes).transpose(0, 2, 1)
+            boxes = np.concatenate((rows[..., :4], np.ones_like(rows[..., :1]), rows[..., 4:]), -1)
+        return nms(boxes, conf, iou, max_det)
 
     # --- helpers ------------------------------------------------------------------------
     def _frames(self, x: Any, time_steps: int | None) -> tuple[int, Any]:
@@ -269,7 +275,8 @@ class Stream:
 
         self._heads = [np.zeros(concrete(contract.head_name(i)), dt) for i in range(len(meta.heads))]
         self._sums = [np.zeros_like(h) for h in self._heads]
-        self._rec_bufs = {n.name: np.zeros((batch, *n.shape), np.bool_ if n.type == "LIF" else dt) for n in self.record}
+        rec_types = {"LIF": np.bool_, "IntegerLIF": np.uint8}
+        self._rec_bufs = {n.name: np.zeros((batch, *n.shape), rec_types.get(n.type, dt)) for n in self.record}
         self._refs = (
             {n.name: np.zeros((batch, *n.shape), dt) for n in meta.neurons} if meta.isolated else {}
         )  # fmt: skip
@@ -278,7 +285,7 @@ class Stream:
         self._ready = True
 
     def _rec_output(self, n: contract.NeuronInfo) -> str:
-        return contract.spikes_name(n.name) if n.type == "LIF" else contract.values_name(n.name)
+        return contract.spikes_name(n.name) if n.spiking else contract.values_name(n.name)
 
     def _bind(self, k: int) -> Any:
         """IOBinding for steps t with t mod 2 = k: state in from set k, state out to set 1 - k."""
@@ -373,12 +380,14 @@ class Stream:
         meta = self.meta
         outputs = {name: acc / self.session.dtype(self.t) for name, acc in zip(meta.heads, self._sums)}
         if meta.decode is not None:
-            outputs[meta.decode] = decode_readouts(
-                [outputs[h] for h in meta.heads], np.array(meta.anchors), meta.strides, meta.nc
-            )
+            readouts = [outputs[h] for h in meta.heads]
+            if meta.decode_kind == "dfl":
+                outputs[meta.decode] = decode_dfl(readouts, meta.strides, meta.nc, meta.reg_max)
+            else:
+                outputs[meta.decode] = decode_readouts(readouts, np.array(meta.anchors), meta.strides, meta.nc)
         carried = {}
         for n in self.record:
-            key = "s" if n.type == "LIF" else "y"
+            key = "s" if n.spiking else "y"
             carried[n.name] = {key: np.stack(self._recs[n.name])}
         records = {node: carried[carrier] for node, carrier in self._wanted.items()}  # aliases share arrays
         return Trace(outputs, records, self.t)

@@ -14,6 +14,7 @@ from emsdeploy.ir import (
     Concat,
     Conv2d,
     Decode,
+    DFLDecode,
     Input,
     IntegerLIF,
     Kind,
@@ -49,6 +50,7 @@ EXAMPLES = {
         (60, 7),
         Kind.ANALOG,
     ),
+    "DFLDecode": (DFLDecode(2, (16, 32), 4), [(18, 4, 4), (18, 2, 2)], [Kind.ANALOG] * 2, (6, 20), Kind.ANALOG),
 }
 
 

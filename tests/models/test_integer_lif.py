@@ -59,6 +59,13 @@ def test_gradient_is_straight_through_inside_zero_to_d():
     assert u.grad.tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0]]
 
 
+def test_reset_is_detached_as_in_the_official_mem_update():
+    """``U[1] = (U[0] − S[0].detach())·β + X[1]``: dS[1]/dX[0] is β through the leak only."""
+    x = torch.tensor([[2.0], [1.0]], requires_grad=True)
+    IntegerLIF()(x).sum().backward()
+    assert x.grad.flatten().tolist() == [1.25, 1.0]  # 1 + 0.25; without the detach 1 + 0.25·(1 − 1)
+
+
 def test_ir_op_emits_integer_spikes_and_checks_its_parameters():
     op = IntegerLIFOp()
     assert (op.decay, op.levels) == (0.25, 4)

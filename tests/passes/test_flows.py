@@ -28,7 +28,7 @@ def counting(monkeypatch) -> list[str]:
 def test_every_flow_names_known_steps():
     for flow in FLOWS:
         assert all(step in FLOWS or step in PASSES for step in FLOWS[flow]), flow
-    assert flow_steps("lava") == ["fold_affine", "flatten_fanin", "remove_dead", "partition", "expand_fanin", "quantize", "align_delays"]
+    assert flow_steps("lava") == ["fold_affine", "fold_convs", "flatten_fanin", "remove_dead", "partition", "expand_fanin", "quantize", "align_delays"]
 
 
 def test_each_shipped_target_names_a_flow_that_exists():
@@ -56,7 +56,7 @@ def test_a_flow_runs_once_and_is_recorded(monkeypatch, tmp_path):
 def test_observe_sees_each_step():
     seen: list[str] = []
     run_flow(mixed_graph(seed=1), "nir", observe=lambda step, g: seen.append(step))
-    assert seen == ["fold_affine", "flatten_fanin", "remove_dead", "simplify", "partition", "nir"]
+    assert seen == ["fold_affine", "fold_convs", "flatten_fanin", "remove_dead", "simplify", "partition", "nir"]
 
 
 def test_unknown_flow():

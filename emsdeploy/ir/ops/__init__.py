@@ -1,7 +1,7 @@
 """IR primitives, one small frozen dataclass each; :data:`OPS` is the registry by type name."""
 
 from .base import Op, Shape
-from .io import Decode, Input, Readout
+from .io import DECODES, Decode, DFLDecode, Input, Readout
 from .loihi import (
     FixedMaxPool,
     FixedSiLU,
@@ -21,7 +21,21 @@ from .synapse import Affine, Conv2d
 # The closed op vocabulary. Serialization, simulators and exporters look ops up here.
 OPS: dict[str, type[Op]] = {
     cls.__name__: cls
-    for cls in (Input, Conv2d, Affine, Add, Concat, MaxPool2d, Upsample, LIF, IntegerLIF, SiLUNeuron, Readout, Decode)
+    for cls in (
+        Input,
+        Conv2d,
+        Affine,
+        Add,
+        Concat,
+        MaxPool2d,
+        Upsample,
+        LIF,
+        IntegerLIF,
+        SiLUNeuron,
+        Readout,
+        Decode,
+        DFLDecode,
+    )
 }
 # Loihi fixed point (the quantize pass's output; see loihi.py).
 OPS.update(
@@ -43,12 +57,14 @@ OPS.update(
 )
 
 __all__ = [
+    "DECODES",
     "LIF",
     "OPS",
     "Add",
     "Affine",
     "Concat",
     "Conv2d",
+    "DFLDecode",
     "Decode",
     "Input",
     "IntegerLIF",

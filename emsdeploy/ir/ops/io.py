@@ -13,7 +13,7 @@ from ...errors import IRValidationError
 from ..kinds import Kind
 from .base import Op, Shape, as_array, param
 
-__all__ = ["Decode", "Input", "Readout"]
+__all__ = ["DECODES", "DFLDecode", "Decode", "Input", "Readout"]
 
 ENCODINGS = ("direct", "frames")
 
@@ -103,3 +103,52 @@ class Decode(Op):
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         return (self.na * sum(s[1] * s[2] for s in in_shapes), self.no)
+
+
+@dataclass(frozen=True, eq=False)
+class DFLDecode(Op):
+    r"""Anchor-free YOLOv8 / SpikeYOLO decoding on the host, one input per scale
+    (``[4·reg_max + nc, ny, nx]`` readouts: box bins first, then class logits).
+
+    Each side (l, t, r, b) is :math:`\sum_i i\,\mathrm{softmax}(z)_i` over ``reg_max`` bins (DFL);
+    anchors at cell centres (x + 0.5, y + 0.5); ``x1y1 = a − lt``, ``x2y2 = a + rb``; the box is
+    centre and size times the stride; classes through a sigmoid; no objectness. Output
+    ``[4 + nc, A]`` (the official ``pred``), A = Σ ny·nx with scales flattened row-major.
+    """
+
+    nc: int = param(doc="number of classes")
+    strides: tuple[float, ...] = param(unit="input pixels per grid cell", shape="(nl,)")
+    reg_max: int = param(default=16, doc="DFL bins per box side")
+    arity = (1, None)
+    accepts = frozenset({Kind.ANALOG})
+    timeless = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strides", tuple(float(s) for s in self.strides))
+        object.__setattr__(self, "nc", int(self.nc))
+        object.__setattr__(self, "reg_max", int(self.reg_max))
+        if self.nc < 1 or self.reg_max < 1:
+            raise IRValidationError(f"DFLDecode nc and reg_max must be >= 1, got {self.nc} and {self.reg_max}")
+        if not self.strides or min(self.strides) <= 0:
+            raise IRValidationError(f"DFLDecode strides must be positive, one per scale, got {self.strides}")
+
+    @property
+    def no(self) -> int:
+        """Channels of one scale's readout: 4·reg_max box bins + nc class logits."""
+        return 4 * self.reg_max + self.nc
+
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
+        super().check_inputs(in_shapes, in_kinds)
+        if len(in_shapes) != len(self.strides):
+            raise IRValidationError(f"DFLDecode has {len(self.strides)} scales but {len(in_shapes)} inputs")
+        for i, s in enumerate(in_shapes):
+            if len(s) != 3 or s[0] != self.no:
+                raise IRValidationError(
+                    f"DFLDecode input {i} must have 4·reg_max + nc = {self.no} channels, got shape {s}"
+                )
+
+    def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
+        return (4 + self.nc, sum(s[1] * s[2] for s in in_shapes))
+
+
+DECODES = (Decode, DFLDecode)  # the host-side box decodings: timeless, run once on the readouts

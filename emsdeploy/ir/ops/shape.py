@@ -52,18 +52,46 @@ class Concat(Op):
 
 @dataclass(frozen=True, eq=False)
 class MaxPool2d(Op):
-    """Per-step ``k×k`` max-pool with stride ``k``. On spikes it is an OR over the window."""
+    """Per-step ``k×k`` max-pool (PyTorch ``max_pool2d``, floor mode). On binary spikes it is an
+    OR over the window. ``stride`` defaults to ``k`` (EMS-YOLO's pools); ``padding`` pads every
+    side with −inf, so a padded tap never wins (SpikeYOLO's SPPF: k 5, stride 1, padding 2).
+
+    Backends that only implement the plain pool (stride k, no padding: the Loihi fan-in, NIR)
+    check :attr:`plain` and refuse the others by name.
+    """
 
     kernel: int = param(default=2)
+    stride: int = param(default=0, doc="step of the window; 0 means the kernel size")
+    padding: int = param(default=0, doc="−inf rows and columns on every side (at most kernel // 2)")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel", int(self.kernel))
+        for f in ("kernel", "stride", "padding"):
+            object.__setattr__(self, f, int(getattr(self, f)))
         if self.kernel < 1:
             raise IRValidationError(f"MaxPool2d kernel must be >= 1, got {self.kernel}")
+        if self.stride == 0:
+            object.__setattr__(self, "stride", self.kernel)
+        if self.stride < 1:
+            raise IRValidationError(f"MaxPool2d stride must be >= 1, got {self.stride}")
+        if not 0 <= self.padding <= self.kernel // 2:  # torch's bound: a window is never all padding
+            raise IRValidationError(
+                f"MaxPool2d padding must lie in 0..kernel//2 = {self.kernel // 2}, got {self.padding}"
+            )
+
+    @property
+    def plain(self) -> bool:
+        """Stride = kernel and no padding: disjoint windows (what every backend supports)."""
+        return self.stride == self.kernel and self.padding == 0
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         c, h, w = in_shapes[0]
-        return (c, h // self.kernel, w // self.kernel)
+        k, s, p = self.kernel, self.stride, self.padding
+        return (c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+
+    def check_inputs(self, in_shapes: Sequence[Shape], in_kinds: Sequence[Kind]) -> None:
+        super().check_inputs(in_shapes, in_kinds)
+        if min(self.output_shape(in_shapes)[1:]) < 1:
+            raise IRValidationError(f"MaxPool2d output would be empty for input {in_shapes[0]}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -84,7 +84,7 @@ def test_cuts_of_the_tiny_layout():
     ]
     h = result.cuts[0]
     assert h.reads == [{"ir": "model.1.cat", "nir_output": "model.1.pools.in"}] and h.nir_input == "model.1.pools"
-    assert h.params == {"kernel": 2} and "no max" in h.reason
+    assert h.params == {"kernel": 2, "stride": 2, "padding": 0} and "no max" in h.reason
     # model.1.cat = [shortcut conv, stem]: two identity placements into the Output
     edges = result.graph.edges
     assert ("model.1.cat.ch0-8", "model.1.pools.in") in edges and ("model.1.cat.ch8-16", "model.1.pools.in") in edges
