@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import torch
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import Decode, Graph, Input, Kind, Node
+from emsdeploy.ir import DECODES, Graph, Input, Kind, Node
 from emsdeploy.ir import fixed_point as fp
 from emsdeploy.ir.ops import loihi
 from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, select_records
@@ -228,7 +228,7 @@ class RefFixed(Backend):
         self._input = graph.input_node().name
         for node in graph:
             if type(node.op) not in POPULATION_MODELS and type(node.op) not in TERM_MODELS:
-                if not isinstance(node.op, (Input, Decode)):
+                if not isinstance(node.op, (Input, *DECODES)):
                     raise _unsupported(node)
         self._pops = [n for n in graph if type(n.op) in POPULATION_MODELS]
         self._terms: dict[str, _Term] = {}
@@ -357,7 +357,7 @@ class RefFixed(Backend):
                 outputs[node.name] = vi.to(torch.float64) / (act * node.op.scale * T)
                 records.setdefault(node.name, {})["v"] = vi.clone()
         for node in g:
-            if isinstance(node.op, Decode):
+            if isinstance(node.op, DECODES):
                 outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
         return Trace({o: outputs[o] for o in g.outputs if o in outputs}, records, T)
 

@@ -134,17 +134,21 @@ def lif_step(
 
 def maxpool_step(op: FixedMaxPool, a: npt.ArrayLike) -> Ints:
     """One step of :class:`~emsdeploy.ir.ops.loihi.FixedMaxPool`: ``a`` is the int sum of its
-    inputs (``(..., C, H, W)``). Max over each k×k window (stride k, the last rows and columns
-    that fill no window dropped) of ``a + bias``, then ``(z + 2**(r-1)) >> r`` (r = ``out_shift_u5``)."""
-    k = op.kernel
-    _, h, w = op.in_shape()
+    inputs (``(..., C, H, W)``). Max over each k×k window (stride s, padding p whose taps never
+    win, the last rows and columns that fill no window dropped) of ``a + bias``, then
+    ``(z + 2**(r-1)) >> r`` (r = ``out_shift_u5``)."""
+    k, s, p = op.kernel, op.stride, op.padding
     z = np.add(a, op.bias_s24, dtype=np.int64)
-    hk, wk = (h // k) * k, (w // k) * k
-    y: Ints = z[..., 0:hk:k, 0:wk:k]
+    if p:  # below every 32-bit sum: a padded tap never wins (every window holds a real one)
+        pad = [(0, 0)] * (z.ndim - 2) + [(p, p), (p, p)]
+        z = np.pad(z, pad, constant_values=-(1 << 40))
+    _, ho, wo = op.output_shape([op.in_shape()])
+    hs, ws = s * (ho - 1) + 1, s * (wo - 1) + 1
+    y: Ints = z[..., 0:hs:s, 0:ws:s]
     for i in range(k):  # the window's k·k strided views, elementwise (no reshaped copy)
         for j in range(k):
             if i or j:
-                y = np.maximum(y, z[..., i:hk:k, j:wk:k])
+                y = np.maximum(y, z[..., i : i + hs : s, j : j + ws : s])
     r = op.out_shift_u5
     if r:
         y = (y + (1 << (r - 1))) >> r

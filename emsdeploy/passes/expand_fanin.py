@@ -200,7 +200,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         elif isinstance(op, MaxPool2d):
             src = node.inputs[0]
             v = value(src)
-            if not op.plain:
+            if not op.plain and graph.kind(src) == Kind.SPIKE:  # a pool of currents is a custom population
                 raise PassError(
                     f"{node.name} (MaxPool2d kernel {op.kernel}, stride {op.stride}, padding {op.padding}): the Loihi "
                     "fan-in maps only disjoint windows (stride = kernel, no padding)"

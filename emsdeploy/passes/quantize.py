@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import PassError, QuantizationError
-from ..ir import LIF, Decode, Graph, Input, IntegerLIF, Kind, MaxPool2d, Readout, SiLUNeuron
+from ..ir import DECODES, LIF, Graph, Input, IntegerLIF, Kind, MaxPool2d, Readout, SiLUNeuron
 from ..ir.linear import ConvMap, Fanin, LinearMap, Term, identity, to_sparse
 from ..ir.ops import loihi
 from ..profiles.loihi import LoihiProfile, load_profile
@@ -282,7 +282,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
     if missing:
         raise PassError(f"quantize needs a partitioned graph (run partition first); {missing[0]} has no partition")
     for name in graph.outputs:
-        if not isinstance(graph[name].op, (LIF, IntegerLIF, Readout, Decode, SiLUNeuron, MaxPool2d)):
+        if not isinstance(graph[name].op, (LIF, IntegerLIF, Readout, *DECODES, SiLUNeuron, MaxPool2d)):
             raise PassError(
                 f"output {name} ({graph[name].op.type_name}) is not a population; "
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
@@ -357,7 +357,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
             if node.name in custom_relays:
                 conv_rs = [w for f, w in readers.get(node.name, []) if f == "conv"]
                 report_pops.append(_custom_relay(graph, out, node.name, scales, bounds, ctx, conv_rs))
-        elif isinstance(op, Decode):
+        elif isinstance(op, DECODES):
             out.add(node.name, op, node.inputs, {**node.meta})
         # linear ops live on in the synapse groups
     out.outputs = list(graph.outputs)
@@ -589,7 +589,7 @@ def _population(
         rep["scale_out"] = 2.0**k_out
         pre = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if isinstance(op, MaxPool2d):
-            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out)
+            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out, 0, op.stride, op.padding)
             bounds[name] = (pre >> (k - k_out)) + 1
         elif isinstance(op, SiLUNeuron):
             qop = loihi.FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
@@ -684,7 +684,9 @@ def _ilif_shifts(name: str, op: IntegerLIF, time_steps: int) -> tuple[int, int]:
         )
     f = int(d) * (time_steps - 1)
     if f > 31:
-        raise QuantizationError(f"{name}: an exact I-LIF over T = {time_steps} steps needs {f} fraction bits; at most 31")
+        raise QuantizationError(
+            f"{name}: an exact I-LIF over T = {time_steps} steps needs {f} fraction bits; at most 31"
+        )
     return int(d), f
 
 

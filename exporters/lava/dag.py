@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write, open_hdf5
-from emsdeploy.ir import Decode, Graph, Input, Kind, Node, Op
+from emsdeploy.ir import Decode, DFLDecode, Graph, Input, Kind, Node, Op
 from emsdeploy.ir.linear import ConvMap, to_sparse
 from emsdeploy.ir.ops import loihi
 
@@ -228,6 +228,18 @@ def _decode(b: _DagBuilder, node: Node) -> None:
     }
 
 
+def _decode_dfl(b: _DagBuilder, node: Node) -> None:
+    op: DFLDecode = node.op  # type: ignore[assignment]
+    b.decode = {
+        "name": node.name,
+        "inputs": list(node.inputs),
+        "nc": op.nc,
+        "strides": list(op.strides),
+        "kind": "dfl",
+        "reg_max": op.reg_max,
+    }
+
+
 def _lif(b: _DagBuilder, node: Node) -> None:
     op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
     kind = "readout" if isinstance(op, loihi.LoihiReadout) else "lif"
@@ -249,7 +261,14 @@ def _lif(b: _DagBuilder, node: Node) -> None:
 
 def _maxpool(b: _DagBuilder, node: Node) -> None:
     op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
-    params = {"in_shape": whc(op.in_shape()), "kernel": op.kernel, "out_shift": op.out_shift_u5, "latency": op.latency}
+    params = {
+        "in_shape": whc(op.in_shape()),
+        "kernel": op.kernel,
+        "stride": op.stride,
+        "padding": op.padding,
+        "out_shift": op.out_shift_u5,
+        "latency": op.latency,
+    }
     b.population(node, "maxpool_current", params, {"bias": _whc_ints(op.bias_s24)})
 
 
@@ -377,6 +396,7 @@ def _host_term(b: _DagBuilder, node: Node) -> None:
 LOWERINGS: dict[type[Op], Callable[[_DagBuilder, Node], None]] = {
     Input: _input,
     Decode: _decode,
+    DFLDecode: _decode_dfl,
     loihi.LoihiLIF: _lif,
     loihi.LoihiReadout: _lif,
     loihi.FixedMaxPool: _maxpool,

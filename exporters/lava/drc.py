@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from emsdeploy.errors import DRCError
-from emsdeploy.ir import Decode, Graph, Input
+from emsdeploy.ir import DECODES, Graph, Input
 from emsdeploy.ir.ops import loihi
 from emsdeploy.profiles.loihi import LoihiProfile
 
@@ -57,7 +57,7 @@ def graph_is_lowered(graph: Graph, p: LoihiProfile) -> None:
     """The graph went through quantize and align_delays and holds only Loihi ops."""
     if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
         raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava flow)")
-    allowed = (Input, Decode, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS)
+    allowed = (Input, *DECODES, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS)
     for n in graph:
         if not isinstance(n.op, allowed):
             raise DRCError(
@@ -109,7 +109,7 @@ def edges_are_legal(graph: Graph, p: LoihiProfile) -> None:
                     raise DRCError(
                         "edges_are_legal", f"{n.name}: input {i} ({graph[i].op.type_name}) is not a synapse group"
                     )
-        elif isinstance(op, Decode):
+        elif isinstance(op, DECODES):
             for i in n.inputs:
                 if not isinstance(graph[i].op, loihi.LoihiReadout):
                     raise DRCError(

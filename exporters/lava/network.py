@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from scipy.sparse import SparseEfficiencyWarning
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
 
 from ._require import require_lava
 from .dag import LavaDag, ProcSpec
@@ -194,6 +194,8 @@ class LavaNetwork:
                 procs[p.name] = CurrentMaxPool(
                     in_shape=tuple(q["in_shape"]),
                     kernel=int(q["kernel"]),
+                    stride=int(q.get("stride", q["kernel"])),
+                    padding=int(q.get("padding", 0)),
                     bias=a["bias"].astype(np.int32),
                     out_shift=int(q["out_shift"]),
                     substeps=sub,
@@ -341,7 +343,11 @@ class LavaNetwork:
             outputs[r] = v.astype(np.float64) / (act * self.dag.readouts[r] * T)
         if self.dag.decode:
             d = self.dag.decode
-            outputs[d["name"]] = decode_readouts([outputs[i] for i in d["inputs"]], d["anchors"], d["strides"], d["nc"])
+            readouts = [outputs[i] for i in d["inputs"]]
+            if d.get("kind") == "dfl":  # anchor-free (SpikeYOLO)
+                outputs[d["name"]] = decode_dfl(readouts, d["strides"], d["nc"], d["reg_max"])
+            else:
+                outputs[d["name"]] = decode_readouts(readouts, d["anchors"], d["strides"], d["nc"])
         timings["ms_per_step"] = 1000.0 * timings["run_s"] / max(1.0, timings["steps"])  # after the first step
         return Trace({o: outputs[o] for o in self.dag.outputs if o in outputs}, records, T, timings)
 

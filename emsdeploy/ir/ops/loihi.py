@@ -169,8 +169,9 @@ class LoihiReadout(_Population):
 class FixedMaxPool(_Population):
     r"""Max-pool of a current (no standard Loihi neuron model: a custom or host process).
 
-    :math:`z = \mathrm{maxpool}_{k \times k,\,\mathrm{stride}\ k}(a[t] + b)` in the population's
-    scale, sent as graded spikes :math:`y = \lfloor (z + 2^{r-1}) / 2^{r} \rfloor` (r =
+    :math:`z = \mathrm{maxpool}_{k \times k,\,\mathrm{stride}\ s,\,\mathrm{padding}\ p}(a[t] + b)` in
+    the population's scale (s = k and p = 0 by default: disjoint windows; padded taps never win,
+    as PyTorch's −inf padding: SpikeYOLO's SPPF pools with k 5, s 1, p 2), sent as graded spikes :math:`y = \lfloor (z + 2^{r-1}) / 2^{r} \rfloor` (r =
     ``out_shift_u5``; y = z when r = 0), i.e. at scale ``scale / 2**r``. Stateless.
     :func:`emsdeploy.ir.fixed_point.maxpool_step` is the one implementation.
     """
@@ -180,10 +181,19 @@ class FixedMaxPool(_Population):
     scale: float = param(default=1.0, unit="weight units per unit current")
     out_shift_u5: int = param(default=0, doc="rounding right shift of the graded output")
     latency: int = param(default=0, unit="steps")
+    stride: int = param(default=0, doc="step of the window; 0 means the kernel size")
+    padding: int = param(default=0, doc="padded rows and columns on every side (never win; at most kernel // 2)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_shift_u5", int(self.out_shift_u5))
         object.__setattr__(self, "kernel", int(self.kernel))
+        object.__setattr__(self, "stride", int(self.stride) or int(self.kernel))
+        object.__setattr__(self, "padding", int(self.padding))
+        if self.kernel < 1 or self.stride < 1 or not 0 <= self.padding <= self.kernel // 2:
+            raise IRValidationError(
+                f"FixedMaxPool: kernel and stride must be >= 1 and padding in 0..kernel//2, got "
+                f"{self.kernel}, {self.stride}, {self.padding}"
+            )
         object.__setattr__(self, "bias_s24", _ints(self.bias_s24, np.int32))
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "latency", int(self.latency))
@@ -198,7 +208,8 @@ class FixedMaxPool(_Population):
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         c, h, w = self.in_shape()
-        return (c, h // self.kernel, w // self.kernel)
+        k, s, p = self.kernel, self.stride, self.padding
+        return (c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
 
     def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG

@@ -91,12 +91,24 @@ class CurrentMaxPool(AbstractProcess):
         bias: np.ndarray,
         out_shift: int = 0,
         substeps: int = 1,
+        stride: int = 0,
+        padding: int = 0,
         name: str | None = None,
     ) -> None:
-        super().__init__(in_shape=in_shape, kernel=kernel, out_shift=out_shift, substeps=substeps, name=name)
+        stride = stride or kernel
+        super().__init__(
+            in_shape=in_shape,
+            kernel=kernel,
+            out_shift=out_shift,
+            substeps=substeps,
+            stride=stride,
+            padding=padding,
+            name=name,
+        )
         w, h, c = in_shape
         self.a_in = InPort(shape=in_shape)
-        self.s_out = OutPort(shape=(w // kernel, h // kernel, c))
+        out = [(n + 2 * padding - kernel) // stride + 1 for n in (w, h)]
+        self.s_out = OutPort(shape=(out[0], out[1], c))
         self.bias = Var(shape=in_shape, init=bias)
 
 
@@ -156,7 +168,13 @@ class _GradedPopulationModel(PyLoihiProcessModel):
 class PyCurrentMaxPoolModel(_GradedPopulationModel):
     def make_op(self, bias_chw: np.ndarray) -> FixedMaxPool:
         pp = self.proc_params
-        return FixedMaxPool(bias_chw, int(pp["kernel"]), out_shift_u5=int(pp["out_shift"]))
+        return FixedMaxPool(
+            bias_chw,
+            int(pp["kernel"]),
+            out_shift_u5=int(pp["out_shift"]),
+            stride=int(pp.get("stride", 0)),
+            padding=int(pp.get("padding", 0)),
+        )
 
     def run_spk(self) -> None:
         op, a = self.window_input()
