@@ -187,14 +187,16 @@ class Model:
         input: str | Path | None = None,
         limit: int | None = None,
         gen1_mode: str | None = None,
+        integer_mode: str = "spike-driven",
     ) -> EnergyReport:
         """Exact synaptic operations and energy per frame, as ``energy --json``."""
-        from .energy import energy_report, load_profile, measure
+        from .energy import counted_graph, energy_report, load_profile, measure
         from .energy.measure import DEFAULT_SAMPLES
 
         prof = load_profile(profile)
         inputs = self._inputs(input, limit, DEFAULT_SAMPLES, gen1_mode)
-        counts = measure(self.graph, inputs, lambda: None)
+        graph = counted_graph(self.graph)
+        counts = measure(graph, inputs, lambda: None)
         node = self.graph.input_node()
         model = {
             "source": str(self.path),
@@ -202,7 +204,7 @@ class Model:
             "encoding": node.op.encoding,  # type: ignore[attr-defined]
             "nodes": len(self.graph),
         }
-        return EnergyReport(energy_report(counts, prof, self.graph, model=model, input=inputs.to_dict()))
+        return EnergyReport(energy_report(counts, prof, graph, integer_mode, model=model, input=inputs.to_dict()))
 
     def verify(
         self,

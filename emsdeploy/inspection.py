@@ -55,6 +55,7 @@ def totals(graph: Graph, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "parameters": sum(r["parameters"] for r in rows),
         "neurons": sum(r["neurons"] for r in rows),
         "lif_populations": sum(r["op"] == "LIF" for r in rows),
+        "ilif_populations": sum(r["op"] == "IntegerLIF" for r in rows),
         "macs_per_step": sum(r["macs_per_step"] for r in rows),
         "time_steps": graph.time_steps,
         "encoding": graph.encoding,

@@ -18,6 +18,7 @@ from .ir import Graph, Input, read_ir
 
 if TYPE_CHECKING:
     from .models import EMSYOLO
+    from .models.spikeyolo import SpikeYOLO
 
 __all__ = ["Loaded", "check_run_size", "default_input_size", "load_graph", "parse_size", "source_or_default"]
 
@@ -29,7 +30,7 @@ class Loaded:
     graph: Graph
     checkpoint: Checkpoint | None  # None when the source was an IR file
     source: Path
-    model: EMSYOLO | None = None  # the model the graph was traced from (built once, reused by verify)
+    model: EMSYOLO | SpikeYOLO | None = None  # the model the graph was traced from (built once, reused by verify)
 
 
 def default_input_size(ckpt: Checkpoint) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""EMS-YOLO in PyTorch (Su et al., ICCV 2023), written for deployment: explicit time axis,
-neuron parameters on the modules, no module-level globals.
+"""EMS-YOLO in PyTorch (Su et al., ICCV 2023), and SpikeYOLO (Luo et al., ECCV 2024) in
+:mod:`.spikeyolo`, written for deployment: explicit time axis, neuron parameters on the
+modules, no module-level globals.
 
 Installed as ``emsdeploy.models``; from the rest of emsdeploy it imports only the checked file
 readers and the atomic writer (:mod:`emsdeploy.fileio`, which depends on nothing but the errors).
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
     from .config import MODULES, ConfigError, builtin_config_path, builtin_configs, load_config, parse_config
     from .detect import Detect
     from .encoding import ENCODINGS, EncodingError
+    from .family import build_detector, model_family
     from .layers import Concat, Sample, SeqConv2d, SeqMaxPool2d, TdBatchNorm
     from .neurons import LIF, IntegerLIF, SiLUNeuron, integer_spike_fn, spike_fn
     from .recording import record_neurons
+    from .spikeyolo import SpikeYOLO, build_spikeyolo
     from .yolo import EMSYOLO, build_model, run_layers
 
 # The shipped model: EMS-YOLO tiny trained on the synthetic shapes (see its model card beside it).
@@ -35,9 +38,11 @@ _HOMES = {
     "config": ("MODULES", "ConfigError", "builtin_config_path", "builtin_configs", "load_config", "parse_config"),
     "detect": ("Detect",),
     "encoding": ("ENCODINGS", "EncodingError"),
+    "family": ("build_detector", "model_family"),
     "layers": ("Concat", "Sample", "SeqConv2d", "SeqMaxPool2d", "TdBatchNorm"),
     "neurons": ("LIF", "IntegerLIF", "SiLUNeuron", "integer_spike_fn", "spike_fn"),
     "recording": ("record_neurons",),
+    "spikeyolo": ("SpikeYOLO", "build_spikeyolo"),
     "yolo": ("EMSYOLO", "build_model", "run_layers"),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -61,14 +66,18 @@ __all__ = [
     "SeqConv2d",
     "SeqMaxPool2d",
     "SiLUNeuron",
+    "SpikeYOLO",
     "Stem",
     "TdBatchNorm",
+    "build_detector",
     "build_model",
+    "build_spikeyolo",
     "builtin_config_path",
     "builtin_configs",
     "decode_raw",
     "integer_spike_fn",
     "load_config",
+    "model_family",
     "parse_config",
     "record_neurons",
     "run_layers",

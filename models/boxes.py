@@ -101,6 +101,11 @@ def decode_dfl(readouts: Sequence[Any], strides: Sequence[float], nc: int, reg_m
     if int(cls.shape[1]) != nc:
         raise ValueError(f"DFL decoding: {int(x.shape[1])} channels, expected 4·{reg_max} + {nc}")
     bins = box.reshape(b, 4, reg_max, a)
+    p: Any
+    w: Any
+    anchor: Any
+    stride: Any
+    scores: Any
     if _is_torch(x):
         import torch
 

@@ -12,14 +12,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .neurons import LIF, SiLUNeuron
+from .neurons import LIF, IntegerLIF, SiLUNeuron
 
 __all__ = ["record_neurons"]
 
 
 @contextmanager
 def record_neurons(
-    model: nn.Module, kinds: tuple[type[nn.Module], ...] = (LIF, SiLUNeuron), inputs: dict[str, torch.Tensor] | None = None
+    model: nn.Module,
+    kinds: tuple[type[nn.Module], ...] = (LIF, IntegerLIF, SiLUNeuron),
+    inputs: dict[str, torch.Tensor] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield a dict that fills with ``{module path: output [T, B, ...]}`` of each neuron module.
 

@@ -203,7 +203,9 @@ class NeuronCount:
         size: neurons of one sample (C·H·W).
         fanin: number of inputs summed into the population each step.
         active: active updates per step (nonzero input or nonzero membrane, see the module doc).
-        nonzero_out: nonzero outputs per step (spikes for a LIF).
+        nonzero_out: nonzero outputs per step (spikes for a LIF; for an I-LIF the sum of its
+            integers, i.e. unit spikes).
+        nonzero: neurons with a nonzero output per step (equal to ``nonzero_out`` for a LIF).
     """
 
     name: str
@@ -213,6 +215,7 @@ class NeuronCount:
     spiking: bool
     active: np.ndarray
     nonzero_out: np.ndarray
+    nonzero: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def size(self) -> int:
@@ -340,7 +343,9 @@ def _neuron_rule(counter: SOPCounter, graph: Graph, node: Node) -> Observe:
                 received |= x[idle] != 0
             active += int(received.sum())
         row.active[t] += active
-        row.nonzero_out[t] += int(y.sum()) if row.spiking else int(torch.count_nonzero(y))
+        nonzero = int(torch.count_nonzero(y))
+        row.nonzero[t] += nonzero
+        row.nonzero_out[t] += int(y.sum()) if row.spiking else nonzero
 
     return observe
 
@@ -449,7 +454,8 @@ class SOPCounter:
             for f in ("nonzero", "sops", "value_sum", "value_sops"):
                 setattr(row, f, np.zeros(time_steps, np.int64))
         for n in self._neurons:
-            n.active, n.nonzero_out = np.zeros(time_steps, np.int64), np.zeros(time_steps, np.int64)
+            for f in ("active", "nonzero_out", "nonzero"):
+                setattr(n, f, np.zeros(time_steps, np.int64))
 
     def __call__(self, t: int, node: Node, xs: Sequence[torch.Tensor], y: torch.Tensor, state: object) -> None:
         obs = self._observers.get(node.name)
@@ -487,7 +493,10 @@ class SOPCounter:
                 )
                 for r in self._synapses
             ],
-            [replace(n, active=n.active.copy(), nonzero_out=n.nonzero_out.copy()) for n in self._neurons],
+            [
+                replace(n, active=n.active.copy(), nonzero_out=n.nonzero_out.copy(), nonzero=n.nonzero.copy())
+                for n in self._neurons
+            ],
             list(self._elementwise),
             dict(self._uncounted),
         )

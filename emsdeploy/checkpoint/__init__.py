@@ -66,7 +66,8 @@ def _from_official(
         "assumed": {
             k: v
             for k, v in (("time_steps", t_default), ("encoding", e_default))
-            if (k == "time_steps" and time_steps is None and not spikeyolo) or (k == "encoding" and encoding is None)
+            if not spikeyolo  # SpikeYOLO files store T, and MS_GetT repeats the image (direct)
+            and ((k == "time_steps" and time_steps is None) or (k == "encoding" and encoding is None))
         },
     }
     if guess_gen1(off) and (encoding or e_default) == "frames":

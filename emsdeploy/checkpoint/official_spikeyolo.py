@@ -37,12 +37,12 @@ def spikeyolo_from_payload(ckpt: dict, model: InertObject, source: str, path: Pa
     cfg = st.get("yaml")
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: {where} (DetectionModel) has no 'yaml' architecture dict")
-    check_config(cfg, str(path), f"{where}.yaml")
     if not is_spikeyolo_config(cfg):
         raise CheckpointError(
             f"{path}: {where}.yaml is not a SpikeYOLO config (its last row is not SpikeDetect); "
             "other ultralytics models are not supported"
         )
+    check_config(cfg, str(path), f"{where}.yaml")
     cfg = copy.deepcopy(cfg)
     eps = _bn_eps(model, path, where)
     time_steps = _time_steps(model, path, where)

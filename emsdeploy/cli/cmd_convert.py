@@ -1,4 +1,4 @@
-"""``emsdeploy convert``: official EMS-YOLO checkpoint -> emsdeploy checkpoint."""
+"""``emsdeploy convert``: official EMS-YOLO or SpikeYOLO checkpoint -> emsdeploy checkpoint."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import click
     "-T",
     type=click.IntRange(min=1),
     default=None,
-    help="Time steps T. Official checkpoints do not store it. Default: 5 for Gen1 models "
-    "(2 classes, car/pedestrian), else 4 (the paper's COCO setting).",
+    help="Time steps T. Official EMS-YOLO checkpoints do not store it. Default: 5 for Gen1 models "
+    "(2 classes, car/pedestrian), else 4 (the paper's COCO setting); SpikeYOLO files store theirs.",
 )
 @click.option(
     "--encoding",
@@ -23,7 +23,7 @@ import click
     help="Input encoding. Default: frames for Gen1 models, else direct (a static image repeated T times).",
 )
 def convert(official: str, output: str, time_steps: int | None, encoding: str | None) -> None:
-    """Convert an OFFICIAL EMS-YOLO checkpoint (.pt) into the emsdeploy format.
+    """Convert an OFFICIAL EMS-YOLO or SpikeYOLO checkpoint (.pt) into the emsdeploy format.
 
     The file is read with a restricted unpickler: it may reference only tensors, plain
     containers and the official model classes, which become inert stand-ins; nothing in

@@ -37,6 +37,14 @@ from .options import encoding_option, gen1_mode_option, size_and_steps_options
 @click.option(
     "--plot", type=click.Path(dir_okay=False), default=None, help="Write energy and firing rate per layer (PNG)."
 )
+@click.option(
+    "--integer-mode",
+    type=click.Choice(["spike-driven", "graded"]),
+    default="spike-driven",
+    show_default=True,
+    help="How synapse groups fed by integer spikes (SpikeYOLO's I-LIF) are priced: spike-driven (an integer s "
+    "is s accumulates) or graded (one event per nonzero integer). Both counts are in the report.",
+)
 @size_and_steps_options
 @gen1_mode_option
 @encoding_option
@@ -49,6 +57,7 @@ def energy(
     as_json: bool,
     save_json: str | None,
     plot: str | None,
+    integer_mode: str,
     input_size: str | None,
     time_steps: int | None,
     gen1_mode: str | None,
@@ -70,7 +79,7 @@ def energy(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..distributed.jobs import SweepArgs, energy_sweep, file_digest, sweep_wanted
-    from ..energy import energy_report, load_profile, measure
+    from ..energy import counted_graph, energy_report, load_profile, measure
     from ..energy.render import render_table, write_plot
     from ..inputs import choose_inputs
     from ..pipeline import load_graph, parse_size, source_or_default
@@ -80,7 +89,7 @@ def energy(
     prof = load_profile(profile)  # fail on a bad profile before any simulation
     path = source_or_default(source)
     loaded = load_graph(path, size_from_input(input_spec, parse_size(input_size)), time_steps, encoding)
-    graph = loaded.graph
+    graph = counted_graph(loaded.graph)
     meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
     inputs = choose_inputs(input_spec, graph, meta, limit, DEFAULT_SAMPLES, time_steps, gen1_mode)
     warn_input_fallback(inputs)
@@ -110,6 +119,7 @@ def energy(
         counts,
         prof,
         graph,
+        integer_mode,
         model={
             "source": str(path),
             "input_shape": list(node.op.shape),  # type: ignore[attr-defined]

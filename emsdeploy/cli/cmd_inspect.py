@@ -91,8 +91,10 @@ def inspect(source, input_size, raw, target, custom_to_host, as_json, support, e
         console.print(f"(shapes: a terminal of {WIDE}+ columns shows them, or --json)", highlight=False)
     split = ", ".join(f"{k} {v}" for k, v in (tot["partition"] or {}).items())
     console.print(
-        f"totals: {tot['parameters']:,} parameters{'' if raw else ' (tdBN folded into the convs)'}, {tot['neurons']:,} neurons in "
-        f"{tot['lif_populations']} LIF populations, {tot['macs_per_step'] / 1e9:.3f} GMAC per step (dense); "
+        f"totals: {tot['parameters']:,} parameters{'' if raw else ' (BN folded into the convs, conv chains composed)'}, {tot['neurons']:,} neurons in "
+        f"{tot['lif_populations']} LIF populations"
+        + (f", {tot['ilif_populations']} I-LIF populations" if tot["ilif_populations"] else "")
+        + f", {tot['macs_per_step'] / 1e9:.3f} GMAC per step (dense); "
         f"placement on {target}: {split}"
     )
 

@@ -18,7 +18,7 @@ def trace(checkpoint, output, input_size, time_steps, simplify, encoding) -> Non
     """Trace CHECKPOINT (ours or official) into the spiking graph IR and write it to -o."""
     import time
 
-    from ..ir import LIF, write_ir
+    from ..ir import LIF, IntegerLIF, write_ir
     from ..passes import run_flow
     from ..pipeline import load_graph, parse_size
 
@@ -29,6 +29,7 @@ def trace(checkpoint, output, input_size, time_steps, simplify, encoding) -> Non
     write_ir(graph, output)
     click.echo(
         f"traced {checkpoint} in {elapsed:.2f} s: {len(graph)} nodes, {len(graph.of_type(LIF))} LIF populations, "
-        f"input {graph.input_node().op.shape}, T = {graph.time_steps}, {graph.encoding} encoding"
+        + (f"{len(graph.of_type(IntegerLIF))} I-LIF populations, " if graph.of_type(IntegerLIF) else "")
+        + f"input {graph.input_node().op.shape}, T = {graph.time_steps}, {graph.encoding} encoding"
     )
     click.echo(f"wrote {output}")

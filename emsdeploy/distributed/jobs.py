@@ -128,18 +128,25 @@ def _decoded(kind: str, args: SweepArgs, decode: Callable[[Any], Any], parts: li
 # --- energy ----------------------------------------------------------------------------------
 
 
+# The per-step count arrays of a SynapseCount (summed over shards, differenced between snapshots).
+SYNAPSE_ARRAYS = ("nonzero", "sops", "value_sum", "value_sops")
+NEURON_ARRAYS = ("active", "nonzero_out", "nonzero")
+
+
 def counts_to_json(counts) -> dict:
     """:class:`~emsdeploy.simulators.sops.SOPCounts` as plain JSON (integers stay integers)."""
     return {
         "time_steps": counts.time_steps,
         "samples": counts.samples,
         "synapses": [
-            {**asdict(r), "input_kind": r.input_kind.value, "nonzero": r.nonzero.tolist(), "sops": r.sops.tolist()}
+            {
+                **asdict(r),
+                "input_kind": r.input_kind.value,
+                **{f: getattr(r, f).tolist() for f in SYNAPSE_ARRAYS},
+            }
             for r in counts.synapses
         ],
-        "neurons": [
-            {**asdict(n), "active": n.active.tolist(), "nonzero_out": n.nonzero_out.tolist()} for n in counts.neurons
-        ],
+        "neurons": [{**asdict(n), **{f: getattr(n, f).tolist() for f in NEURON_ARRAYS}} for n in counts.neurons],
         "elementwise": [asdict(e) for e in counts.elementwise],
         "uncounted": dict(counts.uncounted),
     }
@@ -168,12 +175,22 @@ def counts_from_json(d: dict):
                 r["dense_sops"],
                 arr(r["nonzero"]),
                 arr(r["sops"]),
+                # integer-spike counts (absent from results written before they existed: zeros)
+                arr(r.get("value_sum", [0] * len(r["sops"]))),
+                arr(r.get("value_sops", [0] * len(r["sops"]))),
             )
             for r in d["synapses"]
         ],
         [
             NeuronCount(
-                n["name"], n["op"], tuple(n["shape"]), n["fanin"], n["spiking"], arr(n["active"]), arr(n["nonzero_out"])
+                n["name"],
+                n["op"],
+                tuple(n["shape"]),
+                n["fanin"],
+                n["spiking"],
+                arr(n["active"]),
+                arr(n["nonzero_out"]),
+                arr(n.get("nonzero", n["nonzero_out"])),  # older results: binary spikes, the same count
             )
             for n in d["neurons"]
         ],
@@ -194,15 +211,11 @@ def merge_counts(parts: list) -> Any:
         first,
         samples=sum(p.samples for p in parts),
         synapses=[
-            replace(r, nonzero=sum(p.synapses[i].nonzero for p in parts), sops=sum(p.synapses[i].sops for p in parts))
+            replace(r, **{f: sum(getattr(p.synapses[i], f) for p in parts) for f in SYNAPSE_ARRAYS})
             for i, r in enumerate(first.synapses)
         ],
         neurons=[
-            replace(
-                n,
-                active=sum(p.neurons[i].active for p in parts),
-                nonzero_out=sum(p.neurons[i].nonzero_out for p in parts),
-            )
+            replace(n, **{f: sum(getattr(p.neurons[i], f) for p in parts) for f in NEURON_ARRAYS})
             for i, n in enumerate(first.neurons)
         ],
     )
@@ -218,11 +231,11 @@ def _difference(after, before):
         after,
         samples=after.samples - before.samples,
         synapses=[
-            replace(r, nonzero=r.nonzero - b.nonzero, sops=r.sops - b.sops)
+            replace(r, **{f: getattr(r, f) - getattr(b, f) for f in SYNAPSE_ARRAYS})
             for r, b in zip(after.synapses, before.synapses)
         ],
         neurons=[
-            replace(n, active=n.active - b.active, nonzero_out=n.nonzero_out - b.nonzero_out)
+            replace(n, **{f: getattr(n, f) - getattr(b, f) for f in NEURON_ARRAYS})
             for n, b in zip(after.neurons, before.neurons)
         ],
     )

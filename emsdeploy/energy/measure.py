@@ -14,12 +14,30 @@ import torch
 
 from ..errors import InputError
 from ..inputs import InputSet, default_inputs, random_inputs, user_inputs
-from ..ir import Graph
+from ..ir import Conv2d, Graph
+from ..passes import fold_affine, fold_convs
 from ..simulators.sops import SOPCounter, SOPCounts
 
-__all__ = ["DEFAULT_SAMPLES", "InputSet", "default_inputs", "measure", "random_inputs", "user_inputs"]
+__all__ = [
+    "DEFAULT_SAMPLES",
+    "InputSet",
+    "counted_graph",
+    "default_inputs",
+    "measure",
+    "random_inputs",
+    "user_inputs",
+]
 
 DEFAULT_SAMPLES = 8
+
+
+def counted_graph(graph: Graph) -> Graph:
+    """The graph whose operations are counted: as traced, except that chains of convolutions with
+    nothing between them (SpikeYOLO's RepConv and SepRepConv with their BN) are counted as the
+    one conv the deployed model runs (passes ``fold_affine``, ``fold_convs``; spikes unchanged,
+    docs/spikeyolo.md). A graph without such chains (EMS-YOLO) is counted as traced."""
+    folded = fold_convs(fold_affine(graph))
+    return folded if len(folded.of_type(Conv2d)) < len(graph.of_type(Conv2d)) else graph
 
 
 def measure(

@@ -108,7 +108,7 @@ def neurobench_metrics(graph: Graph, counts: SOPCounts, value_bytes: int = FLOAT
     """The NeuroBench-named figures of ``counts``, measured on ``graph`` (module docstring)."""
     n, T = counts.samples, counts.time_steps
     outputs = sum(nr.size * T * n for nr in counts.neurons)
-    nonzero = sum(int(nr.nonzero_out.sum()) for nr in counts.neurons)
+    nonzero = sum(int(nr.nonzero.sum()) for nr in counts.neurons)  # neurons, not unit spikes of an I-LIF
     # NeuroBench's rule: only binary spikes are ACs; integer spikes (SpikeYOLO) are MACs on the
     # nonzero pairs (docs/energy.md), whatever emsdeploy's own report calls them
     ac = [r for r in counts.synapses if r.input_kind is Kind.SPIKE]

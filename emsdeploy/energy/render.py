@@ -80,6 +80,14 @@ def render_table(report: dict, console) -> None:
         f"counts   : {eng(t['sop_ac'])} AC, {eng(t['mac'])} MAC (exact; formula {eng(t['sop_formula'])}), "
         f"{eng(t['neuron_updates'])} neuron updates ({eng(t['active_neuron_updates'])} active), "
         f"{eng(t['elementwise'])} elementwise ops",
+        *(
+            [
+                f"integers : synapses fed by integer spikes cost {eng(t['sop_integer_spike_driven'])} AC spike-driven, "
+                f"{eng(t['sop_integer_graded'])} graded events; priced: {t['integer_mode']}"
+            ]
+            if t.get("sop_integer_graded")
+            else []
+        ),
         f"energy   : {mj(t['energy_pj'])} mJ per frame (synapses {mj(syn_pj)} mJ, neurons {mj(neurons_pj)} mJ, "
         f"elementwise {mj(elem_pj)} mJ); paper formula {mj(t['energy_formula_mJ'] * 1e9)} mJ",
         f"ANN      : {eng(ann['mac'])} MAC per frame -> {mj(ann['energy_pj'])} mJ; "

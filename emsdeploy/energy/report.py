@@ -133,7 +133,10 @@ def energy_report(
                 "fanin": nr.fanin,
                 "updates": updates,
                 "active_updates": active,
+                # spikes per neuron and step (an I-LIF's integer s counts s unit spikes), and the
+                # fraction of neurons with a nonzero output (the same for a binary LIF)
                 "firing_rate": float(nr.nonzero_out.sum()) / n / updates if nr.spiking else None,
+                "nonzero_rate": float(nr.nonzero.sum()) / n / updates,
                 "energy_pj": sum(e.values()),
                 "breakdown_pJ": e,
             }

@@ -24,14 +24,17 @@ reports it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from ..ir import Conv2d, Graph
 
 __all__ = ["compose_convs", "fold_convs"]
 
 
-def _dense(op: Conv2d) -> np.ndarray:
+def _dense(op: Conv2d) -> NDArray[Any]:
     """``[C_out, C_in, kh, kw]`` float64, the groups laid out block-diagonally."""
     w = op.weight.astype(np.float64)
     if op.groups == 1:
@@ -67,7 +70,7 @@ def compose_convs(a: Conv2d, b: Conv2d) -> Conv2d | None:
     weight = np.zeros((wb.shape[0], wa.shape[1], kah + kbh - 1, kaw + kbw - 1))
     for y in range(kbh):  # B's tap (y, x) reads A's output there, i.e. A's kernel shifted by (y, x)
         for x in range(kbw):
-            weight[:, :, y : y + kah, x : x + kaw] += np.einsum("om,mihw->oihw", wb[:, :, y, x], wa)
+            weight[:, :, y : y + kah, x : x + kaw] += np.tensordot(wb[:, :, y, x], wa, axes=(1, 0))  # BLAS
     bias = np.zeros(wb.shape[0]) if b.bias is None else b.bias.astype(np.float64)
     if a.bias is not None:
         bias = bias + wb.sum((2, 3)) @ a.bias.astype(np.float64)

@@ -154,7 +154,8 @@ def compare_records(
             if not integer and v_th is not None and "u" in a[name]:
                 u = a[name]["u"].double()
                 # one threshold for a LIF; an I-LIF's output steps at every k + 0.5 (its rounding)
-                ths = v_th[name] if isinstance(v_th[name], tuple) else (v_th[name],)
+                edge = v_th[name]
+                ths: tuple[float, ...] = edge if isinstance(edge, tuple) else (edge,)
                 close = torch.zeros_like(u, dtype=torch.bool)
                 for th in ths:
                     close |= (u - float(th)).abs() <= margin * abs(float(th))

@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 HOST_BY_DESIGN = {
     "Readout": "mean over the T steps of its input, after the last step (host-side by design)",
     "Decode": "YOLOv5 box decoding of the readouts (host-side by design)",
+    "DFLDecode": "anchor-free DFL box decoding of the readouts (host-side by design)",
 }
 
 

@@ -57,6 +57,7 @@ CUT_REASONS: dict[str, str] = {
     "MaxPool2d": "max-pool of real values: NIR 1.0 has no max (SumPool2d -> Threshold(0) is an exact max on binary spikes only)",
     "Upsample": "nearest-neighbour upsampling: NIR 1.0 has no upsampling, transposed-convolution or reshape primitive",
     "SiLUNeuron": "SiLU neuron (non-spiking mem_update with SiLU): NIR 1.0 has no SiLU non-linearity",
+    "IntegerLIF": "integer LIF (SpikeYOLO's I-LIF, soft reset, spikes 0..D rounded half to even): NIR 1.0 neurons emit binary spikes only",
 }
 
 ON_UNSUPPORTED = ("cut", "error")
@@ -375,7 +376,7 @@ LOWERINGS: dict[type[Op], NirLowering] = {
 # What this module can lower: IR op name -> input kinds (a view of LOWERINGS).
 LOWERED: dict[str, frozenset[str]] = {op.__name__: entry.kinds for op, entry in LOWERINGS.items()}
 
-FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "Readout", "Decode")
+FLOAT_IR_OPS = (*LOWERED, "Upsample", "SiLUNeuron", "IntegerLIF", "Readout", "Decode", "DFLDecode")
 
 
 def _ranges(pieces: list[_Piece]) -> list[tuple[int, int]]:

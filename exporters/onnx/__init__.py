@@ -47,9 +47,11 @@ def export_cli(graph: Graph, output: Path, options: OnnxOptions) -> list[str]:
     model = export_onnx(graph, output, spikes=options.spikes)
     meta = StepwiseMeta.from_props({p.key: p.value for p in model.metadata_props})
     lif = sum(n.type == "LIF" for n in meta.neurons)
-    silu = len(meta.neurons) - lif
+    ilif = sum(n.type == "IntegerLIF" for n in meta.neurons)
+    silu = len(meta.neurons) - lif - ilif
     lif_nodes = lif + sum(1 for a in meta.aliases.values() if _type(meta, a) == "LIF")
-    silu_nodes = len(meta.neurons) + len(meta.aliases) - lif_nodes
+    ilif_nodes = ilif + sum(1 for a in meta.aliases.values() if _type(meta, a) == "IntegerLIF")
+    silu_nodes = len(meta.neurons) + len(meta.aliases) - lif_nodes - ilif_nodes
     size = Path(output).stat().st_size
     heads = ", ".join(f"head.{i} {[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}"
                       for i, o in enumerate(model.graph.output[: len(meta.heads)]))  # fmt: skip
@@ -58,6 +60,7 @@ def export_cli(graph: Graph, output: Path, options: OnnxOptions) -> list[str]:
         f"graph        : one time step, opset {OPSET}, {len(model.graph.node)} nodes, checked by onnx.checker",
         f"input        : x [batch, {', '.join(map(str, meta.input_shape))}] ({meta.encoding} encoding, T = {meta.time_steps})",
         f"state        : {len(meta.neurons)} tensors state_in/state_out.<node>.h ({lif} LIF"
+        + (f", {ilif} I-LIF" if ilif else "")
         + (f", {silu} SiLU neurons" if silu else "")
         + f"){shared}",
         f"heads        : {heads}",
@@ -65,6 +68,7 @@ def export_cli(graph: Graph, output: Path, options: OnnxOptions) -> list[str]:
     if meta.spikes:
         lines.append(
             f"spikes       : spikes.<node> for {lif_nodes} LIF nodes"
+            + (f", {ilif_nodes} I-LIF nodes (uint8 0..D)" if ilif_nodes else "")
             + (f", values.<node> for {silu_nodes} SiLU neurons" if silu_nodes else "")
         )
     lines.append(f"wrote        : {output} ({size / 1e6:.2f} MB)")

@@ -8,7 +8,8 @@ One graph call is one time step::
              state_in.<node>.h      [B, C, H, W]   one per neuron node, in graph order
     outputs: head.<i>               [B, na·(nc+5), H_i, W_i]  Detect scale i's 1×1 conv, this step
              state_out.<node>.h     same order and shapes as state_in
-             spikes.<lif node>      bool, this step's spikes        (only with spikes=True)
+             spikes.<lif node>      bool, this step's spikes        (only with spikes=True;
+                                    uint8 0..D for an I-LIF)
              values.<silu node>     the SiLU neuron's output        (only with spikes=True)
 
 State rule: each neuron carries one tensor, the leaked and reset membrane the next step starts
@@ -16,7 +17,8 @@ from. For a LIF, ``h[t] = τ·U[t]·(1 − S[t])``, so that ``U[t+1] = h[t] + I[
 t = 0 give ``U[0] = I[0]``. The products are taken in the order of the reference kernels
 (``(U·τ)·(1 − S)``), so carrying ``h`` instead of ``(U, S)`` changes no bit. A SiLU neuron
 carries ``h[t] = (y[t]·τ)·(1 − y[t])`` when in place (the official quirk) and
-``(m[t]·τ)·(1 − y[t])`` otherwise.
+``(m[t]·τ)·(1 − y[t])`` otherwise. An I-LIF (SpikeYOLO) carries ``h[t] = (U[t] − S[t])·β``
+(soft reset, then leak, the reference's order), with ``S = Round(Clip(U, 0, D))``.
 
 Neurons that read the same inputs, in the same order, with the same parameters (the two branch
 LIFs of an EMS-Block2, for instance) have the same membrane at every step, bit for bit. The

@@ -7,12 +7,15 @@ from .boxes import bbox_ciou, xywh_to_xyxy
 from .evaluate import coco_map, evaluate, predict
 from .firing import firing_rates
 from .loss import LossHyp, YoloLoss
+from .loss_anchor_free import AnchorFreeHyp, AnchorFreeLoss
 from .nms import non_max_suppression
 from .optim import OPTIMIZERS, cosine_lr, make_optimizer
 from .trainer import EpochInfo, StepInfo, TrainConfig, TrainResult, TrainState, pick_device, seed_everything, train
 
 __all__ = [
     "OPTIMIZERS",
+    "AnchorFreeHyp",
+    "AnchorFreeLoss",
     "EpochInfo",
     "LossHyp",
     "StepInfo",

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..data.sample import DetectionDataset, collate
 from .loss import LossHyp, YoloLoss
+from .loss_anchor_free import AnchorFreeLoss
 from .optim import cosine_lr, make_optimizer
 
 __all__ = [
@@ -158,7 +159,7 @@ def train(
     on_epoch_end: Callable[[EpochInfo, nn.Module, TrainState], None] | None = None,
     resume: TrainState | None = None,
 ) -> TrainResult:
-    """Train ``model`` (an EMS-YOLO) on ``dataset`` in place.
+    """Train ``model`` (an EMS-YOLO, or a SpikeYOLO with the anchor-free loss) on ``dataset`` in place.
 
     ``on_epoch_end(info, model, state)`` runs after every epoch on every rank (e.g. rank 0
     saves a checkpoint and ``state``); the model is in train mode and on the training device
@@ -175,8 +176,11 @@ def train(
     device = pick_device(config.device)
     model.to(device).train()
     detect = model.detect
-    hyp = config.hyp.scaled(detect.nl, detect.nc, dataset.input_size)
-    criterion = YoloLoss(detect.anchors, detect.stride.tolist(), detect.nc, hyp).to(device)
+    if getattr(detect, "reg_max", None):  # anchor-free head (SpikeYOLO): the YOLOv8 loss, its own gains
+        criterion: nn.Module = AnchorFreeLoss.for_model(model).to(device)
+    else:
+        hyp = config.hyp.scaled(detect.nl, detect.nc, dataset.input_size)
+        criterion = YoloLoss(detect.anchors, detect.stride.tolist(), detect.nc, hyp).to(device)
     optimizer = make_optimizer(model, config.optimizer, config.lr, config.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(config.seed)

@@ -289,3 +289,66 @@ def self_referencing() -> list:
     loop: list = []
     loop.append(loop)
     return loop
+
+
+# -- SpikeYOLO-looking pickles (ultralytics class names, made here) --------------------------------
+SPIKEYOLO_YAML = {
+    "nc": 1,
+    "scales": {"n": [0.33, 0.25, 1024]},
+    "scale": "n",
+    "backbone": [[-1, 1, "MS_GetT", [3, 1]]],
+    "head": [[-1, 1, "SpikeDetect", ["nc"]]],
+}
+
+
+@contextlib.contextmanager
+def _fake_classes(spec: dict[str, tuple[str, ...]]):
+    """Fake modules (``{module: class names}``, parents created) so pickle writes those names."""
+    names = sorted({".".join(m.split(".")[: i + 1]) for m in spec for i in range(m.count(".") + 1)})
+    saved = {n: sys.modules.get(n) for n in names}
+    mods = {n: types.ModuleType(n) for n in names}
+    for n in names:
+        if "." in n:
+            parent, _, leaf = n.rpartition(".")
+            setattr(mods[parent], leaf, mods[n])
+    for mod, classes in spec.items():
+        for cls in classes:
+            setattr(mods[mod], cls, type(cls, (), {"__module__": mod}))
+    sys.modules.update(mods)
+    try:
+        yield mods
+    finally:
+        for n, m in saved.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
+
+
+def spikeyolo_like(
+    path: Path,
+    yaml: Any = None,
+    time_steps: Any = 1,
+    eps: tuple[float, ...] = (1e-3, 1e-3),
+    model_class: tuple[str, str] = ("ultralytics.nn.tasks", "DetectionModel"),
+) -> Path:
+    """``{'model': DetectionModel, 'ema': None}``: layer 0 an ``MS_GetT`` with ``T``, then one
+    real BatchNorm2d per ``eps``; ``model_class`` may name a look-alike class instead."""
+    spik = "ultralytics.nn.modules.yolo_spikformer"
+    with _fake_classes({model_class[0]: (model_class[1],), spik: ("MS_GetT",)}) as mods:
+        model = getattr(mods[model_class[0]], model_class[1])()
+        get_t = mods[spik].MS_GetT()
+        get_t.__dict__.update({"_parameters": {}, "_buffers": {}, "_modules": {}, "T": time_steps})
+        layers = {"0": get_t, **{str(i + 1): torch.nn.BatchNorm2d(2, eps=e) for i, e in enumerate(eps)}}
+        seq = torch.nn.Sequential()
+        seq._modules.update(layers)
+        model.__dict__.update(
+            {
+                "yaml": SPIKEYOLO_YAML if yaml is None else yaml,
+                "stride": torch.tensor([8.0]),
+                "_parameters": {},
+                "_buffers": {},
+                "_modules": {"model": seq},
+            }
+        )
+        return torch_zip(path, {"model": model, "ema": None, "epoch": -1})

@@ -58,6 +58,33 @@ PINNED_GLOBALS = {
 }
 # classes under these module prefixes become inert stand-ins (their code never runs)
 PINNED_PREFIXES = ("models.yolo", "models.common", "models.experimental", "torch.nn.modules.")
+# exactly these ultralytics classes (official SpikeYOLO checkpoints) become inert stand-ins
+PINNED_CLASSES = {
+    ("ultralytics.nn.tasks", "DetectionModel"),
+    ("ultralytics.nn.modules.conv", "Concat"),
+    ("ultralytics.utils", "IterableSimpleNamespace"),
+    *(
+        ("ultralytics.nn.modules.yolo_spikformer", n)
+        for n in (
+            "MS_GetT",
+            "MS_DownSampling",
+            "MS_AllConvBlock",
+            "MS_ConvBlock",
+            "SepConv",
+            "SepRepConv",
+            "RepConv",
+            "BNAndPadLayer",
+            "MS_StandardConv",
+            "SpikeSPPF",
+            "SpikeConv",
+            "SpikeConvWithoutBN",
+            "SpikeDetect",
+            "SpikeDFL",
+            "mem_update",
+            "MultiSpike4",
+        )
+    ),
+}
 
 
 def test_allow_list_is_exactly_the_reviewed_one():
@@ -65,6 +92,38 @@ def test_allow_list_is_exactly_the_reviewed_one():
     assert allowed - PINNED_GLOBALS == set(), "new globals allowed: review them, then add them to PINNED_GLOBALS"
     assert PINNED_GLOBALS - allowed == set(), "globals no longer allowed: update PINNED_GLOBALS"
     assert tuple(safe_unpickle.ALLOWED_PREFIXES) == PINNED_PREFIXES
+    assert set(safe_unpickle.ALLOWED_CLASSES) == PINNED_CLASSES, "review ultralytics class changes here"
+
+
+def test_spikeyolo_classes_become_inert_and_nothing_is_imported():
+    sys.modules.pop("ultralytics", None)
+    u = safe_unpickle.RestrictedUnpickler(io.BytesIO(b""))
+    for module, name in PINNED_CLASSES:
+        standin = u.find_class(module, name)
+        assert issubclass(standin, safe_unpickle.InertObject) and standin._qualname == f"{module}.{name}"
+    assert not any(m == "ultralytics" or m.startswith("ultralytics.") for m in sys.modules)
+
+
+ULTRALYTICS_LOOKALIKES = [
+    ("ultralytics.nn.tasks", "attempt_load_one_weight"),  # a function of an allowed module
+    ("ultralytics.nn.tasks", "torch_safe_load"),
+    ("ultralytics.nn.tasks", "SegmentationModel"),  # a class not on the list
+    ("ultralytics.nn.modules.yolo_spikformer", "MultiSpike8"),
+    ("ultralytics.nn.modules.yolo_spikformer", "torch"),
+    ("ultralytics.nn.modules.yolo_spikformer.os", "system"),  # an allowed module as a prefix
+    ("ultralytics.nn.modules.conv", "Conv"),
+    ("ultralytics.utils", "LOGGER"),
+    ("ultralytics", "DetectionModel"),  # the right name in the wrong module
+    ("ultralytics.nn.tasks.DetectionModel", "__init__"),
+]
+
+
+@pytest.mark.parametrize(("module", "name"), ULTRALYTICS_LOOKALIKES)
+def test_ultralytics_lookalikes_are_refused(module, name, tmp_path):
+    path = _zip_file(_reduce_pickle(module, name, 2), tmp_path / "x.pt")
+    with pytest.raises(UnsafeCheckpointError, match=_refused(module, name)) as e:
+        load_any(path)
+    assert str(path) in str(e.value)
 
 
 def test_allowed_globals_resolve_to_the_harmless_objects():

@@ -93,6 +93,26 @@ CASES = {
         lambda p, m, d: P.official_like(p, {**_GOOD_YAML, "nc": {"a": 1}}),
         r"ckpt\['ema'\]\.yaml\['nc'\] must be an integer",
     ),
+    "spikeyolo_lookalike_class": (
+        lambda p, m, d: P.spikeyolo_like(p, model_class=("ultralytics.nn.tasks", "SegmentationModel")),
+        r"refused to load global 'ultralytics\.nn\.tasks\.SegmentationModel'",
+    ),
+    "spikeyolo_lookalike_module": (
+        lambda p, m, d: P.spikeyolo_like(p, model_class=("ultralytics.nn.tasks.os", "DetectionModel")),
+        r"refused to load global 'ultralytics\.nn\.tasks\.os\.DetectionModel'",
+    ),
+    "spikeyolo_other_ultralytics_model": (
+        lambda p, m, d: P.spikeyolo_like(p, yaml={**P.SPIKEYOLO_YAML, "head": [[-1, 1, "Detect", ["nc"]]]}),
+        r"ckpt\['model'\]\.yaml is not a SpikeYOLO config \(its last row is not SpikeDetect\)",
+    ),
+    "spikeyolo_two_bn_eps": (
+        lambda p, m, d: P.spikeyolo_like(p, eps=(1e-3, 1e-5)),
+        r"model\.2\.eps is 1e-05, but other BatchNorms have 0\.001; one eps per model",
+    ),
+    "spikeyolo_huge_t": (
+        lambda p, m, d: P.spikeyolo_like(p, time_steps=10**9),
+        r"model\.0\.T must be an integer in \[1, 10000\], got 1000000000",
+    ),
     "shipped_record_cut": (
         lambda p, m, d: P.rezip(DEFAULT_CHECKPOINT, p, lambda n, b: b[:-4] if n.endswith("/data/7") else b),
         r"storage '7' declares \d+ bytes, its record holds \d+",

@@ -222,3 +222,10 @@ def test_loihi_fan_in_refuses_overlapping_pools() -> None:
     g.outputs = ["readout"]
     with pytest.raises(PassError, match=r"pool \(MaxPool2d kernel 3, stride 1, padding 1\)"):
         expand_fanin(flatten_fanin(g.validate()), 64)
+
+
+def test_nir_runs_integer_neurons_on_the_host_with_the_reason() -> None:
+    from emsdeploy.exporters.nir.export import build_nir
+
+    cuts = {h.node: h for h in build_nir(integer_detector()).cuts}
+    assert cuts["lif1"].cut and "binary spikes only" in cuts["lif1"].reason
