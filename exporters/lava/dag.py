@@ -320,13 +320,14 @@ def _syn_conv(b: _DagBuilder, node: Node) -> None:
         )
         _sparse_spec(b, node.name, sparse, src, dst, nmb)
         return
-    w = op.effective_weight()[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
+    kernel, groups = lava_groups(op.effective_weight(), op.groups)
+    w = kernel[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
     params = {
         "input_shape": whc(src_shape),
         "stride": op.stride[::-1],
         "padding": op.padding[::-1],
         "dilation": op.dilation[::-1],
-        "groups": op.groups,
+        "groups": groups,
         "num_message_bits": nmb,
         "weight_exp": op.weight_exp_s4,
     }
@@ -334,6 +335,25 @@ def _syn_conv(b: _DagBuilder, node: Node) -> None:
         ProcSpec(node.name, "conv", "chip", node.name, params, {"weight": np.ascontiguousarray(w).astype(np.int32)})
     )
     b.edges += [(src, "s_out", node.name, "s_in", ""), (node.name, "a_out", dst, "a_in", "")]
+
+
+LAVA_CONV_GROUPS_MAX = 127  # lava-nc 0.10's Conv keeps groups in an int8 Var (proc/conv/models.py)
+
+
+def lava_groups(weight: Array, groups: int) -> tuple[Array, int]:
+    """A kernel Lava's Conv can hold: with more than 127 groups (SpikeYOLO's depthwise 7×7 over 192
+    to 768 channels) merge r groups into one, the largest divisor of ``groups`` up to 127, with a
+    block-diagonal kernel (zeros outside each old group: the same sums)."""
+    if groups <= LAVA_CONV_GROUPS_MAX:
+        return weight, groups
+    g2 = max(d for d in range(1, LAVA_CONV_GROUPS_MAX + 1) if groups % d == 0)
+    r = groups // g2
+    c_out, c_in_g = weight.shape[:2]
+    block = (np.arange(c_out) // (c_out // groups)) % r  # each output's old group within its new one
+    merged = np.zeros((c_out, c_in_g * r, *weight.shape[2:]), weight.dtype)
+    for j in range(r):
+        merged[block == j, j * c_in_g : (j + 1) * c_in_g] = weight[block == j]
+    return merged, g2
 
 
 def _syn_sparse(b: _DagBuilder, node: Node) -> None:

@@ -136,3 +136,19 @@ def test_export_cli_records_the_mode_and_reports_both(tmp_path):
         kinds = {r["process"]: (r["class"], r["kind"]) for r in info["processes"]}
         assert kinds["il1"] == ("IntegerLIFFixed", "custom")
         assert "spike-driven" in (out / "mapping.txt").read_text()
+
+
+def test_more_than_127_groups_are_merged_for_lavas_int8_groups():
+    """lava-nc's Conv keeps groups in an int8: a depthwise conv over 384 channels becomes 96 groups
+    of 4 with a block-diagonal kernel, the same convolution."""
+    from emsdeploy.exporters.lava.dag import lava_groups
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (384, 1, 3, 3))
+    merged, groups = lava_groups(w, 384)
+    assert groups == 96 and merged.shape == (384, 4, 3, 3)
+    x = torch.from_numpy(rng.integers(0, 5, (1, 384, 6, 6)).astype(np.float64))
+    want = torch.nn.functional.conv2d(x, torch.from_numpy(w).double(), padding=1, groups=384)
+    got = torch.nn.functional.conv2d(x, torch.from_numpy(merged).double(), padding=1, groups=96)
+    assert torch.equal(want, got)
+    assert lava_groups(w[:8], 8)[1] == 8
