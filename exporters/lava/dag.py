@@ -416,7 +416,6 @@ def _host_term(b: _DagBuilder, node: Node) -> None:
 LOWERINGS: dict[type[Op], Callable[[_DagBuilder, Node], None]] = {
     Input: _input,
     Decode: _decode,
-    DFLDecode: _decode_dfl,
     loihi.LoihiLIF: _lif,
     loihi.LoihiReadout: _lif,
     loihi.FixedMaxPool: _maxpool,
@@ -427,6 +426,7 @@ LOWERINGS: dict[type[Op], Callable[[_DagBuilder, Node], None]] = {
     loihi.SynSparse: _syn_sparse,
     loihi.HostConv: _host_term,
     loihi.HostSparse: _host_term,
+    DFLDecode: _decode_dfl,
 }
 
 
