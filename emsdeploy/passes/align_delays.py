@@ -20,6 +20,11 @@ graded source, into a :class:`GradedRelay` (it passes the integers on), which th
 reads undelayed. One relay serves every group reading the same source with the same
 delay.
 
+Any chip group delayed past ``max_delay`` steps (DelaySparse's 62; ``62 // D`` when the graph has
+integer spikes, since a spike-driven export stretches every delay D-fold) reads a relay too,
+and a delay beyond one identity hop's reach is a chain of relays, each link at most
+``max_delay + 1`` steps (SpikeYOLO-n's neck: L = 100 at 64×64).
+
 Pre: the output of :func:`~emsdeploy.passes.quantize`. Post: the same graph with ``latency`` on
 every population, ``delay_u6`` on every input, ``graph.attrs["latency"] = L`` (the largest
 population latency if there is no readout), ``graph.attrs["delays_aligned"] = True``, and
@@ -39,6 +44,7 @@ from ..ir.ops.loihi import (
     HOST_TERMS,
     POPULATIONS,
     GradedRelay,
+    LoihiIntegerLIF,
     LoihiLIF,
     LoihiReadout,
     SynConv,
@@ -89,6 +95,9 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
     p = g.attrs["loihi"]
     du_max, dv_max = (1 << p["du_bits"]) - 1, (1 << p["dv_bits"]) - 1
     max_delay = int(p["max_delay"])
+    levels = [int(n.op.levels) for n in g if isinstance(n.op, LoihiIntegerLIF)]
+    if levels:  # a spike-driven export stretches every delay D-fold: keep the same graph exportable both ways
+        max_delay //= max(levels)
     shapes = {n: g.shape(n) for n in g.names()}  # before rewiring (the graph is reordered at the end)
     kinds = {n: g.kind(n) for n in g.names()}
 
