@@ -141,7 +141,7 @@ class _Population:
 
     def membrane(self, state: Any) -> npt.NDArray[Any]:
         """The integer membrane recorded as ``"v"`` beside spikes (a LIF's v after its reset)."""
-        return state[1]  # type: ignore[no-any-return]
+        return state[1]
 
 
 class _LIF(_Population):
@@ -178,7 +178,7 @@ class _IntegerLIF(_Population):
     key = "s"
 
     def membrane(self, state: Any) -> npt.NDArray[Any]:
-        return state[0]  # type: ignore[no-any-return]
+        return state[0]
 
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
         return fp.integer_lif_step(self.op, a, state, self.p, stats)

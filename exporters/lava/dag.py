@@ -377,11 +377,12 @@ def _sparse_spec(b: _DagBuilder, name: str, op: loihi.SynSparse, src: str, dst: 
         "indptr": mat.indptr.astype(np.int64),
     }
     if b.substeps > 1 and op.delay_u6 > 0:  # spike-driven: a step is D time steps
-        params["delay"] = op.delay_u6 * b.substeps
+        stretched = op.delay_u6 * b.substeps
+        params["delay"] = stretched
         limit = int(b.graph.attrs["loihi"]["max_delay"])
-        if params["delay"] > limit:
+        if stretched > limit:
             raise ExportError(
-                f"{name}: a delay of {op.delay_u6} steps is {params['delay']} sub-steps spike-driven, past "
+                f"{name}: a delay of {op.delay_u6} steps is {stretched} sub-steps spike-driven, past "
                 f"DelaySparse's {limit}; export with spike_mode='graded'"
             )
     kind = "delay_sparse" if op.delay_u6 > 0 else "sparse"

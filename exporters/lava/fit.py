@@ -618,7 +618,7 @@ def fit(
         for mode in SPIKE_MODES if levels else ():  # both modes' totals, the chosen one last
             if mode != rep.spike_mode:
                 _traffic(rep, graph, groups, readers, reach, chip_of, counts, mode == "spike-driven")
-                rep.modes[mode] = _mode_totals(rep, levels if mode == "spike-driven" else 1, readouts)
+                rep.modes[mode] = _mode_totals(rep, (levels or 1) if mode == "spike-driven" else 1, readouts)
         _traffic(rep, graph, groups, readers, reach, chip_of, counts, rep.substeps > 1)
         if levels:
             rep.modes[rep.spike_mode] = _mode_totals(rep, rep.substeps, readouts)
