@@ -35,7 +35,7 @@ import scipy.sparse as sp
 import torch
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir import Decode, Graph, Input, Kind, Node
+from emsdeploy.ir import DECODES, Graph, Input, Kind, Node
 from emsdeploy.ir import fixed_point as fp
 from emsdeploy.ir.ops import loihi
 from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, graph_steps, select_records
@@ -139,6 +139,10 @@ class _Population:
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
         raise NotImplementedError
 
+    def membrane(self, state: Any) -> npt.NDArray[Any]:
+        """The integer membrane recorded as ``"v"`` beside spikes (a LIF's v after its reset)."""
+        return state[1]
+
 
 class _LIF(_Population):
     def __init__(self, op: loihi.LoihiLIF | loihi.LoihiReadout, p: Profile, a_bound: int | None) -> None:
@@ -168,6 +172,18 @@ class _MaxPool(_Population):
         return fp.maxpool_step(self.op, a), None
 
 
+class _IntegerLIF(_Population):
+    """Integer spikes 0..D (recorded as ``"s"``, like ref-float's); ``"v"`` is the membrane V in 1/Q."""
+
+    key = "s"
+
+    def membrane(self, state: Any) -> npt.NDArray[Any]:
+        return state[0]
+
+    def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
+        return fp.integer_lif_step(self.op, a, state, self.p, stats)
+
+
 class _SiLU(_Population):
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
         return fp.silu_step(self.op, a, state)
@@ -179,6 +195,7 @@ POPULATION_MODELS: dict[type, Callable[[Any, Profile, int | None], _Population]]
     loihi.GradedRelay: _Relay,
     loihi.FixedMaxPool: _MaxPool,
     loihi.FixedSiLU: _SiLU,
+    loihi.LoihiIntegerLIF: _IntegerLIF,
 }
 
 
@@ -211,7 +228,7 @@ class RefFixed(Backend):
         self._input = graph.input_node().name
         for node in graph:
             if type(node.op) not in POPULATION_MODELS and type(node.op) not in TERM_MODELS:
-                if not isinstance(node.op, (Input, Decode)):
+                if not isinstance(node.op, (Input, *DECODES)):
                     raise _unsupported(node)
         self._pops = [n for n in graph if type(n.op) in POPULATION_MODELS]
         self._terms: dict[str, _Term] = {}
@@ -325,7 +342,7 @@ class RefFixed(Backend):
                     if valid:
                         r.setdefault(model.key, []).append(shown)
                         if model.key == "s":
-                            r.setdefault("v", []).append(torch.from_numpy(state[node.name][1]))
+                            r.setdefault("v", []).append(torch.from_numpy(model.membrane(state[node.name])))
             for name, line in lines.items():
                 xs = outs[g[name].inputs[0]]
                 # a skipped step of the source: nothing valid to deliver
@@ -340,7 +357,7 @@ class RefFixed(Backend):
                 outputs[node.name] = vi.to(torch.float64) / (act * node.op.scale * T)
                 records.setdefault(node.name, {})["v"] = vi.clone()
         for node in g:
-            if isinstance(node.op, Decode):
+            if isinstance(node.op, DECODES):
                 outputs[node.name] = decode_boxes([outputs[i] for i in node.inputs], node.op)
         return Trace({o: outputs[o] for o in g.outputs if o in outputs}, records, T)
 

@@ -83,3 +83,28 @@ def lowered(graph: ir.Graph, custom_to_host: bool = False, relay_above: int | No
     """simplify -> partition -> quantize -> align_delays."""
     q = quantize(simplified(graph, custom_to_host), QuantizeOptions(**options))
     return align_delays(q) if relay_above is None else align_delays(q, relay_above=relay_above)
+
+
+def integer_graph(seed: int = 0, size: int = 16, time_steps: int = 2, encoding: str = "direct") -> ir.Graph:
+    """SpikeYOLO-style integer spikes (I-LIF, D = 4): a host stem, a membrane shortcut (Add of
+    currents, so a delayed host term), a max-pool of a current (custom), a nearest upsampling
+    of a conv of integer spikes (a Sparse), a sum of paths with different hop counts, a readout."""
+    rng = np.random.default_rng(seed)
+    g = ir.Graph({"time_steps": time_steps, "dt": 1})
+    g.add("input", ir.Input((3, size, size), encoding))
+    g.add("stem", _conv(rng, 3, 8, 3, 2, gain=3.0), ["input"])
+    g.add("il1", ir.IntegerLIF(), ["stem"])
+    g.add("c1", _conv(rng, 8, 8, gain=1.2), ["il1"])
+    g.add("add1", ir.Add(), ["c1", "stem"])
+    g.add("il2", ir.IntegerLIF(), ["add1"])
+    g.add("pool", ir.MaxPool2d(2), ["add1"])
+    g.add("il3", ir.IntegerLIF(), ["pool"])
+    g.add("c2", _conv(rng, 8, 8, gain=1.2), ["il3"])
+    g.add("up", ir.Upsample(2), ["c2"])
+    g.add("sc", _conv(rng, 8, 8, 1, gain=1.2), ["il2"])
+    g.add("add2", ir.Add(), ["up", "sc"])
+    g.add("il4", ir.IntegerLIF(), ["add2"])
+    g.add("head", _conv(rng, 8, 6, 1, gain=1.0), ["il4"])
+    g.add("ro", ir.Readout(), ["head"])
+    g.outputs = ["ro"]
+    return g.validate()

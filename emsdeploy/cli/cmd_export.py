@@ -35,6 +35,13 @@ TARGETS = ("lava", "onnx", "nir")
     is_flag=True,
     help="lava: clip values that do not fit Loihi's widths (each clip is reported) instead of failing.",
 )
+@click.option(
+    "--spike-mode",
+    type=click.Choice(("graded", "spike-driven")),
+    default="graded",
+    show_default=True,
+    help="lava: integer spikes (SpikeYOLO) as one graded spike per step, or as D binary spikes over D sub-steps.",
+)
 @encoding_option
 def export(
     source: str,
@@ -46,6 +53,7 @@ def export(
     arithmetic: str,
     custom_to_host: bool,
     allow_clip: bool,
+    spike_mode: str,
     encoding: str | None,
 ) -> None:
     """Export SOURCE (a .pt checkpoint or an .emsir IR file) to --target.
@@ -61,7 +69,13 @@ def export(
     from ..exporters import export_options
 
     exporter = importlib.import_module(f"emsdeploy.exporters.{target}")
-    flags = {"spikes": spikes, "custom_to_host": custom_to_host, "allow_clip": allow_clip, "arithmetic": arithmetic}
+    flags = {
+        "spikes": spikes,
+        "custom_to_host": custom_to_host,
+        "allow_clip": allow_clip,
+        "arithmetic": arithmetic,
+        "spike_mode": spike_mode,
+    }
     lines = exporter.export_cli(loaded.graph, Path(output), export_options(target, **flags))
     for line in lines:
         click.echo(line)

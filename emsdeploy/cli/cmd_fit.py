@@ -50,6 +50,14 @@ PLOT_COLOURS = {
     is_flag=True,
     help="Lower max-pools of currents and SiLU neurons to the host, as export --custom-to-host does (no cores).",
 )
+@click.option(
+    "--spike-mode",
+    type=click.Choice(("graded", "spike-driven")),
+    default="graded",
+    show_default=True,
+    help="Integer spikes (SpikeYOLO) as graded messages or as D binary spikes over D sub-steps; both modes "
+    "are summarised when the network has them.",
+)
 @encoding_option
 def fit(
     source: str | None,
@@ -60,6 +68,7 @@ def fit(
     plot: str | None,
     no_traffic: bool,
     custom_to_host: bool,
+    spike_mode: str,
     encoding: str | None,
 ) -> None:
     """Map SOURCE onto Loihi cores and chips before anyone compiles it.
@@ -78,7 +87,9 @@ def fit(
 
     chip_desc = load_chip(chip)  # a bad chip file fails before anything is traced
     loaded = load_graph(source_or_default(source), parse_size(input_size), time_steps, encoding)
-    rep, est = fit_loaded(loaded, chip_desc, traffic=not no_traffic, custom_to_host=custom_to_host)
+    rep, est = fit_loaded(
+        loaded, chip_desc, traffic=not no_traffic, custom_to_host=custom_to_host, spike_mode=spike_mode
+    )
     if plot:
         write_fit_plot(rep, plot)
     if as_json:
@@ -90,10 +101,12 @@ def fit(
     check_fits(rep)  # exit 2 with one line when a layer cannot be mapped
 
 
-def fit_loaded(loaded: Any, chip: Any, traffic: bool = True, custom_to_host: bool = False) -> tuple[Any, Any]:
+def fit_loaded(
+    loaded: Any, chip: Any, traffic: bool = True, custom_to_host: bool = False, spike_mode: str = "graded"
+) -> tuple[Any, Any]:
     """The fit report of a loaded source on ``chip`` (a loaded chip description), and the energy
     and latency estimate when ``traffic`` (``None`` without): what ``fit`` prints, and what the
-    facade's ``m.fit()`` returns."""
+    facade's ``m.fit()`` returns. ``spike_mode``: how integer spikes travel (docs/fit.md)."""
     from ..exporters.lava.fit import estimate
     from ..exporters.lava.fit import fit as fit_graph
 
@@ -108,7 +121,7 @@ def fit_loaded(loaded: Any, chip: Any, traffic: bool = True, custom_to_host: boo
     if traffic:
         meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
         counts = spike_counts(q, meta)
-    rep = fit_graph(q, chip, counts)
+    rep = fit_graph(q, chip, counts, spike_mode)
     if counts is None:
         return rep, None
     from ..energy import load_profile
@@ -119,7 +132,8 @@ def fit_loaded(loaded: Any, chip: Any, traffic: bool = True, custom_to_host: boo
 
 def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
     """Nonzero outputs of every population in one inference of ref-fixed: per valid step and per
-    neuron (summed over the steps). The input is the first sample of the default set (the
+    neuron (summed over the steps); for integer spikes also the sums of the values (the unit
+    spikes of a spike-driven export). The input is the first sample of the default set (the
     checkpoint's synthetic validation split, else a deterministic random input)."""
     import torch
 
@@ -130,8 +144,13 @@ def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
 
     inputs = choose_inputs(None, q, meta, 1, 1, None)
     warn_input_fallback(inputs)
+    from ..ir import Kind
+
     steps: dict[str, list[int]] = {}
     per_neuron: dict[str, torch.Tensor] = {}
+    integer = {n.name for n in q if q.kind(n.name) == Kind.INTEGER}
+    unit_steps: dict[str, list[int]] = {}
+    units: dict[str, torch.Tensor] = {}
 
     def observe(name: str, out: torch.Tensor) -> None:
         nz = out[0] != 0
@@ -140,12 +159,23 @@ def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
             per_neuron[name] += nz
         else:
             per_neuron[name] = nz.to(torch.int32)
+        if name in integer:
+            unit_steps.setdefault(name, []).append(int(out[0].sum()))
+            units[name] = units[name] + out[0] if name in units else out[0].to(torch.int64)
 
     x = next(iter(inputs.samples()))
     RefFixed(q).run(x[:1], observer=observe)
     import numpy as np
 
-    return {name: PopulationCounts(np.asarray(steps[name], dtype=np.int64), per_neuron[name].numpy()) for name in steps}
+    return {
+        name: PopulationCounts(
+            np.asarray(steps[name], dtype=np.int64),
+            per_neuron[name].numpy(),
+            np.asarray(unit_steps[name], dtype=np.int64) if name in units else None,
+            units[name].numpy() if name in units else None,
+        )
+        for name in steps
+    }
 
 
 def write_fit_plot(rep: Any, path: str) -> None:

@@ -13,7 +13,9 @@ in forked workers.
 * :func:`maxpool_step` — :class:`~emsdeploy.ir.ops.loihi.FixedMaxPool`: k×k max of ``a + b``,
   then a rounding right shift;
 * :func:`silu_step` — :class:`~emsdeploy.ir.ops.loihi.FixedSiLU`: the SiLU neuron's recurrence
-  in float64 on the integer current, rounded once per step.
+  in float64 on the integer current, rounded once per step;
+* :func:`integer_lif_step` — :class:`~emsdeploy.ir.ops.loihi.LoihiIntegerLIF`: SpikeYOLO's
+  I-LIF in integers (exact shifts for the decay, round half to even by an integer rule).
 """
 
 from __future__ import annotations
@@ -23,12 +25,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .ops.loihi import FixedMaxPool, FixedSiLU, LoihiLIF, LoihiReadout
+from .ops.loihi import FixedMaxPool, FixedSiLU, LoihiIntegerLIF, LoihiLIF, LoihiReadout
 
-__all__ = ["Ints", "SiLUState", "effective_bias", "lif_step", "maxpool_step", "silu_step", "trunc_shift", "wrap"]
+__all__ = [
+    "ILIFState",
+    "Ints",
+    "SiLUState",
+    "effective_bias",
+    "integer_lif_step",
+    "lif_step",
+    "maxpool_step",
+    "round_half_even_shift",
+    "silu_step",
+    "trunc_shift",
+    "wrap",
+]
 
 Ints = npt.NDArray[np.int64]
 SiLUState = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None
+ILIFState = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
 
 
 def wrap(x: npt.ArrayLike, bits: int) -> Ints:
@@ -119,17 +134,21 @@ def lif_step(
 
 def maxpool_step(op: FixedMaxPool, a: npt.ArrayLike) -> Ints:
     """One step of :class:`~emsdeploy.ir.ops.loihi.FixedMaxPool`: ``a`` is the int sum of its
-    inputs (``(..., C, H, W)``). Max over each k×k window (stride k, the last rows and columns
-    that fill no window dropped) of ``a + bias``, then ``(z + 2**(r-1)) >> r`` (r = ``out_shift_u5``)."""
-    k = op.kernel
-    _, h, w = op.in_shape()
+    inputs (``(..., C, H, W)``). Max over each k×k window (stride s, padding p whose taps never
+    win, the last rows and columns that fill no window dropped) of ``a + bias``, then
+    ``(z + 2**(r-1)) >> r`` (r = ``out_shift_u5``)."""
+    k, s, p = op.kernel, op.stride, op.padding
     z = np.add(a, op.bias_s24, dtype=np.int64)
-    hk, wk = (h // k) * k, (w // k) * k
-    y: Ints = z[..., 0:hk:k, 0:wk:k]
+    if p:  # below every 32-bit sum: a padded tap never wins (every window holds a real one)
+        pad = [(0, 0)] * (z.ndim - 2) + [(p, p), (p, p)]
+        z = np.pad(z, pad, constant_values=-(1 << 40))
+    _, ho, wo = op.output_shape([op.in_shape()])
+    hs, ws = s * (ho - 1) + 1, s * (wo - 1) + 1
+    y: Ints = z[..., 0:hs:s, 0:ws:s]
     for i in range(k):  # the window's k·k strided views, elementwise (no reshaped copy)
         for j in range(k):
             if i or j:
-                y = np.maximum(y, z[..., i:hk:k, j:wk:k])
+                y = np.maximum(y, z[..., i : i + hs : s, j : j + ws : s])
     r = op.out_shift_u5
     if r:
         y = (y + (1 << (r - 1))) >> r
@@ -149,3 +168,42 @@ def silu_step(op: FixedSiLU, a: npt.ArrayLike, state: SiLUState) -> tuple[Ints, 
     s = m / (1.0 + np.exp(-m))
     y: Ints = np.rint(s * op.scale_out).astype(np.int64)
     return y, (m, s)
+
+
+def round_half_even_shift(c: Ints, bits: int) -> Ints:
+    """``round(c / 2**bits)`` with ties to even, for integers ``c >= 0``: the quotient plus one
+    where the remainder is above half, or exactly half and the quotient odd."""
+    if bits == 0:
+        return c
+    q = c >> bits
+    r = c - (q << bits)
+    half = 1 << (bits - 1)
+    out: Ints = q + ((r > half) | ((r == half) & ((q & 1) == 1)))
+    return out
+
+
+def integer_lif_step(
+    op: LoihiIntegerLIF,
+    a: npt.ArrayLike,
+    state: ILIFState,
+    p: dict[str, Any],
+    stats: dict[str, int] | None = None,
+) -> tuple[Ints, ILIFState]:
+    """One step of :class:`~emsdeploy.ir.ops.loihi.LoihiIntegerLIF`: ``a`` is the int sum of its
+    inputs (``(..., C, H, W)``); ``state`` (V, s) is None right after a reset. Returns (the
+    integers 0..D, state). V saturates at the profile's ``uv_bits`` (counted in ``stats``)."""
+    qb, f = op.unit_bits, op.frac_bits_u5
+    current = np.add(a, op.bias_s24, dtype=np.int64) << f
+    if state is None:
+        v = current
+    else:
+        v_prev, s_prev = state
+        v = ((v_prev - (s_prev << qb)) >> op.decay_shift_u4) + current  # exact while f covers the steps
+    half = (1 << (p["uv_bits"] - 1)) - 1
+    if v.size and (int(v.max()) > half or int(v.min()) < -half):
+        clipped = np.clip(v, -half, half)
+        if stats is not None:
+            stats["v_saturations"] = stats.get("v_saturations", 0) + int(np.count_nonzero(clipped != v))
+        v = clipped
+    s = round_half_even_shift(np.clip(v, 0, op.levels << qb), qb)
+    return s, (v, s)

@@ -20,6 +20,11 @@ graded source, into a :class:`GradedRelay` (it passes the integers on), which th
 reads undelayed. One relay serves every group reading the same source with the same
 delay.
 
+Any chip group delayed past ``max_delay`` steps (DelaySparse's 62; ``62 // D`` when the graph has
+integer spikes, since a spike-driven export stretches every delay D-fold) reads a relay too,
+and a delay beyond one identity hop's reach is a chain of relays, each link at most
+``max_delay + 1`` steps (SpikeYOLO-n's neck: L = 100 at 64×64).
+
 Pre: the output of :func:`~emsdeploy.passes.quantize`. Post: the same graph with ``latency`` on
 every population, ``delay_u6`` on every input, ``graph.attrs["latency"] = L`` (the largest
 population latency if there is no readout), ``graph.attrs["delays_aligned"] = True``, and
@@ -39,6 +44,7 @@ from ..ir.ops.loihi import (
     HOST_TERMS,
     POPULATIONS,
     GradedRelay,
+    LoihiIntegerLIF,
     LoihiLIF,
     LoihiReadout,
     SynConv,
@@ -84,42 +90,54 @@ def _unrolled_synapses(op: SynConv, out_shape: tuple[int, ...]) -> int:
 
 
 def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
-    """Route big delayed conv groups through relay populations (see the module docstring)."""
+    """Route big delayed conv groups, and groups delayed past DelaySparse's range, through relay
+    populations (see the module docstring); a delay beyond one relay's reach is a chain of them."""
     p = g.attrs["loihi"]
     du_max, dv_max = (1 << p["du_bits"]) - 1, (1 << p["dv_bits"]) - 1
+    max_delay = int(p["max_delay"])
+    levels = [int(n.op.levels) for n in g if isinstance(n.op, LoihiIntegerLIF)]
+    if levels:  # a spike-driven export stretches every delay D-fold: keep the same graph exportable both ways
+        max_delay //= max(levels)
     shapes = {n: g.shape(n) for n in g.names()}  # before rewiring (the graph is reordered at the end)
     kinds = {n: g.kind(n) for n in g.names()}
+
+    def relay_at(src: str, delay: int, base: str) -> str:
+        """A relay of ``base``'s values valid ``delay`` steps after ``src`` (``base`` itself or a
+        relay of it), fed by an identity DelaySparse of at most ``max_delay``."""
+        name = f"{base}@+{latency[src] + delay - latency[base]}"
+        if name in g:
+            return name
+        if delay - 1 > max_delay:  # too far for one hop: relay from an earlier relay
+            src = relay_at(src, delay - (max_delay + 1), base)
+            delay = max_delay + 1
+        shape = shapes[base]
+        n = int(np.prod(shape))
+        ident = SynSparse(np.ones(n), np.arange(n), np.arange(n + 1), shape, shape, 0)
+        g.add(f"{name}<-{src}", ident, [src], {"partition": "chip", "source": src, "ir_path": [], "population": name})
+        meta: dict[str, object] = {"partition": "chip", "ir_op": "relay", "relay_delay": delay}
+        if kinds[base] == Kind.SPIKE:
+            pop: Op = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+        else:  # graded values (integer spikes too): a GradedVec passes them on unchanged
+            bound = int(g[base].meta.get("out_bound", 0))
+            scale = float(getattr(g[base].op, "scale_out", getattr(g[base].op, "scale", 1.0)))
+            pop = GradedRelay(np.zeros(shape, np.int32), scale, 0, bound)
+            meta["out_bound"] = bound
+        g.add(name, pop, [f"{name}<-{src}"], meta)
+        latency[f"{name}<-{src}"] = latency[src] + 1
+        latency[name] = latency[src] + delay
+        return name
+
     for node in list(g):
         if not isinstance(node.op, POPULATIONS):
             continue
         for i in node.inputs:
             op = g[i].op
             delay = latency[node.name] - latency[i]
-            if not isinstance(op, SynConv) or delay < 1 or _unrolled_synapses(op, shapes[i]) <= relay_above:
+            big = isinstance(op, SynConv) and delay >= 1 and _unrolled_synapses(op, shapes[i]) > relay_above
+            if not big and not (isinstance(op, CHIP_SYNAPSES) and delay > max_delay):
                 continue
             src = g[i].inputs[0]
-            relay = f"{src}@+{delay}"
-            if relay not in g:
-                shape = shapes[src]
-                n = int(np.prod(shape))
-                ident = SynSparse(np.ones(n), np.arange(n), np.arange(n + 1), shape, shape, 0)
-                g.add(
-                    f"{relay}<-{src}",
-                    ident,
-                    [src],
-                    {"partition": "chip", "source": src, "ir_path": [], "population": relay},
-                )
-                meta = {"partition": "chip", "ir_op": "relay", "relay_delay": delay}
-                if kinds[src] == Kind.SPIKE:
-                    pop: Op = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
-                else:  # graded values: a GradedVec passes them on unchanged
-                    bound = int(g[src].meta.get("out_bound", 0))
-                    scale = float(getattr(g[src].op, "scale_out", getattr(g[src].op, "scale", 1.0)))
-                    pop = GradedRelay(np.zeros(shape, np.int32), scale, 0, bound)
-                    meta["out_bound"] = bound
-                g.add(relay, pop, [f"{relay}<-{src}"], meta)
-                latency[f"{relay}<-{src}"] = latency[src] + 1
-                latency[relay] = latency[src] + delay
+            relay = relay_at(src, delay, src)
             g.replace(i, inputs=[relay])
             latency[i] = latency[relay] + 1
     g.reorder()

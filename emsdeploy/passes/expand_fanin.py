@@ -34,7 +34,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import PassError
-from ..ir import LIF, Add, Affine, Concat, Conv2d, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron, Upsample
+from ..ir import (
+    LIF,
+    Add,
+    Affine,
+    Concat,
+    Conv2d,
+    Graph,
+    Input,
+    IntegerLIF,
+    Kind,
+    MaxPool2d,
+    Readout,
+    SiLUNeuron,
+    Upsample,
+)
 from ..ir import linear as lm
 
 __all__ = ["DUPLICATION_MAX", "FOLD_MAX_SYNAPSES", "choose_cuts", "expand_fanin", "fanin_terms", "fanins", "relays"]
@@ -118,7 +132,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         if name in memo:
             return memo[name]
         op, shape = graph[name].op, graph.shape(name)
-        if isinstance(op, (Input, LIF, SiLUNeuron, MaxPool2d)) or name in cuts:
+        if isinstance(op, (Input, LIF, IntegerLIF, SiLUNeuron, MaxPool2d)) or name in cuts:
             out = _Chains([_ChainTerm(name, (lm.identity(shape),), (), (name,))], None)
         else:
             out = own(name)
@@ -175,7 +189,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         op = node.op
         if node.name in cuts:
             result[node.name] = own(node.name)
-        elif isinstance(op, (LIF, SiLUNeuron, Readout)):
+        elif isinstance(op, (LIF, IntegerLIF, SiLUNeuron, Readout)):
             terms: list[_ChainTerm] = []
             bias = None
             for i in node.inputs:
@@ -186,7 +200,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         elif isinstance(op, MaxPool2d):
             src = node.inputs[0]
             v = value(src)
-            if not op.plain:
+            if not op.plain and graph.kind(src) == Kind.SPIKE:  # a pool of currents is a custom population
                 raise PassError(
                     f"{node.name} (MaxPool2d kernel {op.kernel}, stride {op.stride}, padding {op.padding}): the Loihi "
                     "fan-in maps only disjoint windows (stride = kernel, no padding)"

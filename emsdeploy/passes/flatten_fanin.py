@@ -13,12 +13,12 @@ Operand order is kept left to right, so float sums change grouping only.
 
 from __future__ import annotations
 
-from ..ir import LIF, Add, Graph, SiLUNeuron
+from ..ir import LIF, Add, Graph, IntegerLIF, SiLUNeuron
 from .remove_dead import remove_dead
 
 __all__ = ["SUMMING_OPS", "flatten_fanin"]
 
-SUMMING_OPS = (LIF, SiLUNeuron, Add)
+SUMMING_OPS = (LIF, IntegerLIF, SiLUNeuron, Add)
 
 
 def flatten_fanin(graph: Graph) -> Graph:

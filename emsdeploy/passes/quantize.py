@@ -24,6 +24,9 @@ The scheme (every number from the profile, every choice in :class:`QuantizeOptio
 * LIF: ``du = 4095`` (u is this step's input), ``dv = rint(4096·(1 − τ))``,
   ``vth = rint(V_th·S)``; the bias ``b·S·64`` in v units as ``bias_mant · 2**bias_exp``;
 * readouts are non-leaky integrators (``dv = 0``, the largest threshold);
+* SpikeYOLO's integer LIF becomes a :class:`LoihiIntegerLIF` (decay 2**-d as an exact shift:
+  the membrane keeps ``f = d·(T − 1)`` fraction bits); its integers 0..D are read like spikes
+  (Conv groups, e >= 0) with the bound D;
 * max-pools of spikes become a LIF with threshold 0 behind an all-ones window synapse (S = 1);
   max-pools of currents and SiLU neurons become :class:`FixedMaxPool` / :class:`FixedSiLU`
   populations, placed ``custom`` or ``host`` as the partition says;
@@ -45,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import PassError, QuantizationError
-from ..ir import LIF, Decode, Graph, Input, Kind, MaxPool2d, Readout, SiLUNeuron
+from ..ir import DECODES, LIF, Graph, Input, IntegerLIF, Kind, MaxPool2d, Readout, SiLUNeuron
 from ..ir.linear import ConvMap, Fanin, LinearMap, Term, identity, to_sparse
 from ..ir.ops import loihi
 from ..profiles.loihi import LoihiProfile, load_profile
@@ -55,6 +58,7 @@ __all__ = ["QuantizeOptions", "format_quant_report", "quantize"]
 
 Array = NDArray[Any]
 
+_BINARY_OR_INTEGER = (Kind.SPIKE, Kind.INTEGER)  # read through Conv groups with e >= 0, unscaled sources
 GRADED_MAX_COARSENING = 4  # bits a graded output may drop below its population's scale
 CONV_READER_ERROR = 1.0 / 128  # relative weight error a graded Conv reader may take (7-bit mantissa)
 
@@ -166,6 +170,8 @@ def _source_info(
 ) -> tuple[str, float, float]:
     """(kind, scale, bound on |value| in its units) of a term's source: 'input' (host),
     'spike' (0/1) or 'graded' (integers: a relay, max-pool or SiLU output)."""
+    if src in graph and isinstance(graph[src].op, IntegerLIF):
+        return "integer", 1.0, float(graph[src].op.levels)  # type: ignore[attr-defined]
     if src in bounds:
         return "graded", scales[src], float(bounds[src])
     op = graph[src].op
@@ -182,9 +188,9 @@ def _form(graph: Graph, t: Term, cuts: dict[str, str], limit: int) -> tuple[str,
     m = t.map
     if isinstance(src, Input):
         return "host", "reads the input image"
-    if t.source not in cuts and graph.kind(t.source) == Kind.SPIKE:
+    if t.source not in cuts and graph.kind(t.source) in _BINARY_OR_INTEGER:
         if isinstance(m, ConvMap):
-            return "conv", "a convolution of spikes"
+            return "conv", f"a convolution of {graph.kind(t.source).value} spikes"
         return "sparse", f"folded map is not a convolution; {to_sparse(m).matrix.nnz} synapses <= {limit}"
     if isinstance(m, ConvMap):
         n = int(np.prod(m.out_shape[1:])) * int(np.count_nonzero(m.weight))  # the matrix's size, borders aside
@@ -282,7 +288,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
     if missing:
         raise PassError(f"quantize needs a partitioned graph (run partition first); {missing[0]} has no partition")
     for name in graph.outputs:
-        if not isinstance(graph[name].op, (LIF, Readout, Decode, SiLUNeuron, MaxPool2d)):
+        if not isinstance(graph[name].op, (LIF, IntegerLIF, Readout, *DECODES, SiLUNeuron, MaxPool2d)):
             raise PassError(
                 f"output {name} ({graph[name].op.type_name}) is not a population; "
                 "a fixed-point graph can output spikes, readouts or decoded boxes"
@@ -307,7 +313,9 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
     for reader, fi in fans.items():
         bits = options.readout_scale_bits_max if isinstance(graph[reader].op, Readout) else options.scale_bits_max
         for t in fi.terms:
-            if (t.source not in cuts and graph.kind(t.source) == Kind.SPIKE) or isinstance(graph[t.source].op, Input):
+            if (t.source not in cuts and graph.kind(t.source) in _BINARY_OR_INTEGER) or isinstance(
+                graph[t.source].op, Input
+            ):
                 continue
             w = _weights(t.map)
             if w.size and np.abs(w).max() > 0:
@@ -355,7 +363,7 @@ def quantize(graph: Graph, options: QuantizeOptions | None = None) -> Graph:
             if node.name in custom_relays:
                 conv_rs = [w for f, w in readers.get(node.name, []) if f == "conv"]
                 report_pops.append(_custom_relay(graph, out, node.name, scales, bounds, ctx, conv_rs))
-        elif isinstance(op, Decode):
+        elif isinstance(op, DECODES):
             out.add(node.name, op, node.inputs, {**node.meta})
         # linear ops live on in the synapse groups
     out.outputs = list(graph.outputs)
@@ -412,7 +420,7 @@ def _population(
             limits[f"weight exponent ({t.source})"] = math.floor(math.log2((hi + 0.5) * 2.0**p.weight_exp_max / r))
         row = _row_abs_max(t.map) * b_src / s_src
         gain += row
-        if kind == "graded" and forms[(name, t.source)][0] == "conv" and row > 0:
+        if kind in ("graded", "integer") and forms[(name, t.source)][0] == "conv" and row > 0:
             # Lava's Conv wraps its sum at 24 bits: bound it (src values x weights, in our units)
             limits[f"conv sum s24 ({t.source})"] = math.floor(math.log2(g_half / (row * (1 + 2.0**-7))))
     if relay:
@@ -430,6 +438,13 @@ def _population(
             limits["graded Sparse readers (weight_exp_min)"] = math.floor(
                 math.log2(min(reader_weights) / ((hi + 1) / 2 * 2.0**p.weight_exp_min))
             )
+    if isinstance(op, IntegerLIF) and not relay:
+        d, f = _ilif_shifts(name, op, graph.time_steps)
+        # |U| <= gain · Σ_{t<T} β**t + 1/2 (a reset leaves at most half a unit below zero): V = U·S·2**f
+        geo = sum(2.0 ** (-d * t) for t in range(graph.time_steps))
+        limits["membrane s24 (U·S·2**f)"] = math.floor(math.log2((p.uv_half - 1) / (2.0**f * (gain * geo + 1.0))))
+        if bmax > 0:
+            limits["bias_s24"] = math.floor(math.log2(g_half / bmax))
     if isinstance(op, LIF) and op.v_th > 0:
         limits["vth_u17"] = math.floor(math.log2((p.vth_max + 0.5) / op.v_th))
     if bmax > 0 and isinstance(op, (LIF, Readout)):
@@ -445,6 +460,9 @@ def _population(
         k, limited = 0, "spike max-pool (OR of 0/1 inputs)"
     if relay and k < 0:
         k = 0  # coarser than one unit per current unit: the 24-bit checks below report it
+    if isinstance(op, IntegerLIF) and not relay and k < 0:  # even S = 1 cannot hold the membrane
+        ctx.fail(name, "membrane_s24", int(gain * 2 ** _ilif_shifts(name, op, graph.time_steps)[1]), p.uv_half - 1)
+        k = 0
     scale = 2.0**k
     scales[name] = scale
     k_out = k
@@ -465,7 +483,7 @@ def _population(
     inputs: list[str] = []
     term_reports = []
     a_bound = 0
-    for t, kind, s_src, _ in terms:
+    for t, kind, s_src, b_src in terms:
         tname = f"{name}<-{t.source}"
         form, why = forms[(name, t.source)]
         trep, top = _term(tname, t, kind, s_src, scale, ctx, form == "conv")
@@ -477,8 +495,8 @@ def _population(
             "population": name,
             "form_why": why,
         }
-        pb = _payload_bound(top, 1 if kind == "spike" else bounds.get(t.source, 0))
-        if kind == "graded" and isinstance(top, loihi.SynConv) and pb > g_half:
+        pb = _payload_bound(top, 1 if kind == "spike" else int(b_src))
+        if kind in ("graded", "integer") and isinstance(top, loihi.SynConv) and pb > g_half:
             ctx.fail(tname, "conv_sum_s24", pb, g_half)
         a_bound += pb
         out.add(tname, top, [t.source], tmeta)
@@ -526,6 +544,20 @@ def _population(
         meta.update({"ir_op": f"relay({op.type_name})", "partition": "chip"})
         rep["placement"] = "chip"
         rep.update({"bias_range": [int(bq.min()), int(bq.max())], "scale_out": scale, "bound": bound, "why": relay_why})
+    elif isinstance(op, IntegerLIF):
+        d, f = _ilif_shifts(name, op, graph.time_steps)
+        bq = ctx.fit(name, "bias_s24", _rint(b * scale), -g_half - 1, g_half, "s24")
+        qop = loihi.LoihiIntegerLIF(bq, op.levels, d, f, scale, 0, op.decay)
+        bounds[name] = op.levels
+        rep.update(
+            {
+                "levels": op.levels,
+                "decay_shift": d,
+                "frac_bits": f,
+                "bias_range": [int(bq.min()), int(bq.max())] if bq.size else [0, 0],
+                "bias_error_max": float(np.abs(bq / scale - b).max()) if b.size else 0.0,
+            }
+        )
     elif isinstance(op, (LIF, Readout)) or spike_pool:
         if spike_pool:
             du, dv, vth = p.du_max, p.dv_max, 0  # v = a<<6 each step (it never holds a charge): fires iff a > 0
@@ -543,7 +575,9 @@ def _population(
         if opts.bias_exp is not None:
             e_b = int(opts.bias_exp)
         else:
-            e_b = 0
+            # with integer spikes a readout may run spike-driven (D sub-steps per step): its
+            # bias then enters a_in once per step, so it must be a whole number of a_in units
+            e_b = p.act_shift if isinstance(op, Readout) and _has_integer_spikes(graph) else 0
             while e_b < p.bias_exp_max and emax / 2.0**e_b > bhi + 0.5:
                 e_b += 1
         mant = ctx.fit(name, "bias_mant_s13", _rint(eff / 2.0**e_b), blo, bhi, "s13")
@@ -579,7 +613,7 @@ def _population(
         rep["scale_out"] = 2.0**k_out
         pre = a_bound + (int(np.abs(bq).max()) if bq.size else 0)
         if isinstance(op, MaxPool2d):
-            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out)
+            qop = loihi.FixedMaxPool(bq, op.kernel, scale, k - k_out, 0, op.stride, op.padding)
             bounds[name] = (pre >> (k - k_out)) + 1
         elif isinstance(op, SiLUNeuron):
             qop = loihi.FixedSiLU(bq, op.tau, op.inplace, scale, 2.0**k_out)
@@ -661,12 +695,35 @@ def _custom_relay(
     }
 
 
+def _ilif_shifts(name: str, op: IntegerLIF, time_steps: int) -> tuple[int, int]:
+    """(d, f) of an I-LIF: its decay as a right shift by d, and the f = d·(T − 1) fraction bits
+    that keep every shift of a T-step inference exact (docs/spikeyolo.md, Fixed point)."""
+    if op.decay == 1.0:
+        return 0, 0
+    d = -math.log2(op.decay) if op.decay > 0 else math.inf
+    if d != int(d) or not 1 <= d <= 15:
+        raise QuantizationError(
+            f"{name}: IntegerLIF decay {op.decay} is no power of two 2**-d (d in 1..15); the fixed-point "
+            "I-LIF applies its decay as an exact right shift"
+        )
+    f = int(d) * (time_steps - 1)
+    if f > 31:
+        raise QuantizationError(
+            f"{name}: an exact I-LIF over T = {time_steps} steps needs {f} fraction bits; at most 31"
+        )
+    return int(d), f
+
+
+def _has_integer_spikes(graph: Graph) -> bool:
+    return any(isinstance(n.op, IntegerLIF) for n in graph)
+
+
 def fanin_shape(graph: Graph, name: str) -> tuple[int, ...]:
     """The shape of a population's a_in (a max-pool sums at its input resolution)."""
     node = graph[name]
     if isinstance(node.op, MaxPool2d) and graph.kind(node.inputs[0]) != Kind.SPIKE:
         return tuple(graph.shape(node.inputs[0]))
-    if not isinstance(node.op, (LIF, Readout, MaxPool2d, SiLUNeuron)):  # a relay carries the node's value
+    if not isinstance(node.op, (LIF, IntegerLIF, Readout, MaxPool2d, SiLUNeuron)):  # a relay carries the node's value
         return tuple(graph.shape(name))
     if isinstance(node.op, Readout):
         return tuple(graph.shape(node.inputs[0]))
@@ -695,7 +752,7 @@ def _term(
     m = t.map
     rep: dict[str, Any] = {"name": tname, "source": t.source, "source_kind": kind}
     # graded chip groups are Sparse (its right shift) unless weight-sharing is needed (a Conv)
-    cm = m if isinstance(m, ConvMap) and (kind in ("spike", "input") or graded_conv) else None
+    cm = m if isinstance(m, ConvMap) and (kind in ("spike", "integer", "input") or graded_conv) else None
     conv = cm is not None
     sm: Any = None if conv else to_sparse(m).matrix  # scipy CSR
     w_all = (cm.weight if cm is not None else sm.data).astype(np.float64) * (scale / s_src)

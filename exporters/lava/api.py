@@ -22,7 +22,7 @@ from .loader import FOLDER_FORMAT, load
 from .network import LavaNetwork
 from .netx import NETX_BIAS_EXP, chain_populations, write_netx
 from .options import LavaOptions
-from .report import format_mapping, mapping_report
+from .report import format_mapping, integer_spikes_line, mapping_report
 
 __all__ = ["build", "export", "export_cli", "load", "lower"]
 
@@ -93,10 +93,12 @@ def export(
     custom_to_host: bool = False,
     fmt: str = "auto",
     relay_above: int = RELAY_ABOVE,
+    spike_mode: str = "graded",
 ) -> dict[str, Any]:
     """Lower ``graph`` and write the artifacts into the folder ``output``.
 
     ``fmt``: ``"auto"`` (netx when the network is a chain, else the DAG), ``"netx"`` or ``"dag"``.
+    ``spike_mode``: integer spikes as ``"graded"`` spikes or ``"spike-driven"`` binary sub-steps.
     Returns the written paths, the format, and the reports.
     """
     options = options or QuantizeOptions()
@@ -117,7 +119,7 @@ def export(
         fopts = dataclasses.replace(fopts, quantize=netx_q)
         q = record_flow(run_flow(partitioned, "loihi", fopts), lava_flow())
         drc.check(q, load_profile(options.profile))
-    mapping = mapping_report(q, partitioned)
+    mapping = mapping_report(q, partitioned, spike_mode)
     # Everything goes into a temporary folder that replaces ``out`` only when complete: a failure
     # or a signal leaves no partial folder, and a previous export stays intact (issue 14 item 3).
     with atomic_folder(out, owned=OWNED | manifest_names(out)) as tmp:
@@ -125,7 +127,7 @@ def export(
         if use_netx:
             files["netx"], files["host"] = write_netx(q, tmp)
         else:
-            files["dag"] = write_dag(dag_from_graph(q), tmp / "network.lava.h5")
+            files["dag"] = write_dag(dag_from_graph(q, spike_mode), tmp / "network.lava.h5")
         files["ir"] = write_ir(q, tmp / "quantized.emsir")
         files["mapping_txt"] = atomic_write_text(tmp / "mapping.txt", format_mapping(mapping) + "\n")
         files["mapping_json"] = atomic_write_text(tmp / "mapping.json", json.dumps(mapping, indent=1) + "\n")
@@ -154,6 +156,7 @@ def export_cli(graph: Graph, output: Path, options: LavaOptions) -> list[str]:
         custom_to_host=options.custom_to_host,
         fmt=options.fmt,
         relay_above=options.relay_above,
+        spike_mode=options.spike_mode,
     )
     t = res["mapping"]["totals"]
     lines = [f"wrote {p}" for p in res["files"].values()]
@@ -170,6 +173,8 @@ def export_cli(graph: Graph, output: Path, options: LavaOptions) -> list[str]:
         f"{t['host']['processes']} host; {t['standard']['neurons']} chip neurons, {t['standard']['synapses']} synapses; "
         f"latency {t['latency_steps']} steps (a run is T + {t['latency_steps']})"
     )
+    if "integer_spikes" in res["mapping"]:
+        lines.append(integer_spikes_line(res["mapping"]["integer_spikes"]))
     clips = res["graph"].attrs["quantization"]["clips"]
     if clips:
         lines.append(f"clipped {len(clips)} fields (see quantization.txt)")

@@ -16,9 +16,17 @@ File layout (format ``emsdeploy.lava-dag``, version 1; documented in docs/lava.m
 Kinds: ``lif``/``readout`` (LIFReset), ``relay`` (GradedVec, plus a constant RingBuffer for its
 bias), ``conv`` (Conv; graded input: ``num_message_bits > 0``), ``sparse`` (Sparse), ``delay_sparse``
 (DelaySparse), ``host_source`` (RingBuffer fed by the host term, computed from the input at run
-time), ``maxpool_current`` and ``silu`` (custom processes). Adapters: ``""`` (direct),
+time), ``maxpool_current``, ``silu`` and ``ilif`` (custom processes; ``ilif`` is SpikeYOLO's
+I-LIF), ``relay_acc`` (a relay summing its D sub-steps: spike-driven mode only). Adapters: ``""`` (direct),
 ``"flatten"`` (``OutPort.flatten()`` into a Sparse), ``"reshape"`` (Sparse ``a_out`` reshaped to
 the population's (W, H, C)).
+
+**Spike modes** (integer spikes 0..D of an I-LIF, docs/spikeyolo.md): ``graded`` sends each
+integer as one graded spike (readers: ``num_message_bits`` = the bits of D); ``spike-driven``
+sends it as D binary spikes over D sub-steps (readers: ``num_message_bits = 0``), so every step
+of the network is D Lava time steps, every population sums its input over a step's sub-steps
+and updates once, delays are D times longer, and a readout's bias enters once per step. The
+file records ``spike_mode`` and ``substeps`` (absent: graded, 1).
 """
 
 from __future__ import annotations
@@ -36,14 +44,29 @@ import scipy.sparse as sp
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write, open_hdf5
-from emsdeploy.ir import Decode, Graph, Input, Kind, Node, Op
+from emsdeploy.ir import Decode, DFLDecode, Graph, Input, Kind, Node, Op
 from emsdeploy.ir.linear import ConvMap, to_sparse
 from emsdeploy.ir.ops import loihi
 
-__all__ = ["FORMAT", "LOWERINGS", "VERSION", "LavaDag", "ProcSpec", "dag_from_graph", "read_dag", "write_dag", "whc"]
+__all__ = [
+    "FORMAT",
+    "LOWERINGS",
+    "SPIKE_MODES",
+    "VERSION",
+    "LavaDag",
+    "ProcSpec",
+    "dag_from_graph",
+    "integer_levels",
+    "lava_steps",
+    "message_bits",
+    "read_dag",
+    "write_dag",
+    "whc",
+]
 
 FORMAT = "emsdeploy.lava-dag"
 VERSION = 1
+SPIKE_MODES = ("graded", "spike-driven")
 
 Array = npt.NDArray[Any]
 
@@ -99,6 +122,13 @@ class LavaDag:
     readouts: dict[str, float]  # name -> scale
     decode: dict[str, Any] | None = None
     graph_attrs: dict[str, Any] = field(default_factory=dict)
+    spike_mode: str = "graded"
+    substeps: int = 1  # Lava time steps per network step: D when spike-driven, else 1
+
+    def run_steps(self, time_steps: int) -> int:
+        """Lava time steps of one inference: ``T + L`` graded; spike-driven ``D·(T + L − 1) + 1``
+        with readouts (their last valid step ends at its first sub-step), else ``D·(T + L)``."""
+        return lava_steps(time_steps, self.latency, self.substeps, bool(self.readouts))
 
     def proc(self, name: str) -> ProcSpec:
         for p in self.procs:
@@ -107,10 +137,34 @@ class LavaDag:
         raise ExportError(f"the Lava DAG has no process {name!r}")
 
     def populations(self) -> list[ProcSpec]:
-        return [p for p in self.procs if p.kind in ("lif", "readout", "maxpool_current", "silu", "relay")]
+        return [
+            p
+            for p in self.procs
+            if p.kind in ("lif", "readout", "maxpool_current", "silu", "relay", "relay_acc", "ilif")
+        ]
 
 
 GRADED_BITS_KEY = "graded_message_bits"
+
+
+def integer_levels(graph: Graph) -> int | None:
+    """D of the graph's I-LIFs (None without any); one D per network (one sub-step count)."""
+    levels = {int(n.op.levels) for n in graph if isinstance(n.op, loihi.LoihiIntegerLIF)}
+    if len(levels) > 1:
+        raise ExportError(f"the I-LIFs use different levels D {sorted(levels)}; one network runs one D")
+    return levels.pop() if levels else None
+
+
+def lava_steps(time_steps: int, latency: int, substeps: int, readouts: bool) -> int:
+    """Lava time steps of one inference of T steps with latency L (see :meth:`LavaDag.run_steps`)."""
+    if substeps == 1:
+        return time_steps + latency
+    return substeps * (time_steps + latency - 1) + 1 if readouts else substeps * (time_steps + latency)
+
+
+def message_bits(levels: int) -> int:
+    """Bits of a graded spike carrying an integer 0..D."""
+    return max(1, int(levels).bit_length())
 
 
 # ---- lowering: one function per IR op, found in LOWERINGS ---------------------------------------
@@ -123,6 +177,8 @@ class _DagBuilder:
     graph: Graph
     graded_bits: int
     input_name: str
+    substeps: int = 1
+    integer_bits: int = 0
     procs: list[ProcSpec] = field(default_factory=list)
     edges: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     readouts: dict[str, float] = field(default_factory=dict)
@@ -133,11 +189,23 @@ class _DagBuilder:
         self.procs.append(ProcSpec(node.name, kind, place, node.name, params, arrays))
 
     def synapse_ends(self, node: Node) -> tuple[str, str, int]:
-        """(source, the population it feeds, num_message_bits: 0 for spikes, else graded)."""
+        """(source, the population it feeds, num_message_bits: 0 for spikes, the bits of D for
+        graded integer spikes (0 when spike-driven: binary), else the graded width)."""
         src = node.inputs[0]
         dst = node.meta.get("population") or next(c.name for c in self.graph.consumers(node.name))
-        graded = self.graph.kind(src) != Kind.SPIKE
-        return src, str(dst), self.graded_bits if graded else 0
+        kind = self.graph.kind(src)
+        if kind == Kind.INTEGER:
+            return src, str(dst), 0 if self.substeps > 1 else self.integer_bits
+        return src, str(dst), self.graded_bits if kind != Kind.SPIKE else 0
+
+    def spike_driven(self, node: Node, what: str) -> None:
+        """Refuse what the spike-driven mode has no lowering for."""
+        if self.substeps > 1:
+            raise ExportError(
+                f"{node.name} ({node.op.type_name}): {what} has no spike-driven lowering (it would update on "
+                "every sub-step); spike-driven networks hold I-LIFs, readouts, relays, max-pools of currents "
+                "and SiLUs: export with spike_mode='graded'"
+            )
 
 
 def _whc_ints(a: Array) -> Array:
@@ -160,9 +228,23 @@ def _decode(b: _DagBuilder, node: Node) -> None:
     }
 
 
+def _decode_dfl(b: _DagBuilder, node: Node) -> None:
+    op: DFLDecode = node.op  # type: ignore[assignment]
+    b.decode = {
+        "name": node.name,
+        "inputs": list(node.inputs),
+        "nc": op.nc,
+        "strides": list(op.strides),
+        "kind": "dfl",
+        "reg_max": op.reg_max,
+    }
+
+
 def _lif(b: _DagBuilder, node: Node) -> None:
     op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
     kind = "readout" if isinstance(op, loihi.LoihiReadout) else "lif"
+    if kind == "lif":
+        b.spike_driven(node, "a binary LIF (lava LIFReset)")
     params = {
         "shape": whc(b.graph.shape(node.inputs[0])),
         "du": op.du_u12,
@@ -179,14 +261,38 @@ def _lif(b: _DagBuilder, node: Node) -> None:
 
 def _maxpool(b: _DagBuilder, node: Node) -> None:
     op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
-    params = {"in_shape": whc(op.in_shape()), "kernel": op.kernel, "out_shift": op.out_shift_u5, "latency": op.latency}
+    params = {
+        "in_shape": whc(op.in_shape()),
+        "kernel": op.kernel,
+        "stride": op.stride,
+        "padding": op.padding,
+        "out_shift": op.out_shift_u5,
+        "latency": op.latency,
+    }
     b.population(node, "maxpool_current", params, {"bias": _whc_ints(op.bias_s24)})
 
 
 def _relay(b: _DagBuilder, node: Node) -> None:
     op: loihi.GradedRelay = node.op  # type: ignore[assignment]
     params = {"shape": whc(op.in_shape()), "latency": op.latency, "scale": op.scale}
+    if b.substeps > 1:  # a GradedVec would forward each sub-step a step early: sum them first
+        b.procs.append(ProcSpec(node.name, "relay_acc", "custom", node.name, params, {"bias": _whc_ints(op.bias_s24)}))
+        return
     b.population(node, "relay", params, {"bias": _whc_ints(op.bias_s24)})
+
+
+def _integer_lif(b: _DagBuilder, node: Node) -> None:
+    op: loihi.LoihiIntegerLIF = node.op  # type: ignore[assignment]
+    params = {
+        "shape": whc(op.in_shape()),
+        "levels": op.levels,
+        "decay_shift": op.decay_shift_u4,
+        "frac_bits": op.frac_bits_u5,
+        "scale": op.scale,
+        "latency": op.latency,
+        "uv_bits": int(b.graph.attrs["loihi"]["uv_bits"]),
+    }
+    b.population(node, "ilif", params, {"bias": _whc_ints(op.bias_s24)})
 
 
 def _silu(b: _DagBuilder, node: Node) -> None:
@@ -214,13 +320,14 @@ def _syn_conv(b: _DagBuilder, node: Node) -> None:
         )
         _sparse_spec(b, node.name, sparse, src, dst, nmb)
         return
-    w = op.effective_weight()[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
+    kernel, groups = lava_groups(op.effective_weight(), op.groups)
+    w = kernel[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)  # true conv, (C_out, kW, kH, C_in)
     params = {
         "input_shape": whc(src_shape),
         "stride": op.stride[::-1],
         "padding": op.padding[::-1],
         "dilation": op.dilation[::-1],
-        "groups": op.groups,
+        "groups": groups,
         "num_message_bits": nmb,
         "weight_exp": op.weight_exp_s4,
     }
@@ -228,6 +335,25 @@ def _syn_conv(b: _DagBuilder, node: Node) -> None:
         ProcSpec(node.name, "conv", "chip", node.name, params, {"weight": np.ascontiguousarray(w).astype(np.int32)})
     )
     b.edges += [(src, "s_out", node.name, "s_in", ""), (node.name, "a_out", dst, "a_in", "")]
+
+
+LAVA_CONV_GROUPS_MAX = 127  # lava-nc 0.10's Conv keeps groups in an int8 Var (proc/conv/models.py)
+
+
+def lava_groups(weight: Array, groups: int) -> tuple[Array, int]:
+    """A kernel Lava's Conv can hold: with more than 127 groups (SpikeYOLO's depthwise 7×7 over 192
+    to 768 channels) merge r groups into one, the largest divisor of ``groups`` up to 127, with a
+    block-diagonal kernel (zeros outside each old group: the same sums)."""
+    if groups <= LAVA_CONV_GROUPS_MAX:
+        return weight, groups
+    g2 = max(d for d in range(1, LAVA_CONV_GROUPS_MAX + 1) if groups % d == 0)
+    r = groups // g2
+    c_out, c_in_g = weight.shape[:2]
+    block = (np.arange(c_out) // (c_out // groups)) % r  # each output's old group within its new one
+    merged = np.zeros((c_out, c_in_g * r, *weight.shape[2:]), weight.dtype)
+    for j in range(r):
+        merged[block == j, j * c_in_g : (j + 1) * c_in_g] = weight[block == j]
+    return merged, g2
 
 
 def _syn_sparse(b: _DagBuilder, node: Node) -> None:
@@ -250,6 +376,15 @@ def _sparse_spec(b: _DagBuilder, name: str, op: loihi.SynSparse, src: str, dst: 
         "indices": mat.indices.astype(np.int32),
         "indptr": mat.indptr.astype(np.int64),
     }
+    if b.substeps > 1 and op.delay_u6 > 0:  # spike-driven: a step is D time steps
+        stretched = op.delay_u6 * b.substeps
+        params["delay"] = stretched
+        limit = int(b.graph.attrs["loihi"]["max_delay"])
+        if stretched > limit:
+            raise ExportError(
+                f"{name}: a delay of {op.delay_u6} steps is {stretched} sub-steps spike-driven, past "
+                f"DelaySparse's {limit}; export with spike_mode='graded'"
+            )
     kind = "delay_sparse" if op.delay_u6 > 0 else "sparse"
     b.procs.append(ProcSpec(name, kind, "chip", name, params, arrays))
     b.edges += [(src, "s_out", name, "s_in", "flatten"), (name, "a_out", dst, "a_in", "reshape")]
@@ -287,21 +422,28 @@ LOWERINGS: dict[type[Op], Callable[[_DagBuilder, Node], None]] = {
     loihi.FixedMaxPool: _maxpool,
     loihi.GradedRelay: _relay,
     loihi.FixedSiLU: _silu,
+    loihi.LoihiIntegerLIF: _integer_lif,
     loihi.SynConv: _syn_conv,
     loihi.SynSparse: _syn_sparse,
     loihi.HostConv: _host_term,
     loihi.HostSparse: _host_term,
+    DFLDecode: _decode_dfl,
 }
 
 
-def dag_from_graph(graph: Graph) -> LavaDag:
+def dag_from_graph(graph: Graph, spike_mode: str = "graded") -> LavaDag:
     """Lower a quantized, delay-aligned graph to Lava processes (see the module docstring): one
     :data:`LOWERINGS` function per node. Every population's spikes or graded values go to the
-    synapse groups that read them (the edges the synapse lowerings add)."""
+    synapse groups that read them (the edges the synapse lowerings add). ``spike_mode``: how
+    integer spikes travel, ``"graded"`` or ``"spike-driven"`` (no effect without I-LIFs)."""
     if not graph.attrs.get("delays_aligned"):
         raise ExportError("the Lava exporter needs a quantized, delay-aligned graph (quantize, then align_delays)")
+    if spike_mode not in SPIKE_MODES:
+        raise ExportError(f"unknown spike mode {spike_mode!r}; modes: {', '.join(SPIKE_MODES)}")
+    levels = integer_levels(graph)
+    substeps = levels if spike_mode == "spike-driven" and levels else 1
     inp = graph.input_node()
-    b = _DagBuilder(graph, int(graph.attrs["loihi"][GRADED_BITS_KEY]), inp.name)
+    b = _DagBuilder(graph, int(graph.attrs["loihi"][GRADED_BITS_KEY]), inp.name, substeps, message_bits(levels or 1))
     for node in graph:
         lower = LOWERINGS.get(type(node.op))
         if lower is None:
@@ -322,6 +464,8 @@ def dag_from_graph(graph: Graph) -> LavaDag:
         b.readouts,
         b.decode,
         {k: v for k, v in graph.attrs.items() if k not in ("quantization",)},
+        spike_mode if levels else "graded",
+        substeps,
     )
 
 
@@ -369,6 +513,8 @@ def write_dag(dag: LavaDag, path: str | Path) -> Path:
             f.attrs["readouts"] = json.dumps(dag.readouts)
             f.attrs["decode"] = json.dumps(dag.decode) if dag.decode else ""
             f.attrs["graph_attrs"] = json.dumps(_jsonable(dag.graph_attrs))
+            f.attrs["spike_mode"] = dag.spike_mode
+            f.attrs["substeps"] = dag.substeps
             g = f.create_group("processes", track_order=True)
             for i, p in enumerate(dag.procs):
                 pg = g.create_group(f"{i:05d}")
@@ -431,4 +577,6 @@ def read_dag(path: str | Path) -> LavaDag:
             json.loads(f.attrs["readouts"]),
             json.loads(decode) if decode else None,
             json.loads(f.attrs["graph_attrs"]),
+            str(f.attrs.get("spike_mode", "graded")),
+            int(f.attrs.get("substeps", 1)),
         )

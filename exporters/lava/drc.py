@@ -11,6 +11,8 @@ source                 synapse group              why
 =====================  =========================  ==============================================
 Input (host)           HostConv, HostSparse       the host computes it and injects into a_in
 LoihiLIF (spikes)      SynConv, SynSparse         binary spikes into Conv / (Delay)Sparse
+LoihiIntegerLIF        SynConv, SynSparse         integers 0..D: graded spikes, or D binary spikes
+                                                  over D sub-steps (spike-driven export)
 FixedMaxPool, FixedSiLU SynSparse                 graded spikes need Sparse's exponent shift
 GradedRelay            SynSparse, SynConv         graded spikes (num_message_bits > 0); a relay is
                                                   scaled for its Conv readers (no shift needed)
@@ -28,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from emsdeploy.errors import DRCError
-from emsdeploy.ir import Decode, Graph, Input
+from emsdeploy.ir import DECODES, Graph, Input
 from emsdeploy.ir.ops import loihi
 from emsdeploy.profiles.loihi import LoihiProfile
 
@@ -42,6 +44,8 @@ LEGAL_EDGES: dict[tuple[type, type], str] = {
     (Input, loihi.HostSparse): "host matrix of the input, injected into a_in",
     (loihi.LoihiLIF, loihi.SynConv): "binary spikes through lava Conv",
     (loihi.LoihiLIF, loihi.SynSparse): "binary spikes through lava Sparse / DelaySparse",
+    (loihi.LoihiIntegerLIF, loihi.SynConv): "integer spikes (graded, or D binary sub-steps) through lava Conv",
+    (loihi.LoihiIntegerLIF, loihi.SynSparse): "integer spikes (graded, or D binary sub-steps) through Sparse",
     (loihi.FixedMaxPool, loihi.SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
     (loihi.FixedSiLU, loihi.SynSparse): "graded spikes (num_message_bits > 0) through Sparse",
     (loihi.GradedRelay, loihi.SynSparse): "a relayed current through Sparse (index maps, small matrices)",
@@ -53,7 +57,7 @@ def graph_is_lowered(graph: Graph, p: LoihiProfile) -> None:
     """The graph went through quantize and align_delays and holds only Loihi ops."""
     if not graph.attrs.get("quantized") or not graph.attrs.get("delays_aligned"):
         raise DRCError("graph_is_lowered", "run quantize and align_delays first (the lava flow)")
-    allowed = (Input, Decode, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS)
+    allowed = (Input, *DECODES, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS)
     for n in graph:
         if not isinstance(n.op, allowed):
             raise DRCError(
@@ -71,7 +75,10 @@ def populations_are_placed(graph: Graph, p: LoihiProfile) -> None:
                 "populations_are_placed",
                 f"{n.name}: a {n.op.type_name} is a standard Lava LIF; it must be on the chip, not {where!r}",
             )
-        if isinstance(n.op, (loihi.FixedMaxPool, loihi.FixedSiLU)) and where not in ("custom", "host"):
+        if isinstance(n.op, (loihi.FixedMaxPool, loihi.FixedSiLU, loihi.LoihiIntegerLIF)) and where not in (
+            "custom",
+            "host",
+        ):
             raise DRCError(
                 "populations_are_placed",
                 f"{n.name}: {n.op.type_name} has no standard Loihi neuron model; mark it 'custom' (simulation only) or 'host', not {where!r}",
@@ -102,7 +109,7 @@ def edges_are_legal(graph: Graph, p: LoihiProfile) -> None:
                     raise DRCError(
                         "edges_are_legal", f"{n.name}: input {i} ({graph[i].op.type_name}) is not a synapse group"
                     )
-        elif isinstance(op, Decode):
+        elif isinstance(op, DECODES):
             for i in n.inputs:
                 if not isinstance(graph[i].op, loihi.LoihiReadout):
                     raise DRCError(
@@ -151,7 +158,7 @@ def neuron_params_fit(graph: Graph, p: LoihiProfile) -> None:
             _range(n.name, "neuron_params_fit", "vth_u17", np.array([op.vth_u17]), 0, p.vth_max, "u17")
             _range(n.name, "neuron_params_fit", "bias_mant_s13", op.bias_mant_s13, blo, bhi, "s13")
             _range(n.name, "neuron_params_fit", "bias_exp_u3", np.array([op.bias_exp_u3]), 0, p.bias_exp_max, "u3")
-        elif isinstance(op, (loihi.FixedMaxPool, loihi.FixedSiLU, loihi.GradedRelay)):
+        elif isinstance(op, (loihi.FixedMaxPool, loihi.FixedSiLU, loihi.GradedRelay, loihi.LoihiIntegerLIF)):
             _range(n.name, "neuron_params_fit", "bias_s24", op.bias_s24, -half, half - 1, f"s{p.graded_message_bits}")
 
 

@@ -42,6 +42,11 @@ core is on another chip than its source core; with per-core spikes unknown, the 
 are spread over its cores evenly. Synaptic ops are exact: each spike at (c, y, x) reaches the
 kernel taps that land on it (the fan-out maps of ``simulators/sops.py``), each nonzero of a sparse
 column its entries.
+
+**Integer spikes** (SpikeYOLO's I-LIF, values 0..D): the map is the same in both spike modes; the
+traffic is not. Graded, a neuron sending s > 0 is one message (and one synaptic op per weight it
+reaches); spike-driven, it is s binary spikes over D sub-steps (s messages, s ops per weight), and
+every step of the run is D time steps. ``FitReport.modes`` holds both modes' totals.
 """
 
 from __future__ import annotations
@@ -60,12 +65,15 @@ from emsdeploy.ir.ops.loihi import (
     FixedMaxPool,
     FixedSiLU,
     GradedRelay,
+    LoihiIntegerLIF,
     LoihiLIF,
     LoihiReadout,
     SynConv,
     SynSparse,
 )
 from emsdeploy.profiles import KINDS, ProfileError, read_profile
+
+from .dag import SPIKE_MODES, integer_levels, lava_steps
 
 __all__ = [
     "CHIP_DIR",
@@ -83,7 +91,7 @@ __all__ = [
 
 CHIP_DIR = KINDS["chip"].folder
 LIMITS = ("neurons", "input_axons", "output_axons", "synapse_memory")
-_POPS = (LoihiLIF, LoihiReadout, GradedRelay, FixedMaxPool, FixedSiLU)
+_POPS = (LoihiLIF, LoihiReadout, GradedRelay, FixedMaxPool, FixedSiLU, LoihiIntegerLIF)
 
 # chip-file keys: section -> {key: type}
 _SCHEMA: dict[str, dict[str, type]] = {
@@ -209,10 +217,19 @@ def _check_value(value: Any, kind: type, where: str) -> Any:
 @dataclass(frozen=True)
 class PopulationCounts:
     """One inference of one population: nonzero outputs per valid step ``(T,)`` and per neuron
-    summed over the steps ``(C, H, W)`` (binary spikes or graded messages)."""
+    summed over the steps ``(C, H, W)`` (binary spikes or graded messages); for integer spikes
+    also the sums of the values (the unit spikes a spike-driven export sends), else None."""
 
     per_step: np.ndarray
     per_neuron: np.ndarray
+    per_step_units: np.ndarray | None = None
+    per_neuron_units: np.ndarray | None = None
+
+    def sent(self, unit_spikes: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(per step, per neuron): messages, or unit spikes where asked for and counted."""
+        if unit_spikes and self.per_step_units is not None and self.per_neuron_units is not None:
+            return self.per_step_units, self.per_neuron_units
+        return self.per_step, self.per_neuron
 
 
 # --- geometry of one synapse group -------------------------------------------------------------
@@ -403,6 +420,10 @@ class FitReport:
     counted: bool
     step_messages: np.ndarray | None = None  # per run step (T + L): messages sent at that step
     step_chip_messages: np.ndarray | None = None  # of which to another chip
+    spike_mode: str = "graded"  # how integer spikes travel (the traffic of the layers)
+    substeps: int = 1  # time steps per network step: D spike-driven
+    lava_steps: int = 0  # time steps of one inference
+    modes: dict[str, dict[str, Any]] = field(default_factory=dict)  # integer spikes: both modes' totals
 
     @property
     def neurons(self) -> int:
@@ -492,12 +513,18 @@ def _kind(op: Any) -> str:
         GradedRelay: "relay",
         FixedMaxPool: "custom",
         FixedSiLU: "custom",
+        LoihiIntegerLIF: "ilif",
     }[type(op)]
 
 
-def fit(graph: Graph, chip: Chip, counts: Mapping[str, PopulationCounts] | None = None) -> FitReport:
+def fit(
+    graph: Graph, chip: Chip, counts: Mapping[str, PopulationCounts] | None = None, spike_mode: str = "graded"
+) -> FitReport:
     """Map a quantized, delay-aligned graph onto ``chip``; with ``counts`` also count the traffic
-    and synaptic ops of that inference. DRC errors are collected in the report (``errors``)."""
+    and synaptic ops of that inference. DRC errors are collected in the report (``errors``).
+    ``spike_mode``: how integer spikes travel (``graded`` or ``spike-driven``; see above)."""
+    if spike_mode not in SPIKE_MODES:
+        raise EmsdeployError(f"unknown spike mode {spike_mode!r}; modes: {', '.join(SPIKE_MODES)}")
     pops = [n for n in graph if isinstance(n.op, _POPS) and n.meta.get("partition", "chip") != "host"]
     groups = {p.name: _groups(graph, p.name, chip) for p in pops}
     readers: dict[str, list[tuple[str, _Group]]] = {p.name: [] for p in pops}
@@ -582,9 +609,50 @@ def fit(graph: Graph, chip: Chip, counts: Mapping[str, PopulationCounts] | None 
         int(graph.attrs.get("latency", 0)),
         counts is not None,
     )
+    levels = integer_levels(graph)
+    readouts = any(isinstance(n.op, LoihiReadout) for n in graph)
+    rep.spike_mode = spike_mode if levels else "graded"
+    rep.substeps = levels if levels and spike_mode == "spike-driven" else 1
+    rep.lava_steps = lava_steps(rep.time_steps, rep.latency, rep.substeps, readouts)
     if counts is not None:
-        _traffic(rep, graph, groups, readers, reach, chip_of, counts)
+        for mode in SPIKE_MODES if levels else ():  # both modes' totals, the chosen one last
+            if mode != rep.spike_mode:
+                _traffic(rep, graph, groups, readers, reach, chip_of, counts, mode == "spike-driven")
+                rep.modes[mode] = _mode_totals(rep, (levels or 1) if mode == "spike-driven" else 1, readouts)
+        _traffic(rep, graph, groups, readers, reach, chip_of, counts, rep.substeps > 1)
+        if levels:
+            rep.modes[rep.spike_mode] = _mode_totals(rep, rep.substeps, readouts)
+            rep.modes = {m: rep.modes[m] for m in SPIKE_MODES}
     return rep
+
+
+def _step_ns(rep: FitReport, substeps: int) -> float:
+    """A time step lasts as long as the busiest core (docs/fit.md §4); spike-driven, a network
+    step's synaptic ops spread over its D time steps."""
+    t_syn, t_upd = rep.chip["timing.synop_ns"], rep.chip["timing.neuron_update_ns"]
+    T = rep.time_steps
+    return max(
+        ((r.sops or 0) / (T * substeps) / r.cores * t_syn + r.neurons_per_core * t_upd for r in rep.layers if r.cores),
+        default=0.0,
+    )
+
+
+def _mode_totals(rep: FitReport, substeps: int, readouts: bool) -> dict[str, Any]:
+    """One spike mode's traffic and latency, from the layers' counts as :func:`_traffic` left them."""
+    steps = lava_steps(rep.time_steps, rep.latency, substeps, readouts)
+    per_step = rep.step_messages if rep.step_messages is not None else np.zeros(1)
+    step_ns = _step_ns(rep, substeps)
+    return {
+        "substeps": substeps,
+        "lava_steps": steps,
+        "messages": sum(r.messages or 0 for r in rep.layers),
+        "chip_messages": sum(r.chip_messages or 0 for r in rep.layers),
+        "sops": sum(r.sops or 0 for r in rep.layers),
+        "messages_per_step_mean": float(per_step.mean()) if per_step.size else 0.0,
+        "messages_per_step_max": float(per_step.max()) if per_step.size else 0.0,
+        "step_us": step_ns / 1e3,
+        "latency_ms": step_ns * steps / 1e6,
+    }
 
 
 def _sops(g: _Group, per_neuron: np.ndarray) -> int:
@@ -600,14 +668,16 @@ def _sops(g: _Group, per_neuron: np.ndarray) -> int:
     return int(per_neuron.reshape(-1).astype(np.int64) @ per_col)
 
 
-def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, counts) -> None:
+def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, counts, unit_spikes: bool = False) -> None:
+    """Messages, cross-chip messages and synaptic ops of every layer; ``unit_spikes``: integer
+    spikes travel as s binary spikes (spike-driven), not as one graded message."""
     run = rep.time_steps + rep.latency
     rep.step_messages, rep.step_chip_messages = np.zeros(run, np.float64), np.zeros(run, np.float64)
     for r in rep.layers:
         c = counts.get(r.name)
         if c is None:
             raise EmsdeployError(f"no spike counts for population {r.name}")
-        per_step = np.asarray(c.per_step, dtype=np.float64)
+        per_step = np.asarray(c.sent(unit_spikes)[0], dtype=np.float64)
         r.spikes = int(per_step.sum())
         msgs = chip_msgs = 0
         fan = cross = 0.0  # messages per spike, and of them across chips
@@ -639,7 +709,7 @@ def _traffic(rep: FitReport, graph: Graph, groups, readers, reach, chip_of, coun
             c = counts.get(g.source)
             if c is None:
                 raise EmsdeployError(f"no spike counts for population {g.source}")
-            sops += _sops(g, np.asarray(c.per_neuron))
+            sops += _sops(g, np.asarray(c.sent(unit_spikes)[1]))
         r.sops = sops
 
 
@@ -654,17 +724,13 @@ def estimate(rep: FitReport, synop_pj: float, update_pj: float) -> dict[str, Any
     """
     if not rep.counted:
         raise EmsdeployError("energy and latency need spike counts")
-    T, L = rep.time_steps, rep.latency
+    run = rep.lava_steps or rep.time_steps + rep.latency  # time steps: D per step spike-driven
     sops = sum(r.sops or 0 for r in rep.layers)
     msgs = sum(r.messages or 0 for r in rep.layers)
-    updates = sum(r.neurons for r in rep.layers) * (T + L)
+    updates = sum(r.neurons for r in rep.layers) * run
     hop = rep.chip["energy.hop_pj"]
     e_pj = synop_pj * sops + update_pj * updates + hop * msgs
-    t_syn, t_upd = rep.chip["timing.synop_ns"], rep.chip["timing.neuron_update_ns"]
-    step_ns = max(
-        ((r.sops or 0) / T / r.cores * t_syn + r.neurons_per_core * t_upd for r in rep.layers if r.cores),
-        default=0.0,
-    )
+    step_ns = _step_ns(rep, rep.substeps)
     return {
         "sops": sops,
         "neuron_updates": updates,
@@ -677,8 +743,9 @@ def estimate(rep: FitReport, synop_pj: float, update_pj: float) -> dict[str, Any
             "messages": hop * msgs / 1e6,
         },
         "step_us": step_ns / 1e3,
-        "run_steps": T + L,
-        "latency_ms": step_ns * (T + L) / 1e6,
+        "run_steps": run,
+        "steps_label": "T + L" if rep.substeps == 1 else f"{rep.substeps}·(T + L − 1) + 1",
+        "latency_ms": step_ns * run / 1e6,
     }
 
 
@@ -707,6 +774,7 @@ def fit_json(rep: FitReport) -> dict[str, Any]:
             for r in rep.layers
         ],
         "errors": list(rep.errors),
+        **({"spike_modes": rep.modes} if rep.modes else {}),
     }
 
 
@@ -732,16 +800,16 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
     )
     bind = {k: sum(r.cores for r in rep.layers if r.binding == k) for k in LIMITS}
     lines.append("cores by binding limit: " + ", ".join(f"{k} {v}" for k, v in bind.items() if v))
-    custom = [r.name for r in rep.layers if r.kind == "custom"]
+    custom = [r.name for r in rep.layers if r.kind in ("custom", "ilif")]
     if custom and not rep.chip["core.programmable_neurons"]:
         lines.append(
-            f"note: {len(custom)} custom populations (max-pool of currents, SiLU) have no neuron model on "
+            f"note: {len(custom)} custom populations (max-pool of currents, SiLU, I-LIF) have no neuron model on "
             f"{rep.chip.name}; mapped as if they had (--custom-to-host moves them to the host)"
         )
     if est is not None:
         p = est["energy_parts_uJ"]
         lines.append(
-            f"per inference (T + L = {est['run_steps']} steps): {est['sops']} synaptic ops, {est['neuron_updates']} "
+            f"per inference ({est['steps_label']} = {est['run_steps']} steps): {est['sops']} synaptic ops, {est['neuron_updates']} "
             f"neuron updates, {est['messages']} spike messages ({est['chip_messages']} across chips)"
         )
         lines.append(
@@ -755,6 +823,16 @@ def format_fit(rep: FitReport, est: dict[str, Any] | None = None) -> str:
             f"messages per run step: mean {rep.step_messages.mean():.0f}, busiest step {busiest} "
             f"{rep.step_messages[busiest]:.0f} ({rep.step_chip_messages[busiest]:.0f} across chips)"
         )
+    if rep.modes:
+        lines.append(f"integer spikes, both modes (this report's traffic: {rep.spike_mode}):")
+        for mode, m in rep.modes.items():
+            what = "graded messages" if mode == "graded" else "binary spikes"
+            lines.append(
+                f"  {mode:<13} {m['messages']} {what} ({m['chip_messages']} across chips), "
+                f"{m['messages_per_step_mean']:.0f} per step (busiest {m['messages_per_step_max']:.0f}), "
+                f"{m['sops']} synaptic ops; {m['substeps']} sub-step(s) per step, {m['lava_steps']} time steps, "
+                f"latency ~ {m['latency_ms']:.4g} ms"
+            )
     for e in rep.errors:
         lines.append(f"DRC error: {e}")
     return "\n".join(lines)

@@ -11,6 +11,13 @@ The result is the run contract's :class:`~emsdeploy.ir.runtime.Trace` (numpy arr
 run's ``timings``): ``records[pop]["s"]`` spikes ``[T, B, C, H, W]`` aligned to each population's
 latency (and ``"s_raw"``, all ``T + latency`` steps, when asked), ``"y"``/``"y_raw"`` the graded
 outputs of custom processes, ``records[readout]["v"]`` the integer integrator state ``[B, C, H, W]``.
+
+Spike-driven networks (``dag.substeps = D > 1``, docs/spikeyolo.md) run D Lava time steps per
+network step: host terms and a readout's bias arrive at each step's first sub-step, custom
+populations reset at the first sub-step of their first valid step, readouts at the sub-step
+after the last one before it. Records are per network step (the sum of a step's D sub-steps:
+an I-LIF's integer, a graded output), over the ``T + L − 1`` whole steps of the run;
+``"sub_raw"`` keeps every sub-step (an I-LIF's binary spikes).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import scipy.sparse as sp
 from scipy.sparse import SparseEfficiencyWarning
 
 from emsdeploy.errors import SimulationError
-from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
 
 from ._require import require_lava
 from .dag import LavaDag, ProcSpec
@@ -53,16 +60,16 @@ def _conv_chw_int(x: np.ndarray, w: np.ndarray, stride, padding, dilation, group
     return np.rint(out).astype(np.int64).transpose(2, 1, 0)  # exact: integers below 2**53
 
 
-def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: int) -> np.ndarray:
+def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: int, substeps: int = 1) -> np.ndarray:
     """The RingBuffer data of a host term: ``(W, H, C, n_steps)`` int32, zero where no frame.
 
     ``frames[k]`` is the quantized input of step k (C, H, W) or None; the term delivers frame k at
-    step ``k + delay``."""
+    step ``k + delay``, at its first sub-step (time step ``substeps · (k + delay)``) when spike-driven."""
     p = spec.params
     c, h, w = p["out_shape"]
     data = np.zeros((w, h, c, n_steps), np.int64)
     cache: dict[int, np.ndarray] = {}
-    for n in range(n_steps):
+    for n in range((n_steps + substeps - 1) // substeps):
         k = n - int(p["delay"])
         x = frames[k] if 0 <= k < len(frames) else None
         if x is None:
@@ -85,7 +92,7 @@ def host_term_values(spec: ProcSpec, frames: list[np.ndarray | None], n_steps: i
             sh = int(p["shift"])
             val = (acc + (1 << (sh - 1))) >> sh if sh > 0 else acc
             cache[key] = val.transpose(2, 1, 0)
-        data[..., n] = cache[key]
+        data[..., n * substeps] = cache[key]
     return data.astype(np.int32)
 
 
@@ -124,24 +131,33 @@ class LavaNetwork:
         from lava.proc.sparse.process import DelaySparse, Sparse
         from lava.utils.weightutils import SignMode
 
-        from .procs import CurrentMaxPool, SiLUFixed
+        from .procs import CurrentMaxPool, IntegerLIFFixed, RelayAccumulator, SiLUFixed
 
-        n_steps = time_steps + self.dag.latency
+        n_steps = self.dag.run_steps(time_steps)
+        sub = self.dag.substeps
         procs: dict[str, Any] = {}
         for p in self.dag.procs:
             a, q = p.arrays, p.params
+            reset_step = sub * int(q.get("latency", 0)) + 1  # the first sub-step of the first valid step
             if p.kind in ("lif", "readout"):
+                bias_mant = a["bias_mant"].astype(np.int32)
+                if sub > 1:  # the bias enters once per step (through a_in), the reset follows the last sub-step before
+                    self._step_bias(procs, p, bias_mant << int(q["bias_exp"]), n_steps)
+                    bias_mant = np.zeros_like(bias_mant)
+                    reset_step = max(1, sub * (int(q["latency"]) - 1) + 2)
                 procs[p.name] = LIFReset(
                     shape=tuple(q["shape"]),
                     du=int(q["du"]),
                     dv=int(q["dv"]),
                     vth=int(q["vth"]),
-                    bias_mant=a["bias_mant"].astype(np.int32),
+                    bias_mant=bias_mant,
                     bias_exp=int(q["bias_exp"]),
                     reset_interval=n_steps,
-                    reset_offset=int(q["latency"]) + 1,
+                    reset_offset=reset_step,
                     name=p.name,
                 )
+                if f"{p.name}:bias" in procs:
+                    procs[f"{p.name}:bias"].s_out.connect(procs[p.name].a_in)
             elif p.kind == "conv":
                 procs[p.name] = Conv(
                     weight=a["weight"].astype(np.int32),
@@ -173,13 +189,16 @@ class LavaNetwork:
                     d.data = np.full(d.data.shape, int(q["delay"]), dtype=int)
                     procs[p.name] = DelaySparse(delays=d, max_delay=int(q["delay"]), **common)
             elif p.kind == "host_source":
-                procs[p.name] = Source(data=host_term_values(p, frames, n_steps))
+                procs[p.name] = Source(data=host_term_values(p, frames, n_steps, sub))
             elif p.kind == "maxpool_current":
                 procs[p.name] = CurrentMaxPool(
                     in_shape=tuple(q["in_shape"]),
                     kernel=int(q["kernel"]),
+                    stride=int(q.get("stride", q["kernel"])),
+                    padding=int(q.get("padding", 0)),
                     bias=a["bias"].astype(np.int32),
                     out_shift=int(q["out_shift"]),
+                    substeps=sub,
                     name=p.name,
                 )
             elif p.kind == "relay":
@@ -197,8 +216,26 @@ class LavaNetwork:
                     inplace=bool(q["inplace"]),
                     scale_in=float(q["scale_in"]),
                     scale_out=float(q["scale_out"]),
-                    reset_step=int(q["latency"]) + 1,
+                    reset_step=reset_step,
+                    substeps=sub,
                     name=p.name,
+                )
+            elif p.kind == "ilif":
+                procs[p.name] = IntegerLIFFixed(
+                    shape=tuple(q["shape"]),
+                    bias=a["bias"].astype(np.int32),
+                    levels=int(q["levels"]),
+                    decay_shift=int(q["decay_shift"]),
+                    frac_bits=int(q["frac_bits"]),
+                    scale=float(q["scale"]),
+                    uv_bits=int(q["uv_bits"]),
+                    reset_step=reset_step,
+                    substeps=sub,
+                    name=p.name,
+                )
+            elif p.kind == "relay_acc":
+                procs[p.name] = RelayAccumulator(
+                    shape=tuple(q["shape"]), bias=a["bias"].astype(np.int32), substeps=sub, name=p.name
                 )
             else:
                 raise SimulationError(f"{p.name}: unknown Lava process kind {p.kind!r}")
@@ -215,6 +252,24 @@ class LavaNetwork:
         return procs, attach_recorder(
             procs, [n for n in record if self.population_kind(n) != "readout"], n_steps, folder
         )
+
+    def _step_bias(self, procs: dict[str, Any], p: ProcSpec, bias_v: np.ndarray, n_steps: int) -> None:
+        """Spike-driven readouts: the bias (v units) as a constant into ``a_in`` at the first sub-step
+        of every step, ``bias_v >> act_shift`` (whole a_in units: the quantizer's bias_exp >= act_shift)."""
+        require_lava()
+        from lava.proc.io.source import RingBuffer as Source
+
+        act = int(self.dag.graph_attrs["loihi"]["act_shift"])
+        if np.any(bias_v % (1 << act)):
+            raise SimulationError(
+                f"{p.name}: its bias is not a whole number of a_in units (bias_exp < {act}); a spike-driven "
+                "readout adds it once per step through a_in: quantize the graph again"
+            )
+        if not np.any(bias_v):
+            return
+        data = np.zeros((*bias_v.shape, n_steps), np.int32)
+        data[..., :: self.dag.substeps] = (bias_v >> act)[..., None]
+        procs[f"{p.name}:bias"] = Source(data=data)
 
     # -- running --------------------------------------------------------------------------------
     def _frames(self, x: np.ndarray, time_steps: int | None) -> tuple[int, list[list[np.ndarray | None]]]:
@@ -259,7 +314,7 @@ class LavaNetwork:
 
         x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
         T, frames = self._frames(x, time_steps)
-        n_steps = T + self.dag.latency
+        n_steps = self.dag.run_steps(T)
         names = self.record_names(record)
         latency = {n: self.population_latency(n) for n in names}
         recs: dict[str, dict[str, list[np.ndarray]]] = {n: {} for n in names}
@@ -288,7 +343,11 @@ class LavaNetwork:
             outputs[r] = v.astype(np.float64) / (act * self.dag.readouts[r] * T)
         if self.dag.decode:
             d = self.dag.decode
-            outputs[d["name"]] = decode_readouts([outputs[i] for i in d["inputs"]], d["anchors"], d["strides"], d["nc"])
+            readouts = [outputs[i] for i in d["inputs"]]
+            if d.get("kind") == "dfl":  # anchor-free (SpikeYOLO)
+                outputs[d["name"]] = decode_dfl(readouts, d["strides"], d["nc"], d["reg_max"])
+            else:
+                outputs[d["name"]] = decode_readouts(readouts, d["anchors"], d["strides"], d["nc"])
         timings["ms_per_step"] = 1000.0 * timings["run_s"] / max(1.0, timings["steps"])  # after the first step
         return Trace({o: outputs[o] for o in self.dag.outputs if o in outputs}, records, T, timings)
 
@@ -317,7 +376,13 @@ class LavaNetwork:
                 readout_v[r].append(np.asarray(procs[r].v.get()).astype(np.int64).transpose(2, 1, 0))
             for n, path in files.items():
                 data = np.load(path).astype(np.int64).transpose(0, 3, 2, 1)  # (N, W, H, C) -> (N, C, H, W)
-                key = "s" if self.population_kind(n) == "lif" else "y"
+                key = "s" if self.population_kind(n) in ("lif", "ilif") else "y"
+                d = self.dag.substeps
+                if d > 1:  # one network step = the sum of its d sub-steps; whole steps only
+                    if raw:
+                        recs[n].setdefault("sub_raw", []).append(data)
+                    whole = data.shape[0] // d
+                    data = data[: whole * d].reshape(whole, d, *data.shape[1:]).sum(axis=1)
                 recs[n].setdefault(key, []).append(data[latency[n] : latency[n] + T])
                 if raw:
                     recs[n].setdefault(f"{key}_raw", []).append(data)

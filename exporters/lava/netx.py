@@ -28,7 +28,7 @@ import numpy as np
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write
-from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir import DECODES, Graph
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout, SynConv
 from emsdeploy.ir.runtime import RecordSpec, select_records
 
@@ -70,7 +70,7 @@ def chain_populations(graph: Graph, check_bias: bool = True) -> tuple[list[str],
                 return [], f"{n.name}: the first layer must be fed by the host alone"
         elif not isinstance(term.op, SynConv) or term.op.delay_u6 or src != names[i - 1]:
             return [], f"{n.name} is not fed by one Conv from {names[i - 1]}"
-    extra = [o for o in graph.outputs if o != names[-1] and not isinstance(graph[o].op, Decode)]
+    extra = [o for o in graph.outputs if o != names[-1] and not isinstance(graph[o].op, DECODES)]
     if extra:
         return [], f"outputs {extra} are not the last layer"
     return names, ""

@@ -5,7 +5,10 @@ Per Lava process: its class, whether it is a standard lava-nc process, a custom
 (connections with a non-zero weight), weight memory (bytes of distinct weight mantissas plus,
 for sparse matrices, 4-byte column indices) and latency (the step, counted from the input, at
 which its output is valid; for a synapse group, when it delivers). Per IR node of the float
-graph: where it runs and which processes carry it.
+graph: where it runs and which processes carry it. A network with integer spikes (SpikeYOLO's
+I-LIF) also gets ``integer_spikes``: for each spike mode (graded, spike-driven) the sub-steps,
+the Lava time steps of one inference and the most messages it can send (exact counts need
+spikes: ``emsdeploy fit`` runs an inference).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import numpy as np
 from emsdeploy.ir import Graph, Input
 from emsdeploy.ir.ops import loihi
 
-__all__ = ["format_mapping", "mapping_report"]
+from .dag import integer_levels, lava_steps, message_bits
+
+__all__ = ["format_mapping", "integer_spikes_line", "integer_spikes_report", "mapping_report"]
 
 _CLASS = {
     loihi.LoihiLIF: ("LIFReset", "standard"),
@@ -25,6 +30,7 @@ _CLASS = {
     loihi.SynConv: ("Conv", "standard"),
     loihi.FixedMaxPool: ("CurrentMaxPool", "custom"),
     loihi.FixedSiLU: ("SiLUFixed", "custom"),
+    loihi.LoihiIntegerLIF: ("IntegerLIFFixed", "custom"),
     loihi.GradedRelay: ("GradedVec (relay)", "standard"),
     loihi.HostConv: ("RingBuffer <- host conv", "host"),
     loihi.HostSparse: ("RingBuffer <- host matrix", "host"),
@@ -49,8 +55,64 @@ def _conv_connections(op: loihi.SynConv | loihi.HostConv, graph: Graph, name: st
     return total
 
 
-def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, Any]:
-    """The report of a quantized, delay-aligned graph (and of the float graph it came from)."""
+def integer_spikes_report(graph: Graph, spike_mode: str = "graded") -> dict[str, Any] | None:
+    """The two spike modes of a network with integer spikes, side by side (None without any):
+    per mode its sub-steps, Lava time steps per inference (the graph's T) and the most messages
+    of one inference (every I-LIF neuron sending at each of its T steps to each reading group:
+    one graded message of ceil(log2(D+1)) bits, or up to D binary spikes)."""
+    levels = integer_levels(graph)
+    if levels is None:
+        return None
+    users = graph.users()
+    T, L = graph.time_steps, int(graph.attrs.get("latency", 0))
+    readouts = any(isinstance(n.op, loihi.LoihiReadout) for n in graph)
+    neurons = sends = 0
+    for n in graph:
+        if isinstance(n.op, loihi.LoihiIntegerLIF):
+            size = int(np.prod(n.op.in_shape()))
+            neurons += size
+            sends += size * len(users[n.name])
+    modes = {
+        "graded": {
+            "substeps": 1,
+            "lava_steps": lava_steps(T, L, 1, readouts),
+            "message": f"one graded spike of {message_bits(levels)} bits (0..{levels})",
+            "messages_max": sends * T,
+        },
+        "spike-driven": {
+            "substeps": levels,
+            "lava_steps": lava_steps(T, L, levels, readouts),
+            "message": f"up to {levels} binary spikes over {levels} sub-steps",
+            "messages_max": sends * T * levels,
+        },
+    }
+    return {
+        "levels": levels,
+        "mode": spike_mode,
+        "time_steps": T,
+        "latency_steps": L,
+        "neurons": neurons,
+        "modes": modes,
+    }
+
+
+def integer_spikes_line(info: dict[str, Any]) -> str:
+    """One line comparing the two spike modes (the export's summary)."""
+    g, s = info["modes"]["graded"], info["modes"]["spike-driven"]
+    return (
+        f"integer spikes (D = {info['levels']}), exported {info['mode']}: graded {g['lava_steps']} Lava steps per "
+        f"inference (T = {info['time_steps']}), at most {g['messages_max']} messages of {message_bits(info['levels'])} "
+        f"bits; spike-driven {s['lava_steps']} ({s['substeps']} sub-steps per step), at most {s['messages_max']} "
+        "binary spikes"
+    )
+
+
+def mapping_report(graph: Graph, float_graph: Graph | None = None, spike_mode: str = "graded") -> dict[str, Any]:
+    """The report of a quantized, delay-aligned graph (and of the float graph it came from);
+    ``spike_mode`` is how the export sends integer spikes (relays differ: spike-driven ones sum
+    their sub-steps in a custom process)."""
+    integer = integer_spikes_report(graph, spike_mode)
+    driven = integer is not None and spike_mode == "spike-driven"
     procs: list[dict[str, Any]] = []
     carried: dict[str, list[str]] = {}
     for n in graph:
@@ -72,7 +134,7 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
             "kind": kind,
             "latency": int(n.meta.get("latency", getattr(op, "latency", 0))),
         }
-        if isinstance(op, (loihi.LoihiLIF, loihi.LoihiReadout, loihi.FixedMaxPool, loihi.FixedSiLU, loihi.GradedRelay)):
+        if isinstance(op, loihi.POPULATIONS):
             row.update({"neurons": int(np.prod(op.in_shape())), "synapses": 0, "weight_bytes": 0})
             ir_nodes = [n.name]
             if "relay_delay" in n.meta:  # a delay line inserted by align_delays, no IR node of its own
@@ -81,6 +143,9 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
                 ir_nodes = []
             elif isinstance(op, loihi.GradedRelay):
                 row["why"] = "carries the current of " + n.name + " as graded spikes (weight-shared readers)"
+            if isinstance(op, loihi.GradedRelay) and driven:  # sums the sub-steps of a step first
+                row["class"] = row["class"].replace("GradedVec", "RelayAccumulator")
+                row["kind"] = "custom"
         else:  # a synapse group or host term (partition placed nothing else here)
             op = cast(loihi.SynConv | loihi.HostConv | loihi.SynSparse | loihi.HostSparse, op)
             if isinstance(op, (loihi.SynConv, loihi.HostConv)):
@@ -131,7 +196,12 @@ def mapping_report(graph: Graph, float_graph: Graph | None = None) -> dict[str, 
                     "processes": carried.get(n.name, []),
                 }
             )
-    return {"processes": procs, "totals": totals, "ir_nodes": nodes}
+    report: dict[str, Any] = {"processes": procs, "totals": totals, "ir_nodes": nodes}
+    if integer is not None:
+        report["integer_spikes"] = integer
+        if driven:  # a step is D Lava time steps
+            totals["run_steps"] = f"{integer['levels']}·(T + {totals['latency_steps']} − 1) + 1"
+    return report
 
 
 def format_mapping(report: dict[str, Any]) -> str:
@@ -154,6 +224,14 @@ def format_mapping(report: dict[str, Any]) -> str:
             f"{kind:<8}: {k['processes']} processes, {k['neurons']} neurons, {k['synapses']} synapses, {k['weight_bytes']} weight bytes"
         )
     lines.append(f"latency: {t['latency_steps']} steps; a run lasts {t['run_steps']} steps")
+    if "integer_spikes" in report:
+        info = report["integer_spikes"]
+        lines.append(integer_spikes_line(info))
+        for mode, m in info["modes"].items():
+            lines.append(
+                f"  {mode:<13} sub-steps {m['substeps']}, {m['lava_steps']} Lava steps per inference, "
+                f"at most {m['messages_max']} messages ({m['message']})"
+            )
     if report["ir_nodes"]:
         lines.append("")
         nw = max([len("IR node"), *(len(r["node"]) for r in report["ir_nodes"])])

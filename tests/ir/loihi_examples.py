@@ -25,6 +25,13 @@ LOIHI_EXAMPLES = {
     ),
     "FixedMaxPool": (loihi.FixedMaxPool(_B, 2, 64.0), [(4, 4, 4)], [Kind.CURRENT], (4, 2, 2), Kind.ANALOG),
     "FixedSiLU": (loihi.FixedSiLU(_B, 0.25, True, 64.0, 64.0), [(4, 4, 4)], [Kind.CURRENT], (4, 4, 4), Kind.ANALOG),
+    "LoihiIntegerLIF": (
+        loihi.LoihiIntegerLIF(_B, 4, 2, 6, 64.0),
+        [(4, 4, 4)] * 2,
+        [Kind.CURRENT] * 2,
+        (4, 4, 4),
+        Kind.INTEGER,
+    ),
     "GradedRelay": (loihi.GradedRelay(_B, 64.0), [(4, 4, 4)] * 2, [Kind.CURRENT] * 2, (4, 4, 4), Kind.ANALOG),
     "SynConv": (loihi.SynConv(np.ones((4, 3, 3, 3)), 1, 2, 1), [(3, 8, 8)], [Kind.SPIKE], (4, 4, 4), Kind.CURRENT),
     "SynSparse": (loihi.SynSparse(np.ones(64), **_EYE), [(4, 4, 4)], [Kind.ANALOG], (4, 4, 4), Kind.CURRENT),

@@ -34,6 +34,18 @@ def test_maxpool_step_by_hand():
     )
 
 
+def test_maxpool_step_with_stride_and_padding_is_torchs():
+    """SpikeYOLO's SPPF pool (k 5, stride 1, padding 2) and a strided padded one: padded taps never
+    win, even when every real value is negative (PyTorch pads with -inf)."""
+    rng = np.random.default_rng(0)
+    for k, s, p, shape in ((5, 1, 2, (3, 7, 6)), (3, 2, 1, (2, 9, 8))):
+        a = rng.integers(-(2**20), 2**20, shape)
+        bias = rng.integers(-1000, 0, shape).astype(np.int32)
+        want = torch.nn.functional.max_pool2d(torch.from_numpy(a + bias).double()[None], k, s, p)[0]
+        out = maxpool_step(FixedMaxPool(bias, k, stride=s, padding=p), a)
+        assert out.tolist() == want.long().tolist()
+
+
 def test_trunc_shift_and_wrap():
     x = np.array([-4097, -4096, -1, 0, 1, 4095, 4096, 8191])
     assert trunc_shift(x, 12).tolist() == [-1, -1, 0, 0, 0, 0, 1, 1]  # toward zero, not floor

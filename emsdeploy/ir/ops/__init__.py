@@ -8,6 +8,7 @@ from .loihi import (
     GradedRelay,
     HostConv,
     HostSparse,
+    LoihiIntegerLIF,
     LoihiLIF,
     LoihiReadout,
     SynConv,
@@ -43,6 +44,7 @@ OPS.update(
         for cls in (
             LoihiLIF,
             LoihiReadout,
+            LoihiIntegerLIF,
             FixedMaxPool,
             FixedSiLU,
             GradedRelay,

@@ -44,6 +44,7 @@ __all__ = [
     "GradedRelay",
     "HostConv",
     "HostSparse",
+    "LoihiIntegerLIF",
     "LoihiLIF",
     "LoihiReadout",
     "SynConv",
@@ -168,8 +169,9 @@ class LoihiReadout(_Population):
 class FixedMaxPool(_Population):
     r"""Max-pool of a current (no standard Loihi neuron model: a custom or host process).
 
-    :math:`z = \mathrm{maxpool}_{k \times k,\,\mathrm{stride}\ k}(a[t] + b)` in the population's
-    scale, sent as graded spikes :math:`y = \lfloor (z + 2^{r-1}) / 2^{r} \rfloor` (r =
+    :math:`z = \mathrm{maxpool}_{k \times k,\,\mathrm{stride}\ s,\,\mathrm{padding}\ p}(a[t] + b)` in
+    the population's scale (s = k and p = 0 by default: disjoint windows; padded taps never win,
+    as PyTorch's −inf padding: SpikeYOLO's SPPF pools with k 5, s 1, p 2), sent as graded spikes :math:`y = \lfloor (z + 2^{r-1}) / 2^{r} \rfloor` (r =
     ``out_shift_u5``; y = z when r = 0), i.e. at scale ``scale / 2**r``. Stateless.
     :func:`emsdeploy.ir.fixed_point.maxpool_step` is the one implementation.
     """
@@ -179,10 +181,19 @@ class FixedMaxPool(_Population):
     scale: float = param(default=1.0, unit="weight units per unit current")
     out_shift_u5: int = param(default=0, doc="rounding right shift of the graded output")
     latency: int = param(default=0, unit="steps")
+    stride: int = param(default=0, doc="step of the window; 0 means the kernel size")
+    padding: int = param(default=0, doc="padded rows and columns on every side (never win; at most kernel // 2)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_shift_u5", int(self.out_shift_u5))
         object.__setattr__(self, "kernel", int(self.kernel))
+        object.__setattr__(self, "stride", int(self.stride) or int(self.kernel))
+        object.__setattr__(self, "padding", int(self.padding))
+        if self.kernel < 1 or self.stride < 1 or not 0 <= self.padding <= self.kernel // 2:
+            raise IRValidationError(
+                f"FixedMaxPool: kernel and stride must be >= 1 and padding in 0..kernel//2, got "
+                f"{self.kernel}, {self.stride}, {self.padding}"
+            )
         object.__setattr__(self, "bias_s24", _ints(self.bias_s24, np.int32))
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "latency", int(self.latency))
@@ -197,7 +208,8 @@ class FixedMaxPool(_Population):
 
     def output_shape(self, in_shapes: Sequence[Shape]) -> Shape:
         c, h, w = self.in_shape()
-        return (c, h // self.kernel, w // self.kernel)
+        k, s, p = self.kernel, self.stride, self.padding
+        return (c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
 
     def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.ANALOG
@@ -272,8 +284,73 @@ class GradedRelay(_Population):
         return Kind.ANALOG
 
 
+@dataclass(frozen=True, eq=False)
+class LoihiIntegerLIF(_Population):
+    r"""SpikeYOLO's integer LIF (:class:`~emsdeploy.ir.IntegerLIF`) in exact fixed point: a
+    programmable-neuron (Loihi 2 microcode) population, a custom process in Lava's simulator.
+
+    Units. The input sum ``a`` and ``bias_s24`` count ``1/S`` of a current (S = ``scale`` =
+    2**k, as for every population). The membrane V counts ``1/Q`` with ``Q = S · 2**f``
+    (``f = frac_bits_u5``): the decay β = 2**−d (``d = decay_shift_u4``) divides by 2**d, and a
+    membrane built from inputs that are multiples of 1/S over at most ``f/d + 1`` steps is a
+    multiple of 2**(f − d·t)/Q at its step t, so with ``f = d·(T − 1)`` every decay of an
+    inference is an exact arithmetic shift. With integer arithmetic throughout:
+
+    * ``t == latency``: V = 0 and the last output s' = 0 (the population is held in reset before);
+    * :math:`V = \mathrm{sat}_{24}\big(((V' - s' \ll (k+f)) \gg d) + ((a + b) \ll f)\big)`;
+    * :math:`s = \mathrm{rhe}(\mathrm{clamp}(V, 0, D \ll (k+f)) / Q)`: with
+      :math:`q = c \gg (k+f)` and :math:`r = c - (q \ll (k+f))`, :math:`s = q + [r > Q/2]
+      + [r = Q/2 \wedge q \text{ odd}]` — round half to even, exactly ``torch.round``.
+
+    So wherever ``a + b`` equals S·I exactly (the float currents are multiples of 1/S), s equals
+    the float neuron's output bit for bit. The output is the integer 0..D (kind ``integer``): a
+    graded spike of ceil(log2(D + 1)) bits, or D binary spikes in the Lava export's spike-driven
+    mode. :func:`emsdeploy.ir.fixed_point.integer_lif_step` is the one implementation.
+    """
+
+    bias_s24: NDArray[Any] = param(shape="(C, H, W)", unit="weight units", doc="added to a every step")
+    levels: int = param(default=4, doc="D, the largest integer emitted per step")
+    decay_shift_u4: int = param(default=2, doc="d: the leak β = 2**-d is a right shift by d")
+    frac_bits_u5: int = param(default=0, doc="f: fraction bits of the membrane beyond the input's 1/S")
+    scale: float = param(default=1.0, unit="weight units per unit current", doc="S, a power of two")
+    latency: int = param(default=0, unit="steps", doc="first valid step; held in reset before it")
+    decay: float = param(default=0.25, unit="per step", doc="float leak the shift came from")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bias_s24", _ints(self.bias_s24, np.int32))
+        for f in ("levels", "decay_shift_u4", "frac_bits_u5", "latency"):
+            object.__setattr__(self, f, int(getattr(self, f)))
+        for f in ("scale", "decay"):
+            object.__setattr__(self, f, float(getattr(self, f)))
+        _shape3(self.bias_s24.shape, "LoihiIntegerLIF bias_s24")
+        k = np.log2(self.scale) if self.scale > 0 else -1.0
+        if k < 0 or k != int(k):
+            raise IRValidationError(f"LoihiIntegerLIF: scale must be a power of two >= 1, got {self.scale}")
+        if not 1 <= self.levels <= 255 or not 0 <= self.decay_shift_u4 <= 15 or not 0 <= self.frac_bits_u5 <= 31:
+            raise IRValidationError(
+                "LoihiIntegerLIF: levels must lie in 1..255, decay_shift in 0..15 and frac_bits in 0..31, got "
+                f"{self.levels}, {self.decay_shift_u4}, {self.frac_bits_u5}"
+            )
+        if self.latency < 0:
+            raise IRValidationError(f"LoihiIntegerLIF: latency must be >= 0, got {self.latency}")
+
+    @property
+    def unit_bits(self) -> int:
+        """log2 Q = k + f: the membrane counts 1/Q of a current."""
+        return int(np.log2(self.scale)) + self.frac_bits_u5
+
+    def in_shape(self) -> Shape:
+        return tuple(self.bias_s24.shape)
+
+    def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
+        return Kind.INTEGER
+
+    def num_parameters(self) -> int:
+        return int(self.bias_s24.size)
+
+
 class _Term(Op):
-    accepts = frozenset({Kind.SPIKE, Kind.ANALOG})
+    accepts = frozenset({Kind.SPIKE, Kind.INTEGER, Kind.ANALOG})
 
     def output_kind(self, in_kinds: Sequence[Kind]) -> Kind:
         return Kind.CURRENT
@@ -477,6 +554,6 @@ class HostSparse(_Term):
         return int(np.count_nonzero(self.weight_s24))
 
 
-POPULATIONS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay)
+POPULATIONS = (LoihiLIF, LoihiReadout, FixedMaxPool, FixedSiLU, GradedRelay, LoihiIntegerLIF)
 CHIP_SYNAPSES = (SynConv, SynSparse)
 HOST_TERMS = (HostConv, HostSparse)

@@ -5,6 +5,14 @@
   exactly the semantics of :class:`~emsdeploy.ir.ops.loihi.FixedMaxPool` /
   :class:`~emsdeploy.ir.ops.loihi.FixedSiLU`; placed ``host`` they are the same Python
   processes standing for host-side computation (``@requires(CPU)``: on a real system, the host).
+* :class:`IntegerLIFFixed` — SpikeYOLO's I-LIF (:class:`~emsdeploy.ir.ops.loihi.LoihiIntegerLIF`),
+  a Loihi 2 programmable neuron; here a custom process. It sends its integers 0..D as one graded
+  spike per step, or (``substeps = D``, the spike-driven mode) as D binary spikes over D
+  sub-steps, sub-step k carrying 1 where s >= k.
+* **Spike-driven steps.** With ``substeps = D > 1`` every custom population sums its ``a_in``
+  over the D sub-steps of a step and updates once, at the step's first sub-step (bias added
+  once); graded outputs are sent at that sub-step, zeros at the others.
+  :class:`RelayAccumulator` is a relay (``GradedVec``) that does the same.
 * :class:`PyDelaySparseModelFast` — a drop-in ProcessModel for ``DelaySparse`` when every
   synapse has the same delay (what emsdeploy exports): the stock model rebuilds a
   (delay + 1)-fold stacked matrix every step; this one multiplies once and adds the product into
@@ -39,11 +47,15 @@ from lava.proc.sparse.models import PyDelaySparseModelBitAcc
 from lava.proc.sparse.process import DelaySparse
 from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
 
-from emsdeploy.ir.fixed_point import maxpool_step, silu_step
-from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU
+from emsdeploy.ir.fixed_point import integer_lif_step, maxpool_step, silu_step
+from emsdeploy.ir.ops.loihi import FixedMaxPool, FixedSiLU, LoihiIntegerLIF
 
 __all__ = [
     "CurrentMaxPool",
+    "IntegerLIFFixed",
+    "PyIntegerLIFFixedModel",
+    "PyRelayAccumulatorModel",
+    "RelayAccumulator",
     "PyConvModelFast",
     "PyDelaySparseModelFast",
     "PyCurrentMaxPoolModel",
@@ -78,12 +90,25 @@ class CurrentMaxPool(AbstractProcess):
         kernel: int,
         bias: np.ndarray,
         out_shift: int = 0,
+        substeps: int = 1,
+        stride: int = 0,
+        padding: int = 0,
         name: str | None = None,
     ) -> None:
-        super().__init__(in_shape=in_shape, kernel=kernel, out_shift=out_shift, name=name)
+        stride = stride or kernel
+        super().__init__(
+            in_shape=in_shape,
+            kernel=kernel,
+            out_shift=out_shift,
+            substeps=substeps,
+            stride=stride,
+            padding=padding,
+            name=name,
+        )
         w, h, c = in_shape
         self.a_in = InPort(shape=in_shape)
-        self.s_out = OutPort(shape=(w // kernel, h // kernel, c))
+        out = [(n + 2 * padding - kernel) // stride + 1 for n in (w, h)]
+        self.s_out = OutPort(shape=(out[0], out[1], c))
         self.bias = Var(shape=in_shape, init=bias)
 
 
@@ -99,6 +124,8 @@ class _GradedPopulationModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self._op: Any = None
         self._state: Any = None
+        self._acc: np.ndarray | None = None
+        self._out: np.ndarray | None = None
 
     def make_op(self, bias_chw: np.ndarray) -> Any:
         raise NotImplementedError
@@ -112,16 +139,46 @@ class _GradedPopulationModel(PyLoihiProcessModel):
     def send_chw(self, y: np.ndarray) -> None:
         self.s_out.send(np.ascontiguousarray(y.transpose(2, 1, 0)))
 
+    @property
+    def substep(self) -> int:
+        """This time step's sub-step j in 0..D−1 (always 0 unless spike-driven)."""
+        return (self.time_step - 1) % int(self.proc_params.get("substeps", 1))
+
+    def window_input(self) -> tuple[Any, np.ndarray | None]:
+        """(the op, the input sum of this step's D sub-steps at its first sub-step, else None):
+        the step's update waits for all D sub-steps (one sub-step when graded)."""
+        op, a = self.recv_chw()
+        if int(self.proc_params.get("substeps", 1)) == 1:
+            return op, a
+        self._acc = a if self._acc is None else self._acc + a
+        if self.substep != 0:
+            return op, None
+        total, self._acc = self._acc, None
+        return op, total
+
+    def send_graded(self, y: np.ndarray | None) -> None:
+        """Send a step's graded output at its first sub-step and zeros at the others."""
+        if y is not None:
+            self._out = y
+        assert self._out is not None
+        self.send_chw(self._out if y is not None else np.zeros_like(self._out))
+
 
 @_fixed_pt_model(CurrentMaxPool)
 class PyCurrentMaxPoolModel(_GradedPopulationModel):
     def make_op(self, bias_chw: np.ndarray) -> FixedMaxPool:
         pp = self.proc_params
-        return FixedMaxPool(bias_chw, int(pp["kernel"]), out_shift_u5=int(pp["out_shift"]))
+        return FixedMaxPool(
+            bias_chw,
+            int(pp["kernel"]),
+            out_shift_u5=int(pp["out_shift"]),
+            stride=int(pp.get("stride", 0)),
+            padding=int(pp.get("padding", 0)),
+        )
 
     def run_spk(self) -> None:
-        op, a = self.recv_chw()
-        self.send_chw(maxpool_step(op, a))
+        op, a = self.window_input()
+        self.send_graded(None if a is None else maxpool_step(op, a))
 
 
 class SiLUFixed(AbstractProcess):
@@ -138,6 +195,7 @@ class SiLUFixed(AbstractProcess):
         scale_in: float,
         scale_out: float,
         reset_step: int,
+        substeps: int = 1,
         name: str | None = None,
     ) -> None:
         super().__init__(
@@ -147,6 +205,7 @@ class SiLUFixed(AbstractProcess):
             scale_in=scale_in,
             scale_out=scale_out,
             reset_step=reset_step,
+            substeps=substeps,
             name=name,
         )
         self.a_in = InPort(shape=shape)
@@ -161,11 +220,92 @@ class PySiLUFixedModel(_GradedPopulationModel):
         return FixedSiLU(bias_chw, pp["tau"], pp["inplace"], pp["scale_in"], pp["scale_out"])
 
     def run_spk(self) -> None:
-        op, a = self.recv_chw()
-        if self.time_step == int(self.proc_params["reset_step"]):
-            self._state = None
-        y, self._state = silu_step(op, a, self._state)
-        self.send_chw(y)
+        op, a = self.window_input()
+        y = None
+        if a is not None:
+            if self.time_step == int(self.proc_params["reset_step"]):
+                self._state = None
+            y, self._state = silu_step(op, a, self._state)
+        self.send_graded(y)
+
+
+class IntegerLIFFixed(AbstractProcess):
+    """Custom process: SpikeYOLO's I-LIF in fixed point (a Loihi 2 programmable neuron). Graded
+    (``substeps = 1``): the integer 0..D is one graded spike per step. Spike-driven (``substeps
+    = D``): D binary spikes over the D sub-steps of a step, sub-step k (1-based) carrying 1 where
+    s >= k. Its state is cleared at time step ``reset_step`` (the first sub-step of its first
+    valid step)."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, int, int],
+        bias: np.ndarray,
+        levels: int,
+        decay_shift: int,
+        frac_bits: int,
+        scale: float,
+        uv_bits: int,
+        reset_step: int,
+        substeps: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(
+            shape=shape,
+            levels=levels,
+            decay_shift=decay_shift,
+            frac_bits=frac_bits,
+            scale=scale,
+            uv_bits=uv_bits,
+            reset_step=reset_step,
+            substeps=substeps,
+            name=name,
+        )
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=bias)
+
+
+@_fixed_pt_model(IntegerLIFFixed)
+class PyIntegerLIFFixedModel(_GradedPopulationModel):
+    def make_op(self, bias_chw: np.ndarray) -> LoihiIntegerLIF:
+        pp = self.proc_params
+        return LoihiIntegerLIF(bias_chw, pp["levels"], pp["decay_shift"], pp["frac_bits"], pp["scale"])
+
+    def run_spk(self) -> None:
+        op, a = self.window_input()
+        if a is not None:
+            if self.time_step == int(self.proc_params["reset_step"]):
+                self._state = None
+            self._out, self._state = integer_lif_step(op, a, self._state, {"uv_bits": int(self.proc_params["uv_bits"])})
+        assert self._out is not None
+        if int(self.proc_params.get("substeps", 1)) == 1:
+            self.send_chw(self._out)
+        else:  # the thermometer code: sub-step j sends 1 where s > j
+            self.send_chw((self._out > self.substep).astype(np.int64))
+
+
+class RelayAccumulator(AbstractProcess):
+    """Custom process, spike-driven mode only: a relay (``GradedVec`` with ``vth = 0``) that sums
+    its input over the D sub-steps of a step and sends ``sum + bias`` once, at the first."""
+
+    def __init__(
+        self, *, shape: tuple[int, int, int], bias: np.ndarray, substeps: int, name: str | None = None
+    ) -> None:
+        super().__init__(shape=shape, substeps=substeps, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=bias)
+
+
+@_fixed_pt_model(RelayAccumulator)
+class PyRelayAccumulatorModel(_GradedPopulationModel):
+    def make_op(self, bias_chw: np.ndarray) -> np.ndarray:
+        return bias_chw.astype(np.int64)
+
+    def run_spk(self) -> None:
+        bias, a = self.window_input()
+        self.send_graded(None if a is None else a + bias)
 
 
 # ---- recording --------------------------------------------------------------------------------

@@ -178,10 +178,10 @@ def test_mapping_report(q):
 def test_every_quantized_op_has_a_lava_lowering():
     """dag.LOWERINGS holds one function per op a quantized, delay-aligned graph may contain."""
     from emsdeploy.exporters.lava.dag import LOWERINGS
-    from emsdeploy.ir import Decode, Input
+    from emsdeploy.ir import DECODES, Input
     from emsdeploy.ir.ops import loihi
 
-    assert set(LOWERINGS) == {Input, Decode, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS}
+    assert set(LOWERINGS) == {Input, *DECODES, *loihi.POPULATIONS, *loihi.CHIP_SYNAPSES, *loihi.HOST_TERMS}
     assert all(callable(f) for f in LOWERINGS.values())
 
 
