@@ -8,6 +8,7 @@ memory stays at the size of one step).
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any
@@ -78,7 +79,14 @@ def fit(
 
     chip_desc = load_chip(chip)  # a bad chip file fails before anything is traced
     loaded = load_graph(source_or_default(source), parse_size(input_size), time_steps, encoding)
-    rep, est = fit_loaded(loaded, chip_desc, traffic=not no_traffic, custom_to_host=custom_to_host)
+    graph, meta = loaded.graph, _meta(loaded)
+    # Past the trace only the graph is needed: the model and the checkpoint's weights go, and the
+    # float graph goes once lowered (at 640×640 each is hundreds of MB beside the lowered graph).
+    del loaded
+    q = lowered(graph, custom_to_host)
+    del graph
+    gc.collect()
+    rep, est = fit_lowered(q, meta, chip_desc, traffic=not no_traffic)
     if plot:
         write_fit_plot(rep, plot)
     if as_json:
@@ -94,20 +102,29 @@ def fit_loaded(loaded: Any, chip: Any, traffic: bool = True, custom_to_host: boo
     """The fit report of a loaded source on ``chip`` (a loaded chip description), and the energy
     and latency estimate when ``traffic`` (``None`` without): what ``fit`` prints, and what the
     facade's ``m.fit()`` returns."""
+    return fit_lowered(lowered(loaded.graph, custom_to_host), _meta(loaded), chip, traffic)
+
+
+def _meta(loaded: Any) -> dict | None:
+    return loaded.checkpoint.meta if loaded.checkpoint is not None else None
+
+
+def lowered(graph: Any, custom_to_host: bool = False) -> Any:
+    """The quantized Lava graph the map is made of: ``graph`` itself when it is an export's
+    quantized.emsir, else ``graph`` lowered as the Lava export lowers it."""
+    if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
+        return graph
+    from ..exporters.lava import lower
+
+    return lower(graph, custom_to_host=custom_to_host)
+
+
+def fit_lowered(q: Any, meta: dict | None, chip: Any, traffic: bool = True) -> tuple[Any, Any]:
+    """:func:`fit_loaded` from the lowered graph (``meta``: the checkpoint's, for the input set)."""
     from ..exporters.lava.fit import estimate
     from ..exporters.lava.fit import fit as fit_graph
 
-    graph = loaded.graph
-    if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
-        q = graph  # an export's quantized.emsir: already lowered
-    else:
-        from ..exporters.lava import lower
-
-        q = lower(graph, custom_to_host=custom_to_host)
-    counts = None
-    if traffic:
-        meta = loaded.checkpoint.meta if loaded.checkpoint is not None else None
-        counts = spike_counts(q, meta)
+    counts = spike_counts(q, meta) if traffic else None
     rep = fit_graph(q, chip, counts)
     if counts is None:
         return rep, None
@@ -132,6 +149,8 @@ def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
     warn_input_fallback(inputs)
     steps: dict[str, list[int]] = {}
     per_neuron: dict[str, torch.Tensor] = {}
+    # a neuron is counted at most once per valid step: the narrowest integer that holds T
+    count_type = torch.uint8 if q.time_steps < 1 << 8 else torch.int32
 
     def observe(name: str, out: torch.Tensor) -> None:
         nz = out[0] != 0
@@ -139,7 +158,7 @@ def spike_counts(q: Any, meta: dict | None) -> dict[str, Any]:
         if name in per_neuron:
             per_neuron[name] += nz
         else:
-            per_neuron[name] = nz.to(torch.int32)
+            per_neuron[name] = nz.to(count_type)
 
     x = next(iter(inputs.samples()))
     RefFixed(q).run(x[:1], observer=observe)
