@@ -153,22 +153,54 @@ class _Population:
         raise NotImplementedError
 
 
+CHUNK = 1 << 20  # neurons per slice of a large LIF population's step (bounds its int64 temporaries)
+
+
 class _LIF(_Population):
-    """Spikes come out as booleans (an eighth of int64's memory; every reader takes them as 0/1),
-    and the state (u, v) is kept in int32 between steps where that is exact: v is saturated to
-    ±(2**(uv_bits − 1) − 1), inside int32 for uv_bits <= 32; u is narrowed when its values fit
-    (checked: Lava's single 24-bit correction can leave u outside 24 bits). Computing is int64."""
+    """Spikes come out as booleans (an eighth of int64's memory; every reader takes them as 0/1).
+    The state between steps is (u, v, effective bias), made at the reset and dropped after the
+    window, with u and v in int32 where that is exact: v is saturated to ±(2**(uv_bits − 1) − 1),
+    inside int32 for uv_bits <= 32; u without synaptic memory (du = 4095) is this step's input,
+    int32-wrapped or proven below 2**31, moved toward zero by at most one 24-bit correction, so
+    inside int32 (uv_bits <= 31); any other u is narrowed when its values fit (checked: Lava's single correction
+    can leave u outside 24 bits). Computing is int64, as before."""
 
     def __init__(self, op: loihi.LoihiLIF | loihi.LoihiReadout, p: Profile, a_bound: int | None) -> None:
         super().__init__(op, p, a_bound)
         self.key = None if isinstance(op, loihi.LoihiReadout) else "s"
         self.v_narrow = p["uv_bits"] <= 32
+        # keep_u = 0 in lif_step; the proof above needs the corrections (2**uv_bits) below 2**31
+        self.u_input = op.du_u12 + p["ds_offset"] == 1 << p["decay_shift"] and p["uv_bits"] <= 31
 
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
-        u, v = state if state is not None else (np.zeros_like(a), np.zeros_like(a))
-        # the bias is made per step, not kept for every population through the whole run
-        s, u, v = fp.lif_step(self.op, a, u, v, fp.effective_bias(self.op), self.p, stats, self.a_bound)
-        return s, (_narrow(u), v.astype(np.int32) if self.v_narrow else v)
+        if state is None:
+            u, v, bias = np.zeros_like(a), np.zeros_like(a), fp.effective_bias(self.op)
+        else:
+            u, v, bias = state
+        c = a.shape[-3]
+        per = max(1, CHUNK // max(1, a[..., 0, :, :].size))  # channels per slice
+        if per >= c:
+            return self._slice(a, u, v, bias, stats)
+        # lif_step is elementwise (its range tests only gate elementwise corrections, and the
+        # stats are counts), so channel slices give the same result with an eighth of the
+        # temporaries of a 64×320×320 population at once
+        s_all = np.empty(a.shape, np.bool_)
+        u_all: npt.NDArray[Any] | None = None
+        v_all: npt.NDArray[Any] | None = None
+        for c0 in range(0, c, per):
+            sl = (..., slice(c0, c0 + per), slice(None), slice(None))
+            s, (u_s, v_s, _) = self._slice(a[sl], u[sl], v[sl], bias[sl], stats)
+            if u_all is None or u_all.dtype != u_s.dtype:  # int32 unless a slice's u does not fit
+                u_all = np.empty(a.shape, u_s.dtype) if u_all is None else u_all.astype(u_s.dtype)
+            if v_all is None:
+                v_all = np.empty(a.shape, v_s.dtype)
+            s_all[sl], u_all[sl], v_all[sl] = s, u_s, v_s
+        return s_all, (u_all, v_all, bias)
+
+    def _slice(self, a: fp.Ints, u: Any, v: Any, bias: Any, stats: dict[str, int] | None) -> tuple[Any, Any]:
+        s, u, v = fp.lif_step(self.op, a, u, v, bias, self.p, stats, self.a_bound)
+        u = u.astype(np.int32) if self.u_input else _narrow(u)
+        return s, (u, v.astype(np.int32) if self.v_narrow else v, bias)
 
 
 def _narrow(x: npt.NDArray[np.int64]) -> npt.NDArray[Any]:

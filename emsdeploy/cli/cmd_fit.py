@@ -8,13 +8,13 @@ memory stays at the size of one step).
 
 from __future__ import annotations
 
-import gc
 import json
 import sys
 from typing import Any
 
 import click
 
+from ..memory import release_freed
 from .options import encoding_option, size_and_steps_options
 
 PLOT_COLOURS = {
@@ -85,7 +85,7 @@ def fit(
     del loaded
     q = lowered(graph, custom_to_host)
     del graph
-    gc.collect()
+    release_freed()  # the lowering's freed pages go back before ref-fixed's run stacks on them
     rep, est = fit_lowered(q, meta, chip_desc, traffic=not no_traffic)
     if plot:
         write_fit_plot(rep, plot)

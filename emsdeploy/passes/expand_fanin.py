@@ -102,7 +102,9 @@ def _map_terms(value: _Chains, m: lm.LinearMap, node: str) -> list[_ChainTerm]:
 
 
 def _channel_bias(values: Any, shape: tuple[int, ...]) -> lm.Array:
-    return np.broadcast_to(values.astype(np.float64).reshape(-1, 1, 1), shape).copy()
+    """A per-channel bias as a per-neuron ``(C, H, W)`` array: a read-only broadcast view (no
+    memory per neuron; most populations' bias is just this, at 640×640 hundreds of MB)."""
+    return np.broadcast_to(values.astype(np.float64).reshape(-1, 1, 1), shape)
 
 
 def _expand(graph: Graph, cuts: frozenset[str], biases: bool = True) -> dict[str, _Chains]:
