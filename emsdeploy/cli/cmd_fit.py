@@ -113,10 +113,36 @@ def lowered(graph: Any, custom_to_host: bool = False) -> Any:
     """The quantized Lava graph the map is made of: ``graph`` itself when it is an export's
     quantized.emsir, else ``graph`` lowered as the Lava export lowers it."""
     if graph.attrs.get("quantized") and graph.attrs.get("delays_aligned"):
-        return graph
+        return shared_identities(graph)
     from ..exporters.lava import lower
 
     return lower(graph, custom_to_host=custom_to_host)
+
+
+def shared_identities(q: Any) -> Any:
+    """``q`` with its identity synapse groups sharing their arrays per shape, as the lowering makes
+    them (``align_delays``' relays). An IR file holds each apart: 14 bytes a neuron, 0.6 GB of
+    resnet34-cat @640's quantized.emsir. The ops are equal values; ``q`` itself is not changed."""
+    import dataclasses
+
+    import numpy as np
+
+    from ..ir.ops.loihi import SynSparse
+    from ..simulators.fixed_kernels import is_diagonal
+
+    canon: dict[tuple[Any, ...], Any] = {}
+    out = None
+    for node in q:
+        op = node.op
+        if not isinstance(op, SynSparse) or not is_diagonal(op) or not np.all(op.weight_s8 == 1):
+            continue
+        first = canon.setdefault(tuple(op.in_shape), op)
+        if first is op:
+            continue
+        out = out if out is not None else q.copy()
+        shared = dataclasses.replace(op, weight_s8=first.weight_s8, indices=first.indices, indptr=first.indptr)
+        out.replace(node.name, op=shared)
+    return out if out is not None else q
 
 
 def fit_lowered(q: Any, meta: dict | None, chip: Any, traffic: bool = True) -> tuple[Any, Any]:
