@@ -10,7 +10,6 @@ returns every free page, so a command's peak resident set is its largest phase's
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 from functools import cache
 
@@ -18,11 +17,10 @@ __all__ = ["release_freed"]
 
 
 @cache
-def _trim():  # the libc's malloc_trim, or None where there is none (musl, macOS, Windows)
-    name = ctypes.util.find_library("c")
+def _trim():  # glibc's malloc_trim among the process's symbols, or None (musl, macOS, Windows)
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except (OSError, TypeError):
         return None
 
 
