@@ -1,9 +1,11 @@
 """The map and its traffic, pinned: cores, binding limit, tile and spike traffic per layer, totals.
 
-``pinned_maps.json`` was recorded by the code before the fit memory work (main at 3ca129b), which
-made the lowering, ref-fixed's run and the count cheaper in memory and time only: the map must not
-move. The shipped checkpoint binds on all four limits, spans three chips and has delay relays; the
-relayed mixed graph adds sparse and custom populations and relays of graded values.
+``pinned_maps.json`` was recorded (``record_pins.py``) from the code before the fit memory work
+(main at 3ca129b), which made the lowering, ref-fixed's run and the count cheaper in memory and
+time only: the map must not move. A change that moves the lowering on purpose records them again
+from its own tree (record_pins.py says how). The shipped checkpoint binds on all four limits, spans
+three chips and has delay relays; the relayed mixed graph adds sparse and custom populations and
+relays of graded values.
 """
 
 from __future__ import annotations
@@ -23,19 +25,9 @@ from emsdeploy.pipeline import load_graph
 from tests.loihi_cases import lowered as lowered_graph
 from tests.loihi_cases import mixed_graph
 
+from .record_pins import CHIPS, digest
+
 PINNED = json.loads((Path(__file__).with_name("pinned_maps.json")).read_text())
-CHIPS = ("loihi1", "loihi2")
-
-
-def _digest(rep, est) -> dict:
-    return {
-        "totals": {"cores": rep.cores, "chips": rep.chips, "board": rep.board, "errors": len(rep.errors)},
-        "layers": [
-            [r.name, r.cores, r.binding, r.tile[0], r.tile[1], r.spikes, r.messages, r.chip_messages, r.sops]
-            for r in rep.layers
-        ],
-        "traffic": {k: est[k] for k in ("sops", "neuron_updates", "messages", "chip_messages")},
-    }
 
 
 def _assert_same(got: dict, want: dict) -> None:
@@ -60,7 +52,7 @@ def shipped():
 def test_the_shipped_checkpoint_maps_as_pinned(shipped):
     loaded, _ = shipped
     for chip in CHIPS:
-        _assert_same(_digest(*fit_loaded(loaded, load_chip(chip))), PINNED[f"shipped/{chip}"])
+        _assert_same(digest(*fit_loaded(loaded, load_chip(chip))), PINNED[f"shipped/{chip}"])
 
 
 def test_a_relayed_graph_with_sparse_and_custom_populations_maps_as_pinned():
@@ -70,7 +62,7 @@ def test_a_relayed_graph_with_sparse_and_custom_populations_maps_as_pinned():
     for chip in CHIPS:
         rep = fit(q, load_chip(chip), counts)
         est = estimate(rep, prof.pj("ac"), prof.pj("active_neuron_update"))
-        _assert_same(_digest(rep, est), PINNED[f"mixed-relayed/{chip}"])
+        _assert_same(digest(rep, est), PINNED[f"mixed-relayed/{chip}"])
 
 
 @needs_shipped
@@ -96,4 +88,4 @@ def test_an_exports_quantized_graph_maps_the_same_with_its_relay_synapses_shared
     assert len({id(read[n].op.indptr) for n in names}) == len(names)
     for chip in CHIPS:
         rep, est = fit_lowered(shared, loaded.checkpoint.meta, load_chip(chip))
-        _assert_same(_digest(rep, est), PINNED[f"shipped/{chip}"])
+        _assert_same(digest(rep, est), PINNED[f"shipped/{chip}"])
