@@ -13,5 +13,6 @@ mkdir -p bench/results
 "$PY" bench/lava_scale.py --check # Lava export at paper sizes (time, RSS, artifact) + full-size bit-exact check
 "$PY" bench/distributed.py      # torchrun, 1 vs 2 processes: energy sweep samples/s, training steps/s
 "$PY" bench/onnx_fixed.py      # float ONNX vs fixed (Loihi-exact) ONNX vs ref-fixed: ms per inference
+"$PY" bench/fit_scale.py       # emsdeploy fit at paper sizes, with traffic: wall time and peak RSS (limits 60 s, 2 GB)
 
 echo "== results in bench/results/ =="

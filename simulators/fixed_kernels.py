@@ -33,8 +33,10 @@ __all__ = [
     "Profile",
     "conv_payload",
     "diagonal",
+    "diagonal_weights",
     "graded_conv_payload",
     "host_payload",
+    "is_diagonal",
     "payload_bound",
     "quantize_input",
     "sparse_payload",
@@ -72,14 +74,24 @@ def graded_conv_payload(op: SynConv, weight: torch.Tensor, x: torch.Tensor, p: P
     return _wrap(acc.to(torch.int64), p["conv_accumulator_bits"])
 
 
-def diagonal(op: SynSparse) -> torch.Tensor | None:
-    """The per-element weights ``(C, H, W)`` of a diagonal group (an identity or channel scaling
-    of a graded source, a relay's input), or None. Such groups are computed elementwise."""
+def is_diagonal(op: SynSparse) -> bool:
+    """Whether ``op`` is a diagonal group (an identity or channel scaling of a graded source, a
+    relay's input): one weight per element, element i to element i. Computed elementwise."""
     n = int(np.prod(op.in_shape))
     if op.in_shape != op.out_shape or op.indices.size != n:
+        return False
+    return bool(np.array_equal(op.indptr, np.arange(n + 1)) and np.array_equal(op.indices, np.arange(n)))
+
+
+def diagonal(op: SynSparse) -> torch.Tensor | None:
+    """The per-element weights ``(C, H, W)`` (int64) of a diagonal group, or None."""
+    if not is_diagonal(op):
         return None
-    if not (np.array_equal(op.indptr, np.arange(n + 1)) and np.array_equal(op.indices, np.arange(n))):
-        return None
+    return diagonal_weights(op)
+
+
+def diagonal_weights(op: SynSparse) -> torch.Tensor:
+    """The weights of a group :func:`is_diagonal` accepted, as ``(C, H, W)`` int64."""
     return torch.from_numpy(op.weight_s8.astype(np.int64)).reshape(op.out_shape)
 
 

@@ -44,9 +44,10 @@ from .base import Backend
 from .fixed_kernels import (
     Profile,
     conv_payload,
-    diagonal,
+    diagonal_weights,
     graded_conv_payload,
     host_payload,
+    is_diagonal,
     payload_bound,
     quantize_input,
     sparse_payload,
@@ -83,35 +84,47 @@ def _spike_bound(op: loihi.SynConv | loihi.SynSparse) -> int:
     return (base << e) if e >= 0 else (base >> -e) + 1
 
 
+# The weights a payload needs (float kernels, CSR matrices) are made when it is computed, not
+# kept for the whole run: a group delivers during its source's T valid steps only, and kept
+# copies of every group's weights cost more memory than the lowered graph itself at 640×640.
+
+
 def _csr(data: npt.NDArray[Any], op: Any) -> sp.csr_matrix:
+    """The op's weights as a CSR matrix over its own arrays (scipy may narrow the index arrays).
+    The integer weights keep their dtype: a product with an int64 vector is computed in int64."""
     n_out, n_in = int(np.prod(op.out_shape)), int(np.prod(op.in_shape))
-    return sp.csr_matrix((data.astype(np.int64), op.indices, op.indptr), shape=(n_out, n_in))
+    return sp.csr_matrix((data, op.indices, op.indptr), shape=(n_out, n_in))
 
 
 def _syn_conv(op: loihi.SynConv, spikes: bool, p: Profile) -> _Term:
     if not spikes:  # graded integers: a Conv with num_message_bits > 0, float64 kernel m·2**e
-        w64 = torch.from_numpy(op.effective_weight().astype(np.float64))
-        return _Term(lambda x: graded_conv_payload(op, w64, x, p), op.delay_u6)
-    w32 = torch.from_numpy(op.weight_s8.astype(np.float32))
+        return _Term(
+            lambda x: graded_conv_payload(op, torch.from_numpy(op.effective_weight().astype(np.float64)), x, p),
+            op.delay_u6,
+        )
     bound = _spike_bound(op)
-    return _Term(lambda x: conv_payload(op, w32, x, p, bound), op.delay_u6, bound=bound)
+    return _Term(
+        lambda x: conv_payload(op, torch.from_numpy(op.weight_s8.astype(np.float32)), x, p, bound),
+        op.delay_u6,
+        bound=bound,
+    )
 
 
 def _syn_sparse(op: loihi.SynSparse, spikes: bool, p: Profile) -> _Term:
-    diag = diagonal(op)  # elementwise: same integers, no matrix product
-    weights: Any = diag if diag is not None else _csr(op.weight_s8, op)
     bound = _spike_bound(op) if spikes else None
-    return _Term(lambda x: sparse_payload(op, weights, x, p, bound), op.delay_u6, bound=bound)
+    if is_diagonal(op):  # elementwise: same integers, no matrix product
+        return _Term(lambda x: sparse_payload(op, diagonal_weights(op), x, p, bound), op.delay_u6, bound=bound)
+    return _Term(lambda x: sparse_payload(op, _csr(op.weight_s8, op), x, p, bound), op.delay_u6, bound=bound)
 
 
 def _host_conv(op: loihi.HostConv, spikes: bool, p: Profile) -> _Term:
-    w = torch.from_numpy(op.weight_s24.astype(np.float64))
-    return _Term(lambda x: host_payload(op, w, x), op.delay_u6, host=True)
+    return _Term(
+        lambda x: host_payload(op, torch.from_numpy(op.weight_s24.astype(np.float64)), x), op.delay_u6, host=True
+    )
 
 
 def _host_sparse(op: loihi.HostSparse, spikes: bool, p: Profile) -> _Term:
-    m = _csr(op.weight_s24, op)
-    return _Term(lambda x: host_payload(op, m, x), op.delay_u6, host=True)
+    return _Term(lambda x: host_payload(op, _csr(op.weight_s24, op), x), op.delay_u6, host=True)
 
 
 TERM_MODELS: dict[type, Callable[[Any, bool, Profile], _Term]] = {
@@ -144,27 +157,68 @@ class _Population:
         return state[1]
 
 
+CHUNK = 1 << 20  # neurons per slice of a large LIF population's step (bounds its int64 temporaries)
+
+
 class _LIF(_Population):
+    """Spikes come out as booleans (an eighth of int64's memory; every reader takes them as 0/1).
+    The state between steps is (u, v, effective bias), made at the reset and dropped after the
+    window, with u and v in int32 where that is exact: v is saturated to ±(2**(uv_bits − 1) − 1),
+    inside int32 for uv_bits <= 32; u without synaptic memory (du = 4095) is this step's input,
+    int32-wrapped or proven below 2**31, moved toward zero by at most one 24-bit correction, so
+    inside int32 (uv_bits <= 31); any other u is narrowed when its values fit (checked: Lava's single correction
+    can leave u outside 24 bits). Computing is int64, as before."""
+
     def __init__(self, op: loihi.LoihiLIF | loihi.LoihiReadout, p: Profile, a_bound: int | None) -> None:
         super().__init__(op, p, a_bound)
-        self.bias = fp.effective_bias(op)
         self.key = None if isinstance(op, loihi.LoihiReadout) else "s"
+        self.v_narrow = p["uv_bits"] <= 32
+        # keep_u = 0 in lif_step; the proof above needs the corrections (2**uv_bits) below 2**31
+        self.u_input = op.du_u12 + p["ds_offset"] == 1 << p["decay_shift"] and p["uv_bits"] <= 31
 
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
-        u, v = state if state is not None else (np.zeros_like(a), np.zeros_like(a))
-        s, u, v = fp.lif_step(self.op, a, u, v, self.bias, self.p, stats, self.a_bound)
-        return s.astype(np.int64), (u, v)
+        if state is None:
+            u, v, bias = np.zeros_like(a), np.zeros_like(a), fp.effective_bias(self.op)
+        else:
+            u, v, bias = state
+        c = a.shape[-3]
+        per = max(1, CHUNK // max(1, a[..., 0, :, :].size))  # channels per slice
+        if per >= c:
+            return self._slice(a, u, v, bias, stats)
+        # lif_step is elementwise (its range tests only gate elementwise corrections, and the
+        # stats are counts), so channel slices give the same result with an eighth of the
+        # temporaries of a 64×320×320 population at once
+        s_all = np.empty(a.shape, np.bool_)
+        u_all: npt.NDArray[Any] | None = None
+        v_all: npt.NDArray[Any] | None = None
+        for c0 in range(0, c, per):
+            sl = (..., slice(c0, c0 + per), slice(None), slice(None))
+            s, (u_s, v_s, _) = self._slice(a[sl], u[sl], v[sl], bias[sl], stats)
+            if u_all is None or u_all.dtype != u_s.dtype:  # int32 unless a slice's u does not fit
+                u_all = np.empty(a.shape, u_s.dtype) if u_all is None else u_all.astype(u_s.dtype)
+            if v_all is None:
+                v_all = np.empty(a.shape, v_s.dtype)
+            s_all[sl], u_all[sl], v_all[sl] = s, u_s, v_s
+        return s_all, (u_all, v_all, bias)
+
+    def _slice(self, a: fp.Ints, u: Any, v: Any, bias: Any, stats: dict[str, int] | None) -> tuple[Any, Any]:
+        s, u, v = fp.lif_step(self.op, a, u, v, bias, self.p, stats, self.a_bound)
+        u = u.astype(np.int32) if self.u_input else _narrow(u)
+        return s, (u, v.astype(np.int32) if self.v_narrow else v, bias)
+
+
+def _narrow(x: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """``x`` as int32 when every value fits (exact), else unchanged."""
+    if x.size == 0 or (int(x.max()) < 1 << 31 and int(x.min()) >= -(1 << 31)):
+        return x.astype(np.int32)
+    return x
 
 
 class _Relay(_Population):
     """GradedVec: v = a_in (+ the bias buffer), sent as is."""
 
-    def __init__(self, op: loihi.GradedRelay, p: Profile, a_bound: int | None) -> None:
-        super().__init__(op, p, a_bound)
-        self.bias = op.bias_s24.astype(np.int64)
-
     def step(self, a: fp.Ints, state: Any, stats: dict[str, int] | None) -> tuple[npt.NDArray[Any], Any]:
-        return a + self.bias, None
+        return np.add(a, self.op.bias_s24, dtype=np.int64), None
 
 
 class _MaxPool(_Population):
@@ -276,17 +330,20 @@ class RefFixed(Backend):
         N = T + self.latency
         wanted = population_names(g, record)
         B = int(x.shape[0])
-        zeros = {n.name: torch.zeros(B, *g.shape(n.inputs[0]), dtype=torch.int64) for n in self._pops}
         state: dict[str, Any] = {}
-        lines = {
-            name: deque([torch.zeros(B, *g.shape(name), dtype=torch.int64)] * (1 + term.delay))
-            for name, term in self._terms.items()
-            if not term.host
+        # A chip synapse group's line holds what its source emitted at the steps still in flight
+        # (None: nothing, i.e. zeros); the payload is computed when it arrives. The outputs are
+        # shared by every group reading them and are smaller than payloads (boolean spikes), so
+        # a deep delay line costs little memory.
+        lines: dict[str, deque[torch.Tensor | None]] = {
+            name: deque([None] * (1 + term.delay)) for name, term in self._terms.items() if not term.host
         }
+        groups_of: dict[str, list[str]] = {}  # population -> the chip groups reading it
+        for name in lines:
+            groups_of.setdefault(g[name].inputs[0], []).append(name)
         host_cache: dict[int, torch.Tensor] = {}
-        term_cache: dict[tuple[str, int], torch.Tensor] = {}
+        term_cache: dict[str, dict[int, torch.Tensor]] = {}
         static = g.encoding == "direct"  # the same image every step: host terms are computed once
-        outs: dict[str, torch.Tensor | None] = {}
         recs: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in wanted}
         self.stats = {n.name: {} for n in self._pops}
 
@@ -297,16 +354,17 @@ class RefFixed(Backend):
             return host_cache[n]
 
         # Outside its T valid steps a population's values reach only other populations' invalid
-        # steps (which their resets wipe): unless the raw trace is asked for, skip them.
+        # steps (which their resets wipe): unless the raw trace is asked for, skip them, and drop
+        # a population's state and host terms after its last valid step (never read again).
         window_only = not raw
-        term_zero = {name: torch.zeros(B, *g.shape(name), dtype=torch.int64) for name in lines}
         for n in range(N):
             arrived = {name: line.popleft() for name, line in lines.items()}
             for node in self._pops:
                 model = self._models[node.name]
                 valid = model.latency <= n < model.latency + T
                 if window_only and not valid:
-                    outs[node.name] = None
+                    for name in groups_of.get(node.name, ()):
+                        lines[name].append(None)  # a skipped step of the source: nothing valid to deliver
                     continue
                 a = None
                 for i in node.inputs:
@@ -314,16 +372,21 @@ class RefFixed(Backend):
                     if term.host:
                         k = n - term.delay
                         if k < 0 or k >= T:
-                            val = zeros[node.name]
-                        else:
-                            key = (i, 0 if static else k)
-                            if key not in term_cache:
-                                term_cache[key] = term.payload(quantized_frame(k))
-                            val = term_cache[key]
+                            continue  # the host sends nothing before or after the T frames
+                        cache = term_cache.setdefault(i, {})
+                        key = 0 if static else k
+                        if key not in cache:
+                            cache[key] = term.payload(quantized_frame(k))
+                        val = cache[key]
                     else:
-                        val = arrived[i]
+                        xs = arrived[i]
+                        if xs is None:
+                            continue
+                        val = term.payload(xs)
                     a = val if a is None else a + val
-                a_np = a.numpy()  # type: ignore[union-attr]
+                if a is None:
+                    a = torch.zeros(B, *g.shape(node.inputs[0]), dtype=torch.int64)
+                a_np = a.numpy()
                 sb = self._sum_bound[node.name]
                 if sb is None or sb >= 1 << 31:
                     a_np = fp.wrap(a_np, 32)  # InPort sums in int32
@@ -331,7 +394,8 @@ class RefFixed(Backend):
                     state.pop(node.name, None)
                 y, state[node.name] = model.step(a_np, state.get(node.name), self.stats[node.name] if valid else None)
                 out = torch.from_numpy(y)
-                outs[node.name] = out
+                for name in groups_of.get(node.name, ()):
+                    lines[name].append(out)
                 if observer is not None and valid:
                     observer(node.name, out)
                 if node.name in wanted and model.key is not None:
@@ -342,18 +406,20 @@ class RefFixed(Backend):
                     if valid:
                         r.setdefault(model.key, []).append(shown)
                         if model.key == "s":
-                            r.setdefault("v", []).append(torch.from_numpy(model.membrane(state[node.name])))
-            for name, line in lines.items():
-                xs = outs[g[name].inputs[0]]
-                # a skipped step of the source: nothing valid to deliver
-                line.append(term_zero[name] if xs is None else self._terms[name].payload(xs))
+                            r.setdefault("v", []).append(torch.from_numpy(model.membrane(state[node.name]).astype(np.int64)))
+                if window_only and n == model.latency + T - 1:
+                    for i in node.inputs:
+                        term_cache.pop(i, None)
+                    if not isinstance(node.op, loihi.LoihiReadout):  # a readout's v is its output
+                        state.pop(node.name, None)
+            del arrived
 
         outputs: dict[str, torch.Tensor] = {}
         records = {n: {k: torch.stack(val) for k, val in r.items()} for n, r in recs.items()}
         act = 1 << p["act_shift"]
         for node in self._pops:
             if isinstance(node.op, loihi.LoihiReadout):
-                vi = torch.from_numpy(state[node.name][1])
+                vi = torch.from_numpy(state[node.name][1].astype(np.int64))
                 outputs[node.name] = vi.to(torch.float64) / (act * node.op.scale * T)
                 records.setdefault(node.name, {})["v"] = vi.clone()
         for node in g:

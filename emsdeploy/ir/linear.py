@@ -318,6 +318,8 @@ def bias_through(m: LinearMap, bias: Array | None) -> Array | None:
     """A per-neuron bias ``(C, H, W)`` carried through ``m`` (None stays None)."""
     if bias is None:
         return None
+    if not bias.flags.writeable:  # a read-only broadcast view (a per-channel bias): torch wants an array
+        bias = bias.copy()
     out: Array = apply_map(m, bias[None]).numpy()[0]
     return out
 
@@ -350,7 +352,7 @@ class Fanin:
     """A population's input current: the sum of its terms plus a per-neuron float bias."""
 
     terms: list[Term] = field(default_factory=list)
-    bias: Array | None = None  # (C, H, W) float64
+    bias: Array | None = None  # (C, H, W) float64; may be a read-only broadcast view
 
 
 def _mergeable(a: LinearMap, b: LinearMap) -> bool:

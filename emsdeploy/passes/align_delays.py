@@ -34,6 +34,7 @@ population latency if there is no readout), ``graph.attrs["delays_aligned"] = Tr
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
 import numpy as np
 
@@ -100,6 +101,9 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
         max_delay //= max(levels)
     shapes = {n: g.shape(n) for n in g.names()}  # before rewiring (the graph is reordered at the end)
     kinds = {n: g.kind(n) for n in g.names()}
+    # Relays of one shape share their identity synapse and their zero biases: ops are immutable
+    # values, and a copy per relay made these arrays most of a paper-size graph's memory.
+    shared: dict[tuple[Any, ...], Op] = {}
 
     def relay_at(src: str, delay: int, base: str) -> str:
         """A relay of ``base``'s values valid ``delay`` steps after ``src`` (``base`` itself or a
@@ -112,15 +116,20 @@ def _insert_relays(g: Graph, latency: dict[str, int], relay_above: int) -> None:
             delay = max_delay + 1
         shape = shapes[base]
         n = int(np.prod(shape))
-        ident = SynSparse(np.ones(n), np.arange(n), np.arange(n + 1), shape, shape, 0)
+        if ("ident", shape) not in shared:
+            shared["ident", shape] = SynSparse(np.ones(n), np.arange(n), np.arange(n + 1), shape, shape, 0)
+        ident = shared["ident", shape]
         g.add(f"{name}<-{src}", ident, [src], {"partition": "chip", "source": src, "ir_path": [], "population": name})
         meta: dict[str, object] = {"partition": "chip", "ir_op": "relay", "relay_delay": delay}
+        if ("zeros", shape) not in shared:  # a read-only array: every op built on it shares it
+            shared["zeros", shape] = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+        zeros = cast(LoihiLIF, shared["zeros", shape]).bias_mant_s13
         if kinds[base] == Kind.SPIKE:
-            pop: Op = LoihiLIF(du_max, dv_max, 0, np.zeros(shape, np.int32), 0, 1.0, 0, 0.0, 0.0)
+            pop: Op = LoihiLIF(du_max, dv_max, 0, zeros, 0, 1.0, 0, 0.0, 0.0)
         else:  # graded values (integer spikes too): a GradedVec passes them on unchanged
             bound = int(g[base].meta.get("out_bound", 0))
             scale = float(getattr(g[base].op, "scale_out", getattr(g[base].op, "scale", 1.0)))
-            pop = GradedRelay(np.zeros(shape, np.int32), scale, 0, bound)
+            pop = GradedRelay(zeros, scale, 0, bound)
             meta["out_bound"] = bound
         g.add(name, pop, [f"{name}<-{src}"], meta)
         latency[f"{name}<-{src}"] = latency[src] + 1

@@ -116,17 +116,33 @@ def _map_terms(value: _Chains, m: lm.LinearMap, node: str) -> list[_ChainTerm]:
 
 
 def _channel_bias(values: Any, shape: tuple[int, ...]) -> lm.Array:
-    return np.broadcast_to(values.astype(np.float64).reshape(-1, 1, 1), shape).copy()
+    """A per-channel bias as a per-neuron ``(C, H, W)`` array: a read-only broadcast view (no
+    memory per neuron; most populations' bias is just this, at 640×640 hundreds of MB)."""
+    return np.broadcast_to(values.astype(np.float64).reshape(-1, 1, 1), shape)
 
 
-def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
+def _expand(graph: Graph, cuts: frozenset[str], biases: bool = True) -> dict[str, _Chains]:
     """Unmerged chains into every population and cut node (what :func:`choose_cuts` inspects).
 
     Sources are the Input and the populations with a per-step output (everything but Readout).
     A max-pool of spikes gets the all-ones window synapse (it becomes a LIF with threshold 0);
     a max-pool of currents gets the current itself (it becomes a custom or host population).
-    A cut node is a source for the nodes that read it and gets its own entry."""
+    A cut node is a source for the nodes that read it and gets its own entry. ``biases=False``
+    leaves every bias None: the search for cuts reads only the maps, and the per-neuron float64
+    biases are most of the work and memory at paper sizes."""
     memo: dict[str, _Chains] = {}
+    # a node's entry is dropped once every node reading it is built, so that the per-neuron
+    # biases of the whole graph are never held at once (only those still to be read)
+    unread: dict[str, int] = {}
+    for node in graph:
+        for i in set(node.inputs):
+            unread[i] = unread.get(i, 0) + 1
+
+    def built(name: str) -> None:
+        for i in set(graph[name].inputs):
+            unread[i] -= 1
+            if unread[i] == 0:
+                memo.pop(i, None)  # read again (never, by the count) it would be rebuilt: same value
 
     def value(name: str) -> _Chains:
         if name in memo:
@@ -136,27 +152,30 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
             out = _Chains([_ChainTerm(name, (lm.identity(shape),), (), (name,))], None)
         else:
             out = own(name)
+            built(name)
         memo[name] = out
         return out
 
     def own(name: str) -> _Chains:
         node = graph[name]
         op, shape = node.op, graph.shape(name)
+        bias: lm.Array | None = None
         if isinstance(op, Conv2d):
             inner = value(node.inputs[0])
             m: lm.LinearMap = lm.conv_map(op, graph.shape(node.inputs[0]))
-            bias = lm.bias_through(m, inner.bias)
-            if op.bias is not None:
-                bias = lm.add_bias(bias, _channel_bias(op.bias, shape))
+            if biases:
+                bias = lm.bias_through(m, inner.bias)
+                if op.bias is not None:
+                    bias = lm.add_bias(bias, _channel_bias(op.bias, shape))
             return _Chains(_map_terms(inner, m, name), bias)
         if isinstance(op, Affine):
             inner = value(node.inputs[0])
             m = lm.pointwise(np.diag(op.scale.astype(np.float64)), graph.shape(node.inputs[0]))
-            bias = lm.bias_through(m, inner.bias)
-            return _Chains(_map_terms(inner, m, name), lm.add_bias(bias, _channel_bias(op.shift, shape)))
+            if biases:
+                bias = lm.add_bias(lm.bias_through(m, inner.bias), _channel_bias(op.shift, shape))
+            return _Chains(_map_terms(inner, m, name), bias)
         if isinstance(op, Add):
             terms: list[_ChainTerm] = []
-            bias = None
             for i in node.inputs:
                 v = value(i)
                 terms += [_ChainTerm(t.source, t.chain, (*t.path, name), t.hops) for t in v.terms]
@@ -171,10 +190,13 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
                 embed[offset : offset + c_in] = np.eye(c_in)
                 v = value(i)
                 terms += _map_terms(v, lm.pointwise(embed, graph.shape(i)), name)
-                parts.append(np.zeros(graph.shape(i)) if v.bias is None else v.bias)
+                parts.append(v.bias)
                 offset += c_in
-            has_bias = any(value(i).bias is not None for i in node.inputs)
-            return _Chains(terms, np.concatenate(parts) if has_bias else None)
+            if any(b is not None for b in parts):
+                bias = np.concatenate(
+                    [np.zeros(graph.shape(i)) if b is None else b for i, b in zip(node.inputs, parts)]
+                )
+            return _Chains(terms, bias)
         if isinstance(op, Upsample):
             inner = value(node.inputs[0])
             m = lm.upsample_map(op.scale, graph.shape(node.inputs[0]))
@@ -189,6 +211,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
         op = node.op
         if node.name in cuts:
             result[node.name] = own(node.name)
+            built(node.name)
         elif isinstance(op, (LIF, IntegerLIF, SiLUNeuron, Readout)):
             terms: list[_ChainTerm] = []
             bias = None
@@ -197,6 +220,7 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
                 terms += v.terms
                 bias = lm.add_bias(bias, v.bias)
             result[node.name] = _Chains(terms, bias)
+            built(node.name)
         elif isinstance(op, MaxPool2d):
             src = node.inputs[0]
             v = value(src)
@@ -210,6 +234,10 @@ def _expand(graph: Graph, cuts: frozenset[str]) -> dict[str, _Chains]:
                 result[node.name] = _Chains(_map_terms(v, w, node.name), None)
             else:
                 result[node.name] = _Chains(list(v.terms), v.bias)
+            built(node.name)
+    # value and own reach each other through their closures: a reference cycle that would keep
+    # memo alive until the cyclic collector happens to run
+    memo.clear()
     return result
 
 
@@ -252,7 +280,7 @@ def _choose_cuts(graph: Graph, limit: int) -> tuple[dict[str, str], dict[str, _C
     cuts: dict[str, str] = {}
     model_weights = sum(int(n.op.weight.size) for n in graph if isinstance(n.op, Conv2d))
     for _ in range(len(graph)):
-        chains = _expand(graph, frozenset(cuts))
+        chains = _expand(graph, frozenset(cuts), biases=False)
         new: dict[str, str] = {}
         for pop, fi in chains.items():
             by_source: dict[str, list[_ChainTerm]] = {}
@@ -272,10 +300,10 @@ def _choose_cuts(graph: Graph, limit: int) -> tuple[dict[str, str], dict[str, _C
         if not new:
             folded = sum(lm.chain_weights(t.chain) for fi in chains.values() for t in fi.terms)
             if folded <= DUPLICATION_MAX * model_weights:
-                return cuts, chains
+                break
             new = _duplication_cuts(graph, chains, cuts, limit)
             if not new:
-                return cuts, chains
+                break
         cuts.update(new)
     return cuts, _expand(graph, frozenset(cuts))
 

@@ -54,7 +54,8 @@ def _lower(graph: Graph, fopts: FlowOptions) -> tuple[Graph, Graph]:
     kept: dict[str, Graph] = {}
 
     def keep(step: str, g: Graph) -> None:
-        kept[step] = g
+        if step == "partition":  # only this one: holding every step's graph doubled the peak memory
+            kept[step] = g
 
     q = run_flow(graph, lava_flow(), fopts, observe=keep)
     drc.check(q, load_profile(fopts.quantize.profile))

@@ -2,6 +2,7 @@
 
 import importlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,7 +33,7 @@ def test_expansion_reproduces_every_population_current():
                 rec = tr.records[term.source]
                 got = got + apply_map(term.map, rec["s" if "s" in rec else "y"][t])
             if fi.bias is not None:
-                got = got + torch.from_numpy(fi.bias)
+                got = got + torch.from_numpy(np.array(fi.bias))  # may be a read-only broadcast view
             torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
         checked += 1
     assert checked >= 9

@@ -307,3 +307,58 @@ def test_an_op_without_a_ref_fixed_model_is_a_one_line_error(monkeypatch):
         msg
     )
     assert "SynConv" in msg and "HostSparse" in msg
+
+
+# ---- memory: chunked LIF steps, int32 state between steps ---------------------------------------
+
+
+@pytest.mark.parametrize("du,dv,amp", [(4095, 2048, 200000), (1023, 123, 1 << 30), (4095, 0, 1 << 31)])
+def test_the_lif_state_kept_between_steps_and_chunked_steps_change_nothing(monkeypatch, du, dv, amp):
+    """ref-fixed's LIF model (int32 u, v between steps; channel slices of a large population) gives
+    lif_step's int64 results bit for bit, wraps and saturations included, and the same counts."""
+    from emsdeploy.simulators import ref_fixed
+
+    rng = np.random.default_rng(du + dv)
+    shape = (1, 7, 5, 6)
+    op = LoihiLIF(du, dv, 300, rng.integers(-4096, 4096, shape[1:]), 3, 1.0)
+    inputs = [rng.integers(-amp, amp, shape, dtype=np.int64) for _ in range(8)]
+
+    def run(chunk):
+        monkeypatch.setattr(ref_fixed, "CHUNK", chunk)
+        model, state, stats, outs = ref_fixed._LIF(op, P, None), None, {}, []
+        for a in inputs:
+            s, state = model.step(wrap(a, 32), state, stats)
+            outs.append((s, *(np.asarray(x, np.int64) for x in state[:2])))
+        return outs, stats
+
+    u = v = np.zeros(shape, np.int64)
+    want_stats: dict = {}
+    want = []
+    for a in inputs:
+        s, u, v = lif_step(op, wrap(a, 32), u, v, effective_bias(op), P, want_stats)
+        want.append((s, u, v))
+    assert want_stats.get("u_wraps", 0) + want_stats.get("v_saturations", 0) > 0  # the corrections are exercised
+    for chunk in (1 << 20, 30, 61):  # whole, one channel per slice, slices of two with a remainder
+        got, stats = run(chunk)
+        assert stats == want_stats
+        for g, w in zip(got, want):
+            for x, y in zip(g, w):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_a_run_with_chunked_lif_steps_is_the_same_run(monkeypatch):
+    from emsdeploy.simulators import ref_fixed
+
+    q = lowered(mixed_graph(seed=6), relay_above=0)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    sim = RefFixed(q)
+    whole = sim.run(x, record="all", raw=True)
+    stats = dict(sim.stats)
+    monkeypatch.setattr(ref_fixed, "CHUNK", 40)
+    sliced = sim.run(x, record="all", raw=True)
+    assert sim.stats == stats
+    for name, rec in whole.records.items():
+        for key, v in rec.items():
+            torch.testing.assert_close(sliced.records[name][key], v, **EXACT)
+    for o, v in whole.outputs.items():
+        torch.testing.assert_close(sliced.outputs[o], v, **EXACT)

@@ -53,8 +53,10 @@ __all__ = [
 
 
 def _ints(value: Any, dtype: Any) -> NDArray[Any]:
+    if isinstance(value, np.ndarray) and value.dtype == dtype and not value.flags.writeable:
+        return value  # another op's array (dataclasses.replace): shared, never copied
     arr = np.asarray(value)
-    if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+    if arr.dtype.kind not in "iub" and arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
         raise IRValidationError(f"expected integers, got values such as {arr.flat[0]}")
     return as_array(arr.astype(dtype))
 
