@@ -128,7 +128,7 @@ def command_line(opts: dict) -> str:
 def resolve_recipe(opts: dict):
     """The :class:`Recipe` of ``--recipe`` with ``--optimizer``, ``--lr`` and ``--hyp`` applied."""
     from ..models.training.optim import DEFAULT_LR
-    from ..models.training.recipe_file import parse_value, read_recipe, recipe_from_dict
+    from ..models.training.recipe_file import parse_scalar, parse_value, read_recipe, recipe_from_dict
 
     recipe, _ = read_recipe(opts["recipe"])
     values: dict = {}
@@ -137,7 +137,7 @@ def resolve_recipe(opts: dict):
         if not eq:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--hyp")
         try:
-            parsed = yaml_scalar(value)
+            parsed = parse_scalar(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a value", param_hint="--hyp") from None
         values[key.strip()] = parse_value("--hyp", key.strip(), parsed)
@@ -150,19 +150,6 @@ def resolve_recipe(opts: dict):
     if not values:
         return recipe
     return recipe_from_dict({**recipe.to_dict(), **values, "base": "official"}, "--hyp", recipe.name)
-
-
-def yaml_scalar(text: str):
-    """A --hyp value as YAML reads a scalar (``5`` → 5, ``0.5``, ``true``, ``none``, ``sgd``)."""
-    import yaml
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ValueError(text) from None
-    if isinstance(value, dict):
-        raise ValueError(text)
-    return value
 
 
 def data_meta(dataset, spec: str) -> dict:

@@ -1,4 +1,4 @@
-"""Checked reading of small text files (YAML model configs, TOML profiles) and images.
+"""Checked reading of small text files (YAML model configs, TOML profiles and recipes) and images.
 
 Both are read only after their size is bounded: a config is read whole, and an image's pixel
 count is checked from its header before PIL decodes it (a small PNG can declare gigapixels).
@@ -7,6 +7,7 @@ count is checked from its header before PIL decodes it (a small PNG can declare 
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any
 from ..errors import EmsdeployError, InputError
 from .limits import check_limit
 
-__all__ = ["open_image", "read_text"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["open_image", "read_text", "read_toml"]
 
 
 def read_text(path: str | Path, *, error: type[EmsdeployError] = InputError) -> str:
@@ -34,6 +40,15 @@ def read_text(path: str | Path, *, error: type[EmsdeployError] = InputError) -> 
         raise error(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise error(f"{path}: cannot read ({e.strerror})") from None
+
+
+def read_toml(path: str | Path, *, error: type[EmsdeployError] = InputError) -> dict[str, Any]:
+    """The TOML table of ``path`` (read by :func:`read_text`): the one TOML reader (profiles,
+    training recipes); a syntax error is one line naming the file."""
+    try:
+        return tomllib.loads(read_text(path, error=error))
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: not valid TOML: {e}") from None
 
 
 @contextlib.contextmanager

@@ -12,19 +12,13 @@ exits 2 on it).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
-
 from ..errors import EmsdeployError
-from ..fileio import read_text
+from ..fileio import read_toml
 
 __all__ = ["KINDS", "PROFILE_DIR", "ProfileError", "builtin_profiles", "read_profile", "resolve_profile"]
 
@@ -93,10 +87,7 @@ def read_profile(
     if kind not in KINDS:
         raise ValueError(f"unknown profile kind {kind!r}; kinds: {', '.join(KINDS)}")
     path = resolve_profile(kind, name_or_path)
-    try:
-        data = tomllib.loads(read_text(path, error=ProfileError))  # size-bounded, UTF-8
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    data = read_toml(path, error=ProfileError)  # size-bounded, UTF-8
     unknown = sorted(set(data) - set(allowed)) if allowed is not None else []
     if unknown:
         raise ProfileError(f"{path}: unknown entry {unknown[0]!r}; allowed: {', '.join(sorted(allowed or ()))}")

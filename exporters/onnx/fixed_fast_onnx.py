@@ -43,6 +43,7 @@ from .fixed_kernels_onnx import (
     FixedBuilder,
     Value,
     _conv_attrs,
+    padded_maxpool,
     spike_conv_bound,
 )
 
@@ -344,12 +345,14 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
                **_conv_attrs(first.op))  # fmt: skip
     bound = base << (e + shift)
     elem = _elem(bound, node.name, e + shift)  # the int32 sum (exact below 2^24) times a power of two
-    if elem == F32:  # int32 → float32 times 2^(e + shift) in one pass, exact (a power-of-two scaling)
-        y = b.op("DequantizeLinear", [acc, _const_f(b, 2.0 ** (e + shift), F32)], f"{first.name}/f")
-    else:
-        y = b.op("Cast", [acc], f"{first.name}/f", to=elem)
-        if e + shift:
-            y = b.op("Mul", [y, _const_f(b, 2.0 ** (e + shift), elem)], f"{first.name}/exp")
+    # Cast then a power-of-two Mul, both exact. Never DequantizeLinear, though it is one pass:
+    # onnxruntime's QDQ propagation (basic optimisation level and up) wraps the op after a
+    # DequantizeLinear (a MaxPool, Reshape, Slice, ...) in a QuantizeLinear/DequantizeLinear pair
+    # of uint8, clipping the int32 sums to 0..255 (microsoft/onnxruntime#27845; caught by
+    # tests/exporters/onnx/test_fixed.py's padded max-pool case).
+    y = b.op("Cast", [acc], f"{first.name}/f", to=elem)
+    if e + shift:
+        y = b.op("Mul", [y, _const_f(b, 2.0 ** (e + shift), elem)], f"{first.name}/exp")
     names = [t.node.name for t in group]
     only = f", output channels {place[0]}..{place[0] + place[1] - 1} only (the rest has no weight)" if place else ""
     for t in group:
@@ -678,11 +681,16 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
 def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
     pre, _ = _relay(b, node, terms)
-    k = op.kernel
+    k, s, p = op.kernel, op.stride or op.kernel, op.padding
     c, h, w = op.in_shape()
     x = pre.name
     if pre.elem == F32:  # max is exact; MaxPool drops the incomplete border blocks as the crop does
-        out = Value(b.op("MaxPool", [x], f"{node.name}/max", kernel_shape=[k, k], strides=[k, k]), F32, pre.bound)
+        pool = b.op("MaxPool", [x], f"{node.name}/max", kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
+        out = Value(pool, F32, pre.bound)
+        r = op.out_shift_u5
+        return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
+    if s != k or p:
+        out = Value(padded_maxpool(b, b.cast(pre, I64).name, node.name, op), I64, pre.bound)
         r = op.out_shift_u5
         return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
     if h % k or w % k:

@@ -418,6 +418,16 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
     return Value(y, I64, None), None
 
 
+def padded_maxpool(b: FixedBuilder, x: str, name: str, op: loihi.FixedMaxPool) -> str:
+    """The int64 window max of a pool with its own stride or padding (SpikeYOLO's SPPF: k 5, s 1,
+    p 2) as ONNX MaxPool over float64: exact, the values being 32-bit sums plus a 24-bit bias, and
+    MaxPool's padding never wins, as Lava's and ref-fixed's (fixed_point.maxpool_step)."""
+    k, s, p = op.kernel, op.stride or op.kernel, op.padding
+    wide = b.op("Cast", [x], f"{name}/f64", to=F64)
+    pooled = b.op("MaxPool", [wide], f"{name}/max", kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
+    return b.op("Cast", [pooled], f"{name}/i64", to=I64)
+
+
 def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
     op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
@@ -426,11 +436,14 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
         pre = b.op("Add", [pre, b.const(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
     k = op.kernel
     c, h, w = op.in_shape()
-    if h % k or w % k:
-        pre = b.op("Slice", [pre, b.const([0, 0], I64), b.const([(h // k) * k, (w // k) * k], I64),
-                             b.const([2, 3], I64)], f"{node.name}/crop")  # fmt: skip
-    blocks = b.op("Reshape", [pre, b.const([0, c, h // k, k, w // k, k], I64)], f"{node.name}/blocks")
-    out = b.op("ReduceMax", [blocks], f"{node.name}/max", axes=[3, 5], keepdims=0)
+    if op.stride not in (0, k) or op.padding:
+        out = padded_maxpool(b, pre, node.name, op)
+    else:
+        if h % k or w % k:
+            pre = b.op("Slice", [pre, b.const([0, 0], I64), b.const([(h // k) * k, (w // k) * k], I64),
+                                 b.const([2, 3], I64)], f"{node.name}/crop")  # fmt: skip
+        blocks = b.op("Reshape", [pre, b.const([0, c, h // k, k, w // k, k], I64)], f"{node.name}/blocks")
+        out = b.op("ReduceMax", [blocks], f"{node.name}/max", axes=[3, 5], keepdims=0)
     r = op.out_shift_u5
     if r:
         out = b.floor_shift(b.op("Add", [out, b.const(1 << (r - 1), I64)], f"{node.name}/round"), r)

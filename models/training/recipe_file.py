@@ -11,7 +11,6 @@ the recipe named by ``base`` (default ``official``), so a file can change just a
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,20 @@ from typing import Any
 import yaml
 
 from emsdeploy.errors import InputError
-from emsdeploy.fileio import read_text
+from emsdeploy.fileio import read_text, read_toml
 
 from .recipe import RECIPES, Recipe
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
-
-__all__ = ["RANGES", "RECIPE_DIR", "RecipeError", "builtin_recipes", "parse_value", "read_recipe", "recipe_from_dict"]
+__all__ = [
+    "RANGES",
+    "RECIPE_DIR",
+    "RecipeError",
+    "builtin_recipes",
+    "parse_scalar",
+    "parse_value",
+    "read_recipe",
+    "recipe_from_dict",
+]
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 
@@ -176,11 +179,41 @@ def read_recipe(name_or_path: str | Path) -> tuple[Recipe, Path]:
         path = shipped
     elif path.suffix.lower() not in (".toml", ".yaml", ".yml"):
         raise RecipeError(f"{path}: a recipe file ends in .toml, .yaml or .yml")
-    source = read_text(path, error=RecipeError)  # size-bounded, UTF-8
-    try:
-        data = tomllib.loads(source) if path.suffix.lower() == ".toml" else yaml.safe_load(source)
-    except tomllib.TOMLDecodeError as e:
-        raise RecipeError(f"{path}: not valid TOML: {e}") from None
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if path.suffix.lower() == ".toml":
+        data: Any = read_toml(path, error=RecipeError)  # size-bounded, UTF-8
+    else:
+        try:
+            data = yaml.safe_load(read_text(path, error=RecipeError))
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     return recipe_from_dict(data if data is not None else {}, str(path), path.stem), path
+
+
+def parse_scalar(text: str) -> Any:
+    """A ``--hyp KEY=VALUE`` value: ``true``/``false``, ``none``/``null``, an integer, a float
+    (``1e-3`` too), a JSON list (``[4.0, 1.0]``), else the text itself (``sgd``).
+
+    Raises:
+        ValueError: an empty value, or a list that is not valid JSON.
+    """
+    t = text.strip()
+    if not t:
+        raise ValueError(text)
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null", "~"):
+        return None
+    if t.startswith("["):
+        import json
+
+        try:
+            return json.loads(t)
+        except json.JSONDecodeError:
+            raise ValueError(text) from None
+    for convert in (int, float):
+        try:
+            return convert(t)
+        except ValueError:
+            pass
+    return t

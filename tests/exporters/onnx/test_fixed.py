@@ -188,3 +188,32 @@ def test_float_model_is_refused_in_one_line(tmp_path):
         FixedSession(path)
     with pytest.raises(EmsdeployError, match="quantized, delay-aligned"):
         build_fixed_onnx(mixed_graph(seed=0))
+
+
+@pytest.mark.parametrize("kernel", ["ConvInteger", "float-Conv"])
+def test_a_padded_stride_one_max_pool_of_currents(kernel):
+    """SpikeYOLO's SPPF pool (k 5, s 1, p 2: padding that never wins) and a k 3, s 2, p 1 pool:
+    exact in both the integer and the bounded float graphs."""
+    from emsdeploy import ir
+    from emsdeploy.ir import Graph
+
+    rng = np.random.default_rng(3)
+    g = Graph({"time_steps": 3})
+    g.add("input", ir.Input((3, 12, 12)), [])
+    g.add("stem", ir.Conv2d(rng.normal(0, 0.5, (6, 3, 3, 3)).astype(np.float32), None, 1, 1), ["input"])
+    g.add("lif0", ir.LIF(0.25, 0.5), ["stem"])
+    g.add("conv", ir.Conv2d(rng.normal(0, 0.6, (6, 6, 3, 3)).astype(np.float32), None, 1, 1), ["lif0"])
+    g.add("sppf", ir.MaxPool2d(5, 1, 2), ["conv"])
+    g.add("down", ir.MaxPool2d(3, 2, 1), ["conv"])
+    g.add("lif1", ir.LIF(0.25, 0.5), ["sppf"])
+    g.add("lif2", ir.LIF(0.25, 0.5), ["down"])
+    g.add("head1", ir.Conv2d(rng.normal(0, 0.5, (4, 6, 1, 1)).astype(np.float32)), ["lif1"])
+    g.add("head2", ir.Conv2d(rng.normal(0, 0.5, (4, 6, 1, 1)).astype(np.float32)), ["lif2"])
+    g.add("out1", ir.Readout(), ["head1"])
+    g.add("out2", ir.Readout(), ["head2"])
+    g.outputs = ["out1", "out2"]
+    q = lowered(g.validate())
+    pools = [n.op for n in q if type(n.op).__name__ == "FixedMaxPool"]
+    assert sorted((p.kernel, p.stride, p.padding) for p in pools) == [(3, 2, 1), (5, 1, 2)]
+    stats = assert_exact(q, torch.rand(2, 3, 12, 12), kernel=kernel)
+    assert stats["spikes"] > 50
