@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -27,7 +28,9 @@ TINY = "shapes:size=64,train=4,val=2,max_objects=2,min_size=16,max_size=30"
 
 # The first three per-image losses of the shipped model's card command (run with --max-steps 3)
 # under the trainer as it was before recipes (main at 3ca129b, seeded initial weights): `fast`
-# must reproduce them.
+# must reproduce them. Recorded with torch 2.3.1 (the Lava environment, which runs this test);
+# another torch build sums in another order (torch 2.14: 6e-5 apart), so it has no record here.
+CARD_FIRST_LOSSES_TORCH = "2.3"
 CARD_FIRST_LOSSES = [0.6037987470626831, 0.616674542427063, 0.6236612796783447]
 
 
@@ -138,6 +141,8 @@ def test_the_card_command_is_the_fast_recipe_with_the_shipped_settings():
 
 def test_the_card_command_trains_as_before_recipes(tmp_path):
     """Its first three steps (full data, batch 16, 128 px, T = 4) give the pre-recipe trainer's losses."""
+    if not torch.__version__.startswith(CARD_FIRST_LOSSES_TORCH + "."):
+        pytest.skip(f"the pre-recipe losses were recorded with torch {CARD_FIRST_LOSSES_TORCH}, this is {torch.__version__}")
     args = _card_command()
     args[args.index("-o") + 1] = str(tmp_path / "card.pt")
     r = CliRunner().invoke(cli, [*args, "--max-steps", "3", "--no-eval", "--threads", "1"])
