@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["decode_dfl", "decode_raw", "decode_readouts", "dfl_anchors"]
+__all__ = ["decode_dfl", "decode_raw", "decode_readouts", "dfl_anchors", "dfl_rows"]
 
 
 def decode_raw(raws: Sequence[Any], anchors: Any, strides: Sequence[float]) -> Any:
@@ -139,6 +139,15 @@ def decode_dfl(
     x2y2 = anchor + dist[:, 2:]
     xywh = _cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * stride
     return _cat((xywh, scores), 1)
+
+
+def dfl_rows(pred: Any) -> Any:
+    """Anchor-free predictions ``[B, 4 + nc, A]`` (:func:`decode_dfl`) as the rows the YOLOv5
+    NMS reads, ``[B, A, 5 + nc]``: xywh, an objectness of 1 (the head has none, so a box's score
+    is its class score), classes. torch or numpy, like ``pred``."""
+    rows = pred.transpose(1, 2) if _is_torch(pred) else pred.transpose(0, 2, 1)
+    one = rows[..., :1] * 0 + 1
+    return _cat((rows[..., :4], one, rows[..., 4:]), -1)
 
 
 def _is_torch(a: Any) -> bool:

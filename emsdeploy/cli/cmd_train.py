@@ -16,7 +16,7 @@ from .options import gen1_mode_option
     "--config",
     "config",
     default=None,
-    help="Shipped config name or YAML path [default: emsyolo-tiny; with --weights, the checkpoint's].",
+    help="Shipped config name (EMS-YOLO or spikeyolo-n/s/m/l) or YAML path [default: emsyolo-tiny; with --weights, the checkpoint's].",
 )
 @click.option(
     "--data",
@@ -330,17 +330,17 @@ def initial_model(opts: dict, time_steps: int, train_set):
     checkpoint and every weight whose name and shape fit (the official ``intersect_dicts``: a
     head for another number of classes starts afresh). Returns the model and the parent record."""
     from ..fileio import sha256_file
-    from ..models import build_model
+    from ..models.family import build_detector
 
     nc = len(train_set.names)
     if opts["weights"] is None:
-        return build_model(opts["config"] or "emsyolo-tiny", time_steps, train_set.encoding, nc=nc), None
+        return build_detector(opts["config"] or "emsyolo-tiny", time_steps, train_set.encoding, nc=nc), None
     from ..checkpoint import load_any
 
     path = Path(opts["weights"])
     ckpt = load_any(path)  # the checked reader; an official file through the restricted unpickler
     ckpt.model()  # config and weights agree (else one error naming the file)
-    model = build_model(ckpt.config, time_steps, train_set.encoding, nc=nc)
+    model = build_detector(ckpt.config, time_steps, train_set.encoding, nc=nc)
     own = model.state_dict()
     fits = {k: v for k, v in ckpt.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     model.load_state_dict(fits, strict=False)

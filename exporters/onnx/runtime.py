@@ -28,6 +28,7 @@ import onnx
 from emsdeploy.errors import EmsdeployError, ExportError, InputError, SimulationError
 from emsdeploy.fileio import check_onnx_bytes, load_onnx
 from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
+from emsdeploy.models.boxes import dfl_rows
 
 from . import contract
 from .detect import Detections, nms
@@ -212,8 +213,7 @@ class StepwiseSession:
             raise SimulationError(f"{self.where}: the graph has no Decode node, so no boxes to detect")
         boxes = trace.outputs[self.meta.decode]
         if self.meta.decode_kind == "dfl":  # [B, 4+nc, A] -> rows (xywh, objectness 1, classes)
-            rows = np.asarray(boxes).transpose(0, 2, 1)
-            boxes = np.concatenate((rows[..., :4], np.ones_like(rows[..., :1]), rows[..., 4:]), -1)
+            boxes = dfl_rows(np.asarray(boxes))
         return nms(boxes, conf, iou, max_det)
 
     # --- helpers ------------------------------------------------------------------------

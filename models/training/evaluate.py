@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..boxes import dfl_rows
 from ..data.sample import DetectionDataset, collate
 from .nms import non_max_suppression
 from .trainer import pick_device
@@ -34,7 +35,10 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     for x, _, samples in loader:
         raws = model(x.to(dev))
-        dets = non_max_suppression(model.detect.decode(raws), conf_thres, iou_thres, max_det)
+        boxes = model.detect.decode(raws)
+        if getattr(model.detect, "reg_max", None):  # SpikeYOLO: [B, 4 + nc, A], no objectness
+            boxes = dfl_rows(boxes)
+        dets = non_max_suppression(boxes, conf_thres, iou_thres, max_det)
         for det, s in zip(dets, samples):
             det = det.cpu().double()
             (sx, sy), (px, py) = s.scale, s.pad
