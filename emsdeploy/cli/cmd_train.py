@@ -33,7 +33,7 @@ from .options import gen1_mode_option
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
-@click.option("--time-steps", "-T", type=click.IntRange(min=1), default=None, help="T for direct encoding (default 4).")
+@click.option("--time-steps", "-T", type=click.IntRange(min=1), default=None, help="T for direct encoding (default 4; SpikeYOLO: its config's, 1).")
 @click.option("--input-size", type=click.IntRange(min=32), default=None, help="Model input side (COCO, Gen1).")
 @click.option("--batch-size", "-b", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
@@ -184,9 +184,11 @@ def run_training(**opts) -> None:
     train_set = open_dataset(opts["data"], "train", opts["input_size"], opts.get("gen1_mode"), recipe.letterbox)
     if train_set.encoding == "frames" and opts["time_steps"] not in (None, train_set.time_steps):
         raise InputError(f"--data {opts['data']} has {train_set.time_steps} frames per sample; drop --time-steps")
-    time_steps = train_set.time_steps if train_set.encoding == "frames" else (opts["time_steps"] or 4)
+    # None: the family's default (4 for EMS-YOLO, the config's T for SpikeYOLO: 1, as the paper's COCO runs)
+    time_steps = train_set.time_steps if train_set.encoding == "frames" else opts["time_steps"]
     seed_everything(opts["seed"])  # the initial weights too: the command reproduces the run
     model, parent = initial_model(opts, time_steps, train_set)
+    time_steps = model.time_steps
     model.names = list(train_set.names)
     frozen = freeze_layers(model, opts["freeze"])
     cfg = TrainConfig(
@@ -325,7 +327,7 @@ def keep_if_best(model, val_set, opts: dict, meta: dict, epoch: int, best_path: 
         )
 
 
-def initial_model(opts: dict, time_steps: int, train_set):
+def initial_model(opts: dict, time_steps: int | None, train_set):
     """A fresh model from ``--config``, or (``--weights``) one with the architecture of that
     checkpoint and every weight whose name and shape fit (the official ``intersect_dicts``: a
     head for another number of classes starts afresh). Returns the model and the parent record."""

@@ -30,11 +30,12 @@ def test_train_then_eval_a_spikeyolo_from_its_yaml(tmp_path):
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "micro.pt"
     args = ["train", "--config", str(tmp_path / "micro.yaml"), "--data", DATA, "--epochs", "1", "-b", "4"]
-    r = CliRunner().invoke(cli, [*args, "-T", "1", "-o", str(out)])
+    r = CliRunner().invoke(cli, [*args, "-o", str(out)])  # T: the config's, 1
     assert r.exit_code == 0, r.output
     assert "val: mAP@0.5" in r.output  # validated through the anchor-free decoding
     ckpt = load_checkpoint(out)
     assert isinstance(ckpt.model(), SpikeYOLO) and ckpt.meta["train"]["steps"] == 2
+    assert ckpt.time_steps == 1 and "T=1" in r.output
     r = CliRunner().invoke(cli, ["eval", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert 0.0 <= json.loads(r.output)["map50"] <= 1.0
