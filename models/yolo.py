@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,43 +14,38 @@ from .config import ConfigError, load_config, parse_config
 from .detect import Detect
 from .encoding import ENCODINGS, encoding_steps, time_first
 
-__all__ = ["EMSYOLO", "build_model", "run_layers"]
+__all__ = ["EMSYOLO", "LayeredDetector", "build_model", "run_layers"]
 
 
-class EMSYOLO(nn.Module):
-    """EMS-YOLO built from a YOLOv5-style config.
+class LayeredDetector(nn.Module):
+    """What EMS-YOLO and SpikeYOLO share: layer ``i`` at ``model.<i>``, routed through the
+    outputs listed in ``save`` (:func:`run_layers`), the input encoding, ``forward`` (the raw
+    head outputs, averaged over T) and ``predict`` (decoded by the head's ``decode``)."""
 
-    Layer ``i`` lives at ``model.<i>`` (so state_dict keys and module paths follow the official
-    layout). ``forward`` returns the raw head outputs; :meth:`predict` also decodes them.
+    model: nn.Sequential
+    save: list[int]
+    config: dict
+    in_channels: int
+    encoding: str
+    time_steps: int
 
-    Args:
-        config: the config dict (official format; see :mod:`models.config`).
-        time_steps: default T for the ``direct`` encoding (``frames`` take T from the input).
-        encoding: ``"direct"`` — a static image ``[B, C, H, W]`` repeated T times — or
-            ``"frames"`` — event frames ``[B, T, C, H, W]``, one per step.
-    """
-
-    def __init__(self, config: dict, time_steps: int = 4, encoding: str = "direct") -> None:
-        super().__init__()
+    def _set_config(self, config: dict, encoding: str) -> None:
         if encoding not in ENCODINGS:
             raise ConfigError(f"unknown encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
-        if int(time_steps) < 1:
-            raise ConfigError(f"time_steps must be >= 1, got {time_steps}")
         self.config = copy.deepcopy(config)
         self.in_channels = int(self.config.get("ch", 3))
         self.config["ch"] = self.in_channels
-        specs = parse_config(self.config)
+        self.encoding = encoding
+
+    def _set_layers(self, specs: Sequence[Any]) -> None:
+        """The layers of parsed specs (``.module``, ``.index``, ``.source``) and the outputs kept for later ones."""
         self.model = nn.Sequential(*(s.module for s in specs))
         self.save = sorted(
             {j % s.index for s in specs for j in ([s.source] if isinstance(s.source, int) else s.source) if j != -1}
         )
-        self.time_steps = int(time_steps)
-        self.encoding = encoding
-        self.nc = int(self.config["nc"])
-        self.names = [str(i) for i in range(self.nc)]
 
     @property
-    def detect(self) -> Detect:
+    def detect(self) -> Any:
         return self.model[-1]
 
     @property
@@ -69,14 +65,44 @@ class EMSYOLO(nn.Module):
         return run_layers(self.model, self.save, x)
 
     def forward(self, x: torch.Tensor, time_steps: int | None = None) -> list[torch.Tensor]:
-        """Raw head outputs ``[B, na, ny, nx, nc+5]`` per scale, averaged over T."""
+        """Raw head outputs per scale, averaged over T (the layout is the head's)."""
         return self.forward_time_first(self.encode(x, time_steps))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, time_steps: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Decoded boxes ``[B, N, nc+5]`` (xywh in pixels, objectness, class scores) and the raw outputs."""
+        """The head's decoded boxes and the raw outputs."""
         raws = self.forward(x, time_steps)
         return self.detect.decode(raws), raws
+
+
+class EMSYOLO(LayeredDetector):
+    """EMS-YOLO built from a YOLOv5-style config.
+
+    Layer ``i`` lives at ``model.<i>`` (so state_dict keys and module paths follow the official
+    layout). ``forward`` returns the raw head outputs ``[B, na, ny, nx, nc+5]`` per scale,
+    averaged over T; :meth:`predict` also decodes them (``[B, N, nc+5]``: xywh in pixels,
+    objectness, class scores).
+
+    Args:
+        config: the config dict (official format; see :mod:`models.config`).
+        time_steps: default T for the ``direct`` encoding (``frames`` take T from the input).
+        encoding: ``"direct"`` — a static image ``[B, C, H, W]`` repeated T times — or
+            ``"frames"`` — event frames ``[B, T, C, H, W]``, one per step.
+    """
+
+    def __init__(self, config: dict, time_steps: int = 4, encoding: str = "direct") -> None:
+        super().__init__()
+        if int(time_steps) < 1:
+            raise ConfigError(f"time_steps must be >= 1, got {time_steps}")
+        self._set_config(config, encoding)
+        self._set_layers(parse_config(self.config))
+        self.time_steps = int(time_steps)
+        self.nc = int(self.config["nc"])
+        self.names = [str(i) for i in range(self.nc)]
+
+    @property
+    def detect(self) -> Detect:
+        return self.model[-1]
 
 
 def run_layers(layers: nn.Sequential, save: list[int], x: torch.Tensor) -> list[torch.Tensor]:
