@@ -36,6 +36,7 @@ from .fixed_kernels_onnx import (
     F32,
     F64,
     FLOAT_EXACT,
+    I8,
     I32,
     I64,
     SPIKE_CONV_KERNELS,
@@ -121,27 +122,37 @@ def add(b: FixedBuilder, values: Sequence[Value], hint: str) -> Value:
     bound = sum(v.bound for v in values)  # type: ignore[misc]
     grain = min(v.grain for v in values)
     elem = _elem(bound, hint, grain)
-    placed = [v for v in values if v.place is not None]
-    if placed:
-        total = placed[0].place[2]  # type: ignore[index]
-        blocks: dict[tuple[int, int], list[Value]] = {}
-        for v in values:
-            blocks.setdefault(v.place[:2] if v.place else (0, total), []).append(v)
-        spans = sorted(blocks)
-        if (
-            (0, total) not in blocks
-            and spans[0][0] == 0
-            and sum(n for _, n in spans) == total
-            and all(f0 + n0 == f1 for (f0, n0), (f1, _) in itertools.pairwise(spans))
-        ):
-            parts = [add(b, [dataclasses.replace(v, place=None) for v in blocks[s]], hint) for s in spans]
-            y = b.op("Concat", [_fl(b, v, elem) for v in parts], f"{hint}/concat", axis=1)
-            return Value(y, elem, bound, grain)
-        values = [_unplace(b, v, hint) for v in values]
+    blocks = channel_blocks(values)
+    if blocks is not None:
+        parts = [add(b, part, hint) for part in blocks]
+        y = b.op("Concat", [_fl(b, v, elem) for v in parts], f"{hint}/concat", axis=1)
+        return Value(y, elem, bound, grain)
+    values = [_unplace(b, v, hint) for v in values]
     total_name = _fl(b, values[0], elem)
     for v in values[1:]:
         total_name = b.op("Add", [total_name, _fl(b, v, elem)], f"{hint}/sum")
     return Value(total_name, elem, bound, grain)
+
+
+def channel_blocks(values: Sequence[Value]) -> list[list[Value]] | None:
+    """The terms grouped by the disjoint channel blocks they fill, in channel order (placement
+    dropped), when such blocks cover every channel; None otherwise."""
+    placed = [v for v in values if v.place is not None]
+    if not placed:
+        return None
+    total = placed[0].place[2]  # type: ignore[index]
+    blocks: dict[tuple[int, int], list[Value]] = {}
+    for v in values:
+        blocks.setdefault(v.place[:2] if v.place else (0, total), []).append(v)
+    spans = sorted(blocks)
+    if (
+        (0, total) in blocks
+        or spans[0][0] != 0
+        or sum(n for _, n in spans) != total
+        or any(f0 + n0 != f1 for (f0, n0), (f1, _) in itertools.pairwise(spans))
+    ):
+        return None
+    return [[dataclasses.replace(v, place=None) for v in blocks[s]] for s in spans]
 
 
 def _unplace(b: FixedBuilder, v: Value, hint: str) -> Value:
@@ -340,9 +351,15 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     if rows.size and rows[-1] - rows[0] + 1 == rows.size < w.shape[0]:  # one block of nonzero outputs
         place = (int(rows[0]), int(rows.size), int(w.shape[0]))
         w = w[rows[0] : rows[-1] + 1]
-    wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
-    acc = b.op("ConvInteger", [x, wq, "", b.const(np.uint8(128), U8)], f"{first.name}/convint",
-               **_conv_attrs(first.op))  # fmt: skip
+    shape = tuple(b.graph.shape(first.inputs[0]))
+    if _gathered_matmul_pays(first.op, w.shape, b.graph.shape(first.name)) and b.kernel_override is None:
+        kernel = "Gather im2col + MatMulInteger u8×s8"
+        acc = gathered_matmul_integer(b, x, w, (w.shape[1], *shape[1:]), first.op, first.name)
+    else:
+        kernel = "ConvInteger"
+        wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
+        acc = b.op("ConvInteger", [x, wq, "", b.const(np.uint8(128), U8)], f"{first.name}/convint",
+                   **_conv_attrs(first.op))  # fmt: skip
     bound = base << (e + shift)
     elem = _elem(bound, node.name, e + shift)  # the int32 sum (exact below 2^24) times a power of two
     # Cast then a power-of-two Mul, both exact. Never DequantizeLinear, though it is one pass:
@@ -356,10 +373,54 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     names = [t.node.name for t in group]
     only = f", output channels {place[0]}..{place[0] + place[1] - 1} only (the rest has no weight)" if place else ""
     for t in group:
-        others = f", one ConvInteger with {len(names) - 1} more of {node.name}'s inputs" if len(names) > 1 else ""
-        b.kernels[t.node.name] = (f"ConvInteger (|Σm·s| <= {t.base}; no wrap: |Σm·2^e·s| <= {t.bound}){others}, "
+        others = f", one {kernel} with {len(names) - 1} more of {node.name}'s inputs" if len(names) > 1 else ""
+        b.kernels[t.node.name] = (f"{kernel} (|Σm·s| <= {t.base}; no wrap: |Σm·2^e·s| <= {t.bound}){others}, "
                                   f"int32 sum <= {base} < 2^31, then {elem_name(elem)}{only}")  # fmt: skip
     return narrow(b, Value(y, elem, bound, e + shift, place))
+
+
+# Output pixels up to which the gathered MatMulInteger beats ConvInteger (onnxruntime 1.23, one
+# thread, Xeon with AVX-512 VNNI and AMX; docs/onnx.md): 0.35 vs 0.61-0.67 ms for 256→256 3×3 at
+# 20×20 and 512→512 at 10×10, 0.60 vs 0.70 at 40×40; at 80×80 ConvInteger is faster (1.18 vs 1.32).
+GATHERED_MATMUL_MAX_PIXELS = 1600
+
+
+def _gathered_matmul_pays(op, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """A spatial (not 1×1), ungrouped conv with a small output (where onnxruntime's ``ConvInteger``,
+    its weights the left operand of a GEMM with few columns, is slowest) and a multiple of 16
+    output channels: onnxruntime 1.23.2's ``MatMulInteger`` with a constant right operand returns
+    wrong sums for other widths on this machine (N = 17, 21, 27 in a sweep of M, K, batch; every
+    multiple of 16 exact; docs/onnx.md), so those stay with ``ConvInteger``."""
+    return (op.groups == 1 and tuple(w_shape[2:]) != (1, 1) and w_shape[0] % 16 == 0
+            and int(out_shape[1]) * int(out_shape[2]) <= GATHERED_MATMUL_MAX_PIXELS)  # fmt: skip
+
+
+def gathered_matmul_integer(b: FixedBuilder, x: str, w: np.ndarray, in_shape: tuple[int, ...], op, hint: str) -> str:
+    """The int32 sums of a conv of uint8 ``x`` (NCHW) with int8 weights ``w`` (O, C, kh, kw), as
+    ``ConvInteger`` gives them, computed as an im2col and one ``MatMulInteger`` u8×s8 with the
+    weights as the constant right operand (which onnxruntime packs for its VNNI/AMX kernels).
+
+    The im2col is one ``Gather`` of whole pixel rows (C bytes each) of the zero-padded NHWC
+    input, at precomputed row indices (output pixel × kernel tap): far fewer, larger copies than
+    per-tap ``Slice``s. Exact: the same products and int32 sums (the caller bounds them)."""
+    c, h, wd = (int(v) for v in in_shape)
+    o, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    xt = b.op("Transpose", [x], f"{hint}/nhwc", perm=[0, 2, 3, 1])
+    if ph or pw:
+        xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
+    rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
+    oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
+    taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
+    index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
+    cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
+    cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
+    wm = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)).astype(np.int8)
+    acc = b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint")
+    acc = b.op("Transpose", [acc], f"{hint}/nchw", perm=[0, 2, 1])
+    return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:
@@ -678,28 +739,57 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
     return Value(y, elem, bound), None
 
 
-def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> tuple[Value, str | None]:
     op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
-    pre, _ = _relay(b, node, terms)
     k, s, p = op.kernel, op.stride or op.kernel, op.padding
     c, h, w = op.in_shape()
+    r = op.out_shift_u5
+    pooled = _pool_first(b, node, terms)
+    if pooled is not None:
+        return (floor_shift(b, pooled, r, node.name, 1 << (r - 1)) if r else pooled), None
+    pre, _ = _relay(b, node, terms)
     x = pre.name
     if pre.elem == F32:  # max is exact; MaxPool drops the incomplete border blocks as the crop does
         pool = b.op("MaxPool", [x], f"{node.name}/max", kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
         out = Value(pool, F32, pre.bound)
-        r = op.out_shift_u5
         return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
     if s != k or p:
         out = Value(padded_maxpool(b, b.cast(pre, I64).name, node.name, op), I64, pre.bound)
-        r = op.out_shift_u5
         return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
     if h % k or w % k:
         x = b.op("Slice", [x, b.const([0, 0], I64), b.const([(h // k) * k, (w // k) * k], I64),
                            b.const([2, 3], I64)], f"{node.name}/crop")  # fmt: skip
     blocks = b.op("Reshape", [x, b.const([0, c, h // k, k, w // k, k], I64)], f"{node.name}/blocks")
     out = Value(b.op("ReduceMax", [blocks], f"{node.name}/max", axes=[3, 5], keepdims=0), pre.elem, pre.bound)
-    r = op.out_shift_u5
     return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
+
+
+def _pool_first(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> Value | None:
+    """max(Σ terms + bias) as max(Σ terms) + bias, the max taken per channel block before the
+    blocks are joined: a quarter of the values to join and add for a 2×2 pool. Exact when the
+    bias is constant over each channel (max(x + β) = max(x) + β; ``MaxPool``'s padding is −∞
+    either way), no 32-bit wrap can fire (a wrap is not monotone) and every value is a float32
+    integer. None otherwise (the caller sums, adds the bias, then pools)."""
+    op: loihi.FixedMaxPool = node.op  # type: ignore[assignment]
+    bias = op.bias_s24.astype(np.int64).reshape(op.bias_s24.shape[0], -1)
+    if bias.size and np.any(bias != bias[:, :1]):
+        return None
+    values = emit_terms(b, node, terms)
+    bound = sum(v.bound for v in values)  # type: ignore[misc]
+    bias_bound = int(np.abs(bias).max()) if bias.size else 0
+    grain = min(v.grain for v in values)
+    if bound >= INT32_LIMIT or _elem(bound + bias_bound, node.name, grain) != F32:
+        return None
+    k, s, p = op.kernel, op.stride or op.kernel, op.padding
+    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [p, p, p, p]}
+    blocks = channel_blocks(values) or [values]
+    parts = [b.op("MaxPool", [_fl(b, add(b, part, node.name), F32)], f"{node.name}/max", **attrs) for part in blocks]
+    y = parts[0] if len(parts) == 1 else b.op("Concat", parts, f"{node.name}/concat", axis=1)
+    if bias_bound:
+        y = b.op("Add", [y, b.const(bias[:, :1, None].astype(np.float64), F32)], f"{node.name}/bias")
+    b.kernels[node.name] = (f"FixedMaxPool float32: each of {len(blocks)} channel block(s) pooled before the join, "
+                            f"then the per-channel bias (|Σ| <= {bound})")  # fmt: skip
+    return Value(y, F32, bound + bias_bound, grain if not bias_bound else 0)
 
 
 def _term_key(b: FixedBuilder, t: Value | PendingConv) -> tuple:

@@ -40,7 +40,8 @@ __all__ = [
 
 I32, I64, U8, F32, F64, BOOL = (TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT,
                                 TensorProto.DOUBLE, TensorProto.BOOL)  # fmt: skip
-NP = {I32: np.int32, I64: np.int64, U8: np.uint8, F32: np.float32, F64: np.float64}
+I8 = TensorProto.INT8
+NP = {I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8, F32: np.float32, F64: np.float64}
 INT32_LIMIT = 1 << 31
 FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
 
