@@ -230,3 +230,45 @@ def test_pointwise_detection_is_exact():
     shifted = cols.copy()
     shifted[0] = (shifted[0] + 1) % (ci * h * w)  # reads a neighbouring pixel
     assert _pointwise(data, shifted, indptr, (ci, h, w), (co, h, w)) is None
+
+
+@pytest.mark.parametrize(
+    ("batch", "c", "o", "h", "k", "stride", "pad", "dil"),
+    [(1, 16, 32, 6, 3, 1, 1, 1), (2, 64, 64, 10, 3, 1, 1, 1), (2, 32, 16, 9, 3, 2, 1, 1), (3, 8, 16, 7, 3, 1, 2, 2),
+     (1, 24, 48, 5, 2, 1, 0, 1)],
+)  # fmt: skip
+def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, stride, pad, dil):
+    """The Gather im2col + MatMulInteger kernel gives the convolution's integer sums exactly
+    (batch, stride, padding, dilation; weights over the whole int8 range, 0/1 spikes)."""
+    from emsdeploy.exporters.onnx.fixed_fast_onnx import gathered_matmul_integer
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I32, U8
+
+    rng = np.random.default_rng(h * c + o)
+    w = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
+    op = dataclasses.make_dataclass("Geometry", ["stride", "padding", "dilation"])((stride,) * 2, (pad,) * 2, (dil,) * 2)
+    b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
+    y = gathered_matmul_integer(b, "x", w, (c, h, h), op, "conv")
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "g", [onnx.helper.make_tensor_value_info("x", U8, [None, c, h, h])],
+            [onnx.helper.make_tensor_value_info(y, I32, None)], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    x = (rng.random((batch, c, h, h)) < 0.3).astype(np.uint8)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                                      stride=stride, padding=pad, dilation=dil).numpy()  # fmt: skip
+    np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
+def test_gathered_matmul_only_for_widths_onnxruntime_gets_right():
+    """Widths that are not multiples of 16 (a readout's 21 or 27 channels) keep ``ConvInteger``:
+    onnxruntime 1.23.2's MatMulInteger with packed weights returns wrong sums there."""
+    from emsdeploy.exporters.onnx.fixed_fast_onnx import _gathered_matmul_pays
+
+    geom = dataclasses.make_dataclass("Geometry", ["groups"])(1)
+    assert _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 20, 20))
+    assert not _gathered_matmul_pays(geom, (27, 64, 3, 3), (27, 20, 20))
+    assert not _gathered_matmul_pays(geom, (64, 64, 1, 1), (64, 20, 20))  # 1×1: ConvInteger is fast
+    assert not _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 80, 80))  # large: ConvInteger is faster
