@@ -36,7 +36,6 @@ from .fixed_kernels_onnx import (
     F32,
     F64,
     FLOAT_EXACT,
-    I8,
     I32,
     I64,
     SPIKE_CONV_KERNELS,
@@ -44,6 +43,7 @@ from .fixed_kernels_onnx import (
     FixedBuilder,
     Value,
     _conv_attrs,
+    gathered_matmul_integer,
     padded_maxpool,
     spike_conv_bound,
 )
@@ -354,7 +354,7 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     shape = tuple(b.graph.shape(first.inputs[0]))
     if _gathered_matmul_pays(first.op, w.shape, b.graph.shape(first.name)) and b.kernel_override is None:
         kernel = "Gather im2col + MatMulInteger u8×s8"
-        acc = gathered_matmul_integer(b, x, w, (w.shape[1], *shape[1:]), first.op, first.name)
+        acc = gathered_matmul_integer(b, x, w, (w.shape[1], *shape[1:]), first.op, f"{first.name}/mmi")
     else:
         kernel = "ConvInteger"
         wq = b.const((w.astype(np.int16) + 128).astype(np.uint8), U8)
@@ -386,41 +386,10 @@ GATHERED_MATMUL_MAX_PIXELS = 1600
 
 
 def _gathered_matmul_pays(op, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """A spatial (not 1×1), ungrouped conv with a small output (where onnxruntime's ``ConvInteger``,
-    its weights the left operand of a GEMM with few columns, is slowest) and a multiple of 16
-    output channels: onnxruntime 1.23.2's ``MatMulInteger`` with a constant right operand returns
-    wrong sums for other widths on this machine (N = 17, 21, 27 in a sweep of M, K, batch; every
-    multiple of 16 exact; docs/onnx.md), so those stay with ``ConvInteger``."""
-    return (op.groups == 1 and tuple(w_shape[2:]) != (1, 1) and w_shape[0] % 16 == 0
+    """A spatial (not 1×1), ungrouped conv with a small output: where onnxruntime's ``ConvInteger``
+    (its weights the left operand of a GEMM with few columns) is slowest."""
+    return (op.groups == 1 and tuple(w_shape[2:]) != (1, 1)
             and int(out_shape[1]) * int(out_shape[2]) <= GATHERED_MATMUL_MAX_PIXELS)  # fmt: skip
-
-
-def gathered_matmul_integer(b: FixedBuilder, x: str, w: np.ndarray, in_shape: tuple[int, ...], op, hint: str) -> str:
-    """The int32 sums of a conv of uint8 ``x`` (NCHW) with int8 weights ``w`` (O, C, kh, kw), as
-    ``ConvInteger`` gives them, computed as an im2col and one ``MatMulInteger`` u8×s8 with the
-    weights as the constant right operand (which onnxruntime packs for its VNNI/AMX kernels).
-
-    The im2col is one ``Gather`` of whole pixel rows (C bytes each) of the zero-padded NHWC
-    input, at precomputed row indices (output pixel × kernel tap): far fewer, larger copies than
-    per-tap ``Slice``s. Exact: the same products and int32 sums (the caller bounds them)."""
-    c, h, wd = (int(v) for v in in_shape)
-    o, _, kh, kw = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
-    hp, wp = h + 2 * ph, wd + 2 * pw
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    xt = b.op("Transpose", [x], f"{hint}/nhwc", perm=[0, 2, 3, 1])
-    if ph or pw:
-        xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
-    rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
-    oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
-    taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
-    index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
-    cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
-    cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
-    wm = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)).astype(np.int8)
-    acc = b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint")
-    acc = b.op("Transpose", [acc], f"{hint}/nchw", perm=[0, 2, 1])
-    return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:

@@ -235,13 +235,13 @@ def test_pointwise_detection_is_exact():
 @pytest.mark.parametrize(
     ("batch", "c", "o", "h", "k", "stride", "pad", "dil"),
     [(1, 16, 32, 6, 3, 1, 1, 1), (2, 64, 64, 10, 3, 1, 1, 1), (2, 32, 16, 9, 3, 2, 1, 1), (3, 8, 16, 7, 3, 1, 2, 2),
-     (1, 24, 48, 5, 2, 1, 0, 1)],
+     (1, 24, 48, 5, 2, 1, 0, 1), (2, 64, 27, 8, 3, 1, 1, 1), (2, 16, 21, 10, 3, 1, 1, 1)],
 )  # fmt: skip
 def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, stride, pad, dil):
     """The Gather im2col + MatMulInteger kernel gives the convolution's integer sums exactly
-    (batch, stride, padding, dilation; weights over the whole int8 range, 0/1 spikes)."""
-    from emsdeploy.exporters.onnx.fixed_fast_onnx import gathered_matmul_integer
-    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I32, U8
+    (batch, stride, padding, dilation; weights over the whole int8 range, 0/1 spikes; widths of
+    27 and 21, where onnxruntime's MatMulInteger itself is wrong unless padded to 16s)."""
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I32, U8, gathered_matmul_integer
 
     rng = np.random.default_rng(h * c + o)
     w = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
@@ -262,13 +262,18 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
     np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
-def test_gathered_matmul_only_for_widths_onnxruntime_gets_right():
-    """Widths that are not multiples of 16 (a readout's 21 or 27 channels) keep ``ConvInteger``:
-    onnxruntime 1.23.2's MatMulInteger with packed weights returns wrong sums there."""
+def test_gathered_matmul_where_it_pays():
+    """Spatial convs with at most 40×40 outputs; 1×1 and large outputs keep ``ConvInteger``."""
     from emsdeploy.exporters.onnx.fixed_fast_onnx import _gathered_matmul_pays
 
     geom = dataclasses.make_dataclass("Geometry", ["groups"])(1)
     assert _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 20, 20))
-    assert not _gathered_matmul_pays(geom, (27, 64, 3, 3), (27, 20, 20))
-    assert not _gathered_matmul_pays(geom, (64, 64, 1, 1), (64, 20, 20))  # 1×1: ConvInteger is fast
-    assert not _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 80, 80))  # large: ConvInteger is faster
+    assert not _gathered_matmul_pays(geom, (64, 64, 1, 1), (64, 20, 20))
+    assert not _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 80, 80))
+
+
+def test_forced_matmul_integer_kernel_is_exact():
+    """``kernel="MatMulInteger"`` everywhere (readouts of 21 or 27 outputs included) stays exact."""
+    q = lowered(trace(tiny_ee(seed=3), (32, 32)))
+    x = torch.rand(2, *q.input_node().op.shape, generator=torch.Generator().manual_seed(0))
+    assert assert_exact(q, x, "aligned", kernel="MatMulInteger")["entries"] > 0
