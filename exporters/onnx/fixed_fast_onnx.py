@@ -379,17 +379,18 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
     return narrow(b, Value(y, elem, bound, e + shift, place))
 
 
-# Output pixels up to which the gathered MatMulInteger beats ConvInteger (onnxruntime 1.23, one
-# thread, Xeon with AVX-512 VNNI and AMX; docs/onnx.md): 0.35 vs 0.61-0.67 ms for 256→256 3×3 at
-# 20×20 and 512→512 at 10×10, 0.60 vs 0.70 at 40×40; at 80×80 ConvInteger is faster (1.18 vs 1.32).
-GATHERED_MATMUL_MAX_PIXELS = 1600
-
-
 def _gathered_matmul_pays(op, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """A spatial (not 1×1), ungrouped conv with a small output: where onnxruntime's ``ConvInteger``
-    (its weights the left operand of a GEMM with few columns) is slowest."""
-    return (op.groups == 1 and tuple(w_shape[2:]) != (1, 1)
-            and int(out_shape[1]) * int(out_shape[2]) <= GATHERED_MATMUL_MAX_PIXELS)  # fmt: skip
+    """Where the gathered ``MatMulInteger`` beats ``ConvInteger`` (onnxruntime 1.23.2, one thread,
+    a Xeon with AVX-512 VNNI and AMX; bench/results/onnx_fixed.md times each layer both ways):
+    spatial, ungrouped convs with at least 32 input channels (narrower ones gather rows too short
+    to pay) and a small output: at most 20×20 pixels (1.2–3× faster), 40×40 with at most 128
+    channels, or 80×80 with at most 32 (64→32 3×3 at 80×80: 0.88 vs 1.32 ms). ``ConvInteger``
+    keeps 1×1 convs and wide, large outputs (128 channels at 80×80: 0.87 vs 3.2 ms)."""
+    out_c, in_c = int(w_shape[0]), int(w_shape[1])
+    pixels = int(out_shape[1]) * int(out_shape[2])
+    if op.groups != 1 or tuple(w_shape[2:]) == (1, 1) or in_c < 32:
+        return False
+    return pixels <= 400 or (pixels <= 1600 and out_c <= 128) or (pixels <= 6400 and out_c <= 32)
 
 
 def _syn_conv(b: FixedBuilder, node: Node, x: Value) -> Value | PendingConv:

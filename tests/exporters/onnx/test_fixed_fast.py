@@ -263,13 +263,18 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
 
 
 def test_gathered_matmul_where_it_pays():
-    """Spatial convs with at most 40×40 outputs; 1×1 and large outputs keep ``ConvInteger``."""
+    """Spatial convs of >= 32 input channels with small outputs; 1×1, narrow inputs and wide,
+    large outputs keep ``ConvInteger`` (bench/results/onnx_fixed.md, per layer)."""
     from emsdeploy.exporters.onnx.fixed_fast_onnx import _gathered_matmul_pays
 
     geom = dataclasses.make_dataclass("Geometry", ["groups"])(1)
-    assert _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 20, 20))
+    assert _gathered_matmul_pays(geom, (256, 256, 3, 3), (256, 20, 20))
+    assert _gathered_matmul_pays(geom, (128, 64, 3, 3), (128, 40, 40))
+    assert _gathered_matmul_pays(geom, (32, 64, 3, 3), (32, 80, 80))
+    assert not _gathered_matmul_pays(geom, (256, 64, 3, 3), (256, 40, 40))
+    assert not _gathered_matmul_pays(geom, (64, 32, 3, 3), (64, 80, 80))
     assert not _gathered_matmul_pays(geom, (64, 64, 1, 1), (64, 20, 20))
-    assert not _gathered_matmul_pays(geom, (64, 64, 3, 3), (64, 80, 80))
+    assert not _gathered_matmul_pays(geom, (16, 8, 3, 3), (16, 16, 16))
 
 
 def test_forced_matmul_integer_kernel_is_exact():
