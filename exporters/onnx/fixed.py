@@ -88,7 +88,7 @@ def build_fixed_onnx(
             default, for deployment) or ``lava`` (one call = one step of Lava's run, T + latency
             calls, invalid steps included).
         record: also output every population's output (``out.<pop>``) each call (verification).
-        kernel: force one spike-conv kernel (``ConvInteger`` or ``float-Conv``) everywhere.
+        kernel: force one spike-conv kernel (``ConvInteger``, ``MatMulInteger`` or ``float-Conv``) everywhere.
         fast: (aligned timing) add the bounded float lowering (fixed_fast_onnx.py) behind a
             run-time check of the input bound; the integer graph runs whenever the check fails.
     """
