@@ -110,9 +110,9 @@ def _layer_of(node: str) -> str:
     return "input quantization and bound check" if head in ("x", "batch") else head
 
 
-def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: dict) -> list[dict]:
-    """onnxruntime's profile of one inference (T calls after a warm-up call, one thread): ms per
-    layer, kernel named."""
+def _profile(model_bytes: bytes, x: np.ndarray, time_steps: int) -> list[dict]:
+    """onnxruntime's kernel events (``If`` left out: its time is its branch's nodes) of one
+    inference: T stepwise calls, one thread, after a warm-up call (allocations, weight packing)."""
     import tempfile
 
     import onnxruntime as ort
@@ -122,14 +122,14 @@ def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: d
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = str(Path(tmp) / "fixed")
+        opts.profile_file_prefix = str(Path(tmp) / "profile")
         sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         dtypes = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
                   "tensor(double)": np.float64, "tensor(float)": np.float32}  # fmt: skip
         zeros = {i.name: np.zeros([x.shape[0], *i.shape[1:]], dtypes[i.type])
                  for i in sess.get_inputs() if i.name.startswith("state_in.")}  # fmt: skip
         names = [o.name for o in sess.get_outputs()]
-        sess.run(None, {"x": x, **zeros})  # warm-up call (allocations, weight packing): not counted
+        sess.run(None, {"x": x, **zeros})
         feed = {"x": x, **zeros}
         for _ in range(time_steps):
             for n, v in zip(names, sess.run(None, feed), strict=True):
@@ -138,54 +138,29 @@ def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: d
         events = json.loads(Path(sess.end_profiling()).read_text())
     runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
     start = runs[1] if len(runs) > 1 else 0
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+            and e["ts"] >= start and e["args"]["op_name"] != "If"]  # fmt: skip
+
+
+def layer_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, kernels: dict) -> list[dict]:
+    """The fixed graph's profile (:func:`_profile`) in ms per layer, its kernel named."""
     per: dict[str, float] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["args"]["op_name"] != "If":
-            if e["ts"] < start:
-                continue
-            layer = _layer_of(e["name"].removesuffix("_kernel_time"))
-            per[layer] = per.get(layer, 0.0) + e["dur"] / 1e3
+    for e in _profile(model_bytes, x, time_steps):
+        layer = _layer_of(e["name"].removesuffix("_kernel_time"))
+        per[layer] = per.get(layer, 0.0) + e["dur"] / 1e3
     total = sum(per.values())
-    rows = [{"layer": k, "ms": round(v, 2), "share": round(v / total, 3), "kernel": kernels.get(k, "")}
+    return [{"layer": k, "ms": round(v, 2), "share": round(v / total, 3), "kernel": kernels.get(k, "")}
             for k, v in sorted(per.items(), key=lambda kv: -kv[1])]  # fmt: skip
-    return rows
 
 
-def op_profile(model_bytes: bytes, x: np.ndarray, time_steps: int, fixed: bool) -> dict[str, dict]:
-    """onnxruntime's profile of one inference (T calls after a warm-up call, one thread), summed by
-    operator type (ms and calls per step): where each graph spends its time, kernel by kernel."""
-    import tempfile
-
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = str(Path(tmp) / ("fixed" if fixed else "float"))
-        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        dtypes = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
-                  "tensor(double)": np.float64, "tensor(float)": np.float32}  # fmt: skip
-        feed = {"x": x} | {i.name: np.zeros([x.shape[0], *i.shape[1:]], dtypes[i.type])
-                           for i in sess.get_inputs() if i.name.startswith("state_in.")}  # fmt: skip
-        names = [o.name for o in sess.get_outputs()]
-        sess.run(None, feed)  # warm-up call: not counted
-        for _ in range(time_steps):
-            for n, v in zip(names, sess.run(None, feed), strict=True):
-                if n.startswith("state_out."):
-                    feed[n.replace("state_out.", "state_in.", 1)] = v
-        events = json.loads(Path(sess.end_profiling()).read_text())
-    runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
-    start = runs[1] if len(runs) > 1 else 0
+def op_profile(model_bytes: bytes, x: np.ndarray, time_steps: int) -> dict[str, dict]:
+    """A graph's profile (:func:`_profile`) by operator type: ms, and calls per step."""
     ms: dict[str, float] = {}
     calls: dict[str, int] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
-            op = e["args"]["op_name"]
-            if op != "If":
-                ms[op] = ms.get(op, 0.0) + e["dur"] / 1e3
-                calls[op] = calls.get(op, 0) + 1
+    for e in _profile(model_bytes, x, time_steps):
+        op = e["args"]["op_name"]
+        ms[op] = ms.get(op, 0.0) + e["dur"] / 1e3
+        calls[op] = calls.get(op, 0) + 1
     return {op: {"ms": round(v, 2), "per_step": calls[op] // time_steps}
             for op, v in sorted(ms.items(), key=lambda kv: -kv[1])}  # fmt: skip
 
@@ -267,8 +242,8 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
         "fast_path": json.loads({p.key: p.value for p in fixed_model.metadata_props}["fast_path"]),
         "profile": layer_profile(fixed_bytes, x.numpy(), T, kernels),
         "op_profile": {
-            "float": op_profile(float_bytes, x.numpy(), T, False),
-            "fixed": op_profile(fixed_bytes, x.numpy(), T, True),
+            "float": op_profile(float_bytes, x.numpy(), T),
+            "fixed": op_profile(fixed_bytes, x.numpy(), T),
         },
         "layers": layer_table(q, 3) if name != "shipped" else [],
     }
