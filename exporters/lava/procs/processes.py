@@ -79,6 +79,19 @@ def _fixed_pt_model(proc: type[AbstractProcess]) -> Callable[[type], type]:
     return decorate
 
 
+class _SameShapePopulation(AbstractProcess):
+    """A custom population with one input and one output of its own shape (Lava's (W, H, C)) and
+    a per-neuron bias; its other (keyword) parameters reach its process model as proc_params."""
+
+    def __init__(
+        self, *, shape: tuple[int, int, int], bias: np.ndarray, name: str | None = None, **params: Any
+    ) -> None:
+        super().__init__(shape=shape, name=name, **params)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=bias)
+
+
 class CurrentMaxPool(AbstractProcess):
     """Custom (simulation-only) process: k×k max-pool of the summed input current plus a bias,
     sent as graded spikes after a rounding right shift. Shapes in Lava's (W, H, C) order."""
@@ -146,15 +159,18 @@ class _GradedPopulationModel(PyLoihiProcessModel):
 
     def window_input(self) -> tuple[Any, np.ndarray | None]:
         """(the op, the input sum of this step's D sub-steps at its first sub-step, else None):
-        the step's update waits for all D sub-steps (one sub-step when graded)."""
+        the step's update waits for all D sub-steps (one sub-step when graded). A population
+        with a ``reset_step`` starts from a cleared state at that step's update."""
         op, a = self.recv_chw()
-        if int(self.proc_params.get("substeps", 1)) == 1:
-            return op, a
-        self._acc = a if self._acc is None else self._acc + a
-        if self.substep != 0:
-            return op, None
-        total, self._acc = self._acc, None
-        return op, total
+        if int(self.proc_params.get("substeps", 1)) != 1:
+            self._acc = a if self._acc is None else self._acc + a
+            if self.substep != 0:
+                return op, None
+            a, self._acc = self._acc, None
+        reset = self.proc_params.get("reset_step", None)  # Lava's ProcessParameters has no `in`
+        if reset is not None and self.time_step == int(reset):
+            self._state = None
+        return op, a
 
     def send_graded(self, y: np.ndarray | None) -> None:
         """Send a step's graded output at its first sub-step and zeros at the others."""
@@ -181,7 +197,7 @@ class PyCurrentMaxPoolModel(_GradedPopulationModel):
         self.send_graded(None if a is None else maxpool_step(op, a))
 
 
-class SiLUFixed(AbstractProcess):
+class SiLUFixed(_SameShapePopulation):
     """Custom (simulation-only) process: the SiLU neuron on integer currents, graded output.
     Its state is cleared at time step ``reset_step`` (the population's latency + 1)."""
 
@@ -198,19 +214,8 @@ class SiLUFixed(AbstractProcess):
         substeps: int = 1,
         name: str | None = None,
     ) -> None:
-        super().__init__(
-            shape=shape,
-            tau=tau,
-            inplace=inplace,
-            scale_in=scale_in,
-            scale_out=scale_out,
-            reset_step=reset_step,
-            substeps=substeps,
-            name=name,
-        )
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.bias = Var(shape=shape, init=bias)
+        super().__init__(shape=shape, bias=bias, name=name, tau=tau, inplace=inplace, scale_in=scale_in,
+                         scale_out=scale_out, reset_step=reset_step, substeps=substeps)  # fmt: skip
 
 
 @_fixed_pt_model(SiLUFixed)
@@ -223,13 +228,11 @@ class PySiLUFixedModel(_GradedPopulationModel):
         op, a = self.window_input()
         y = None
         if a is not None:
-            if self.time_step == int(self.proc_params["reset_step"]):
-                self._state = None
             y, self._state = silu_step(op, a, self._state)
         self.send_graded(y)
 
 
-class IntegerLIFFixed(AbstractProcess):
+class IntegerLIFFixed(_SameShapePopulation):
     """Custom process: SpikeYOLO's I-LIF in fixed point (a Loihi 2 programmable neuron). Graded
     (``substeps = 1``): the integer 0..D is one graded spike per step. Spike-driven (``substeps
     = D``): D binary spikes over the D sub-steps of a step, sub-step k (1-based) carrying 1 where
@@ -250,20 +253,9 @@ class IntegerLIFFixed(AbstractProcess):
         substeps: int = 1,
         name: str | None = None,
     ) -> None:
-        super().__init__(
-            shape=shape,
-            levels=levels,
-            decay_shift=decay_shift,
-            frac_bits=frac_bits,
-            scale=scale,
-            uv_bits=uv_bits,
-            reset_step=reset_step,
-            substeps=substeps,
-            name=name,
-        )
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.bias = Var(shape=shape, init=bias)
+        super().__init__(shape=shape, bias=bias, name=name, levels=levels, decay_shift=decay_shift,
+                         frac_bits=frac_bits, scale=scale, uv_bits=uv_bits, reset_step=reset_step,
+                         substeps=substeps)  # fmt: skip
 
 
 @_fixed_pt_model(IntegerLIFFixed)
@@ -275,8 +267,6 @@ class PyIntegerLIFFixedModel(_GradedPopulationModel):
     def run_spk(self) -> None:
         op, a = self.window_input()
         if a is not None:
-            if self.time_step == int(self.proc_params["reset_step"]):
-                self._state = None
             self._out, self._state = integer_lif_step(op, a, self._state, {"uv_bits": int(self.proc_params["uv_bits"])})
         assert self._out is not None
         if int(self.proc_params.get("substeps", 1)) == 1:
@@ -285,17 +275,14 @@ class PyIntegerLIFFixedModel(_GradedPopulationModel):
             self.send_chw((self._out > self.substep).astype(np.int64))
 
 
-class RelayAccumulator(AbstractProcess):
+class RelayAccumulator(_SameShapePopulation):
     """Custom process, spike-driven mode only: a relay (``GradedVec`` with ``vth = 0``) that sums
     its input over the D sub-steps of a step and sends ``sum + bias`` once, at the first."""
 
     def __init__(
         self, *, shape: tuple[int, int, int], bias: np.ndarray, substeps: int, name: str | None = None
     ) -> None:
-        super().__init__(shape=shape, substeps=substeps, name=name)
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.bias = Var(shape=shape, init=bias)
+        super().__init__(shape=shape, bias=bias, name=name, substeps=substeps)
 
 
 @_fixed_pt_model(RelayAccumulator)
