@@ -29,10 +29,12 @@ __all__ = [
     "MODULES",
     "ConfigError",
     "LayerSpec",
+    "Row",
     "builtin_config_path",
     "builtin_configs",
     "load_config",
     "parse_config",
+    "parse_rows",
 ]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -182,6 +184,66 @@ def neuron_params(cfg: dict) -> NeuronParams:
     )
 
 
+@dataclass(frozen=True)
+class Row:
+    """One checked config row: its index, its sources' widths and strides, its repeat count
+    (depth-scaled), and its resolved arguments."""
+
+    i: int
+    f: Any
+    n: int
+    name: str
+    args: list
+    c_ins: list[int]
+    s_ins: list[float]
+    where: str
+
+
+def parse_rows(
+    rows: list, in_ch: int, modules: Any, depth: float, resolve: Callable[[Any], Any],
+    build: Callable[[Row], tuple[nn.Module, int, float]],
+) -> list[LayerSpec]:  # fmt: skip
+    """Walk ``[from, number, module, args]`` rows (both families' config format): check each row,
+    its module name against ``modules``, its ``from`` indices (earlier layers only) and repeat
+    count (bounded), build it with ``build`` (module, output width, stride) and name the layer in
+    every error."""
+    specs: list[LayerSpec] = []
+    chans: list[int] = []
+    strides: list[float] = []
+    for i, row in enumerate(rows):
+        where = f"layer {i}"
+        if not (isinstance(row, (list, tuple)) and len(row) == 4):
+            raise ConfigError(f"{where}: each row is [from, number, module, args], got {row!r}")
+        f, n, name, args = row
+        if name not in modules:
+            raise ConfigError(f"{where}: module {name!r} is not supported. Supported: {', '.join(modules)}")
+        args = [resolve(a) for a in (args or [])]
+        sources = [f] if isinstance(f, int) else list(f) if isinstance(f, list) else [f]
+        for src in sources:
+            if not isinstance(src, int) or isinstance(src, bool) or not (-i <= src < i if i else src == -1):
+                raise ConfigError(f"{where} ({name}): 'from' index {src!r} does not name an earlier layer")
+        abs_src = [(s + i if s < 0 else s) for s in sources]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ConfigError(f"{where} ({name}): number must be a positive integer, got {n!r}")
+        n = max(round(n * depth), 1) if n > 1 else n
+        _bounded("repeats", n, f"{where} ({name}): number of repeats")
+        c_ins = [in_ch if j < 0 else chans[j] for j in abs_src]
+        s_ins = [1.0 if j < 0 else strides[j] for j in abs_src]
+        try:
+            module, c2, stride = build(Row(i, f, n, name, args, c_ins, s_ins, where))
+        except ConfigError as e:
+            if str(e).startswith("layer "):
+                raise
+            raise ConfigError(f"{where}: {e}") from None
+        except (TypeError, ValueError, IndexError) as e:
+            raise ConfigError(f"{where} ({name} {args}): {e}") from None
+        module.i, module.f, module.type = i, f, name  # type: ignore[assignment]
+        specs.append(LayerSpec(i, f, name, module, c2, stride, args))
+        chans.append(c2)
+        strides.append(stride)
+    return specs
+
+
 def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
     """Build the layers of a config dict. Raises :class:`ConfigError` naming the failing row."""
     cfg = copy.deepcopy(cfg)
@@ -201,79 +263,40 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
     in_ch = int(ch if ch is not None else cfg.get("ch", 3))
 
     rows = list(cfg["backbone"]) + list(cfg["head"])
-    specs: list[LayerSpec] = []
-    chans: list[int] = []
-    strides: list[float] = []
-    for i, row in enumerate(rows):
-        where = f"layer {i}"
-        if not (isinstance(row, (list, tuple)) and len(row) == 4):
-            raise ConfigError(f"{where}: each row is [from, number, module, args], got {row!r}")
-        f, n, name, args = row
-        if name not in MODULES:
-            raise ConfigError(f"{where}: module {name!r} is not supported. Supported: {', '.join(MODULES)}")
-        args = [_resolve_arg(a, nc, anchors) for a in (args or [])]
-        sources = [f] if isinstance(f, int) else list(f)
-        for src in sources:
-            if not isinstance(src, int) or not (-i <= src < i if i else src == -1):
-                raise ConfigError(f"{where} ({name}): 'from' index {src!r} does not name an earlier layer")
-        abs_src = [(s + i if s < 0 else s) for s in sources]
 
-        def c_in(j: int = 0, abs_src: list[int] = abs_src) -> int:
-            return in_ch if abs_src[j] < 0 else chans[abs_src[j]]
+    def build(r: Row) -> tuple[nn.Module, int, float]:
+        where, name, args = r.where, r.name, r.args
+        if name == "Concat":
+            if args not in ([2], [-3]):
+                raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
+            if len(set(r.s_ins)) != 1:
+                raise ConfigError(f"{where}: Concat inputs have different strides {r.s_ins}")
+            return Concat(), sum(r.c_ins), r.s_ins[0]
+        if name == "Sample":
+            size, scale, mode = (args + [None, None, "nearest"][len(args) :])[:3]
+            if size is not None or mode != "nearest" or not isinstance(scale, int) or scale < 1:
+                raise ConfigError(f"{where}: Sample supports [None, k, 'nearest'] with integer k, got {args}")
+            _bounded("upsample_factor", scale, f"{where}: Sample factor")
+            return Sample(scale), r.c_ins[0], r.s_ins[0] / scale
+        if name == "Detect":
+            det_nc, det_anchors = args[0], args[1]
+            if isinstance(det_anchors, int):
+                det_anchors = [list(range(det_anchors * 2))] * len(r.c_ins)
+            if len(det_anchors) != len(r.c_ins):
+                raise ConfigError(f"{where}: Detect has {len(r.c_ins)} inputs but {len(det_anchors)} anchor sets")
+            return Detect(det_nc, det_anchors, r.c_ins, list(r.s_ins)), no, 0.0
+        c2 = make_c2(args, no, gw)
+        if r.n > 1 and r.c_ins[0] != c2:
+            raise ConfigError(f"{where}: {name} repeated {r.n}× must keep its width, but it maps {r.c_ins[0]} -> {c2}")
+        if c2 < 1:
+            raise ConfigError(f"{where} ({name}): output width must be positive, got {c2}")
+        if c2 != no:
+            _bounded("channels", c2, f"{where} ({name}): output width {args[0]} x width_multiple {gw}")
+        built = [MODULES[name].build(r.c_ins[0], c2, args, neuron) for _ in range(r.n)]
+        mods = [m for m, _ in built]
+        return (nn.Sequential(*mods) if r.n > 1 else mods[0]), c2, r.s_ins[0] * built[0][1]
 
-        def s_in(j: int = 0, abs_src: list[int] = abs_src) -> float:
-            return 1.0 if abs_src[j] < 0 else strides[abs_src[j]]
-
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ConfigError(f"{where} ({name}): number must be a positive integer, got {n!r}")
-        n = max(round(n * gd), 1) if n > 1 else n
-        _bounded("repeats", n, f"{where} ({name}): number of repeats")
-        try:
-            if name == "Concat":
-                if args not in ([2], [-3]):
-                    raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
-                if len({s_in(j) for j in range(len(sources))}) != 1:
-                    raise ConfigError(
-                        f"{where}: Concat inputs have different strides {[s_in(j) for j in range(len(sources))]}"
-                    )
-                module, c2, stride = Concat(), sum(c_in(j) for j in range(len(sources))), s_in()
-            elif name == "Sample":
-                size, scale, mode = (args + [None, None, "nearest"][len(args) :])[:3]
-                if size is not None or mode != "nearest" or not isinstance(scale, int) or scale < 1:
-                    raise ConfigError(f"{where}: Sample supports [None, k, 'nearest'] with integer k, got {args}")
-                _bounded("upsample_factor", scale, f"{where}: Sample factor")
-                module, c2, stride = Sample(scale), c_in(), s_in() / scale
-            elif name == "Detect":
-                det_nc, det_anchors = args[0], args[1]
-                if isinstance(det_anchors, int):
-                    det_anchors = [list(range(det_anchors * 2))] * len(sources)
-                if len(det_anchors) != len(sources):
-                    raise ConfigError(f"{where}: Detect has {len(sources)} inputs but {len(det_anchors)} anchor sets")
-                det_strides = [s_in(j) for j in range(len(sources))]
-                module = Detect(det_nc, det_anchors, [c_in(j) for j in range(len(sources))], det_strides)
-                c2, stride = no, 0.0
-            else:
-                if n > 1 and c_in() != make_c2(args, no, gw):
-                    raise ConfigError(
-                        f"{where}: {name} repeated {n}× must keep its width, but it maps {c_in()} -> {make_c2(args, no, gw)}"
-                    )
-                c2 = make_c2(args, no, gw)
-                if c2 < 1:
-                    raise ConfigError(f"{where} ({name}): output width must be positive, got {c2}")
-                if c2 != no:
-                    _bounded("channels", c2, f"{where} ({name}): output width {args[0]} x width_multiple {gw}")
-                built = [MODULES[name].build(c_in(), c2, args, neuron) for _ in range(n)]
-                mods = [m for m, _ in built]
-                module = nn.Sequential(*mods) if n > 1 else mods[0]
-                stride = s_in() * built[0][1]
-        except ConfigError:
-            raise
-        except (TypeError, ValueError, IndexError) as e:
-            raise ConfigError(f"{where} ({name} {args}): {e}") from None
-        module.i, module.f, module.type = i, f, name  # type: ignore[assignment]
-        specs.append(LayerSpec(i, f, name, module, c2, stride, args))
-        chans.append(c2)
-        strides.append(stride)
+    specs = parse_rows(rows, in_ch, MODULES, gd, lambda a: _resolve_arg(a, nc, anchors), build)
     if not specs or specs[-1].module_name != "Detect":
         raise ConfigError("the last layer of a config must be Detect")
     return specs

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import ConfigError, LayerSpec, _bounded, _make_divisible, load_config
+from ..config import ConfigError, LayerSpec, Row, _bounded, _make_divisible, load_config, parse_rows
 from ..layers import Concat, Sample
 from .blocks import AllConvBlock, ConvBlock, DownSampling, GetT, ILIFParams, SpikeConv, SpikeSPPF
 from .head import SpikeDetect
@@ -226,64 +226,32 @@ def parse_spikeyolo(cfg: dict, ch: int | None = None) -> ParsedSpikeYOLO:
         )
     in_ch = int(ch if ch is not None else cfg.get("ch", 3))
     rows = list(cfg["backbone"]) + list(cfg["head"])
-    specs: list[LayerSpec] = []
-    chans: list[int] = []
-    strides: list[float] = []
     time_steps = 1
-    for i, row in enumerate(rows):
-        where = f"layer {i}"
-        if not (isinstance(row, (list, tuple)) and len(row) == 4):
-            raise ConfigError(f"{where}: each row is [from, number, module, args], got {row!r}")
-        f, n, name, args = row
-        if name not in SPIKE_MODULES:
-            raise ConfigError(f"{where}: module {name!r} is not supported. Supported: {', '.join(SPIKE_MODULES)}")
-        if (name == "MS_GetT") != (i == 0):
+
+    def build(r: Row) -> tuple[nn.Module, int, float]:
+        nonlocal time_steps
+        where, name, args, n = r.where, r.name, r.args, r.n
+        if (name == "MS_GetT") != (r.i == 0):
             raise ConfigError(f"{where}: MS_GetT must be layer 0, and only layer 0")
-        args = [_resolve(a, nc) for a in (args or [])]
-        sources = [f] if isinstance(f, int) else list(f) if isinstance(f, list) else [f]
-        for src in sources:
-            if not isinstance(src, int) or isinstance(src, bool) or not (-i <= src < i if i else src == -1):
-                raise ConfigError(f"{where} ({name}): 'from' index {src!r} does not name an earlier layer")
-        abs_src = [(s + i if s < 0 else s) for s in sources]
-        c_ins = [in_ch if j < 0 else chans[j] for j in abs_src]
-        s_ins = [1.0 if j < 0 else strides[j] for j in abs_src]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ConfigError(f"{where} ({name}): number must be a positive integer, got {n!r}")
-        n = max(round(n * sc.depth), 1) if n > 1 else n
-        _bounded("repeats", n, f"{where} ({name}): number of repeats")
-        try:
-            module: nn.Module
-            if name == "Concat":
-                if args not in ([2], [-3]):
-                    raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
-                if len(set(s_ins)) != 1:
-                    raise ConfigError(f"{where}: Concat inputs have different strides {s_ins}")
-                module, c2, stride = Concat(), sum(c_ins), s_ins[0]
-            elif name == "SpikeDetect":
-                if i != len(rows) - 1 or args[:1] != [nc] or len(args) > 2:
-                    raise ConfigError(f"{where}: SpikeDetect must be the last row with args [nc], got {args}")
-                module, c2, stride = SpikeDetect(nc, c_ins, s_ins, params), 0, 0.0
-            else:
-                built = [SPIKE_MODULES[name].build(c_ins[0], args, sc, params) for _ in range(n)]
-                c2, step = built[0][1], built[0][2]
-                if n > 1 and c2 != c_ins[0]:
-                    raise ConfigError(
-                        f"{where}: {name} repeated {n}× must keep its width, but it maps {c_ins[0]} -> {c2}"
-                    )
-                module = nn.Sequential(*(m for m, _, _ in built)) if n > 1 else built[0][0]
-                stride = s_ins[0] * step
-                if name == "MS_GetT":
-                    time_steps = int(args[1])
-        except ConfigError as e:
-            if str(e).startswith("layer "):
-                raise
-            raise ConfigError(f"{where}: {e}") from None
-        except (TypeError, ValueError, IndexError) as e:
-            raise ConfigError(f"{where} ({name} {args}): {e}") from None
-        module.i, module.f, module.type = i, f, name  # type: ignore[assignment]
-        specs.append(LayerSpec(i, f, name, module, c2, stride, args))
-        chans.append(c2)
-        strides.append(stride)
+        if name == "Concat":
+            if args not in ([2], [-3]):
+                raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
+            if len(set(r.s_ins)) != 1:
+                raise ConfigError(f"{where}: Concat inputs have different strides {r.s_ins}")
+            return Concat(), sum(r.c_ins), r.s_ins[0]
+        if name == "SpikeDetect":
+            if r.i != len(rows) - 1 or args[:1] != [nc] or len(args) > 2:
+                raise ConfigError(f"{where}: SpikeDetect must be the last row with args [nc], got {args}")
+            return SpikeDetect(nc, r.c_ins, r.s_ins, params), 0, 0.0
+        built = [SPIKE_MODULES[name].build(r.c_ins[0], args, sc, params) for _ in range(n)]
+        c2, step = built[0][1], built[0][2]
+        if n > 1 and c2 != r.c_ins[0]:
+            raise ConfigError(f"{where}: {name} repeated {n}× must keep its width, but it maps {r.c_ins[0]} -> {c2}")
+        if name == "MS_GetT":
+            time_steps = int(args[1])
+        return (nn.Sequential(*(m for m, _, _ in built)) if n > 1 else built[0][0]), c2, r.s_ins[0] * step
+
+    specs = parse_rows(rows, in_ch, SPIKE_MODULES, sc.depth, lambda a: _resolve(a, nc), build)
     if not specs or specs[-1].module_name != "SpikeDetect":
         raise ConfigError("the last layer of a SpikeYOLO config must be SpikeDetect")
     return ParsedSpikeYOLO(specs, params, time_steps, scale)
