@@ -32,6 +32,8 @@ __all__ = [
     "Row",
     "builtin_config_path",
     "builtin_configs",
+    "checked_nc",
+    "concat_row",
     "load_config",
     "parse_config",
     "parse_rows",
@@ -244,16 +246,31 @@ def parse_rows(
     return specs
 
 
-def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
-    """Build the layers of a config dict. Raises :class:`ConfigError` naming the failing row."""
-    cfg = copy.deepcopy(cfg)
-    for key in ("nc", "anchors", "backbone", "head"):
+def concat_row(r: Row) -> tuple[nn.Module, int, float]:
+    """A ``Concat`` row (both families): channels only, inputs of one stride."""
+    if r.args not in ([2], [-3]):
+        raise ConfigError(f"{r.where}: Concat supports only the channel axis (dimension 2), got {r.args}")
+    if len(set(r.s_ins)) != 1:
+        raise ConfigError(f"{r.where}: Concat inputs have different strides {r.s_ins}")
+    return Concat(), sum(r.c_ins), r.s_ins[0]
+
+
+def checked_nc(cfg: dict, keys: tuple[str, ...], needs: str) -> int:
+    """The config's class count, after checking that it has every key in ``keys``."""
+    for key in keys:
         if key not in cfg:
-            raise ConfigError(f"config has no {key!r} key (needs nc, anchors, backbone, head)")
+            raise ConfigError(f"config has no {key!r} key (needs {needs})")
     nc = cfg["nc"]
     if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
         raise ConfigError(f"nc must be a positive integer, got {nc!r}")
     _bounded("classes", nc, "config nc")
+    return nc
+
+
+def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
+    """Build the layers of a config dict. Raises :class:`ConfigError` naming the failing row."""
+    cfg = copy.deepcopy(cfg)
+    nc = checked_nc(cfg, ("nc", "anchors", "backbone", "head"), "nc, anchors, backbone, head")
     gd = float(cfg.get("depth_multiple", 1.0))
     gw = float(cfg.get("width_multiple", 1.0))
     anchors = cfg["anchors"]
@@ -267,11 +284,7 @@ def parse_config(cfg: dict, ch: int | None = None) -> list[LayerSpec]:
     def build(r: Row) -> tuple[nn.Module, int, float]:
         where, name, args = r.where, r.name, r.args
         if name == "Concat":
-            if args not in ([2], [-3]):
-                raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
-            if len(set(r.s_ins)) != 1:
-                raise ConfigError(f"{where}: Concat inputs have different strides {r.s_ins}")
-            return Concat(), sum(r.c_ins), r.s_ins[0]
+            return concat_row(r)
         if name == "Sample":
             size, scale, mode = (args + [None, None, "nearest"][len(args) :])[:3]
             if size is not None or mode != "nearest" or not isinstance(scale, int) or scale < 1:

@@ -20,8 +20,18 @@ from typing import Any
 
 from torch import nn
 
-from ..config import ConfigError, LayerSpec, Row, _bounded, _make_divisible, load_config, parse_rows
-from ..layers import Concat, Sample
+from ..config import (
+    ConfigError,
+    LayerSpec,
+    Row,
+    _bounded,
+    _make_divisible,
+    checked_nc,
+    concat_row,
+    load_config,
+    parse_rows,
+)
+from ..layers import Sample
 from .blocks import AllConvBlock, ConvBlock, DownSampling, GetT, ILIFParams, SpikeConv, SpikeSPPF
 from .head import SpikeDetect
 
@@ -210,13 +220,7 @@ def _resolve(a: Any, nc: int) -> Any:
 def parse_spikeyolo(cfg: dict, ch: int | None = None) -> ParsedSpikeYOLO:
     """Build the layers of a SpikeYOLO config dict; :class:`ConfigError` names the failing row."""
     cfg = copy.deepcopy(cfg)
-    for key in ("nc", "backbone", "head"):
-        if key not in cfg:
-            raise ConfigError(f"config has no {key!r} key (needs nc, backbone, head, and scales + scale)")
-    nc = cfg["nc"]
-    if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
-        raise ConfigError(f"nc must be a positive integer, got {nc!r}")
-    _bounded("classes", nc, "config nc")
+    nc = checked_nc(cfg, ("nc", "backbone", "head"), "nc, backbone, head, and scales + scale")
     sc, scale = _scaling(cfg)
     params = ILIFParams(cfg.get("decay", 0.25), cfg.get("levels", 4), cfg.get("bn_eps", 1e-3))
     if not (0 <= params.decay <= 1 and 1 <= params.levels <= 255 and 0 < params.bn_eps < 1):
@@ -234,11 +238,7 @@ def parse_spikeyolo(cfg: dict, ch: int | None = None) -> ParsedSpikeYOLO:
         if (name == "MS_GetT") != (r.i == 0):
             raise ConfigError(f"{where}: MS_GetT must be layer 0, and only layer 0")
         if name == "Concat":
-            if args not in ([2], [-3]):
-                raise ConfigError(f"{where}: Concat supports only the channel axis (dimension 2), got {args}")
-            if len(set(r.s_ins)) != 1:
-                raise ConfigError(f"{where}: Concat inputs have different strides {r.s_ins}")
-            return Concat(), sum(r.c_ins), r.s_ins[0]
+            return concat_row(r)
         if name == "SpikeDetect":
             if r.i != len(rows) - 1 or args[:1] != [nc] or len(args) > 2:
                 raise ConfigError(f"{where}: SpikeDetect must be the last row with args [nc], got {args}")
