@@ -143,7 +143,7 @@ class Model:
         self.path = source_or_default(path)
         size = parse_size(str(input_size)) if isinstance(input_size, (int, str)) else input_size
         self.time_steps = time_steps
-        self.loaded = load_graph(self.path, tuple(size) if size else None, time_steps, encoding)
+        self.loaded = load_graph(self.path, (int(size[0]), int(size[1])) if size else None, time_steps, encoding)
         self.graph = self.loaded.graph
         self.checkpoint = self.loaded.checkpoint
 

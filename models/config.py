@@ -50,7 +50,7 @@ class ConfigError(ValueError):
 class ModuleKind:
     """How one official module name is built: ``build(c_in, c_out, args, neuron)``."""
 
-    build: Callable[..., nn.Module]
+    build: Callable[..., tuple[nn.Module, int]]  # (the module, its stride)
     description: str
     changes_channels: bool = True  # the first arg is the output width (scaled by width_multiple)
 

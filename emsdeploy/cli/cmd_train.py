@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -202,7 +203,7 @@ def run_training(**opts) -> None:
     val_every = opts["val_every"] if opts["val_every"] is not None else int(recipe.lr_schedule == "epoch")
     output = Path(opts["output"])
     best_path = best_checkpoint_path(output)
-    meta = {
+    meta: dict[str, Any] = {
         "input_size": train_set.input_size,
         "data": data_meta(train_set, opts["data"]),
         "config_source": str(opts["weights"] or opts["config"] or "emsyolo-tiny"),

@@ -24,7 +24,7 @@ else:  # Python 3.10
 __all__ = ["open_image", "read_text", "read_toml"]
 
 
-def read_text(path: str | Path, *, error: type[EmsdeployError] = InputError) -> str:
+def read_text(path: str | Path, *, error: type[Exception] = InputError) -> str:
     """The UTF-8 text of ``path``, refused above the ``text_bytes`` bound."""
     path = Path(path)
     try:

@@ -101,7 +101,7 @@ class NeuronInfo:
 
     name: str
     type: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (C, H, W)
     tau: float
     v_th: float | None = None  # LIF only
     inplace: bool | None = None  # SiLUNeuron only

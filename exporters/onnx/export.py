@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -367,7 +368,7 @@ def build_onnx(graph: Graph, *, spikes: bool = False, isolate: bool = False, dty
         head_outputs.append(b.tensor_info(head_name(i), graph.shape(src)))
 
     decode = graph.of_type(*DECODES)
-    dec = decode[0].op if decode else None
+    dec = cast("Decode | DFLDecode | None", decode[0].op if decode else None)
     dfl = isinstance(dec, DFLDecode)
     meta = StepwiseMeta(
         time_steps=graph.time_steps,

@@ -25,14 +25,14 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import onnx
 from onnx import helper
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write
-from emsdeploy.ir import Decode, Graph
+from emsdeploy.ir import Decode, Graph, Node
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
 
 from .fixed_fast_onnx import FAST_LOWERINGS, FAST_TERM_LOWERINGS, UnboundedError, fast_input
@@ -126,10 +126,10 @@ def build_fixed_onnx(
         guard = top.op("LessOrEqual", [peak, top.const(float(x_bound), F64)], "x/in_bound")
         head_nodes = exact.nodes + top.nodes
         exact.nodes = []
-        fast_b = FixedBuilder(q, kernel, prefix="fast/", shared=exact)
+        fast_b = fb = FixedBuilder(q, kernel, prefix="fast/", shared=exact)
         fast_b.batch, fast_b._n = top.batch, top._n
         try:
-            fast_step = _lower_step(fast_b, q, False, record, lambda k: fast_input(fast_b, xq, x_bound),
+            fast_step = _lower_step(fast_b, q, False, record, lambda k: fast_input(fb, xq, x_bound),
                                     FAST_TERM_LOWERINGS, FAST_LOWERINGS)  # fmt: skip
         except UnboundedError as e:
             fallback = f"integer graph only: {e}"
@@ -172,7 +172,7 @@ def build_fixed_onnx(
     outputs = [helper.make_tensor_value_info(n, e, ["batch", *s]) for n, e, s in outs]
     populations, readouts, b = shown.populations, shown.readouts, main
     decodes = q.of_type(Decode)
-    dec = decodes[0].op if decodes else None
+    dec = cast("Decode | None", decodes[0].op if decodes else None)
     meta = {
         "format": FIXED_FORMAT,
         "format_version": str(FIXED_VERSION),
@@ -219,6 +219,11 @@ def build_fixed_onnx(
     return model
 
 
+def _latency(node: Node) -> int:
+    """A population's latency step (every population op has one)."""
+    return int(node.op.latency)  # type: ignore[attr-defined]
+
+
 def _lower_step(b: FixedBuilder, q: Graph, lava: bool, record: bool, quantized: Callable[[int], Any],
                 terms_lowerings: dict, pop_lowerings: dict) -> _Step:  # fmt: skip
     """Lower every population (and its synapse groups and host terms) of one step into ``b``."""
@@ -231,15 +236,16 @@ def _lower_step(b: FixedBuilder, q: Graph, lava: bool, record: bool, quantized: 
     for n in pops:
         for i in n.inputs:
             t = q[i]
-            if isinstance(t.op, HOST_TERMS):
-                host_lag = max(host_lag, t.op.delay_u6)
-                due = t.op.delay_u6
+            op: Any = t.op  # a synapse group or host term: both have delay_u6
+            if isinstance(op, HOST_TERMS):
+                host_lag = max(host_lag, op.delay_u6)
+                due = op.delay_u6
             else:
-                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + t.op.delay_u6)
-                due = q[t.inputs[0]].op.latency + 1 + t.op.delay_u6
-            if not lava and due != n.op.latency:
+                depth[t.inputs[0]] = max(depth.get(t.inputs[0], 0), 1 + op.delay_u6)
+                due = _latency(q[t.inputs[0]]) + 1 + op.delay_u6
+            if not lava and due != _latency(n):
                 raise ExportError(
-                    f"{i}: arrives at step {due} but {n.name} starts at {n.op.latency}; use timing='lava'"
+                    f"{i}: arrives at step {due} but {n.name} starts at {_latency(n)}; use timing='lava'"
                 )
     current: dict[str, Value] = {}
     if lava:
@@ -275,7 +281,7 @@ def _lower_step(b: FixedBuilder, q: Graph, lava: bool, record: bool, quantized: 
                 raise UnboundedError(f"{n.name} ({n.op.type_name}): no bounded float lowering")
             raise ExportError(f"{n.name} ({n.op.type_name}): no fixed-point ONNX lowering")
         out, v_state = lower_pop(b, n, terms)
-        entry = {"name": n.name, "type": n.op.type_name, "latency": n.op.latency, "shape": list(q.shape(n.name))}
+        entry = {"name": n.name, "type": n.op.type_name, "latency": _latency(n), "shape": list(q.shape(n.name))}
         current[n.name] = out
         if v_state:
             entry["v"] = v_state.removeprefix("state_out.")

@@ -88,11 +88,13 @@ def _global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> 
     y = centred * torch.rsqrt(var + bn.eps)[None, :, None, None]
     y = y * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
     momentum = float(bn.momentum if bn.momentum is not None else 0.1)
-    with torch.no_grad():  # as F.batch_norm: the running variance is the unbiased one
-        bn.num_batches_tracked += 1
-        bn.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
-        unbiased = var.detach() * (n / (n - 1).clamp(min=1))
-        bn.running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    tracked, running_mean, running_var = bn.num_batches_tracked, bn.running_mean, bn.running_var
+    if tracked is not None and running_mean is not None and running_var is not None:  # as F.batch_norm
+        with torch.no_grad():  # the running variance is the unbiased one
+            tracked.add_(1)
+            running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+            unbiased = var.detach() * (n / (n - 1).clamp(min=1))
+            running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
     return y.reshape(t, b, *y.shape[1:])
 
 
