@@ -279,7 +279,7 @@ def _refuse(what: str) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(f"{what}; nothing from the file was executed")
 
 
-class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+class RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler with calls, BUILD and item setting limited to our data types.
 
     ``persistent_load`` is supplied by the caller; ``storage_types`` says whether storage
@@ -287,16 +287,21 @@ class RestrictedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """
 
     dispatch: ClassVar[dict[int, Callable[..., None]]] = {}
+    # the pure-Python VM's working state, which typeshed's ``_Unpickler`` does not declare
+    stack: list[Any]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
 
     def __init__(self, file: io.BufferedIOBase, persistent_load: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file, fix_imports=False, encoding="latin1")
         self._ops = 0
         self._standins: dict[tuple[str, str], type] = {}  # per file, so nothing outlives the load
-        if persistent_load is not None:
-            self.persistent_load = persistent_load
+        self._persistent = persistent_load
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeCheckpointError("a persistent id outside a checkpoint's storage records")
+        if self._persistent is None:
+            raise UnsafeCheckpointError("a persistent id outside a checkpoint's storage records")
+        return self._persistent(pid)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
@@ -431,5 +436,5 @@ _OVERRIDES = {
 }
 RestrictedUnpickler.dispatch = {
     code: _counted(_OVERRIDES.get(bytes([code]), fn))
-    for code, fn in pickle._Unpickler.dispatch.items()  # type: ignore[attr-defined]
+    for code, fn in pickle._Unpickler.dispatch.items()
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -57,11 +57,17 @@ MODULE_HANDLERS: dict[type, ModuleHandler] = {}
 FUNCTION_HANDLERS: dict[Any, tuple[str, FunctionHandler]] = {}
 
 
-def handles(cls: type) -> Callable[[ModuleHandler], ModuleHandler]:
-    def register(fn: ModuleHandler) -> ModuleHandler:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def handles(cls: type[M]) -> Callable[[Callable[[TraceContext, str, M, list[str]], str]],
+                                      Callable[[TraceContext, str, M, list[str]], str]]:  # fmt: skip
+    """Register ``fn`` as the handler of modules of class ``cls`` (one handler per class)."""
+
+    def register(fn: Callable[[TraceContext, str, M, list[str]], str]) -> Callable[[TraceContext, str, M, list[str]], str]:
         if cls in MODULE_HANDLERS:
             raise TraceError(f"a handler for {cls.__name__} is already registered")
-        MODULE_HANDLERS[cls] = fn
+        MODULE_HANDLERS[cls] = fn  # type: ignore[assignment]  # looked up by the module's own class
         return fn
 
     return register
@@ -80,6 +86,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
 def _meta(module: torch.nn.Module) -> dict[str, Any]:
     return {"class": type(module).__name__}
 
@@ -93,9 +103,9 @@ def _conv(ctx: TraceContext, name: str, m: SeqConv2d, inputs: list[str]) -> str:
     op = Conv2d(
         _np(m.weight),
         None if m.bias is None else _np(m.bias),
-        m.stride,
-        m.padding,
-        m.dilation,
+        _pair(m.stride),
+        _pair(m.padding),  # a str padding was refused above
+        _pair(m.dilation),
         m.groups,
     )
     return ctx.add(name, op, inputs, module=name, **_meta(m))
@@ -103,7 +113,7 @@ def _conv(ctx: TraceContext, name: str, m: SeqConv2d, inputs: list[str]) -> str:
 
 @handles(TdBatchNorm)
 def _tdbn(ctx: TraceContext, name: str, m: TdBatchNorm, inputs: list[str]) -> str:
-    if m.running_mean is None or not m.affine:
+    if m.running_mean is None or m.running_var is None or not m.affine:
         raise TraceError(f"{name} (TdBatchNorm): needs running statistics and an affine part to map to Affine")
     # float64, so that folding and quantisation start from the exact BN map.
     var = m.running_var.detach().double()
@@ -134,7 +144,7 @@ def _bn_and_pad(ctx: TraceContext, name: str, m: BNAndPad, inputs: list[str]) ->
     src = inputs[0]
     if m.pad:
         c = int(m.bn.num_features)
-        pad = Conv2d(np.ones((c, 1, 1, 1), np.float32), None, 1, m.pad, 1, c)
+        pad = Conv2d(np.ones((c, 1, 1, 1), np.float32), None, (1, 1), _pair(m.pad), (1, 1), c)
         src = ctx.add(f"{name}.pad", pad, [src], module=name, role="zero border of BN-and-pad", **_meta(m))
     return ctx.add(f"{name}.bn", _bn_affine(m.bn), [src], module=f"{name}.bn", **_meta(m.bn))
 
@@ -216,7 +226,7 @@ def _detect(ctx: TraceContext, name: str, m: Detect, inputs: list[str]) -> str:
     for i, (conv, src) in enumerate(zip(m.m, inputs)):
         head = _conv(ctx, f"{name}.m.{i}", conv, [src])
         readouts.append(ctx.add(f"{name}.readout.{i}", Readout(), [head], module=name, scale=i))
-    op = Decode(m.nc, _np(m.anchors), [float(s) for s in m.stride.tolist()])
+    op = Decode(m.nc, _np(m.anchors), tuple(float(s) for s in m.stride.tolist()))
     decode = ctx.add(f"{name}.decode", op, readouts, module=name, **_meta(m))
     ctx.outputs += [*readouts, decode]
     return decode
