@@ -24,6 +24,7 @@ import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -81,12 +82,19 @@ def fast_input(b: FixedBuilder, xq: str, bound: int) -> Value:
     return Value(xq, F64, bound)
 
 
+def _bound(v: Value, hint: str) -> int:
+    """``v``'s proven bound (every value of the fast lowering has one)."""
+    if v.bound is None:
+        raise UnboundedError(f"{hint}: a value without a proven bound")
+    return v.bound
+
+
 def wrap(b: FixedBuilder, v: Value, bits: int, hint: str) -> Value:
     """Two's-complement wrap to ``bits``; a no-op (not emitted) when |v| < 2^(bits−1)."""
     half = 1 << (bits - 1)
-    if v.bound < half:
+    if _bound(v, hint) < half:
         return v
-    elem = _elem(v.bound + half, hint)
+    elem = _elem(_bound(v, hint) + half, hint)
     x = _fl(b, v, elem)
     k = b.op("Floor", [b.op("Mul", [b.op("Add", [x, _const_f(b, half, elem)], f"{hint}/wrap"),
                                     _const_f(b, 2.0**-bits, elem)], f"{hint}/wrap")], f"{hint}/wrap")  # fmt: skip
@@ -98,12 +106,12 @@ def floor_shift(b: FixedBuilder, v: Value, r: int, hint: str, offset: int = 0) -
     """⌊(v + offset) / 2^r⌋ (exact: a power-of-two scaling and a floor of a float integer)."""
     if r == 0 and offset == 0:
         return v
-    elem = _elem(v.bound + abs(offset), hint)
+    elem = _elem(_bound(v, hint) + abs(offset), hint)
     x = _fl(b, v, elem)
     if offset:
         x = b.op("Add", [x, _const_f(b, offset, elem)], f"{hint}/round")
     y = b.op("Floor", [b.op("Mul", [x, _const_f(b, 2.0**-r, elem)], f"{hint}/shift")], f"{hint}/shift")
-    bound = -(-(v.bound + abs(offset)) // (1 << r))
+    bound = -(-(_bound(v, hint) + abs(offset)) // (1 << r))
     return narrow(b, Value(y, elem, bound))
 
 
@@ -293,7 +301,8 @@ def _channel_block(indices, indptr, in_shape, out_shape) -> int | None:
 
 
 def elem_name(elem: int) -> str:
-    return {F32: "float32", F64: "float64", I32: "int32", I64: "int64", U8: "uint8", BOOL: "bool"}[elem]
+    names: dict[int, str] = {F32: "float32", F64: "float64", I32: "int32", I64: "int64", U8: "uint8", BOOL: "bool"}
+    return names[elem]
 
 
 @dataclass(frozen=True)
@@ -499,7 +508,7 @@ def _shared_host_conv(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 
 def _host_term(b: FixedBuilder, node: Node, x: Value) -> Value:
-    op = node.op
+    op: Any = node.op  # a HostConv or a HostSparse
     h = op.shift_u5
     if isinstance(op, loihi.HostConv):
         # the rounding shift ⌊(acc + 2^(h−1)) / 2^h⌋ = ⌊acc·2^−h + 1/2⌋, with 2^−h folded into the weights
@@ -574,7 +583,7 @@ def _input_sum(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]
     return wrap(b, add(b, emit_terms(b, node, terms), node.name), 32, node.name)
 
 
-def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> tuple[Value, str | None]:
     """``lif_step`` of ref-fixed in float32 (float64 where a bound needs it); states float32."""
     op: loihi.LoihiLIF | loihi.LoihiReadout = node.op  # type: ignore[assignment]
     p = b.p
@@ -591,17 +600,18 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     else:
         a = _input_sum(b, node, terms)
         scaled = False
+    a_bound = _bound(a, name)
     vth = op.vth_u17 << p["vth_shift"]
     bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
     if (isinstance(op, loihi.LoihiLIF) and keep_u == 0 and vth == 0 and not np.any(bias)
-            and a.bound << p["act_shift"] <= half - 1 and _nonnegative_spike_terms(b, node)):  # fmt: skip
+            and a_bound << p["act_shift"] <= half - 1 and _nonnegative_spike_terms(b, node)):  # fmt: skip
         # a relay of spikes: from v = 0, v' = 64·a >= 0 either fires (reset to 0) or is 0, so v is
         # always 0 (decay, wraps and saturation never act) and s = a > 0
         v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)
         b.op_to("Identity", [v_in], v_out)
         b.kernels[name] = "spike relay: s = a > 0, v stays 0 (a >= 0, vth = 0, no bias)"
         return Value(b.op("Greater", [a.name, _const_f(b, 0.0, a.elem)], f"{name}/fire"), BOOL, 1), v_out
-    act_bound = a.bound << p["act_shift"]  # type: ignore[operator]
+    act_bound = a_bound << p["act_shift"]
     if scaled:
         act = Value(a.name, a.elem, act_bound, act.grain)
     else:
@@ -616,7 +626,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
         u_in, u_out = b.state(f"{name}.u", op.in_shape(), F32)  # |u| <= 2^23 after the 24-bit wrap
         cur = wrap(b, add(b, [_trunc_decay(b, u_in, keep_u, p["decay_shift"], half, f"{name}/u"), act], f"{name}/cur"),
                    32, name)  # fmt: skip
-    wrapped24 = cur.bound > half - 1  # type: ignore[operator]
+    wrapped24 = _bound(cur, name) > half - 1
     if wrapped24:
         cur = _wrap24(b, cur, half, name)
     if keep_u != 0:
@@ -624,9 +634,9 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)  # |v| <= 2^23 − 1 (saturated)
     decayed = _trunc_decay(b, v_in, keep_v, p["decay_shift"], half - 1, f"{name}/v")
     pre, v = saturated_sum(b, decayed, cur, bias, half, name)
-    emitted = [x for x, on in (("32-bit wraps", a.bound >= INT32_LIMIT or act_bound >= INT32_LIMIT),
-                               ("24-bit wrap", wrapped24), ("saturation", pre.bound > half - 1)) if on]  # type: ignore[operator]  # fmt: skip
-    b.kernels[name] = (f"{type(op).__name__} {elem_name(pre.elem)} (|a| <= {a.bound}, |v before saturation| <= "
+    emitted = [x for x, on in (("32-bit wraps", a_bound >= INT32_LIMIT or act_bound >= INT32_LIMIT),
+                               ("24-bit wrap", wrapped24), ("saturation", _bound(pre, name) > half - 1)) if on]  # fmt: skip
+    b.kernels[name] = (f"{type(op).__name__} {elem_name(pre.elem)} (|a| <= {a_bound}, |v before saturation| <= "
                        f"{pre.bound}): {', '.join(emitted) or 'no wrap or saturation reachable'}")  # fmt: skip
     s = b.op("Greater", [v, _const_f(b, vth, F32)], f"{name}/fire")
     # v = 0 where fired, as v · [v <= vth] (onnxruntime's Where costs ~5 elementwise ops; v > vth >= 0
@@ -698,7 +708,7 @@ def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
     return True
 
 
-def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> tuple[Value, str | None]:
     op: loihi.GradedRelay = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     if not np.any(op.bias_s24):

@@ -21,9 +21,11 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import ArrayLike
 from onnx import TensorProto, helper, numpy_helper
 
 from emsdeploy.errors import ExportError
@@ -43,7 +45,7 @@ __all__ = [
 I32, I64, U8, F32, F64, BOOL = (TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT,
                                 TensorProto.DOUBLE, TensorProto.BOOL)  # fmt: skip
 I8 = TensorProto.INT8
-NP = {I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8, F32: np.float32, F64: np.float64}
+NP: dict[int, type] = {I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8, F32: np.float32, F64: np.float64}
 INT32_LIMIT = 1 << 31
 FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
 
@@ -76,7 +78,7 @@ class FixedBuilder:
         self.kernels: dict[str, str] = {}  # synapse group -> kernel and its exactness argument
         self._consts: dict[tuple, str] = shared._consts if shared else {}
         self.prefix = prefix
-        self._cache: dict[tuple, str] = {}
+        self._cache: dict[tuple, Any] = {}  # memoised values of this builder (casts, shared terms)
         self._n = 0
         self.batch = ""  # set by the exporter: a [1] int64 value holding B
         self.clock = ""  # the [1] int64 step counter input
@@ -99,8 +101,8 @@ class FixedBuilder:
         self.nodes.append(helper.make_node(op_type, list(inputs), [output], name=f"{output}/{op_type}", **attrs))
         return output
 
-    def const(self, array: np.ndarray | int | float, elem: int) -> str:
-        arr = np.ascontiguousarray(np.asarray(array, dtype=NP[elem]))
+    def const(self, array: ArrayLike, elem: int) -> str:
+        arr: np.ndarray = np.ascontiguousarray(np.asarray(array, dtype=NP[elem]))
         data = arr.tobytes()
         key = (elem, arr.shape, data if arr.size <= 64 else hashlib.sha256(data).digest())
         if key not in self._consts:  # each array once, whichever branch asks
@@ -375,7 +377,7 @@ def _syn_sparse(b: FixedBuilder, node: Node, x: Value) -> Value:
 
 
 def _host(b: FixedBuilder, node: Node, x_int: str) -> Value:
-    op = node.op
+    op: Any = node.op  # a HostConv or a HostSparse
     if isinstance(op, loihi.HostConv):
         acc = _im2col_matmul(b, node.name, x_int, op.weight_s24, b.graph.shape(node.inputs[0]), op)
         b.kernels[node.name] = "host: im2col + int64 MatMul"
