@@ -282,3 +282,20 @@ def test_forced_matmul_integer_kernel_is_exact():
     q = lowered(trace(tiny_ee(seed=3), (32, 32)))
     x = torch.rand(2, *q.input_node().op.shape, generator=torch.Generator().manual_seed(0))
     assert assert_exact(q, x, "aligned", kernel="MatMulInteger")["entries"] > 0
+
+
+def test_pool_first_needs_a_per_channel_bias():
+    """Max-pools are pooled before the bias only where the bias is constant over each channel: a
+    bias that varies within a channel (not made by our quantizer, but legal in the IR) keeps the
+    sum-bias-pool order, exactly."""
+    from emsdeploy.ir.ops.loihi import FixedMaxPool
+
+    q = lowered(trace(tiny_ee(3, seed=2, width=0.25), (32, 32)))
+    pools = [n for n in q if isinstance(n.op, FixedMaxPool)]
+    assert pools
+    rng = np.random.default_rng(0)
+    for n in pools:
+        n.op = dataclasses.replace(n.op, bias_s24=rng.integers(-3000, 3000, n.op.bias_s24.shape).astype(np.int32))
+    kernels = json.loads(_meta(q)["kernels"])
+    assert not any("pooled before the join" in kernels[n.name] for n in pools if n.name in kernels)
+    assert assert_exact(q, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)))["spikes"] > 50
