@@ -390,7 +390,7 @@ def _merged_conv(b: FixedBuilder, node: Node, group: list[PendingConv], base: in
 
 def _gathered_matmul_pays(op, w_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
     """Where the gathered ``MatMulInteger`` beats ``ConvInteger`` (onnxruntime 1.23.2, one thread,
-    a Xeon with AVX-512 VNNI and AMX; bench/results/onnx_fixed.md times each layer both ways):
+    a Xeon with AVX-512 VNNI and AMX; docs/onnx.md's per-layer table, from bench/onnx_fixed.py):
     spatial, ungrouped convs with at least 32 input channels (narrower ones gather rows too short
     to pay) and a small output: at most 20×20 pixels (1.2–3× faster), 40×40 with at most 128
     channels, or 80×80 with at most 32 (64→32 3×3 at 80×80: 0.88 vs 1.32 ms). ``ConvInteger``

@@ -264,7 +264,7 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
 
 def test_gathered_matmul_where_it_pays():
     """Spatial convs of >= 32 input channels with small outputs; 1×1, narrow inputs and wide,
-    large outputs keep ``ConvInteger`` (bench/results/onnx_fixed.md, per layer)."""
+    large outputs keep ``ConvInteger`` (docs/onnx.md, per-layer table)."""
     from emsdeploy.exporters.onnx.fixed_fast_onnx import _gathered_matmul_pays
 
     geom = dataclasses.make_dataclass("Geometry", ["groups"])(1)
