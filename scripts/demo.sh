@@ -16,14 +16,16 @@ grep -A3 '^totals' "$OUT/inspect.txt"
 echo "(the per-layer table is in $OUT/inspect.txt)"
 emsdeploy trace "$CKPT" -o "$OUT/model.emsir"
 
-step "2/7  Export to a stepwise ONNX graph (one time step, membrane state in and out)"
+step "2/7  Export to stepwise ONNX graphs (one time step, state in and out): float, and Loihi-exact integer"
 emsdeploy export "$CKPT" --target onnx --spikes -o "$OUT/model.onnx"
+emsdeploy export "$CKPT" --target onnx --arithmetic fixed -o "$OUT/fixed.onnx"
 
 step "3/7  Export to Lava: Loihi fixed point, lava-nc processes, mapping report"
 emsdeploy export "$CKPT" --target lava -o "$OUT/lava"
 
-step "4/7  Verify the exported files: PyTorch -> ref-float -> ONNX, ref-fixed -> Lava (lava-nc CPU simulator)"
-emsdeploy verify "$CKPT" --onnx "$OUT/model.onnx" --lava "$OUT/lava" --save-json "$OUT/verify.json"
+step "4/7  Verify: PyTorch -> ref-float -> ONNX, ref-fixed -> Lava (lava-nc CPU simulator) and the integer ONNX"
+emsdeploy verify "$CKPT" --targets ref,onnx,lava,onnx-fixed --onnx "$OUT/model.onnx" --lava "$OUT/lava" \
+    --save-json "$OUT/verify.json"
 
 step "5/7  Energy: exact synaptic operations, beside the papers' formula and the same-shape ANN"
 emsdeploy energy "$CKPT" --plot "$OUT/energy.png" --save-json "$OUT/energy.json"
@@ -40,6 +42,7 @@ cat <<SUMMARY
   inspect.txt          per-layer table of the IR (op, shapes, kind, parameters, fan-in, chip/custom/host)
   model.emsir          the IR itself (HDF5); 'emsdeploy inspect $OUT/model.emsir' reads it back
   model.onnx           stepwise ONNX graph; 'emsdeploy run $OUT/model.onnx --input IMAGE' runs it
+  fixed.onnx           the same network in Loihi's integer arithmetic, bit-exact with Lava (runs the same way)
   lava/                Lava network (network.lava.h5), quantized IR, mapping.txt, quantization.txt
   verify.json          the spike-equivalence report above, as JSON
   energy.json/.png     per-layer synaptic operations and energy, and the plot
