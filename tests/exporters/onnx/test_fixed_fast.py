@@ -16,6 +16,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
 from emsdeploy.exporters.onnx.fixed_fast_onnx import _trunc_decay, _wrap24, floor_shift, saturated_sum, wrap
@@ -237,13 +239,13 @@ def test_pointwise_detection_is_exact():
     [(1, 16, 32, 6, 3, 1, 1, 1), (2, 64, 64, 10, 3, 1, 1, 1), (2, 32, 16, 9, 3, 2, 1, 1), (3, 8, 16, 7, 3, 1, 2, 2),
      (1, 24, 48, 5, 2, 1, 0, 1), (2, 64, 27, 8, 3, 1, 1, 1), (2, 16, 21, 10, 3, 1, 1, 1)],
 )  # fmt: skip
-def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, stride, pad, dil):
+def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, stride, pad, dil, seed=None):
     """The Gather im2col + MatMulInteger kernel gives the convolution's integer sums exactly
     (batch, stride, padding, dilation; weights over the whole int8 range, 0/1 spikes; widths of
     27 and 21, where onnxruntime's MatMulInteger itself is wrong unless padded to 16s)."""
     from emsdeploy.exporters.onnx.fixed_kernels_onnx import I32, U8, gathered_matmul_integer
 
-    rng = np.random.default_rng(h * c + o)
+    rng = np.random.default_rng(h * c + o if seed is None else seed)
     w = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
     op = dataclasses.make_dataclass("Geometry", ["stride", "padding", "dilation"])((stride,) * 2, (pad,) * 2, (dil,) * 2)
     b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
@@ -260,6 +262,19 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
     want = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
                                       stride=stride, padding=pad, dilation=dil).numpy()  # fmt: skip
     np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 3), c=st.integers(1, 70), o=st.integers(1, 70), h=st.integers(3, 12), k=st.integers(1, 3),
+    stride=st.integers(1, 2), pad=st.integers(0, 1), dil=st.integers(1, 2), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_gathered_matmul_integer_any_geometry(batch, c, o, h, k, stride, pad, dil, seed):
+    """Property: any width (multiples of 16 or not), fan-in, batch and geometry give the
+    convolution's integer sums exactly."""
+    if (k - 1) * dil + 1 > h + 2 * pad:
+        return
+    test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, stride, pad, dil, seed)
 
 
 def test_gathered_matmul_where_it_pays():
