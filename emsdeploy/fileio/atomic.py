@@ -37,6 +37,7 @@ _lock = threading.RLock()
 _temps: dict[Path, bool] = {}  # path -> is a folder
 _previous: dict[int, object] = {}
 _completed: list[Path] = []  # outputs already renamed into place by this process (complete, new)
+_moving: dict[Path, int] = {}  # output -> inode of the temporary being renamed onto it right now
 
 
 def temporaries() -> list[Path]:
@@ -53,8 +54,17 @@ def _remove(path: Path, is_dir: bool) -> None:
             path.unlink(missing_ok=True)
 
 
+def _in_place(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == inode
+    except OSError:
+        return False
+
+
 def _on_signal(signum: int, frame: object) -> None:
     with _lock:
+        # first what is complete: a rename the signal interrupted may already have happened
+        done = list(dict.fromkeys([*_completed, *(p for p, ino in _moving.items() if _in_place(p, ino))]))
         for path, is_dir in list(_temps.items()):
             _remove(path, is_dir)
         previous = _previous.get(signum)
@@ -66,9 +76,8 @@ def _on_signal(signum: int, frame: object) -> None:
     # SIG_DFL: end the process as the default action would, now that the temporaries are gone.
     # (An exception raised here could surface inside a C extension, e.g. h5py, and be mangled.)
     name = signal.Signals(signum).name
-    if _completed:  # the signal came after an output was renamed into place: that output is complete and new
-        done = ", ".join(str(p) for p in _completed)
-        msg = f"error: interrupted by {name} after {done} was complete; temporary files were removed"
+    if done:  # the signal came after an output was renamed into place: that output is complete and new
+        msg = f"error: interrupted by {name} after {', '.join(map(str, done))} was complete; temporary files were removed"
     else:
         msg = f"error: interrupted by {name}; temporary files were removed, earlier outputs are untouched"
     os.write(2, (msg + "\n").encode())
@@ -119,6 +128,22 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
+def _moving_into_place(tmp: Path, path: Path) -> Iterator[None]:
+    """The block renames ``tmp`` onto ``path``. A signal handled at any moment of it, even right
+    after the rename and before the bookkeeping, tells a complete new output (``path`` is now
+    ``tmp``'s inode) from an untouched one."""
+    inode = os.stat(tmp, follow_symlinks=False).st_ino
+    with _lock:
+        _moving[path] = inode
+    try:
+        yield
+        _completed.append(path)
+    finally:
+        with _lock:
+            _moving.pop(path, None)
+
+
+@contextlib.contextmanager
 def _temporary(path: Path, suffix: str, is_dir: bool) -> Iterator[Path]:
     """A fresh registered temporary beside ``path`` for the block: removed if the block fails (or
     a signal ends it), unregistered however it ends. The block moves it onto ``path``."""
@@ -140,8 +165,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str 
     with _temporary(path, suffix, False) as tmp:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        _completed.append(path)
+        with _moving_into_place(tmp, path):
+            os.replace(tmp, path)
     return path
 
 
@@ -194,13 +219,13 @@ def atomic_folder(path: str | Path, owned: Collection[str] | None = None) -> Ite
     with _temporary(path, ".tmp", True) as tmp:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        if path.is_dir():
-            if not _exchange(tmp, path):
-                _swap_by_renames(tmp, path)
-            # tmp now holds the previous output; it is still registered, so a signal removes it
-        else:
-            os.rename(tmp, path)
-        _completed.append(path)
+        with _moving_into_place(tmp, path):
+            if path.is_dir():
+                if not _exchange(tmp, path):
+                    _swap_by_renames(tmp, path)
+                # tmp now holds the previous output; it is still registered, so a signal removes it
+            else:
+                os.rename(tmp, path)
         _remove(tmp, True)  # the previous output (nothing there after a plain rename)
 
 

@@ -209,3 +209,43 @@ def test_sigterm_and_sigkill_leave_no_debris(tiny_ckpt, tiny_lava, tmp_path, fix
     hit = sorted(r["name"] for r in results if r["mid"] and r["point"] == "write")
     print(f"SIGTERM landed mid-write for {hit}")
     assert "export-lava" in hit and len(hit) >= 3, f"mid-write signals landed for {hit} only"
+
+
+_RACE = """
+import os, signal, sys, time
+from pathlib import Path
+from emsdeploy.fileio import atomic_folder, atomic_write
+
+real_replace, real_rename = os.replace, os.rename
+
+def then_term(move):
+    def moved(a, b, *rest):  # the rename happens, then SIGTERM lands before the caller's next line
+        move(a, b, *rest)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    return moved
+
+out = Path(sys.argv[1])
+if sys.argv[2] == "file":
+    os.replace = then_term(real_replace)
+    atomic_write(out, lambda tmp: tmp.write_bytes(b"new output"))
+else:
+    os.rename = then_term(real_rename)
+    with atomic_folder(out) as tmp:
+        (tmp / "a.txt").write_text("new output")
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_signal_right_after_the_rename_reports_the_new_output(tmp_path, kind):
+    """SIGTERM between the rename into place and the writer's bookkeeping: the message says the
+    new output is complete (it is), never that earlier outputs are untouched."""
+    out = tmp_path / ("m.onnx" if kind == "file" else "lava")
+    proc = subprocess.run([sys.executable, "-c", _RACE, str(out), kind], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: interrupted by SIGTERM after {out} was complete; temporary files were removed"
+    ), proc.stderr
+    new = out.read_bytes() if kind == "file" else (out / "a.txt").read_bytes()
+    assert new == b"new output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
