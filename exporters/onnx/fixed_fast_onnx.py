@@ -638,13 +638,13 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> t
                                ("24-bit wrap", wrapped24), ("saturation", _bound(pre, name) > half - 1)) if on]  # fmt: skip
     b.kernels[name] = (f"{type(op).__name__} {elem_name(pre.elem)} (|a| <= {a_bound}, |v before saturation| <= "
                        f"{pre.bound}): {', '.join(emitted) or 'no wrap or saturation reachable'}")  # fmt: skip
-    s = b.op("Greater", [v, _const_f(b, vth, F32)], f"{name}/fire")
     # v = 0 where fired, as v · [v <= vth] (onnxruntime's Where costs ~5 elementwise ops; v > vth >= 0
     # where fired, so the product is +0)
     keep = b.op("Cast", [b.op("LessOrEqual", [v, _const_f(b, vth, F32)], f"{name}/keep")], f"{name}/keepf", to=F32)
     b.op_to("Mul", [v, keep], v_out)
-    if isinstance(op, loihi.LoihiReadout):
+    if isinstance(op, loihi.LoihiReadout):  # its v is the output; its spikes are never read
         return Value(v_out, F32, half - 1), v_out
+    s = b.op("Greater", [v, _const_f(b, vth, F32)], f"{name}/fire")
     return Value(s, BOOL, 1), v_out
 
 
@@ -724,10 +724,11 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) 
     k, s, p = op.kernel, op.stride or op.kernel, op.padding
     c, h, w = op.in_shape()
     r = op.out_shift_u5
-    pooled = _pool_first(b, node, terms)
+    values = emit_terms(b, node, terms)  # once, for either order (emitted values pass through again)
+    pooled = _pool_first(b, node, values)
     if pooled is not None:
         return (floor_shift(b, pooled, r, node.name, 1 << (r - 1)) if r else pooled), None
-    pre, _ = _relay(b, node, terms)
+    pre, _ = _relay(b, node, values)
     x = pre.name
     if pre.elem == F32:  # max is exact; MaxPool drops the incomplete border blocks as the crop does
         pool = b.op("MaxPool", [x], f"{node.name}/max", kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p])
@@ -744,7 +745,7 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) 
     return (floor_shift(b, out, r, node.name, 1 << (r - 1)) if r else out), None
 
 
-def _pool_first(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> Value | None:
+def _pool_first(b: FixedBuilder, node: Node, values: Sequence[Value]) -> Value | None:
     """max(Σ terms + bias) as max(Σ terms) + bias, the max taken per channel block before the
     blocks are joined: a quarter of the values to join and add for a 2×2 pool. Exact when the
     bias is constant over each channel (max(x + β) = max(x) + β; ``MaxPool``'s padding is −∞
@@ -754,7 +755,6 @@ def _pool_first(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv
     bias = op.bias_s24.astype(np.int64).reshape(op.bias_s24.shape[0], -1)
     if bias.size and np.any(bias != bias[:, :1]):
         return None
-    values = emit_terms(b, node, terms)
     bound = sum(v.bound for v in values)  # type: ignore[misc]
     bias_bound = int(np.abs(bias).max()) if bias.size else 0
     grain = min(v.grain for v in values)
@@ -762,7 +762,7 @@ def _pool_first(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv
         return None
     k, s, p = op.kernel, op.stride or op.kernel, op.padding
     attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [p, p, p, p]}
-    blocks = channel_blocks(values) or [values]
+    blocks = channel_blocks(values) or [list(values)]
     parts = [b.op("MaxPool", [_fl(b, add(b, part, node.name), F32)], f"{node.name}/max", **attrs) for part in blocks]
     y = parts[0] if len(parts) == 1 else b.op("Concat", parts, f"{node.name}/concat", axis=1)
     if bias_bound:
