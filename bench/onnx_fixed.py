@@ -6,8 +6,19 @@ threads, then times whole inferences (all T steps; for the fixed graph the T cal
 timing, readouts included; no NMS) in alternating rounds so that every backend sees the same
 machine load. Reported: median ms per inference with quartiles, and the ratios. A per-layer
 table times each chip conv of spikes alone with each exact kernel (``ConvInteger``, float
-``Conv``, the gathered ``MatMulInteger``), one thread; onnxruntime's profile of both graphs by operator type. The fixed graph and
+``Conv``, the gathered ``MatMulInteger``), one thread; onnxruntime's profile by operator type of the float, fixed and floor (below) graphs. The fixed graph and
 ref-fixed are checked to agree bit for bit first.
+
+A lower bound rides along (``fixed-floor``, NOT exact, timing only): the fixed graph with every
+LIF population's Loihi arithmetic replaced by the least any LIF update does — decay by a
+multiply, integrate, fire, reset (five passes, the float graph's update with its ``Where`` as a
+mask) — and everything else (the exact convolution kernels, the stem, the terms' scaling, the
+pools, the input guard) as exported. An exact lowering must add the truncation of the decay,
+the bias, and the 24-bit wrap and the saturation where reachable, so no exact graph built on
+these kernels runs faster than this one. ``fixed-floor-nhwc`` bounds a whole-graph NHWC layout
+the same way: the floor graph with every ungrouped spike conv as an NHWC ``MatMulInteger``
+(gathered im2col; a 1×1 conv a plain ``MatMulInteger``) whose layout changes are free
+``Reshape``s (the data is scrambled: timing only), which is what any NHWC graph pays at least.
 
 Usage: ``python bench/onnx_fixed.py [--quick] [--rounds 5] [--models res18-ee,shipped] [--threads 1,2]``.
 Results: ``bench/results/onnx_fixed.{json,md}`` with the CPU model and flags and the load average.
@@ -48,6 +59,73 @@ def _graph(name: str, size: int):
 
         return load_graph(SHIPPED, None, None).graph
     return _res18(size, 5)
+
+
+def _floor_lif(b, node, terms):
+    """The least work of any LIF update (see the module docstring): NOT Loihi-exact."""
+    from emsdeploy.exporters.onnx import fixed_fast_onnx as ff
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import BOOL, F32, Value
+    from emsdeploy.ir.ops.loihi import LoihiReadout
+
+    name, half = node.name, 1 << (b.p["uv_bits"] - 1)
+    a = ff._fl(b, ff.add(b, ff.emit_terms(b, node, terms, b.p["act_shift"]), name), F32)
+    v_in, v_out = b.state(f"{name}.v", node.op.in_shape(), F32)
+    pre = b.op("Add", [b.op("Mul", [v_in, ff._const_f(b, 0.25, F32)], f"{name}/decay"), a], f"{name}/pre")
+    vth = ff._const_f(b, node.op.vth_u17 << b.p["vth_shift"], F32)
+    keep = b.op("Cast", [b.op("LessOrEqual", [pre, vth], f"{name}/keep")], f"{name}/keepf", to=F32)
+    b.op_to("Mul", [pre, keep], v_out)
+    if isinstance(node.op, LoihiReadout):
+        return Value(v_out, F32, half - 1), v_out
+    return Value(b.op("Greater", [pre, vth], f"{name}/fire"), BOOL, 1), v_out
+
+
+def _nhwc_matmul_integer(b, x: str, w: np.ndarray, in_shape, op, hint: str) -> str:
+    """A spike conv's cost in an NHWC graph: im2col ``Gather`` + ``MatMulInteger`` (a 1×1 conv:
+    the ``MatMulInteger`` alone), the layout changes as free ``Reshape``s. NOT exact (scrambled)."""
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I8, I64
+
+    c, h, wd = (int(v) for v in in_shape)
+    o, _, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    xt = b.op("Reshape", [x, b.const([0, h, wd, c], I64)], f"{hint}/nhwc")
+    wm = np.zeros((kh * kw * c, -(-o // 16) * 16), np.int8)  # widths of 16 (the MatMulInteger bug)
+    wm[:, :o] = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        cols = b.op("Reshape", [xt, b.const([0, h * wd, c], I64)], f"{hint}/rows")
+    else:
+        if ph or pw:
+            xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
+        rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
+        oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
+        taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
+        index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
+        cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
+        cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
+    acc = b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint")
+    if wm.shape[1] != o:
+        acc = b.op("Slice", [acc, b.const([0], I64), b.const([o], I64), b.const([2], I64)], f"{hint}/width")
+    return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
+
+
+def floor_graph(q, nhwc: bool = False) -> bytes:
+    """The lower-bound graph (:func:`_floor_lif` for every LIF and readout; with ``nhwc``, every
+    ungrouped spike conv as :func:`_nhwc_matmul_integer`). Not exact: timing only."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    from emsdeploy.exporters.onnx import fixed_fast_onnx as ff
+    from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
+    from emsdeploy.ir.ops.loihi import LoihiReadout
+
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(ff, "_lif", _floor_lif))
+        stack.enter_context(mock.patch.dict(ff.FAST_LOWERINGS, {LoihiReadout: _floor_lif}))
+        if nhwc:
+            stack.enter_context(mock.patch.object(ff, "gathered_matmul_integer", _nhwc_matmul_integer))
+            stack.enter_context(mock.patch.object(ff, "_gathered_matmul_pays", lambda op, w, out: op.groups == 1))
+        return build_fixed_onnx(q).SerializeToString()
 
 
 def _time(fn, n: int = 1) -> float:
@@ -181,6 +259,8 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
     float_bytes = build_onnx(graph).SerializeToString()
     fixed_model = build_fixed_onnx(q)
     fixed_bytes = fixed_model.SerializeToString()
+    floor_bytes = floor_graph(q)  # not exact: a lower bound on any exact graph's time (module docstring)
+    floor_nhwc = floor_graph(q, nhwc=True)  # the same bound for an NHWC graph
     kernels = json.loads({p.key: p.value for p in fixed_model.metadata_props}["kernels"])
     # exactness first: the fixed graph against ref-fixed, every valid step of every population
     check = build_fixed_onnx(q, record=True).SerializeToString()
@@ -198,6 +278,8 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
             StepwiseSession(float_bytes, threads=t, spin=False)
         )
         backends[f"fixed-onnx/{t}t"] = (lambda s: lambda: s.run(x))(FixedSession(fixed_bytes, threads=t))
+        backends[f"fixed-floor/{t}t"] = (lambda s: lambda: s.run(x))(FixedSession(floor_bytes, threads=t))
+        backends[f"fixed-floor-nhwc/{t}t"] = (lambda s: lambda: s.run(x))(FixedSession(floor_nhwc, threads=t))
         backends[f"ref-fixed/{t}t"] = (lambda r: lambda: r.run(x))(RefFixed(q, threads=t))
     for fn in backends.values():
         fn()  # warm-up
@@ -226,6 +308,12 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
         for t in threads
     })  # fmt: skip
     ratios.update({
+        f"float/{floor} {t}t (lower bound, not exact)": round(
+            summary[f"float-onnx/{t}t"]["median_ms"] / summary[f"{floor}/{t}t"]["median_ms"], 2
+        )
+        for t in threads for floor in ("fixed-floor", "fixed-floor-nhwc")
+    })  # fmt: skip
+    ratios.update({
         f"ref-fixed/fixed {t}t": round(summary[f"ref-fixed/{t}t"]["median_ms"] / summary[f"fixed-onnx/{t}t"]["median_ms"], 2)
         for t in threads
     })  # fmt: skip
@@ -244,6 +332,7 @@ def bench_model(name: str, size: int, rounds: int, threads: tuple[int, ...]) -> 
         "op_profile": {
             "float": op_profile(float_bytes, x.numpy(), T),
             "fixed": op_profile(fixed_bytes, x.numpy(), T),
+            "floor": op_profile(floor_bytes, x.numpy(), T),
         },
         "layers": layer_table(q, 3) if name != "shipped" else [],
     }
@@ -281,14 +370,17 @@ def _markdown(res: dict) -> str:
                       "| layer | ms | share | kernel |", "|---|---|---|---|"]  # fmt: skip
             lines += [f"| {r['layer']} | {r['ms']} | {r['share']:.1%} | {r['kernel']} |" for r in m["profile"]]
         if m.get("op_profile"):
+            graphs = [g for g in ("float", "fixed", "floor") if g in m["op_profile"]]
             lines += ["", "onnxruntime profile of one inference (T calls, one thread) by operator type, ms "
-                      "(calls per step):", "", "| op | float graph | fixed graph |", "|---|---|---|"]  # fmt: skip
-            fl, fx = m["op_profile"]["float"], m["op_profile"]["fixed"]
-            ops = sorted(set(fl) | set(fx), key=lambda o: -max(fl.get(o, {}).get("ms", 0), fx.get(o, {}).get("ms", 0)))
-            cells = [[f"{d[op]['ms']} ({d[op]['per_step']})" if op in d else "" for d in (fl, fx)] for op in ops]
-            lines += [f"| {op} | {c[0]} | {c[1]} |" for op, c in zip(ops, cells, strict=True)]
-            lines.append(f"| total | {round(sum(v['ms'] for v in fl.values()), 1)} | "
-                         f"{round(sum(v['ms'] for v in fx.values()), 1)} |")  # fmt: skip
+                      "(calls per step); floor: the lower-bound graph, not exact:", "",
+                      "| op | " + " | ".join(f"{g} graph" for g in graphs) + " |", "|---|" + "---|" * len(graphs)]  # fmt: skip
+            profs = [m["op_profile"][g] for g in graphs]
+            ops = sorted(set().union(*profs), key=lambda o: -max(d.get(o, {}).get("ms", 0) for d in profs))
+            lines += [f"| {op} | " + " | ".join(f"{d[op]['ms']} ({d[op]['per_step']})" if op in d else "" for d in profs)
+                      + " |" for op in ops]  # fmt: skip
+            lines.append(
+                "| total | " + " | ".join(str(round(sum(v["ms"] for v in d.values()), 1)) for d in profs) + " |"
+            )
         if m["layers"]:
             names = [k for k in m["layers"][0] if k not in ("layer", "in", "out", "kernel", "bound")]
             lines += ["", "Each chip conv of spikes alone, each exact kernel, ms per call (one thread):", "",
