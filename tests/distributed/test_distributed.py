@@ -6,6 +6,7 @@ localhost port): most of a test's seconds are that start-up, not the sweep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -157,7 +158,10 @@ def test_a_killed_worker_is_restarted_and_the_sweep_ends_identical(energy_refere
     results = tmp_path / "res"
     args = ["energy", "--json", "--limit", "8", "--results", str(results), "--resume"]
     cmd = _torchrun_cmd(args, launcher=("--max-restarts", "1"))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # its own process group: a hung run is ended with its workers (orphaned workers would hold the
+    # pipes open, and communicate() would wait on them)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)  # fmt: skip
     killed = None
     deadline = time.monotonic() + 180
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -171,9 +175,12 @@ def test_a_killed_worker_is_restarted_and_the_sweep_ends_identical(energy_refere
     try:
         out, err = proc.communicate(timeout=420)  # two start-ups of two workers on a loaded machine
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
         pytest.fail(f"the restarted sweep hung:\n{err[-4000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # no worker outlives the test
     assert killed is not None and len(killed) < 8, f"the sweep ended before a worker could be killed:\n{err[-2000:]}"
     assert proc.returncode == 0, err[-3000:]
     assert out == energy_reference[0]
