@@ -28,7 +28,6 @@ import onnx
 from numpy.typing import ArrayLike
 from onnx import TensorProto, helper, numpy_helper
 
-from emsdeploy.errors import ExportError
 from emsdeploy.ir import Graph, Kind, Node
 from emsdeploy.ir.ops import loihi
 
@@ -259,10 +258,9 @@ def _im2col_matmul(
 ) -> str:
     """An exact convolution: im2col (strided slices of the padded input, shared by every conv of
     the same input and geometry) then MatMul, in int64 (or in float64 with the weights times the
-    power of two ``scale``, where the caller proves every partial sum exact)."""
-    if op.groups != 1:
-        raise ExportError(f"{hint}: grouped convolution of graded or host integers has no exact ONNX lowering here")
-    _, h, w = in_shape
+    power of two ``scale``, where the caller proves every partial sum exact). A grouped conv
+    (SpikeYOLO's depthwise convs) is one batched MatMul over the groups."""
+    c_in, h, w = in_shape
     co, ci, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
@@ -278,9 +276,17 @@ def _im2col_matmul(
                 cols.append(b.op("Slice", [xp, b.const(starts, I64), b.const(ends, I64), b.const([2, 3], I64),
                                            b.const([sh, sw], I64)], f"{hint}/col"))  # fmt: skip
         cat = b.op("Concat", cols, f"{hint}/im2col", axis=1) if len(cols) > 1 else cols[0]
-        b._cache[key] = b.op("Reshape", [cat, b.const([0, ci * kh * kw, ho * wo], I64)], f"{hint}/flat")
+        b._cache[key] = b.op("Reshape", [cat, b.const([0, c_in * kh * kw, ho * wo], I64)], f"{hint}/flat")
     flat = b._cache[key]
-    w2 = weight.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
+    g = op.groups
+    if g != 1:  # rows (tap, channel) -> (group, tap, channel in group); weights (group, out, tap·channel)
+        taps = kh * kw
+        grouped = b.op("Reshape", [flat, b.const([0, taps, g, ci, ho * wo], I64)], f"{hint}/taps")
+        grouped = b.op("Transpose", [grouped], f"{hint}/groups", perm=[0, 2, 1, 3, 4])
+        flat = b.op("Reshape", [grouped, b.const([0, g, taps * ci, ho * wo], I64)], f"{hint}/gflat")
+        w2 = weight.reshape(g, co // g, ci, kh, kw).transpose(0, 1, 3, 4, 2).reshape(g, co // g, taps * ci)
+    else:
+        w2 = weight.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
     w2 = w2.astype(np.int64) if elem == I64 else w2.astype(np.float64) * scale
     acc = b.op("MatMul", [b.const(w2, elem), flat], f"{hint}/matmul")
     return b.op("Reshape", [acc, b.const([0, co, ho, wo], I64)], f"{hint}/acc")
@@ -524,10 +530,49 @@ def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, s
     return Value(b.op("Cast", [y], f"{node.name}/y", to=I64), I64, None), None
 
 
+def _integer_lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, str | None]:
+    """:func:`emsdeploy.ir.fixed_point.integer_lif_step` (SpikeYOLO's I-LIF) in int64, the same
+    operations: V = sat(((V' − s'·2^(k+f)) >> d) + ((a + b)·2^f)), then s = round half to even of
+    clamp(V, 0, D·2^(k+f)) / 2^(k+f). The zero state at the reset step is ref-fixed's fresh state
+    (it makes the carried term 0). Magnitudes: |a| < 2^31, |b| < 2^23, f <= 31, so below 2^63."""
+    op: loihi.LoihiIntegerLIF = node.op  # type: ignore[assignment]
+    name, qb, d = node.name, op.unit_bits, op.decay_shift_u4
+    a = b.cast(_input_sum(b, node, terms), I64).name
+    cur = b.op("Add", [a, b.const(op.bias_s24.astype(np.int64), I64)], f"{name}/bias")
+    if op.frac_bits_u5:
+        cur = b.op("Mul", [cur, b.const(1 << op.frac_bits_u5, I64)], f"{name}/frac")
+    v_in, v_out = b.state(f"{name}.v", op.in_shape(), I64)
+    s_in, s_out = b.state(f"{name}.s", op.in_shape(), I64)
+    reset = b.reset_flag(op.latency)
+    if reset:
+        zero = b.const(0, I64)
+        v_in = b.op("Where", [reset, zero, v_in], f"{name}/v_reset")
+        s_in = b.op("Where", [reset, zero, s_in], f"{name}/s_reset")
+    carried = b.op("Sub", [v_in, b.op("Mul", [s_in, b.const(1 << qb, I64)], f"{name}/unit")], f"{name}/soft")
+    v = b.op("Add", [b.floor_shift(carried, d), cur], f"{name}/v")
+    half = (1 << (b.p["uv_bits"] - 1)) - 1
+    v = b.op("Clip", [v, b.const(-half, I64), b.const(half, I64)], f"{name}/sat")
+    b.op_to("Identity", [v], v_out)
+    c = b.op("Clip", [v, b.const(0, I64), b.const(op.levels << qb, I64)], f"{name}/clamp")
+    if qb == 0:
+        s = c
+    else:  # c >= 0: Div is the floor; q + [r > h] + [r == h and q odd]
+        q = b.op("Div", [c, b.const(1 << qb, I64)], f"{name}/q")
+        r = b.op("Sub", [c, b.op("Mul", [q, b.const(1 << qb, I64)], f"{name}/qu")], f"{name}/r")
+        h = b.const(1 << (qb - 1), I64)
+        odd = b.op("Equal", [b.op("Mod", [q, b.const(2, I64)], f"{name}/par"), b.const(1, I64)], f"{name}/odd")
+        up = b.op("Or", [b.op("Greater", [r, h], f"{name}/above"),
+                         b.op("And", [b.op("Equal", [r, h], f"{name}/tie"), odd], f"{name}/even")], f"{name}/up")  # fmt: skip
+        s = b.op("Add", [q, b.op("Cast", [up], f"{name}/upi", to=I64)], f"{name}/s")
+    b.op_to("Identity", [s], s_out)
+    return Value(s, I64, op.levels), v_out
+
+
 FIXED_LOWERINGS: dict[type, Callable] = {
     loihi.LoihiLIF: _lif,
     loihi.LoihiReadout: _lif,
     loihi.GradedRelay: _relay,
     loihi.FixedMaxPool: _maxpool,
     loihi.FixedSiLU: _silu,
+    loihi.LoihiIntegerLIF: _integer_lif,
 }

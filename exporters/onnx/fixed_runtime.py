@@ -21,6 +21,8 @@ from .fixed import FIXED_FORMAT, FIXED_VERSION
 
 __all__ = ["FixedSession", "read_format"]
 
+SPIKING = ("LoihiLIF", "LoihiIntegerLIF")  # recorded as "s" (spikes; integers 0..D) with their membrane "v"
+
 
 def read_format(path: str | Path) -> str | None:
     """The ``format`` entry of an ONNX file's metadata (None if absent); one-line error if unreadable."""
@@ -144,7 +146,7 @@ class FixedSession:
                     raw[p["name"]].append(rec_bufs[p["name"]].copy())
                 elif lava and "y" in p:
                     raw[p["name"]].append(out[p["y"]].copy())
-                if "v" in p and p["type"] == "LoihiLIF" and (not lava or p["latency"] <= n < p["latency"] + T):
+                if "v" in p and p["type"] in SPIKING and (not lava or p["latency"] <= n < p["latency"] + T):
                     vs[p["name"]].append(out[p["v"]].astype(np.int64))
         final = bufs[N % 2]
         records: dict[str, dict[str, np.ndarray]] = {}
@@ -152,7 +154,7 @@ class FixedSession:
             r: dict[str, np.ndarray] = {}
             lat = p["latency"] if lava else 0
             if raw[p["name"]]:
-                key = "s" if p["type"] == "LoihiLIF" else "y"
+                key = "s" if p["type"] in SPIKING else "y"
                 full = np.stack(raw[p["name"]])
                 full = full.astype(np.float32) if key == "s" else full.astype(np.int64)
                 if lava:

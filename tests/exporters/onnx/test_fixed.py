@@ -9,6 +9,7 @@ Lava-timing case below also compares the ONNX graph with lava-nc directly.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,12 +25,13 @@ from emsdeploy.cli.main import cli
 from emsdeploy.errors import EmsdeployError
 from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
 from emsdeploy.exporters.onnx.fixed_runtime import FixedSession
+from emsdeploy.ir import Kind
 from emsdeploy.ir.fixed_point import silu_step
 from emsdeploy.ir.ops.loihi import FixedSiLU
 from emsdeploy.simulators.ref_fixed import RefFixed
 from emsdeploy.tracer import trace
 from tests.helpers import tiny_ee
-from tests.loihi_cases import lowered, mixed_graph
+from tests.loihi_cases import integer_graph, lowered, mixed_graph
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "models" / "checkpoints" / "emsyolo-tiny-synth.pt"
@@ -108,6 +110,35 @@ def test_official_fixtures(official):
     assert assert_exact(q, x, "aligned")["spikes"] > 500
     if not frames:  # Lava's timing (every run step) on the COCO one; the Gen1 one has 17 latency steps
         assert_exact(q, x, "lava")
+
+
+@pytest.mark.parametrize("timing", ["aligned", "lava"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_integer_lif_populations(timing, seed):
+    """SpikeYOLO's I-LIF (integers 0..D, soft reset by the emitted integer, a shift decay, round
+    half to even) beside max-pools, sparse groups and a readout: every integer and membrane."""
+    q = lowered(integer_graph(seed=seed, time_steps=3))
+    model = build_fixed_onnx(q, timing=timing)
+    assert "LoihiIntegerLIF" in {p["type"] for p in json.loads(_meta(model)["populations"])}
+    stats = assert_exact(q, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed)), timing)
+    assert stats["spikes"] > 1000  # the integers emitted: not a silent network
+
+
+def test_official_spikeyolo_n(spikeyolo_n):
+    """The official SpikeYOLO-n (depthwise convs of graded integers, 88 I-LIFs) over three steps."""
+    from emsdeploy.pipeline import load_graph
+
+    q = lowered(load_graph(spikeyolo_n / "checkpoint_stripped_fp16.pt", (32, 32), 3).graph)
+    grouped = [n.name for n in q if getattr(n.op, "groups", 1) > 1 and q.kind(n.inputs[0]) != Kind.SPIKE]
+    assert grouped  # the grouped im2col path is exercised
+    assert (
+        assert_exact(q, torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), "aligned")["spikes"]
+        > 1000
+    )
+
+
+def _meta(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def test_shipped_checkpoint_on_validation_scenes():

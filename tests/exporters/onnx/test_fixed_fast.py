@@ -247,7 +247,9 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
 
     rng = np.random.default_rng(h * c + o if seed is None else seed)
     w = rng.integers(-128, 128, (o, c, k, k)).astype(np.int8)
-    op = dataclasses.make_dataclass("Geometry", ["stride", "padding", "dilation"])((stride,) * 2, (pad,) * 2, (dil,) * 2)
+    op = dataclasses.make_dataclass("Geometry", ["stride", "padding", "dilation"])(
+        (stride,) * 2, (pad,) * 2, (dil,) * 2
+    )
     b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
     y = gathered_matmul_integer(b, "x", w, (c, h, h), op, "conv")
     model = onnx.helper.make_model(
@@ -314,3 +316,35 @@ def test_pool_first_needs_a_per_channel_bias():
     kernels = json.loads(_meta(q)["kernels"])
     assert not any("pooled before the join" in kernels[n.name] for n in pools if n.name in kernels)
     assert assert_exact(q, torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)))["spikes"] > 50
+
+
+@pytest.mark.parametrize(
+    ("groups", "ci", "co_g", "k", "stride", "pad", "dil"),
+    [(4, 1, 1, 3, 1, 1, 1), (2, 3, 2, 3, 1, 1, 1), (3, 2, 4, 3, 2, 1, 1), (2, 4, 3, 2, 1, 0, 2), (1, 5, 6, 3, 1, 1, 1)],
+)  # fmt: skip
+def test_grouped_im2col_matmul_equals_the_convolution(groups, ci, co_g, k, stride, pad, dil):
+    """The integer graph's im2col + int64 MatMul of graded integers, grouped (SpikeYOLO's
+    depthwise convs, and groups of several channels, where the (tap, channel) order matters),
+    gives the convolution's sums exactly."""
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I64, _im2col_matmul
+
+    rng = np.random.default_rng(groups * 100 + ci * 10 + co_g)
+    c, co, h = groups * ci, groups * co_g, 7
+    w = rng.integers(-(1 << 20), 1 << 20, (co, ci, k, k))
+    op = dataclasses.make_dataclass("Geometry", ["stride", "padding", "dilation", "groups"])(
+        (stride,) * 2, (pad,) * 2, (dil,) * 2, groups
+    )
+    b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
+    y = _im2col_matmul(b, "conv", "x", w, (c, h, h), op)
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "g", [onnx.helper.make_tensor_value_info("x", I64, [None, c, h, h])],
+            [onnx.helper.make_tensor_value_info(y, I64, None)], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    x = rng.integers(-300, 300, (2, c, h, h))
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride, padding=pad, dilation=dil,
+                                      groups=groups).numpy()  # fmt: skip
+    np.testing.assert_array_equal(got, want)
