@@ -32,6 +32,7 @@ from onnx import helper
 
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write
+from emsdeploy.fileio.limits import limit
 from emsdeploy.ir import Decode, Graph, Node
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
 
@@ -212,6 +213,12 @@ def build_fixed_onnx(
         doc_string="One run step of a Loihi-quantized spiking detector in integer arithmetic; see metadata_props.",
     )
     helper.set_model_props(model, meta)
+    size, cap = model.ByteSize(), limit("onnx_bytes")
+    if size > cap:  # protobuf's limit; our reader refuses such files too (fileio/limits.py)
+        raise ExportError(
+            f"the fixed-point ONNX graph would be {size / 2**30:.2f} GiB, over the {cap / 2**30:.0f} GiB an ONNX file "
+            f"can hold ({len(exact.inits)} constants); export a smaller model or input size"
+        )
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as e:

@@ -233,7 +233,7 @@ def _float_sparse(b: FixedBuilder, hint: str, x: Value, data, indices, indptr, i
         kind = "identity"
         if not np.all(c == 1.0):  # exact: a power-of-two rescaling of the exact product
             y = Value(
-                b.op("Mul", [_fl(b, x, elem), b.const(c.reshape(in_shape), elem)], f"{hint}/diag"), elem, out_bound
+                b.op("Mul", [_fl(b, x, elem), b.bcast(c.reshape(in_shape), elem)], f"{hint}/diag"), elem, out_bound
             )
             if not np.all(c == np.round(c)):
                 y = Value(b.op("Floor", [y.name], f"{hint}/floor"), elem, out_bound)
@@ -664,7 +664,7 @@ def saturated_sum(b: FixedBuilder, decayed: Value, cur: Value, bias: np.ndarray,
     else:
         pre = add(b, [decayed, cur], f"{name}/pre")
     if bias_bound:
-        pre = Value(b.op("Add", [pre.name, b.const(bias.astype(np.float64), pre.elem)], f"{name}/bias"), pre.elem,
+        pre = Value(b.op("Add", [pre.name, b.bcast(bias.astype(np.float64), pre.elem)], f"{name}/bias"), pre.elem,
                     pre.bound + bias_bound)  # type: ignore[operator]  # fmt: skip
     v = pre.name
     if pre.bound > half - 1:  # type: ignore[operator]
@@ -715,7 +715,7 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) ->
         return a, None
     bound = a.bound + int(np.abs(op.bias_s24).max())  # type: ignore[operator]
     elem = _elem(bound, node.name)
-    y = b.op("Add", [_fl(b, a, elem), b.const(op.bias_s24.astype(np.float64), elem)], f"{node.name}/bias")
+    y = b.op("Add", [_fl(b, a, elem), b.bcast(op.bias_s24.astype(np.float64), elem)], f"{node.name}/bias")
     return Value(y, elem, bound), None
 
 
@@ -808,9 +808,52 @@ def _shared_lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv
     return out, v_out
 
 
+def _integer_lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> tuple[Value, str | None]:
+    """SpikeYOLO's I-LIF (``integer_lif_step``) in floats: every value an integer below its bound.
+
+    (a + b)·2^f and the carried V' − s'·2^(k+f) are exact sums and power-of-two scalings; the
+    arithmetic shift by d is ``Floor`` of the carried value times 2^−d (exact); V saturates to
+    ±(2^23 − 1), so the states V and s are float32; the output, round half to even of
+    clamp(V, 0, D·2^(k+f)) / 2^(k+f), is ONNX's ``Round`` (ties to even) of an exact quotient."""
+    op: loihi.LoihiIntegerLIF = node.op  # type: ignore[assignment]
+    name, qb, half = node.name, op.unit_bits, (1 << (b.p["uv_bits"] - 1)) - 1
+    a = _input_sum(b, node, terms)
+    bias = op.bias_s24.astype(np.int64)
+    bias_bound = int(np.abs(bias).max()) if bias.size else 0
+    elem = _elem(_bound(a, name) + bias_bound, name)  # (a + b) exact; times 2^f stays exact
+    cur = _fl(b, a, elem)
+    if bias_bound:
+        cur = b.op("Add", [cur, b.bcast(bias.astype(np.float64), elem)], f"{name}/bias")
+    if op.frac_bits_u5:
+        cur = b.op("Mul", [cur, _const_f(b, 2.0**op.frac_bits_u5, elem)], f"{name}/frac")
+    cur_bound = (_bound(a, name) + bias_bound) << op.frac_bits_u5
+    v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)  # |V| <= 2^23 − 1 (saturated)
+    s_in, s_out = b.state(f"{name}.s", op.in_shape(), F32)  # 0..D
+    carried_bound = half + (op.levels << qb)
+    c_elem = _elem(carried_bound, name)
+    carried = b.op("Sub", [_fl(b, Value(v_in, F32, half), c_elem),
+                           b.op("Mul", [_fl(b, Value(s_in, F32, op.levels), c_elem), _const_f(b, 2.0**qb, c_elem)],
+                                f"{name}/unit")], f"{name}/soft")  # fmt: skip
+    dec = Value(carried, c_elem, carried_bound)
+    if op.decay_shift_u4:
+        dec = floor_shift(b, dec, op.decay_shift_u4, name)
+    pre = add(b, [dec, Value(cur, elem, cur_bound)], f"{name}/v")
+    v = pre.name
+    if _bound(pre, name) > half:
+        v = b.op("Clip", [v, _const_f(b, -half, pre.elem), _const_f(b, half, pre.elem)], f"{name}/sat")
+    b.op_to("Cast", [v], v_out, to=F32)
+    c = b.op("Clip", [v_out, _const_f(b, 0.0, F32), _const_f(b, op.levels << qb, F32)], f"{name}/clamp")
+    s = b.op("Round", [b.op("Mul", [c, _const_f(b, 2.0**-qb, F32)], f"{name}/q")], f"{name}/rhe") if qb else c
+    b.op_to("Identity", [s], s_out)
+    b.kernels[name] = (f"LoihiIntegerLIF float32 (|a + b| <= {_bound(a, name) + bias_bound}, |V before saturation| "
+                       f"<= {pre.bound}){': saturation' if _bound(pre, name) > half else ''}")  # fmt: skip
+    return Value(s_out, F32, op.levels), v_out
+
+
 FAST_LOWERINGS: dict[type, Callable] = {
     loihi.LoihiLIF: _shared_lif,
     loihi.LoihiReadout: _lif,
     loihi.GradedRelay: _relay,
     loihi.FixedMaxPool: _maxpool,
+    loihi.LoihiIntegerLIF: _integer_lif,
 }

@@ -44,7 +44,9 @@ __all__ = [
 I32, I64, U8, F32, F64, BOOL = (TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.FLOAT,
                                 TensorProto.DOUBLE, TensorProto.BOOL)  # fmt: skip
 I8 = TensorProto.INT8
-NP: dict[int, type] = {I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8, F32: np.float32, F64: np.float64}
+I16 = TensorProto.INT16
+NP: dict[int, type] = {I32: np.int32, I64: np.int64, U8: np.uint8, I8: np.int8, I16: np.int16, F32: np.float32,
+                       F64: np.float64}  # fmt: skip
 INT32_LIMIT = 1 << 31
 FLOAT_EXACT = 1 << 24  # float32 holds every integer below this exactly
 
@@ -108,6 +110,33 @@ class FixedBuilder:
             self._consts[key] = name = f"c{len(self.inits)}"
             self.inits.append(numpy_helper.from_array(arr, name))
         return self._consts[key]
+
+    def bcast(self, array: ArrayLike, elem: int) -> str:
+        """A constant only ever broadcast against a whole [B, *shape] value (a bias, a channel
+        scale), stored with size 1 along each axis it is constant over: a per-channel bias as
+        (C, 1, 1) rather than (C, H, W) (SpikeYOLO-n's fixed graph at 640×640 held 0.9 GB of them)."""
+        arr = np.asarray(array)
+        for axis in range(arr.ndim):
+            first = np.take(arr, [0], axis=axis)
+            if arr.shape[axis] > 1 and np.array_equal(arr, np.broadcast_to(first, arr.shape)):
+                arr = first
+        return self.const(arr, elem)
+
+    def const_int64(self, array: ArrayLike) -> str:
+        """An int64 constant stored in the narrowest integer type holding its values, cast back
+        by a node onnxruntime folds at load (the integer graph's weight matrices: int8 mantissas
+        times 2^e stored as int64 were most of a SpikeYOLO fixed graph's file)."""
+        arr = np.asarray(array, dtype=np.int64)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        for elem, np_type in ((I8, np.int8), (I16, np.int16), (I32, np.int32)):
+            info = np.iinfo(np_type)
+            if info.min <= lo and hi <= info.max:
+                name = self.const(arr.astype(np_type), elem)
+                key = ("int64", name)
+                if key not in self._cache:
+                    self._cache[key] = self.op("Cast", [name], "wide", to=I64)
+                return self._cache[key]
+        return self.const(arr, I64)
 
     def cast(self, v: Value, elem: int) -> Value:
         if v.elem == elem:
@@ -287,8 +316,8 @@ def _im2col_matmul(
         w2 = weight.reshape(g, co // g, ci, kh, kw).transpose(0, 1, 3, 4, 2).reshape(g, co // g, taps * ci)
     else:
         w2 = weight.transpose(0, 2, 3, 1).reshape(co, kh * kw * ci)  # (offset, channel) order
-    w2 = w2.astype(np.int64) if elem == I64 else w2.astype(np.float64) * scale
-    acc = b.op("MatMul", [b.const(w2, elem), flat], f"{hint}/matmul")
+    wc = b.const_int64(w2) if elem == I64 else b.const(w2.astype(np.float64) * scale, elem)
+    acc = b.op("MatMul", [wc, flat], f"{hint}/matmul")
     return b.op("Reshape", [acc, b.const([0, co, ho, wo], I64)], f"{hint}/acc")
 
 
@@ -305,7 +334,7 @@ def _sparse_matmul(b: FixedBuilder, hint: str, x64: str, data: np.ndarray, indic
         and np.array_equal(indices, np.arange(n))
     )
     if diag:  # an identity or channel scaling: elementwise
-        return b.op("Mul", [x64, b.const(data.astype(np.int64).reshape(out_shape), elem)], f"{hint}/diag")
+        return b.op("Mul", [x64, b.bcast(data.astype(np.int64).reshape(out_shape), elem)], f"{hint}/diag")
     flat = b.op("Reshape", [x64, b.const([0, n_in], I64)], f"{hint}/flat")
     counts = np.diff(indptr)
     k = int(counts.max()) if counts.size else 0
@@ -456,7 +485,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, st
     pre = b.op("Add", [b.trunc_mul_shift(v_prev, keep_v, p["decay_shift"], elem), cur], f"{node.name}/pre")
     bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
     if np.any(bias):
-        pre = b.op("Add", [pre, b.const(bias, elem)], f"{node.name}/bias")
+        pre = b.op("Add", [pre, b.bcast(bias, elem)], f"{node.name}/bias")
     v = b.op("Clip", [pre, b.const(-(half - 1), elem), b.const(half - 1, elem)], f"{node.name}/sat")
     s = b.op("Greater", [v, b.const(op.vth_u17 << p["vth_shift"], elem)], f"{node.name}/fire")
     b.op_to("Where", [s, zero, v], v_out)
@@ -470,7 +499,7 @@ def _relay(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, 
     a = _input_sum(b, node, terms)
     y = b.cast(a, I64).name
     if np.any(op.bias_s24):
-        y = b.op("Add", [y, b.const(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
+        y = b.op("Add", [y, b.bcast(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
     return Value(y, I64, None), None
 
 
@@ -489,7 +518,7 @@ def _maxpool(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value
     a = _input_sum(b, node, terms)
     pre = b.cast(a, I64).name
     if np.any(op.bias_s24):
-        pre = b.op("Add", [pre, b.const(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
+        pre = b.op("Add", [pre, b.bcast(op.bias_s24.astype(np.int64), I64)], f"{node.name}/bias")
     k = op.kernel
     c, h, w = op.in_shape()
     if op.stride not in (0, k) or op.padding:
@@ -511,7 +540,7 @@ def _silu(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[Value, s
     op: loihi.FixedSiLU = node.op  # type: ignore[assignment]
     a = _input_sum(b, node, terms)
     af = b.op("Cast", [b.cast(a, I64).name], f"{node.name}/f64", to=F64)
-    cur = b.op("Div", [b.op("Add", [af, b.const(op.bias_s24.astype(np.float64), F64)], f"{node.name}/b"),
+    cur = b.op("Div", [b.op("Add", [af, b.bcast(op.bias_s24.astype(np.float64), F64)], f"{node.name}/b"),
                        b.const(op.scale_in, F64)], f"{node.name}/cur")  # fmt: skip
     m_in, m_out = b.state(f"{node.name}.m", op.in_shape(), F64)
     s_in, s_out = b.state(f"{node.name}.s", op.in_shape(), F64)
@@ -538,7 +567,7 @@ def _integer_lif(b: FixedBuilder, node: Node, terms: Sequence[Value]) -> tuple[V
     op: loihi.LoihiIntegerLIF = node.op  # type: ignore[assignment]
     name, qb, d = node.name, op.unit_bits, op.decay_shift_u4
     a = b.cast(_input_sum(b, node, terms), I64).name
-    cur = b.op("Add", [a, b.const(op.bias_s24.astype(np.int64), I64)], f"{name}/bias")
+    cur = b.op("Add", [a, b.bcast(op.bias_s24.astype(np.int64), I64)], f"{name}/bias")
     if op.frac_bits_u5:
         cur = b.op("Mul", [cur, b.const(1 << op.frac_bits_u5, I64)], f"{name}/frac")
     v_in, v_out = b.state(f"{name}.v", op.in_shape(), I64)

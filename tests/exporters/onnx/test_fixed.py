@@ -118,10 +118,20 @@ def test_integer_lif_populations(timing, seed):
     """SpikeYOLO's I-LIF (integers 0..D, soft reset by the emitted integer, a shift decay, round
     half to even) beside max-pools, sparse groups and a readout: every integer and membrane."""
     q = lowered(integer_graph(seed=seed, time_steps=3))
-    model = build_fixed_onnx(q, timing=timing)
-    assert "LoihiIntegerLIF" in {p["type"] for p in json.loads(_meta(model)["populations"])}
-    stats = assert_exact(q, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed)), timing)
+    meta = _meta(build_fixed_onnx(q, timing=timing))
+    assert "LoihiIntegerLIF" in {p["type"] for p in json.loads(meta["populations"])}
+    if timing == "aligned":  # the fast (float) lowering, behind the input guard
+        assert "bounded float lowering" in meta["fast_path"]
+        assert all(
+            k.startswith("LoihiIntegerLIF float32")
+            for n, k in json.loads(meta["kernels"]).items()
+            if n.startswith("il") and "<-" not in n
+        )
+    gen = torch.Generator().manual_seed(seed)
+    stats = assert_exact(q, torch.rand(2, 3, 16, 16, generator=gen), timing)
     assert stats["spikes"] > 1000  # the integers emitted: not a silent network
+    # beyond the fast lowering's input bound (|x·255| up to 510): the integer branch, as exact
+    assert assert_exact(q, 4 * torch.rand(1, 3, 16, 16, generator=gen) - 2, timing)["spikes"] > 500
 
 
 def test_official_spikeyolo_n(spikeyolo_n):
@@ -135,6 +145,16 @@ def test_official_spikeyolo_n(spikeyolo_n):
         assert_exact(q, torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), "aligned")["spikes"]
         > 1000
     )
+
+
+def test_a_graph_over_the_onnx_size_limit_is_refused_in_one_line(monkeypatch):
+    """Protobuf holds at most 2 GiB (and our reader refuses more): the exporter says so, in one line."""
+    import emsdeploy.exporters.onnx.fixed as fixed
+
+    monkeypatch.setattr(fixed, "limit", lambda name: 1000)
+    with pytest.raises(EmsdeployError, match="an ONNX file can hold") as e:
+        build_fixed_onnx(lowered(mixed_graph(seed=0)))
+    assert "\n" not in str(e.value)
 
 
 def _meta(model) -> dict[str, str]:

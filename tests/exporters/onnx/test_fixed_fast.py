@@ -348,3 +348,52 @@ def test_grouped_im2col_matmul_equals_the_convolution(groups, ci, co_g, k, strid
     want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride, padding=pad, dilation=dil,
                                       groups=groups).numpy()  # fmt: skip
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "integer"])
+def test_integer_lif_step_on_ties_and_saturation(fast):
+    """Both I-LIF lowerings against ``integer_lif_step`` over four carried steps, with inputs that
+    put half the membranes exactly on a rounding tie (V = (n + 1/2)·Q: round half to even) and
+    some beyond the saturation, negative membranes (the floor shift) and soft resets."""
+    from emsdeploy.exporters.onnx import fixed_fast_onnx, fixed_kernels_onnx
+    from emsdeploy.ir import Node
+    from emsdeploy.ir.fixed_point import integer_lif_step
+    from emsdeploy.ir.ops.loihi import LoihiIntegerLIF
+
+    rng = np.random.default_rng(7)
+    shape = (4, 8, 8)
+    op = LoihiIntegerLIF(rng.integers(-3000, 3000, shape), levels=4, decay_shift_u4=2, frac_bits_u5=2, scale=4096.0)
+    p = {"uv_bits": 24}
+    g = Graph({"time_steps": 4, "loihi": p})
+    b = FixedBuilder(g)
+    a_bound = 1 << 22
+    elem = F32 if fast else fixed_kernels_onnx.I64
+    lower = fixed_fast_onnx._integer_lif if fast else fixed_kernels_onnx._integer_lif
+    s, _ = lower(b, Node("il", op, ("a",)), [Value("a", elem, a_bound)])
+    ins = [("a", shape, elem), *b.states_in]
+    outs = [(s.name, shape, s.elem), *b.states_out]
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "ilif", [onnx.helper.make_tensor_value_info(n, e, [None, *sh]) for n, sh, e in ins],
+            [onnx.helper.make_tensor_value_info(n, e, [None, *sh]) for n, sh, e in outs], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np_of = {F32: np.float32, fixed_kernels_onnx.I64: np.int64}
+    feed = {n: np.zeros((2, *sh), np_of[e]) for n, sh, e in b.states_in}
+    state, ties = None, 0
+    for t in range(4):
+        a = rng.integers(-(1 << 13), 1 << 14, (2, *shape))  # V mostly inside 0..D·Q = 0..2^16
+        if t == 0:  # (a + b)·2^f ≡ Q/2 (mod Q), Q = 2^14: a tie of the first rounding
+            tie = rng.random((2, *shape)) < 0.5
+            a = np.where(tie, (a >> 12 << 12) + (1 << 11) - op.bias_s24, a)
+        a[:, 0, 0, :] = a_bound * np.sign(a[:, 0, 0, :])  # saturates both ways
+        want_s, state = integer_lif_step(op, a, state, p)
+        got = dict(zip([n for n, _, _ in outs], sess.run(None, {"a": a.astype(np_of[elem]), **feed}), strict=True))
+        np.testing.assert_array_equal(got[s.name].astype(np.int64), want_s)
+        v_out = next(n for n, _, _ in b.states_out if n.endswith(".v"))
+        np.testing.assert_array_equal(got[v_out].astype(np.int64), state[0])
+        feed = {n.replace("state_out.", "state_in.", 1): got[n] for n, _, _ in b.states_out}
+        ties += int(np.count_nonzero((np.clip(state[0], 0, 4 << 14) % (1 << 14)) == 1 << 13))
+    assert ties > 100  # the rounding ties were reached
