@@ -603,10 +603,7 @@ def _lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingConv]) -> t
     a_bound = _bound(a, name)
     vth = op.vth_u17 << p["vth_shift"]
     bias = op.bias_mant_s13.astype(np.int64) << op.bias_exp_u3
-    if (isinstance(op, loihi.LoihiLIF) and keep_u == 0 and vth == 0 and not np.any(bias)
-            and a_bound << p["act_shift"] <= half - 1 and _nonnegative_spike_terms(b, node)):  # fmt: skip
-        # a relay of spikes: from v = 0, v' = 64·a >= 0 either fires (reset to 0) or is 0, so v is
-        # always 0 (decay, wraps and saturation never act) and s = a > 0
+    if is_spike_relay(b, node, a_bound):
         v_in, v_out = b.state(f"{name}.v", op.in_shape(), F32)
         b.op_to("Identity", [v_in], v_out)
         b.kernels[name] = "spike relay: s = a > 0, v stays 0 (a >= 0, vth = 0, no bias)"
@@ -695,6 +692,17 @@ def _wrap24(b: FixedBuilder, cur: Value, half: int, name: str) -> Value:
         q = b.op("Clip", [q, _const_f(b, -1.0, elem), _const_f(b, 1.0, elem)], f"{name}/w")
     w = b.op("Add", [c, b.op("Mul", [q, _const_f(b, 2 * half, elem)], f"{name}/w")], f"{name}/w24")
     return Value(w, elem, half if cur.bound < 3 * half else cur.bound - 2 * half, grain)  # type: ignore[operator]
+
+
+def is_spike_relay(b: FixedBuilder, node: Node, a_bound: int) -> bool:
+    """A LIF that relays spikes (no current memory, threshold 0, no bias, inputs spikes with
+    weights >= 0, |64·a| < 2^23): from v = 0, v' = 64·a >= 0 either fires (reset to 0) or is 0,
+    so v is always 0 (decay, wraps and saturation never act) and s = a > 0."""
+    op, p = node.op, b.p
+    unity, half = 1 << p["decay_shift"], 1 << (p["uv_bits"] - 1)
+    return (isinstance(op, loihi.LoihiLIF) and op.du_u12 + p["ds_offset"] == unity and op.vth_u17 << p["vth_shift"] == 0
+            and not np.any(op.bias_mant_s13) and a_bound << p["act_shift"] <= half - 1
+            and _nonnegative_spike_terms(b, node))  # fmt: skip
 
 
 def _nonnegative_spike_terms(b: FixedBuilder, node: Node) -> bool:
