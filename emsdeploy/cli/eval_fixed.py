@@ -12,9 +12,10 @@ __all__ = ["FixedOnnxDetector"]
 
 
 class FixedOnnxDetector(nn.Module):
-    """Wraps a :class:`FixedSession` as a detector: ``forward`` gives the raw head outputs
-    ``[B, na, ny, nx, no]`` per scale (the readouts, mean over T) and ``detect`` decodes them
-    with the float model's own Detect module (same anchors and strides)."""
+    """Wraps a :class:`FixedSession` as a detector: ``forward`` gives the raw head outputs per
+    scale (the readouts, mean over T) in the float model's layout — ``[B, na, ny, nx, no]`` for
+    EMS-YOLO's anchor head, ``[B, 4·reg_max + nc, ny, nx]`` for SpikeYOLO's DFL head — and
+    ``detect`` decodes them with the float model's own head (same anchors, strides, bins)."""
 
     def __init__(self, model: Any, checkpoint_path: str, threads: int | None = None) -> None:
         super().__init__()
@@ -25,7 +26,7 @@ class FixedOnnxDetector(nn.Module):
         graph = load_graph(checkpoint_path, None, None).graph
         self.session = FixedSession(build_fixed_onnx(fixed_graph(graph)).SerializeToString(), threads=threads)
         self.detect = model.detect
-        self.na = int(model.detect.anchors.shape[1])
+        self.na = 0 if getattr(model.detect, "reg_max", None) else int(model.detect.anchors.shape[1])
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -33,6 +34,9 @@ class FixedOnnxDetector(nn.Module):
         raws = []
         for h in self.session.heads:
             y = torch.from_numpy(trace.outputs[h["readout"]]).to(torch.float32)
+            if not self.na:  # DFL: the readout is the head's raw output as it is
+                raws.append(y)
+                continue
             b, c, ny, nx = y.shape
             raws.append(y.view(b, self.na, c // self.na, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
         return raws

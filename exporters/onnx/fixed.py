@@ -33,7 +33,7 @@ from onnx import helper
 from emsdeploy.errors import ExportError
 from emsdeploy.fileio import atomic_write
 from emsdeploy.fileio.limits import limit
-from emsdeploy.ir import Decode, Graph, Node
+from emsdeploy.ir import Decode, DFLDecode, Graph, Node
 from emsdeploy.ir.ops.loihi import HOST_TERMS, POPULATIONS, LoihiLIF, LoihiReadout
 
 from .fixed_fast_onnx import FAST_LOWERINGS, FAST_TERM_LOWERINGS, UnboundedError, fast_input
@@ -172,8 +172,9 @@ def build_fixed_onnx(
     graph_inputs += [helper.make_tensor_value_info(nm, el, ["batch", *s]) for nm, s, el in states_in]
     outputs = [helper.make_tensor_value_info(n, e, ["batch", *s]) for n, e, s in outs]
     populations, readouts, b = shown.populations, shown.readouts, main
-    decodes = q.of_type(Decode)
-    dec = cast("Decode | None", decodes[0].op if decodes else None)
+    decodes = _decodes(q)
+    dec = cast("Decode | DFLDecode | None", decodes[0].op if decodes else None)
+    anchors = dec.anchors if isinstance(dec, Decode) else []
     meta = {
         "format": FIXED_FORMAT,
         "format_version": str(FIXED_VERSION),
@@ -192,8 +193,10 @@ def build_fixed_onnx(
         "populations": json.dumps(populations),
         "heads": json.dumps([{"readout": r, "v": v.removeprefix("state_out."), "scale": s} for r, v, s in readouts]),
         "decode": json.dumps(decodes[0].name if decodes else None),
+        "decode_kind": "dfl" if isinstance(dec, DFLDecode) else "anchors",
+        "reg_max": str(dec.reg_max if isinstance(dec, DFLDecode) else 0),
         "nc": str(int(dec.nc if dec else q.attrs.get("nc", 0))),
-        "anchors": json.dumps([[list(map(float, a)) for a in lvl] for lvl in dec.anchors] if dec else []),
+        "anchors": json.dumps([[list(map(float, a)) for a in lvl] for lvl in anchors]),
         "strides": json.dumps(list(map(float, dec.strides)) if dec else []),
         "names": json.dumps([str(x) for x in q.attrs.get("names", [])]),
         "kernels": json.dumps(b.kernels),
@@ -309,10 +312,15 @@ def _lower_step(b: FixedBuilder, q: Graph, lava: bool, record: bool, quantized: 
             step.readouts.append((n.name, v_state or "", float(n.op.scale)))
     for k in range(1, host_lag + 1):
         b.op_to("Identity", [b.lags[k - 1]], f"state_out.x.lag{k}")
-    decodes = q.of_type(Decode)
+    decodes = _decodes(q)
     order = list(decodes[0].inputs) if decodes else []
     step.readouts.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
     return step
+
+
+def _decodes(q: Graph) -> list[Node]:
+    """The graph's box decoding on the host: YOLOv5 anchors (``Decode``) or DFL (``DFLDecode``)."""
+    return q.of_type(Decode) + q.of_type(DFLDecode)
 
 
 def _outputs(b: FixedBuilder, step: _Step) -> list[tuple[str, int, tuple[int, ...]]]:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from emsdeploy.errors import ExportError, InputError, SimulationError
-from emsdeploy.ir.runtime import RecordSpec, Trace, decode_readouts, encoding_steps, select_records
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
+from emsdeploy.models.boxes import dfl_rows
 
 from .detect import Detections, nms
 from .fixed import FIXED_FORMAT, FIXED_VERSION
@@ -78,6 +79,10 @@ class FixedSession:
             self.decode_name = json.loads(props["decode"])
             self.nc = int(props["nc"])
             self.anchors = np.array(json.loads(props["anchors"]), dtype=np.float64)
+            self.decode_kind = props.get("decode_kind", "anchors")  # "dfl": SpikeYOLO's anchor-free head
+            self.reg_max = int(props.get("reg_max", "0"))
+            if self.decode_kind not in ("anchors", "dfl"):
+                raise ValueError(f"decode_kind {self.decode_kind!r} unknown")
             self.strides = tuple(json.loads(props["strides"]))
             self.kernels = json.loads(props.get("kernels", "{}"))
         except (KeyError, ValueError, TypeError) as e:
@@ -169,15 +174,21 @@ class FixedSession:
         for h in self.heads:
             outputs[h["readout"]] = final[h["v"]].astype(np.float64) / (64 * h["scale"] * T)
         if self.decode_name is not None:
-            outputs[self.decode_name] = decode_readouts([outputs[h["readout"]] for h in self.heads], self.anchors,
-                                                        self.strides, self.nc)  # fmt: skip
+            readouts = [outputs[h["readout"]] for h in self.heads]
+            if self.decode_kind == "dfl":
+                outputs[self.decode_name] = decode_dfl(readouts, self.strides, self.nc, self.reg_max)
+            else:
+                outputs[self.decode_name] = decode_readouts(readouts, self.anchors, self.strides, self.nc)
         return Trace(outputs, records, T)
 
     def detect(self, x: Any, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
         trace = self.run(x)
         if self.decode_name is None:
             raise SimulationError(f"{self.where}: the graph has no Decode node, so no boxes to detect")
-        return nms(trace.outputs[self.decode_name].astype(np.float32), conf, iou, max_det)
+        boxes = trace.outputs[self.decode_name].astype(np.float32)
+        if self.decode_kind == "dfl":  # [B, 4+nc, A] -> rows (xywh, objectness 1, classes)
+            boxes = dfl_rows(boxes)
+        return nms(boxes, conf, iou, max_det)
 
     @property
     def run_steps(self) -> int:

@@ -39,6 +39,10 @@ def test_train_then_eval_a_spikeyolo_from_its_yaml(tmp_path):
     r = CliRunner().invoke(cli, ["eval", str(out), "--json"])
     assert r.exit_code == 0, r.output
     assert 0.0 <= json.loads(r.output)["map50"] <= 1.0
+    # the deployed model: the Loihi-quantized graph in onnxruntime, decoded by the DFL head
+    r = CliRunner().invoke(cli, ["eval", str(out), "--json", "--backend", "onnx-fixed"])
+    assert r.exit_code == 0, r.output
+    assert 0.0 <= json.loads(r.output)["map50"] <= 1.0 and '"onnx-fixed"' in r.output
 
 
 def test_dfl_rows_give_nms_an_objectness_of_one():

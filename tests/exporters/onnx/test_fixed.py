@@ -141,10 +141,13 @@ def test_official_spikeyolo_n(spikeyolo_n):
     q = lowered(load_graph(spikeyolo_n / "checkpoint_stripped_fp16.pt", (32, 32), 3).graph)
     grouped = [n.name for n in q if getattr(n.op, "groups", 1) > 1 and q.kind(n.inputs[0]) != Kind.SPIKE]
     assert grouped  # the grouped im2col path is exercised
-    assert (
-        assert_exact(q, torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), "aligned")["spikes"]
-        > 1000
-    )
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert assert_exact(q, x, "aligned")["spikes"] > 1000
+    session = FixedSession(build_fixed_onnx(q).SerializeToString())
+    assert session.decode_kind == "dfl" and session.reg_max == 16
+    boxes = session.run(x).outputs[session.decode_name]  # the DFL decoding: [B, 4 + nc, A]
+    np.testing.assert_allclose(boxes, RefFixed(q).run(x).outputs[session.decode_name].numpy(), rtol=1e-12, atol=1e-9)
+    assert len(session.detect(x, conf=0.0)) == 1
 
 
 def test_a_graph_over_the_onnx_size_limit_is_refused_in_one_line(monkeypatch):
