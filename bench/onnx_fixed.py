@@ -80,31 +80,16 @@ def _floor_lif(b, node, terms):
 
 
 def _nhwc_matmul_integer(b, x: str, w: np.ndarray, in_shape, op, hint: str) -> str:
-    """A spike conv's cost in an NHWC graph: im2col ``Gather`` + ``MatMulInteger`` (a 1×1 conv:
-    the ``MatMulInteger`` alone), the layout changes as free ``Reshape``s. NOT exact (scrambled)."""
-    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I8, I64
+    """A spike conv's cost in an NHWC graph: the gathered ``MatMulInteger`` on an NHWC input
+    (a 1×1 conv: the ``MatMulInteger`` alone), the layout changes as free ``Reshape``s. NOT
+    exact (the data is scrambled)."""
+    from emsdeploy.exporters.onnx.fixed_kernels_onnx import I64, nhwc_matmul_integer
 
     c, h, wd = (int(v) for v in in_shape)
-    o, _, kh, kw = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
-    hp, wp = h + 2 * ph, wd + 2 * pw
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    o = int(w.shape[0])
     xt = b.op("Reshape", [x, b.const([0, h, wd, c], I64)], f"{hint}/nhwc")
-    wm = np.zeros((kh * kw * c, -(-o // 16) * 16), np.int8)  # widths of 16 (the MatMulInteger bug)
-    wm[:, :o] = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
-    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-        cols = b.op("Reshape", [xt, b.const([0, h * wd, c], I64)], f"{hint}/rows")
-    else:
-        if ph or pw:
-            xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
-        rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
-        oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
-        taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
-        index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
-        cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
-        cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
-    acc = b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint")
-    if wm.shape[1] != o:
+    acc, ho, wo = nhwc_matmul_integer(b, xt, w, in_shape, op, hint)
+    if o % 16:
         acc = b.op("Slice", [acc, b.const([0], I64), b.const([o], I64), b.const([2], I64)], f"{hint}/width")
     return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
 

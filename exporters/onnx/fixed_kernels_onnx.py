@@ -243,27 +243,39 @@ def gathered_matmul_integer(b: FixedBuilder, x: str, w: np.ndarray, in_shape: tu
     off: onnxruntime 1.23.2's ``MatMulInteger`` with a constant right operand returns wrong sums
     for other widths (measured on an AVX-512 VNNI / AMX Xeon: N = 17, 21, 27 wrong across M, K
     and batch; every multiple of 16 exact; docs/onnx.md)."""
+    o = int(w.shape[0])
+    xt = b.op("Transpose", [x], f"{hint}/nhwc", perm=[0, 2, 3, 1])
+    acc, ho, wo = nhwc_matmul_integer(b, xt, w, in_shape, op, hint)
+    acc = b.op("Transpose", [acc], f"{hint}/nchw", perm=[0, 2, 1])
+    if o % 16:
+        acc = b.op("Slice", [acc, b.const([0], I64), b.const([o], I64), b.const([1], I64)], f"{hint}/width")
+    return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
+
+
+def nhwc_matmul_integer(b: FixedBuilder, xt: str, w: np.ndarray, in_shape: tuple[int, ...], op, hint: str
+                        ) -> tuple[str, int, int]:  # fmt: skip
+    """The core of :func:`gathered_matmul_integer` on an NHWC uint8 input ``xt`` ([B, H, W, C]):
+    the int32 sums as [B, Ho·Wo, O'] (O' = O rounded up to a multiple of 16, the columns past O
+    zero) and (Ho, Wo). A 1×1 conv of stride 1 without padding needs no gather."""
     c, h, wd = (int(v) for v in in_shape)
     o, _, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = op.stride, op.padding, op.dilation
     hp, wp = h + 2 * ph, wd + 2 * pw
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    xt = b.op("Transpose", [x], f"{hint}/nhwc", perm=[0, 2, 3, 1])
-    if ph or pw:
-        xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
-    rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
-    oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
-    taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
-    index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
-    cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
-    cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
+    if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+        cols = b.op("Reshape", [xt, b.const([0, h * wd, c], I64)], f"{hint}/rows")
+    else:
+        if ph or pw:
+            xt = b.op("Pad", [xt, b.const([0, ph, pw, 0, 0, ph, pw, 0], I64)], f"{hint}/pad")
+        rows = b.op("Reshape", [xt, b.const([0, hp * wp, c], I64)], f"{hint}/rows")
+        oy, ox = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
+        taps = [(oy + i * dh) * wp + ox + j * dw for i in range(kh) for j in range(kw)]
+        index = np.stack(taps, -1).reshape(ho * wo, kh * kw)
+        cols = b.op("Gather", [rows, b.const(index, I64)], f"{hint}/im2col", axis=1)
+        cols = b.op("Reshape", [cols, b.const([0, ho * wo, kh * kw * c], I64)], f"{hint}/cols")
     wm = np.zeros((kh * kw * c, -(-o // 16) * 16), np.int8)
     wm[:, :o] = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
-    acc = b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint")
-    acc = b.op("Transpose", [acc], f"{hint}/nchw", perm=[0, 2, 1])
-    if wm.shape[1] != o:
-        acc = b.op("Slice", [acc, b.const([0], I64), b.const([o], I64), b.const([1], I64)], f"{hint}/width")
-    return b.op("Reshape", [acc, b.const([0, o, ho, wo], I64)], f"{hint}/out")
+    return b.op("MatMulInteger", [cols, b.const(wm, I8)], f"{hint}/matmulint"), ho, wo
 
 
 def _gathered_conv(b: FixedBuilder, node: Node, x: Value) -> str:

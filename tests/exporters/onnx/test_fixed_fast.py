@@ -234,6 +234,19 @@ def test_pointwise_detection_is_exact():
     assert _pointwise(data, shifted, indptr, (ci, h, w), (co, h, w)) is None
 
 
+def _kernel(b: FixedBuilder, x: tuple[str, int, tuple[int, ...]], y: tuple[str, int]) -> ort.InferenceSession:
+    """A session of the builder's nodes: input ``x`` (name, element type, shape without the
+    batch), output ``y`` (name, element type)."""
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            b.nodes, "g", [onnx.helper.make_tensor_value_info(x[0], x[1], [None, *x[2]])],
+            [onnx.helper.make_tensor_value_info(y[0], y[1], None)], initializer=b.inits,
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
+    )  # fmt: skip
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 @pytest.mark.parametrize(
     ("batch", "c", "o", "h", "k", "stride", "pad", "dil"),
     [(1, 16, 32, 6, 3, 1, 1, 1), (2, 64, 64, 10, 3, 1, 1, 1), (2, 32, 16, 9, 3, 2, 1, 1), (3, 8, 16, 7, 3, 1, 2, 2),
@@ -252,15 +265,8 @@ def test_gathered_matmul_integer_equals_the_convolution(batch, c, o, h, k, strid
     )
     b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
     y = gathered_matmul_integer(b, "x", w, (c, h, h), op, "conv")
-    model = onnx.helper.make_model(
-        onnx.helper.make_graph(
-            b.nodes, "g", [onnx.helper.make_tensor_value_info("x", U8, [None, c, h, h])],
-            [onnx.helper.make_tensor_value_info(y, I32, None)], initializer=b.inits,
-        ),
-        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
-    )  # fmt: skip
     x = (rng.random((batch, c, h, h)) < 0.3).astype(np.uint8)
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = _kernel(b, ("x", U8, (c, h, h)), (y, I32)).run(None, {"x": x})[0]
     want = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
                                       stride=stride, padding=pad, dilation=dil).numpy()  # fmt: skip
     np.testing.assert_array_equal(got, want.astype(np.int64))
@@ -336,15 +342,8 @@ def test_grouped_im2col_matmul_equals_the_convolution(groups, ci, co_g, k, strid
     )
     b = FixedBuilder(Graph({"time_steps": 1, "loihi": {}}))
     y = _im2col_matmul(b, "conv", "x", w, (c, h, h), op)
-    model = onnx.helper.make_model(
-        onnx.helper.make_graph(
-            b.nodes, "g", [onnx.helper.make_tensor_value_info("x", I64, [None, c, h, h])],
-            [onnx.helper.make_tensor_value_info(y, I64, None)], initializer=b.inits,
-        ),
-        opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8,
-    )  # fmt: skip
     x = rng.integers(-300, 300, (2, c, h, h))
-    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = _kernel(b, ("x", I64, (c, h, h)), (y, I64)).run(None, {"x": x})[0]
     want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), stride=stride, padding=pad, dilation=dil,
                                       groups=groups).numpy()  # fmt: skip
     np.testing.assert_array_equal(got, want)
