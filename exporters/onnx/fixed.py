@@ -174,7 +174,7 @@ def build_fixed_onnx(
     populations, readouts, b = shown.populations, shown.readouts, main
     decodes = _decodes(q)
     dec = cast("Decode | DFLDecode | None", decodes[0].op if decodes else None)
-    anchors = dec.anchors if isinstance(dec, Decode) else []
+    anchors: Any = dec.anchors if isinstance(dec, Decode) else []
     meta = {
         "format": FIXED_FORMAT,
         "format_version": str(FIXED_VERSION),
