@@ -138,6 +138,18 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every descendant (collected first: killed parents orphan their children)."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        with contextlib.suppress(OSError):
+            tree += _children(tree[i])
+        i += 1
+    for p in reversed(tree):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
 def _rank_of(pid: int) -> int | None:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -158,10 +170,7 @@ def test_a_killed_worker_is_restarted_and_the_sweep_ends_identical(energy_refere
     results = tmp_path / "res"
     args = ["energy", "--json", "--limit", "8", "--results", str(results), "--resume"]
     cmd = _torchrun_cmd(args, launcher=("--max-restarts", "1"))
-    # its own process group: a hung run is ended with its workers (orphaned workers would hold the
-    # pipes open, and communicate() would wait on them)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     killed = None
     deadline = time.monotonic() + 180
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -175,12 +184,12 @@ def test_a_killed_worker_is_restarted_and_the_sweep_ends_identical(energy_refere
     try:
         out, err = proc.communicate(timeout=420)  # two start-ups of two workers on a loaded machine
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)  # torchrun starts each worker in a session of its own
         out, err = proc.communicate(timeout=60)
         pytest.fail(f"the restarted sweep hung:\n{err[-4000:]}")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # no worker outlives the test
+        if proc.poll() is None:
+            _kill_tree(proc.pid)  # no worker outlives the test (an orphan would hold the pipes open)
     assert killed is not None and len(killed) < 8, f"the sweep ended before a worker could be killed:\n{err[-2000:]}"
     assert proc.returncode == 0, err[-3000:]
     assert out == energy_reference[0]
