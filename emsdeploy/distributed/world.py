@@ -86,7 +86,14 @@ def process_group(world: World, backend: str) -> Iterator[None]:
     if not world.distributed or dist.is_initialized():
         yield
         return
-    dist.init_process_group(backend, init_method="env://", rank=world.rank, world_size=world.size, timeout=timeout())
+    # The env:// store, under a prefix of this attempt: a group torchrun restarted after a lost
+    # worker must not read the addresses its predecessors published. torch >= 2.4 stopped
+    # prefixing them per attempt (it counts on a fresh agent store per restart), and the
+    # restarted ranks then sometimes dialled the dead rank's old port ("Connection refused").
+    store, _, _ = next(dist.rendezvous("env://", world.rank, world.size, timeout=timeout()))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.PrefixStore(f"/emsdeploy/attempt_{attempt}", store)
+    dist.init_process_group(backend, store=store, rank=world.rank, world_size=world.size, timeout=timeout())
     yield
     # On success only (after a failure the peers may be gone; the process is ending anyway).
     # torch 2.3 can deadlock destroying a gloo group while a worker thread still releases a

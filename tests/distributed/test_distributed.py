@@ -161,11 +161,6 @@ def _rank_of(pid: int) -> int | None:
     return None
 
 
-@pytest.mark.skipif(
-    tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 4),
-    reason="known gap: on torch >= 2.4 the restarted worker group cannot reconnect gloo "
-    "('Connection refused', static and c10d rendezvous alike); checked on torch 2.3 (the Lava env)",
-)
 def test_a_killed_worker_is_restarted_and_the_sweep_ends_identical(energy_reference, tmp_path):
     results = tmp_path / "res"
     args = ["energy", "--json", "--limit", "8", "--results", str(results), "--resume"]
