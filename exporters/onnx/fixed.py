@@ -193,7 +193,7 @@ def build_fixed_onnx(
         "populations": json.dumps(populations),
         "heads": json.dumps([{"readout": r, "v": v.removeprefix("state_out."), "scale": s} for r, v, s in readouts]),
         "decode": json.dumps(decodes[0].name if decodes else None),
-        "decode_kind": "dfl" if isinstance(dec, DFLDecode) else "anchors",
+        "decode_kind": "dfl" if isinstance(dec, DFLDecode) else "yolov5",  # the float contract's names
         "reg_max": str(dec.reg_max if isinstance(dec, DFLDecode) else 0),
         "nc": str(int(dec.nc if dec else q.attrs.get("nc", 0))),
         "anchors": json.dumps([[list(map(float, a)) for a in lvl] for lvl in anchors]),

@@ -849,7 +849,7 @@ def _integer_lif(b: FixedBuilder, node: Node, terms: Sequence[Value | PendingCon
     v = pre.name
     if _bound(pre, name) > half:
         v = b.op("Clip", [v, _const_f(b, -half, pre.elem), _const_f(b, half, pre.elem)], f"{name}/sat")
-    b.op_to("Cast", [v], v_out, to=F32)
+    b.op_to("Identity" if pre.elem == F32 else "Cast", [v], v_out, **({} if pre.elem == F32 else {"to": F32}))
     c = b.op("Clip", [v_out, _const_f(b, 0.0, F32), _const_f(b, op.levels << qb, F32)], f"{name}/clamp")
     s = b.op("Round", [b.op("Mul", [c, _const_f(b, 2.0**-qb, F32)], f"{name}/q")], f"{name}/rhe") if qb else c
     b.op_to("Identity", [s], s_out)

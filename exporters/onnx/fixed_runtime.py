@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from emsdeploy.errors import ExportError, InputError, SimulationError
-from emsdeploy.ir.runtime import RecordSpec, Trace, decode_dfl, decode_readouts, encoding_steps, select_records
+from emsdeploy.errors import ExportError, InputError, IRValidationError, SimulationError
+from emsdeploy.ir import Decode, DFLDecode
+from emsdeploy.ir.runtime import RecordSpec, Trace, decode_boxes, encoding_steps, select_records
 from emsdeploy.models.boxes import dfl_rows
 
+from .contract import DECODE_KINDS
 from .detect import Detections, nms
 from .fixed import FIXED_FORMAT, FIXED_VERSION
 
@@ -78,14 +80,10 @@ class FixedSession:
             self.heads = json.loads(props["heads"])
             self.decode_name = json.loads(props["decode"])
             self.nc = int(props["nc"])
-            self.anchors = np.array(json.loads(props["anchors"]), dtype=np.float64)
-            self.decode_kind = props.get("decode_kind", "anchors")  # "dfl": SpikeYOLO's anchor-free head
-            self.reg_max = int(props.get("reg_max", "0"))
-            if self.decode_kind not in ("anchors", "dfl"):
-                raise ValueError(f"decode_kind {self.decode_kind!r} unknown")
             self.strides = tuple(json.loads(props["strides"]))
+            self.decoder = _decoder(props, self.nc, self.strides) if self.decode_name is not None else None
             self.kernels = json.loads(props.get("kernels", "{}"))
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, IRValidationError) as e:
             raise ExportError(f"{where}: fixed-point metadata is damaged ({type(e).__name__}: {e})") from None
         self.where = where
 
@@ -173,12 +171,8 @@ class FixedSession:
         outputs: dict[str, np.ndarray] = {}
         for h in self.heads:
             outputs[h["readout"]] = final[h["v"]].astype(np.float64) / (64 * h["scale"] * T)
-        if self.decode_name is not None:
-            readouts = [outputs[h["readout"]] for h in self.heads]
-            if self.decode_kind == "dfl":
-                outputs[self.decode_name] = decode_dfl(readouts, self.strides, self.nc, self.reg_max)
-            else:
-                outputs[self.decode_name] = decode_readouts(readouts, self.anchors, self.strides, self.nc)
+        if self.decoder is not None:
+            outputs[self.decode_name] = decode_boxes([outputs[h["readout"]] for h in self.heads], self.decoder)
         return Trace(outputs, records, T)
 
     def detect(self, x: Any, conf: float = 0.25, iou: float = 0.45, max_det: int = 300) -> list[Detections]:
@@ -186,13 +180,24 @@ class FixedSession:
         if self.decode_name is None:
             raise SimulationError(f"{self.where}: the graph has no Decode node, so no boxes to detect")
         boxes = trace.outputs[self.decode_name].astype(np.float32)
-        if self.decode_kind == "dfl":  # [B, 4+nc, A] -> rows (xywh, objectness 1, classes)
+        if isinstance(self.decoder, DFLDecode):  # [B, 4+nc, A] -> rows (xywh, objectness 1, classes)
             boxes = dfl_rows(boxes)
         return nms(boxes, conf, iou, max_det)
 
     @property
     def run_steps(self) -> int:
         return self.latency
+
+
+def _decoder(props: dict[str, str], nc: int, strides: tuple[float, ...]) -> Decode | DFLDecode:
+    """The host decoding the metadata names (``decode_kind`` as in the float graph's contract;
+    files without it are YOLOv5), as the IR op :func:`decode_boxes` runs."""
+    kind = props.get("decode_kind", "yolov5")
+    if kind not in DECODE_KINDS:
+        raise ValueError(f"decode_kind {kind!r} is none of {', '.join(DECODE_KINDS)}")
+    if kind == "dfl":
+        return DFLDecode(nc, strides, int(props["reg_max"]))
+    return Decode(nc, json.loads(props["anchors"]), strides)
 
 
 def _bind_in(io: Any, name: str, arr: np.ndarray) -> None:

@@ -25,7 +25,7 @@ from emsdeploy.cli.main import cli
 from emsdeploy.errors import EmsdeployError
 from emsdeploy.exporters.onnx.fixed import build_fixed_onnx
 from emsdeploy.exporters.onnx.fixed_runtime import FixedSession
-from emsdeploy.ir import Kind
+from emsdeploy.ir import DFLDecode, Kind
 from emsdeploy.ir.fixed_point import silu_step
 from emsdeploy.ir.ops.loihi import FixedSiLU
 from emsdeploy.simulators.ref_fixed import RefFixed
@@ -144,7 +144,7 @@ def test_official_spikeyolo_n(spikeyolo_n):
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert assert_exact(q, x, "aligned")["spikes"] > 1000
     session = FixedSession(build_fixed_onnx(q).SerializeToString())
-    assert session.decode_kind == "dfl" and session.reg_max == 16
+    assert isinstance(session.decoder, DFLDecode) and session.decoder.reg_max == 16
     boxes = session.run(x).outputs[session.decode_name]  # the DFL decoding: [B, 4 + nc, A]
     np.testing.assert_allclose(boxes, RefFixed(q).run(x).outputs[session.decode_name].numpy(), rtol=1e-12, atol=1e-9)
     assert len(session.detect(x, conf=0.0)) == 1
