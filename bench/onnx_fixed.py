@@ -11,7 +11,7 @@ ref-fixed are checked to agree bit for bit first.
 
 A lower bound rides along (``fixed-floor``, NOT exact, timing only): the fixed graph with every
 LIF population's Loihi arithmetic replaced by the least any LIF update does — decay by a
-multiply, integrate, fire, reset (five passes, the float graph's update with its ``Where`` as a
+multiply, integrate, fire, reset (six elementwise passes: Mul, Add, Greater, and LessOrEqual, Cast, Mul for the reset; the float graph's update with its ``Where`` as a
 mask) — and everything else (the exact convolution kernels, the stem, the terms' scaling, the
 pools, the input guard) as exported. An exact lowering must add the truncation of the decay,
 the bias, and the 24-bit wrap and the saturation where reachable, so no exact graph built on
